@@ -1,0 +1,412 @@
+"""Data contract and audit: which cases a run uses, and what they look like.
+
+Owns the imagesTr/labelsTr pairing, the datalist (given, or a generated seed-0 five-fold split),
+the per-pair shape/affine check, and the dataset audit recorded in `input.dataset_audit`.
+Datalist entries stay in the bundle's form ({"image", "label", "fold"}, paths relative to the
+dataset dir); `entry_paths` turns one into files. Reads NIfTI with nibabel; writes only
+OUT/datalist.json, never into the dataset dir. No torch, no monai.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import nibabel
+import numpy as np
+
+from nvseg_bench.errors import ArgumentError, DataContractError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+SHOWN = 10  # list at most this many offending files, then "and N more"
+AFFINE_ATOL = 1e-3
+N_FOLDS = 5
+GENERATED_SOURCE = "generated: seed-0 five-fold"
+# CT in Hounsfield units holds air (about -1000 HU) and dense tissue or bone (above 200 HU).
+CT_AIR_MAX_HU = -500.0
+CT_DENSE_MIN_HU = 200.0
+
+_NIFTI_ERRORS = (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error)
+_UNUSABLE = "the dataset is not usable (nothing was run)"
+_BAD_DATALIST = "the datalist is not usable (nothing was run)"
+_PAIR_RULE = "Each imagesTr/NAME.nii.gz needs labelsTr/NAME.nii.gz with the same shape and affine."
+_DATALIST_FORM = '{"training": [{"image": "imagesTr/x.nii.gz", "label": "labelsTr/x.nii.gz", ' \
+    '"fold": 0}, ...]}'
+
+
+@dataclass(frozen=True)
+class CasePair:
+    """One image/label pair; paths are relative to the dataset dir, as a datalist writes them."""
+
+    name: str
+    image: Path
+    label: Path
+
+
+def case_name(path: str | Path) -> str:
+    """'imagesTr/lung_001.nii.gz' -> 'lung_001'."""
+    base = PurePosixPath(str(path)).name
+    for suffix in NIFTI_SUFFIXES:
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def entry_paths(entry: dict, dataset_dir: Path) -> tuple[Path, Path]:
+    """The image and label files of one datalist entry."""
+    return dataset_dir / entry["image"], dataset_dir / entry["label"]
+
+
+def _shown(items: list[str]) -> list[str]:
+    """The first SHOWN items, then 'and N more'."""
+    return items[:SHOWN] + ([f"and {len(items) - SHOWN} more"] if len(items) > SHOWN else [])
+
+
+def _listing(items: list[str]) -> str:
+    """'a, b, c' with at most SHOWN names, then ' and N more'."""
+    more = len(items) - SHOWN
+    return ", ".join(items[:SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def find_pairs(dataset_dir: Path) -> list[CasePair]:
+    """Pair imagesTr/NAME with labelsTr/NAME, or follow an MSD dataset.json "training" list."""
+    if not dataset_dir.is_dir():
+        raise DataContractError(
+            _UNUSABLE, [f"dataset dir {dataset_dir} does not exist or is not a directory"],
+            ["Pass the folder that holds imagesTr/ and labelsTr/."])
+    from_json = _pairs_from_dataset_json(dataset_dir)
+    if from_json is not None:
+        return from_json
+    images = _nifti_files(dataset_dir / "imagesTr")
+    labels = _nifti_files(dataset_dir / "labelsTr")
+    if not images:
+        raise DataContractError(
+            _UNUSABLE, [f"{dataset_dir}/imagesTr/ holds no .nii.gz or .nii images"],
+            [_PAIR_RULE, "Put the images under imagesTr/, or pass --datalist."])
+    no_label = [images[n].name for n in sorted(images) if n not in labels]
+    no_image = [labels[n].name for n in sorted(labels) if n not in images]
+    evidence = []
+    if no_label:
+        evidence.append(f"labelsTr/ has no label for {len(no_label)} images: {_listing(no_label)}")
+    if no_image:
+        evidence.append(f"imagesTr/ has no image for {len(no_image)} labels: {_listing(no_image)}")
+    if evidence:
+        raise DataContractError(
+            _UNUSABLE, evidence,
+            [_PAIR_RULE, "Fix the pairs, or pass --datalist with the cases to use."])
+    return [CasePair(n, images[n].relative_to(dataset_dir), labels[n].relative_to(dataset_dir))
+            for n in sorted(images)]
+
+
+def _nifti_files(folder: Path) -> dict[str, Path]:
+    """NAME -> file for the NIfTI files in a folder; skips hidden files such as macOS '._x'."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.name.startswith(".") or not path.name.endswith(NIFTI_SUFFIXES):
+            continue
+        name = case_name(path)
+        if name in found:
+            raise DataContractError(
+                _UNUSABLE, [f"{folder.name}/ holds both {found[name].name} and {path.name}"],
+                ["Keep one file per case (either .nii.gz or .nii)."])
+        found[name] = path
+    return found
+
+
+def _pairs_from_dataset_json(dataset_dir: Path) -> list[CasePair] | None:
+    """Pairs from an MSD dataset.json "training" list; None when there is no such list."""
+    path = dataset_dir / "dataset.json"
+    data = _read_json(path) if path.is_file() else None
+    training = data.get("training") if isinstance(data, dict) else None
+    if not isinstance(training, list) or not training:
+        return None
+    entries = [dict(e, fold=1) if isinstance(e, dict) else e for e in training]  # MSD has no folds
+    _check_entries(entries, path, dataset_dir)
+    return [CasePair(case_name(e["image"]), Path(os.path.normpath(e["image"])),
+                     Path(os.path.normpath(e["label"]))) for e in entries]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataContractError(_BAD_DATALIST, [f"cannot read {path}: {exc}"],
+                                ["Check the path and its permissions."]) from exc
+    except json.JSONDecodeError as exc:
+        raise DataContractError(
+            _BAD_DATALIST,
+            [f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"],
+            [f"Fix the JSON; the expected form is {_DATALIST_FORM}."]) from exc
+    except UnicodeDecodeError as exc:
+        raise DataContractError(_BAD_DATALIST, [f"{path} is not UTF-8 text: {exc}"],
+                                [f"Pass a JSON datalist of the form {_DATALIST_FORM}."]) from exc
+
+
+def load_datalist(path: Path, dataset_dir: Path) -> list[dict]:
+    """Read a datalist and check it against the dataset dir; returns its training entries."""
+    data = _read_json(path)
+    training = data.get("training") if isinstance(data, dict) else None
+    if not isinstance(training, list) or not training:
+        raise DataContractError(_BAD_DATALIST, [f'{path} has no non-empty "training" list'],
+                                [f"Write the datalist as {_DATALIST_FORM}."])
+    _check_entries(training, path, dataset_dir)
+    entries = [{"image": e["image"], "label": e["label"], "fold": e["fold"]} for e in training]
+    folds = sorted({e["fold"] for e in entries})
+    if 0 not in folds:
+        raise DataContractError(
+            _BAD_DATALIST,
+            [f"No validation cases: no entry in {path} has fold 0 (folds seen: {folds})."],
+            ['Mark the validation cases with "fold": 0, or leave out --datalist to use a '
+             "generated seed-0 five-fold split."])
+    if folds == [0]:
+        raise DataContractError(
+            _BAD_DATALIST, [f"No training cases: every entry in {path} has fold 0."],
+            ["Give the training cases a fold other than 0 (fold 0 is validation)."])
+    return entries
+
+
+def _check_entries(entries: list[Any], path: Path, dataset_dir: Path) -> None:
+    """Refuse malformed entries, then paths that leave the dataset dir, then missing files."""
+    malformed = [f"training[{i}]: {_entry_problem(e)}"
+                 for i, e in enumerate(entries) if _entry_problem(e)]
+    if malformed:
+        raise DataContractError(
+            _BAD_DATALIST, [f"{path} has malformed entries:", *_shown(malformed)],
+            ['Each entry needs "image" and "label" (paths as strings) and an integer "fold".'])
+    escaping = [f"training[{i}] {key}: {e[key]!r}" for i, e in enumerate(entries)
+                for key in ("image", "label") if _escapes(e[key])]
+    if escaping:
+        raise DataContractError(
+            _BAD_DATALIST,
+            [f"{path} has paths that are absolute or leave the dataset dir {dataset_dir}:",
+             *_shown(escaping)],
+            ['Write paths relative to the dataset dir (e.g. "imagesTr/case_001.nii.gz"); '
+             "copy or link outside files into it."])
+    missing = [e[key] for e in entries for key in ("image", "label")
+               if not (dataset_dir / e[key]).is_file()]
+    if missing:
+        raise DataContractError(
+            _BAD_DATALIST,
+            [f"{len(missing)} files named in {path} do not exist under {dataset_dir}: "
+             + _listing(missing)],
+            ["Fix the paths (relative to the dataset dir), or remove those entries."])
+
+
+def _entry_problem(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return f"{json.dumps(entry)} is not an object"
+    absent = [key for key in ("image", "label", "fold") if key not in entry]
+    if absent:
+        return f"missing {', '.join(absent)}"
+    if not all(isinstance(entry[key], str) and entry[key] for key in ("image", "label")):
+        return "image and label must be non-empty strings"
+    if not isinstance(entry["fold"], int) or isinstance(entry["fold"], bool):
+        return f"fold {entry['fold']!r} is not an integer"
+    return ""
+
+
+def _escapes(rel: str) -> bool:
+    """True for an absolute path or one whose '..' leads out of the dataset dir."""
+    return os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == ".."
+
+
+def five_fold_datalist(pairs: list[CasePair], seed: int = 0) -> dict:
+    """Shuffle the sorted names with Random(seed); fold = position % 5; fold 0 is validation."""
+    if len(pairs) < 2:
+        raise DataContractError(
+            _UNUSABLE,
+            [f"found {len(pairs)} image/label pair; a finetune needs one to train, one to check"],
+            ["Add cases, or pass --datalist with at least one fold-0 and one other entry."])
+    by_name = {p.name: p for p in pairs}
+    order = sorted(by_name)
+    random.Random(seed).shuffle(order)
+    fold = {name: i % N_FOLDS for i, name in enumerate(order)}  # position 0 -> 0, 1 -> 1
+    return {"training": [
+        {"image": by_name[n].image.as_posix(), "label": by_name[n].label.as_posix(), "fold": fold[n]}
+        for n in sorted(fold)
+    ]}
+
+
+def _load(path: Path) -> Any:
+    try:
+        return nibabel.load(str(path))
+    except _NIFTI_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _voxels(image: Any, path: Path) -> np.ndarray:
+    try:
+        return np.asanyarray(image.dataobj)
+    except _NIFTI_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: Path, exc: BaseException) -> DataContractError:
+    return DataContractError(
+        _UNUSABLE, [f"{path} is not a readable NIfTI file: {exc}"],
+        ["Re-export it as NIfTI (.nii.gz), or remove the case from the datalist."])
+
+
+def check_pairs_geometry(entries: list[dict], dataset_dir: Path) -> None:
+    """Refuse a label that differs from its image in shape or affine; reads headers only."""
+    problems: list[str] = []
+    for entry in entries:
+        image_path, label_path = entry_paths(entry, dataset_dir)
+        image, label = _load(image_path), _load(label_path)
+        if tuple(image.shape) != tuple(label.shape):
+            problems.append(f"{entry['label']} has shape {tuple(label.shape)}, "
+                            f"{entry['image']} has {tuple(image.shape)}")
+        elif not np.allclose(image.affine, label.affine, atol=AFFINE_ATOL):
+            problems.append(f"{entry['label']} has affine {_affine_text(label.affine)}, "
+                            f"{entry['image']} has {_affine_text(image.affine)}")
+    if problems:
+        raise DataContractError(
+            _UNUSABLE, [f"{len(problems)} label(s) do not match their image:", *_shown(problems)],
+            [_PAIR_RULE, "Resample or re-export those labels onto their image grid."])
+
+
+def _affine_text(affine: np.ndarray) -> str:
+    return json.dumps(np.round(np.asarray(affine, float)[:3], 3).tolist())
+
+
+def audit_dataset(entries: list[dict], dataset_dir: Path, local_values: list[int]) -> dict:
+    """Per-case rows and a summary for `input.dataset_audit`; reads each file's voxels once."""
+    rows = [_audit_case(e, dataset_dir, local_values) for e in entries]
+    return {"n_pairs": len(rows), "samples": rows, "summary": _summarise(rows, local_values)}
+
+
+def _audit_case(entry: dict, dataset_dir: Path, local_values: list[int]) -> dict:
+    image_path, label_path = entry_paths(entry, dataset_dir)
+    image, label_image = _load(image_path), _load(label_path)
+    hu = _voxels(image, image_path).astype(np.float32, copy=False)
+    labels = _voxels(label_image, label_path)
+    counts = _label_counts(labels, label_path)
+    spacing = [float(z) for z in image.header.get_zooms()[:3]]
+    voxel_ml = float(np.prod(spacing)) / 1000.0  # mm^3 -> mL
+    p01, p99 = np.percentile(hu, [1, 99])
+    return {
+        "name": case_name(entry["image"]),
+        "fold": entry["fold"],
+        "shape": [int(s) for s in image.shape],
+        "spacing": [round(s, 6) for s in spacing],
+        "origin": [round(float(v), 4) for v in image.affine[:3, 3]],
+        "orientation": "".join(c or "?" for c in nibabel.aff2axcodes(image.affine)),
+        "hu_min": float(hu.min()),
+        "hu_max": float(hu.max()),
+        "hu_p01": float(p01),
+        "hu_p99": float(p99),
+        "label_values": sorted(counts),
+        "foreground_ml": {str(v): round(n * voxel_ml, 6) for v, n in sorted(counts.items()) if v},
+        "components": {str(v): _components(labels, v) for v in local_values if v in counts},
+    }
+
+
+def _label_counts(labels: np.ndarray, path: Path) -> dict[int, int]:
+    """Voxel count per label value; refuses non-integer label values."""
+    if labels.dtype.kind in "iub" and labels.min() >= 0 and labels.max() < 65536:
+        counts = np.bincount(labels.ravel().astype(np.intp, copy=False))
+        return {int(v): int(n) for v, n in enumerate(counts) if n}
+    values, counts = np.unique(labels, return_counts=True)
+    fractional = [float(v) for v in values if v % 1]
+    if fractional:
+        raise DataContractError(
+            _UNUSABLE, [f"{path} holds non-integer label values: {fractional[:5]}"],
+            ["Save labels as integer class values (0 = background)."])
+    return {int(v): int(n) for v, n in zip(values, counts)}
+
+
+def _components(labels: np.ndarray, value: int) -> int:
+    """Face-connected components of one label value."""
+    from scipy import ndimage  # import cost only when auditing
+
+    return int(ndimage.label(labels == value)[1])
+
+
+def _summarise(rows: list[dict], local_values: list[int]) -> dict:
+    hu_min = min((r["hu_min"] for r in rows), default=0.0)
+    hu_max = max((r["hu_max"] for r in rows), default=0.0)
+    looks_like_ct, reason = _ct_verdict(hu_min, hu_max)
+    shapes = sorted({tuple(r["shape"]) for r in rows})
+    train_seen = {v for r in rows if r["fold"] != 0 for v in r["label_values"]}
+    return {
+        "n_train": sum(r["fold"] != 0 for r in rows),
+        "n_val": sum(r["fold"] == 0 for r in rows),
+        "distinct_shapes": [list(s) for s in shapes],
+        "shape_drift": len(shapes) > 1,
+        "spacing_range": _axis_range([r["spacing"] for r in rows]),
+        "origin_range": _axis_range([r["origin"] for r in rows]),
+        "orientation_codes": dict(Counter(r["orientation"] for r in rows)),
+        "hu_range": [hu_min, hu_max],
+        "looks_like_ct": looks_like_ct,
+        "looks_like_ct_reason": reason,
+        "label_values_seen": sorted({v for r in rows for v in r["label_values"]}),
+        "label_values_seen_in_training": sorted(train_seen),
+        "mapped_values_missing": [v for v in local_values if v not in train_seen],
+    }
+
+
+def _axis_range(vectors: list[list[float]]) -> dict[str, list[float]]:
+    if not vectors:
+        return {"min": [], "max": []}
+    stacked = np.asarray(vectors, float)
+    return {"min": stacked.min(axis=0).tolist(), "max": stacked.max(axis=0).tolist()}
+
+
+def _ct_verdict(hu_min: float, hu_max: float) -> tuple[bool, str]:
+    """Whether the intensities look like CT in Hounsfield units, and why."""
+    span = f"intensity range {hu_min:g}..{hu_max:g}"
+    lacks = []
+    if hu_min > CT_AIR_MAX_HU:
+        lacks.append(f"no air (<= {CT_AIR_MAX_HU:g} HU)")
+    if hu_max < CT_DENSE_MIN_HU:
+        lacks.append(f"no dense tissue (>= {CT_DENSE_MIN_HU:g} HU)")
+    if not lacks:
+        return True, f"{span} spans air and dense tissue, as CT in Hounsfield units does"
+    return False, (f"{span} has {' and '.join(lacks)}: not CT in Hounsfield units "
+                   "(MR, or rescaled intensities?); VISTA3D expects CT HU")
+
+
+def check_mapped_values_present(audit: dict, local_values: list[int]) -> None:
+    """Refuse a mapped local value that no training label contains."""
+    summary = audit["summary"]
+    seen = summary["label_values_seen_in_training"]
+    missing = [v for v in local_values if v not in seen]
+    if missing:
+        raise DataContractError(
+            _UNUSABLE,
+            [f"mapped local value {', '.join(map(str, missing))} appears in no training label "
+             f"({summary['n_train']} training cases; label values seen: {seen})"],
+            ["Correct --label-mapping / --target-anatomy to the values your labels use, "
+             "or fix the labels."])
+
+
+def prepare_datalist(
+    dataset_dir: Path, datalist: Path | None, out_dir: Path
+) -> tuple[list[dict], Path, str]:
+    """The run's entries, the datalist file to hand the bundle, and where that file came from.
+
+    A given datalist is checked and used as-is ("given: PATH"); otherwise a seed-0 five-fold
+    datalist is written to OUT/datalist.json ("generated: seed-0 five-fold").
+    """
+    if _inside(out_dir, dataset_dir):
+        raise ArgumentError(
+            f"--output-dir {out_dir} is inside the dataset dir {dataset_dir}",
+            ["A run writes its datalist, configs and checkpoints there; a dataset stays as it is."],
+            ["Pass an --output-dir outside the dataset dir."])
+    if datalist is not None:
+        return load_datalist(datalist, dataset_dir), datalist.resolve(), f"given: {datalist}"
+    generated = five_fold_datalist(find_pairs(dataset_dir), seed=0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "datalist.json"
+    target.write_text(json.dumps(generated, indent=2) + "\n", encoding="utf-8")
+    return generated["training"], target.resolve(), GENERATED_SOURCE
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents

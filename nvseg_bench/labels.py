@@ -1,0 +1,205 @@
+"""Label mapping: local label values -> VISTA3D global class ids.
+
+Resolves --label-mapping and --target-anatomy against label_dict.json and refuses what the
+model cannot learn: an unknown name, an id VISTA3D does not have, a mapping that contradicts
+itself. Pure functions; never reads label voxels (the dataset audit does), no torch, no monai.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nvseg_bench.errors import MappingError
+
+LABEL_DICT_SOURCE = "bundle/label_dict.json"
+MAPPING_EXAMPLE = "--label-mapping '[[1, 23]]' (local value 1 -> VISTA3D 23 'lung tumor')"
+NO_NEW_CLASS = "This tool maps your labels onto existing VISTA3D classes; it cannot add a new one."
+
+
+@dataclass(frozen=True)
+class ResolvedMapping:
+    """A checked mapping, ready for the bundle's `label_mappings: {"default": pairs}`.
+
+    pairs: [[local value, global id], ...] in the order given.
+    resolution: one line that says where the pairs came from, for output.json and the console.
+    names: global id -> VISTA3D class name.
+    """
+
+    pairs: list[list[int]]
+    resolution: str
+    names: dict[int, str] = field(default_factory=dict)
+
+
+def load_label_dict(path: Path) -> dict[str, int]:
+    """Read label_dict.json (class name -> global id) and check that it is one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MappingError(
+            f"cannot read the VISTA3D class list {path}",
+            [f"{type(exc).__name__}: {exc}"],
+            ["Point --bundle-dir at a bundle that has label_dict.json (name -> id)."],
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise MappingError(
+            f"the VISTA3D class list {path} is not valid JSON",
+            [f"line {exc.lineno}, column {exc.colno}: {exc.msg}"],
+            ["Restore label_dict.json from the bundle (a JSON object of name -> id)."],
+        ) from exc
+    bad = _non_int_values(data)
+    if not isinstance(data, dict) or not data or bad:
+        raise MappingError(
+            f"the VISTA3D class list {path} is not a JSON object of name -> integer id",
+            [f"offending entries: {', '.join(bad[:5])}"] if bad else [],
+            ["Restore label_dict.json from the bundle (e.g. {\"spleen\": 3, ...})."],
+        )
+    return {str(name): int(value) for name, value in data.items()}
+
+
+def _non_int_values(data: object) -> list[str]:
+    if not isinstance(data, dict):
+        return []
+    return [f"{k!r}: {v!r}" for k, v in data.items() if not _is_int(v)]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_label_mapping(text: str) -> list[tuple[int, int]]:
+    """Parse --label-mapping JSON such as '[[1, 23]]' into (local value, global id) pairs."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _mapping_syntax_error(text, f"not JSON: {exc.msg} at character {exc.pos}") from exc
+    if not isinstance(data, list) or not data:
+        raise _mapping_syntax_error(text, "expected a non-empty list of [local, global] pairs")
+    pairs: list[tuple[int, int]] = []
+    for item in data:
+        if not isinstance(item, list) or len(item) != 2:
+            raise _mapping_syntax_error(text, f"{json.dumps(item)} is not a [local, global] pair")
+        if not all(_is_int(v) for v in item):
+            raise _mapping_syntax_error(text, f"{json.dumps(item)} holds a non-integer value")
+        if any(v < 0 for v in item):
+            raise _mapping_syntax_error(text, f"{json.dumps(item)} holds a negative value")
+        pairs.append((item[0], item[1]))
+    _refuse_contradictions(text, pairs)
+    return pairs
+
+
+def _mapping_syntax_error(text: str, problem: str) -> MappingError:
+    return MappingError(
+        f"--label-mapping {text!r} does not parse",
+        [problem],
+        [f"Pass a JSON list of [local value, VISTA3D id] pairs, e.g. {MAPPING_EXAMPLE}."],
+    )
+
+
+def _refuse_contradictions(text: str, pairs: list[tuple[int, int]]) -> None:
+    """Refuse background as a local value, a local value used twice, a global id used twice."""
+    if any(local == 0 for local, _ in pairs):
+        raise MappingError(
+            f"--label-mapping {text!r} maps local value 0",
+            ["Local value 0 is background; VISTA3D treats it as 'no class' and cannot learn it."],
+            ["Map only your foreground label values (1, 2, ...)."],
+        )
+    for position, what in ((0, "local value"), (1, "VISTA3D id")):
+        seen = [pair[position] for pair in pairs]
+        twice = sorted({v for v in seen if seen.count(v) > 1})
+        if twice:
+            clash = [list(p) for p in pairs if p[position] in twice]
+            raise MappingError(
+                f"--label-mapping {text!r} uses {what} {', '.join(map(str, twice))} more than once",
+                [f"conflicting pairs: {json.dumps(clash)}"],
+                [f"Give each {what} exactly one pair, e.g. {MAPPING_EXAMPLE}."],
+            )
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case, strip, and collapse inner whitespace: '  Lung   Tumor ' -> 'lung tumor'."""
+    return " ".join(name.split()).lower()
+
+
+def resolve_target_anatomy(
+    name: str, label_dict: dict[str, int], source: str = LABEL_DICT_SOURCE
+) -> int:
+    """Return the global id of a VISTA3D class name; unknown names get a did-you-mean."""
+    by_key = {normalise_name(k): (k, v) for k, v in label_dict.items()}
+    key = normalise_name(name)
+    if key in by_key:
+        return by_key[key][1]
+    close = _closest(key, list(by_key))
+    if close:
+        shown = ", ".join(f"{by_key[c][0]!r} (id {by_key[c][1]})" for c in close)
+        hint = f"Closest: {shown}. Classes are listed in {source}."
+    else:
+        hint = f"No class name is close. Classes are listed in {source}."
+    raise MappingError(f"--target-anatomy {name!r} is not a VISTA3D class.", [hint], [NO_NEW_CLASS])
+
+
+def _closest(key: str, names: list[str], shown: int = 5) -> list[str]:
+    """Spelling neighbours first (difflib), then names that contain the key ('lung')."""
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+    containing = [n for n in names if key and key in n and n not in close]
+    return (close + containing)[:shown]
+
+
+def resolve_mapping(
+    label_mapping: str | None,
+    target_anatomy: str | None,
+    label_dict: dict[str, int],
+    source: str = LABEL_DICT_SOURCE,
+) -> ResolvedMapping:
+    """Resolve the request into checked pairs; --label-mapping wins over --target-anatomy."""
+    if label_mapping is not None:
+        pairs = parse_label_mapping(label_mapping)
+        resolution = f"--label-mapping {json.dumps([list(p) for p in pairs])}"
+        if target_anatomy is not None:
+            resolution += f" (wins over --target-anatomy {target_anatomy!r}, which was ignored)"
+        _refuse_unknown_ids(label_mapping, pairs, label_dict, source)
+    elif target_anatomy is not None:
+        global_id = resolve_target_anatomy(target_anatomy, label_dict, source)
+        pairs = [(1, global_id)]
+        resolution = f"--target-anatomy {target_anatomy!r} -> id {global_id} (local value 1)"
+    else:
+        raise MappingError(
+            "no label mapping was given (nothing was run)",
+            ["The finetune needs to know which VISTA3D class each of your label values is."],
+            [
+                f"Pass {MAPPING_EXAMPLE},",
+                "or --target-anatomy NAME (a label_dict.json class; label value 1 maps to it).",
+            ],
+        )
+    names_by_id = {v: k for k, v in label_dict.items()}
+    return ResolvedMapping(
+        pairs=[[local, glob] for local, glob in pairs],
+        resolution=resolution,
+        names={glob: names_by_id[glob] for _, glob in pairs},
+    )
+
+
+def _refuse_unknown_ids(
+    text: str, pairs: list[tuple[int, int]], label_dict: dict[str, int], source: str
+) -> None:
+    known = set(label_dict.values())
+    unknown = [glob for _, glob in pairs if glob not in known]
+    if unknown:
+        raise MappingError(
+            f"--label-mapping {text!r} maps to {_ids(unknown)}, not a VISTA3D class",
+            [f"VISTA3D class ids are {min(known)}..{max(known)} with gaps; see {source}."],
+            [
+                "This tool cannot add a new class: map each local value onto an existing id,",
+                f"e.g. {MAPPING_EXAMPLE}.",
+            ],
+        )
+
+
+def _ids(values: list[int]) -> str:
+    return ("id " if len(values) == 1 else "ids ") + ", ".join(map(str, values))
+
+
+def local_values(mapping: ResolvedMapping) -> list[int]:
+    """The local label values the mapping uses, in mapping order."""
+    return [local for local, _ in mapping.pairs]
