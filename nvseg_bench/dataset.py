@@ -27,6 +27,7 @@ SHOWN = 10  # list at most this many offending files, then "and N more"
 AFFINE_ATOL = 1e-3
 N_FOLDS = 5
 GENERATED_SOURCE = "generated: seed-0 five-fold"
+DATASET_DATALIST = "datalist.json"  # a dataset's own split, used when --datalist is not given
 # CT in Hounsfield units holds air (about -1000 HU) and dense tissue or bone (above 200 HU).
 CT_AIR_MAX_HU = -500.0
 CT_DENSE_MIN_HU = 200.0
@@ -390,8 +391,9 @@ def prepare_datalist(
 ) -> tuple[list[dict], Path, str]:
     """The run's entries, the datalist file to hand the bundle, and where that file came from.
 
-    A given datalist is checked and used as-is ("given: PATH"); otherwise a seed-0 five-fold
-    datalist is written to OUT/datalist.json ("generated: seed-0 five-fold").
+    A given datalist is checked and used as-is ("given: PATH"); else the dataset's own
+    DATASET/datalist.json ("found: PATH"); else a seed-0 five-fold datalist is written to
+    OUT/datalist.json ("generated: seed-0 five-fold").
     """
     if _inside(out_dir, dataset_dir):
         raise ArgumentError(
@@ -400,6 +402,9 @@ def prepare_datalist(
             ["Pass an --output-dir outside the dataset dir."])
     if datalist is not None:
         return load_datalist(datalist, dataset_dir), datalist.resolve(), f"given: {datalist}"
+    own = dataset_dir / DATASET_DATALIST
+    if own.is_file():
+        return load_datalist(own, dataset_dir), own.resolve(), f"found: {own}"
     generated = five_fold_datalist(find_pairs(dataset_dir), seed=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "datalist.json"

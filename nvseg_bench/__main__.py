@@ -1,0 +1,4 @@
+"""`python -m nvseg_bench ...` is `nvseg-finetune ...`."""
+from .cli import main
+
+raise SystemExit(main())

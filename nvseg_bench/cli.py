@@ -1,0 +1,158 @@
+"""Command line: `nvseg-finetune [FIXTURE_OR_DATASET] --output-dir OUT [options]`.
+
+A thin layer over run.py: parse, build a Request, prepare (refusing bad input with exit 2), run the
+phases, write output.json, print the headline. `--help` and argument errors answer without
+importing torch or monai.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__
+from .errors import EXIT_BAD_INPUT, ArgumentError, NvsegError
+
+PROG = "nvseg-finetune"
+EXIT_CODES = """exit codes: 0 ran (also when the finetune did not improve), 2 bad input (nothing ran),
+3 a phase failed (output.json says which and why), 4 sanity reference checks failed."""
+
+
+def _patch(text: str) -> list[int]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON; use e.g. '[64,64,64]' or 96") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value] * 3
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and v >= 16 for v in value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be three integers >= 16, e.g. '[128,128,128]'")
+    return value
+
+
+def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """An argparse type that converts, checks, and names the rule when the value breaks it."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
+        return value
+
+    return parse
+
+
+_positive_int = _checked(int, lambda v: v >= 1, "a whole number of at least 1")
+_positive_float = _checked(float, lambda v: v > 0, "a number above 0, e.g. 5e-5")
+_fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Finetune NV-Segment-CT (VISTA3D) on CT NIfTI labels through its MONAI bundle, "
+                    "and write evidence of what changed to OUT/output.json.",
+        epilog=EXIT_CODES)
+    parser.add_argument("fixture_or_dataset", nargs="?", type=Path, metavar="FIXTURE_OR_DATASET",
+                        help="dataset dir with imagesTr/ and labelsTr/ (same as --dataset-dir)")
+    parser.add_argument("--output-dir", type=Path, required=True, metavar="OUT", help="where every output goes")
+    mode = parser.add_argument_group("preset")
+    mode.add_argument("--smoke", action="store_true", help="shortest workflow check (CPU-sized)")
+    mode.add_argument("--sanity", action="store_true", help="MSD Task06 lung-tumor reference recipe")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset-dir", type=Path, metavar="DIR", help="dataset dir (imagesTr/, labelsTr/)")
+    data.add_argument("--datalist", type=Path, metavar="JSON",
+                      help="{'training': [{'image', 'label', 'fold'}]}; fold 0 validates (default: DATASET/datalist.json, "
+                           "else a seed-0 five-fold split)")
+    data.add_argument("--target-anatomy", metavar="NAME", help="VISTA3D class that local label 1 means, e.g. 'lung tumor'")
+    data.add_argument("--label-mapping", metavar="JSON", help="[[local, global], ...], e.g. '[[1, 23]]'; wins over --target-anatomy")
+    data.add_argument("--auto-seg", action="store_true", help="train class prompts only (no point prompts)")
+    recipe = parser.add_argument_group("recipe (caller values win over the preset)")
+    recipe.add_argument("--patch-size", type=_patch, metavar="JSON", help="e.g. '[128,128,128]'")
+    recipe.add_argument("--epochs", type=_positive_int)
+    recipe.add_argument("--learning-rate", type=_positive_float, metavar="LR")
+    recipe.add_argument("--cache-rate", type=_fraction, metavar="RATE", help="share of training cases cached in RAM")
+    recipe.add_argument("--seed", type=int, help="the bundle's set_determinism seed (default: the bundle's, 0); "
+                        "vary it to measure run-to-run noise")
+    recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
+    model = parser.add_argument_group("model and bundle")
+    model.add_argument("--pretrained-ckpt", metavar="PATH", help="start from this checkpoint")
+    model.add_argument("--network-config", type=Path, metavar="JSON", help="config file that sets network_def")
+    model.add_argument("--bundle-dir", type=Path, metavar="DIR", help="a VISTA3D bundle (default: this project's bundle/)")
+    parser.add_argument("--phase-timeout", type=_positive_float, metavar="SECONDS", help="stop a phase that runs longer")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def to_request(args: argparse.Namespace, argv: Sequence[str]):
+    from .run import Request
+
+    if args.fixture_or_dataset and args.dataset_dir and args.fixture_or_dataset.resolve() != args.dataset_dir.resolve():
+        raise ArgumentError(f"two datasets were given: {args.fixture_or_dataset} and --dataset-dir {args.dataset_dir}.",
+                            fix=["Give the dataset once, as the first argument or with --dataset-dir."])
+    return Request(
+        output_dir=args.output_dir, dataset_dir=args.dataset_dir or args.fixture_or_dataset, datalist=args.datalist,
+        smoke=args.smoke, sanity=args.sanity, auto_seg=args.auto_seg, target_anatomy=args.target_anatomy,
+        label_mapping=args.label_mapping, patch_size=args.patch_size, epochs=args.epochs,
+        learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
+        pretrained_ckpt=args.pretrained_ckpt, network_config=args.network_config, bundle_dir=args.bundle_dir,
+        phase_timeout=args.phase_timeout, seed=args.seed, command_line=shlex.join([PROG, *argv]))
+
+
+def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from . import evidence, output, result
+    from .run import prepare, run_phases
+
+    started, started_epoch = time.monotonic(), time.time()
+    prepared = prepare(to_request(args, argv))
+    print(f"{PROG}: {prepared.settings.preset} run of {prepared.dataset_dir} -> {prepared.out_dir}")
+    for line in prepared.plan.rationale:
+        print(f"  plan  {line}")
+    results, interrupted = run_phases(prepared, started_epoch)
+    doc, code = result.build(prepared, results, wall=time.monotonic() - started, started_epoch=started_epoch,
+                             interrupted=interrupted)
+    evidence.write_manifest(prepared.out_dir, {"pretrained_ckpt": prepared.weights.to_json()})
+    path, errors = output.write(doc, prepared.out_dir)
+    print(f"{PROG}: {doc['headline']}")
+    print(f"  output.json: {path}")
+    print(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
+    if "error" in doc:
+        print(f"  {doc['error']['message']}", file=sys.stderr)
+    if errors:
+        print(f"{PROG}: output.json does not match its schema ({len(errors)} problems, first: {errors[0]}); "
+              "this is a bug in nvseg-bench, please report it.", file=sys.stderr)
+        return max(code, 3)
+    return 130 if interrupted else code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return execute(args, argv)
+    except NvsegError as exc:
+        if args.debug:
+            raise
+        print(exc.render(PROG), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted before any phase started; nothing ran.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
+        if args.debug:
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}\n  Rerun with --debug for the traceback "
+              "and report it.", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""output.json: assemble the run's result, check it against the project's JSON Schema, write it.
+
+The schema lives in nvseg_bench/schema/output.schema.json and is the contract for every consumer
+(the pytest plugin, the trusted verifier, CI). A result that fails the schema is a bug in this
+tool: it is still written, beside a note of what failed, so the evidence is never lost.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+SCHEMA_PATH = Path(__file__).with_name("schema") / "output.schema.json"
+SKILL = "nv_segment_ct_finetune"
+MODEL_REPO = "nvidia/NV-Segment-CT"
+DISCLAIMER = ("Research and engineering evidence only. Not for clinical use: a Dice score on a few "
+              "validation cases does not establish safety or effectiveness for patient care.")
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def schema_errors(result: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(result), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}" for e in errors]
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: a missing or undefined number is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def skeleton(status: str, model: str) -> dict[str, Any]:
+    return {"skill": SKILL, "version": __version__, "status": status, "headline": "", "model": model,
+            "model_repo": MODEL_REPO}
+
+
+def write(result: dict[str, Any], out_dir: Path) -> tuple[Path, list[str]]:
+    result = _clean(result)
+    result["intended_use_disclaimer"] = DISCLAIMER
+    errors = schema_errors(result)
+    if errors:
+        result["schema_errors"] = errors
+    path = out_dir / "output.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path, errors

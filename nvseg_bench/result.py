@@ -1,0 +1,179 @@
+"""Turn a prepared run and its phase results into the output.json document.
+
+Reads the evidence (logs, metrics.csv, checkpoints), applies the decision rule, adds the sanity
+reference checks for that preset, and fills every field DESIGN.md lists, headline first.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from . import evidence
+from .decision import decide
+from .logparse import LogFacts
+from .output import skeleton
+from .phases import PhaseResult
+from .reference import task06_checks
+from .run import FINETUNED_NAME, Prepared
+
+
+def _input_block(p: Prepared) -> dict[str, Any]:
+    n_val = sum(1 for e in p.entries if int(e.get("fold", -1)) == 0)
+    return {
+        "dataset_dir": str(p.dataset_dir),
+        "datalist": str(p.datalist_path),
+        "n_train_cases": len(p.entries) - n_val,
+        "n_val_cases": n_val,
+        "label_mappings": {"default": p.mapping.pairs},
+        "label_mapping_resolution": p.mapping.resolution,
+        "label_names": {str(k): v for k, v in p.mapping.names.items()},
+        "dataset_audit": p.audit,
+        "smoke": p.settings.preset == "smoke",
+        "sanity": p.settings.preset == "sanity",
+        "auto_seg": bool(p.settings["auto_seg"]),
+        "formal_eval": not p.request.skip_formal_eval,
+        "pretrained_weights": p.weights.to_json(),
+        "seed": p.request.seed,
+    }
+
+
+def _environment_block(p: Prepared) -> dict[str, Any]:
+    keys = ("gpu_count", "gpu_name", "gpu_total_mb", "gpu_free_mb", "host_ram_mb", "cuda_available", "python",
+            "packages", "cpu_count", "platform", "cuda_visible_devices")
+    return {k: p.env.get(k) for k in keys} | {"nproc_per_node_env": os.environ.get("NPROC_PER_NODE")}
+
+
+def _invocation_block(p: Prepared, results: dict[str, PhaseResult]) -> dict[str, Any]:
+    first = next(iter(p.commands.values()))
+    return {
+        "command": p.request.command_line,
+        "commands": p.commands,
+        "command_prefix": first[: first.index("--config_file")],
+        "config_stack": p.staged.train_stack,
+        "eval_config_stack": p.staged.eval_stack,
+        "phase_return_codes": {name: r.return_code for name, r in results.items()},
+        "multi_gpu": p.plan.multi_gpu,
+        "cwd": str(p.out_dir),
+        "override_file": str(p.staged.override),
+        "bundle_dir": str(p.bundle_dir),
+    }
+
+
+def _ok(results: dict[str, PhaseResult], name: str) -> bool:
+    return name in results and results[name].return_code == 0 and results[name].failure is None
+
+
+def _finetuned_ckpt(p: Prepared, started_epoch: float) -> tuple[Path, bool]:
+    path = p.staged.ckpt_dir / FINETUNED_NAME
+    # a file left by an earlier run into the same output dir does not count
+    return path, path.is_file() and path.stat().st_mtime >= started_epoch
+
+
+def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: float) -> dict[str, Any]:
+    train_facts = results["finetune"].facts if "finetune" in results else LogFacts()
+    trace = evidence.training_trace(train_facts)
+    finetuned, exists = _finetuned_ckpt(p, started_epoch)
+    comparison = evidence.compare_checkpoints(finetuned, Path(p.weights.path)) if exists else None
+    identical = comparison["identical"] if comparison else None
+    formal_enabled = not p.request.skip_formal_eval
+    # only phases that ran and succeeded in this run count: an earlier run may have left files in OUT
+    pre = evidence.formal_dice(p.out_dir / "eval_pretrained") if _ok(results, "eval_pretrained") else None
+    post = evidence.formal_dice(p.out_dir / "eval_finetuned") if _ok(results, "eval_finetuned") else None
+    verdict = decide(formal_enabled=formal_enabled, formal_pre=pre, formal_post=post,
+                     start=trace["training_start_val_dice"], best=trace["training_best_val_dice"],
+                     tensors_changed=identical is False, finetuned_exists=exists,
+                     finetuned_ckpt=str(finetuned), pretrained_ckpt=p.weights.path)
+    oom = any(r.facts.oom or r.failure == "oom" for r in results.values())
+    out = {
+        "finetuned_ckpt": str(finetuned),
+        "finetuned_ckpt_exists": exists,
+        "pretrained_ckpt": p.weights.path,
+        "checkpoint_comparisons_to_pretrained": comparison,
+        "finetuned_ckpt_matches_pretrained_weights": identical,
+        "formal_eval_enabled": formal_enabled,
+        "formal_pretrained_val_dice": pre,
+        "formal_finetuned_val_dice": post,
+        "formal_pretrained_per_case": evidence.per_case_dice(p.out_dir / "eval_pretrained") if pre is not None else {},
+        "formal_finetuned_per_case": evidence.per_case_dice(p.out_dir / "eval_finetuned") if post is not None else {},
+        **{k: v for k, v in trace.items()},
+        **verdict,
+        "oom": oom,
+        "sanity_reference_checks": None,
+        "sanity_recovery_demonstrated": None,
+    }
+    # the peer skill's names for the training-trace fields
+    out |= {"baseline_val_dice": out["training_start_val_dice"], "best_val_dice": out["training_best_val_dice"],
+            "best_epoch_index": out["training_best_epoch_index"]}
+    return out
+
+
+def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: int) -> dict[str, Any]:
+    peaks = [r.peak_gpu_mb for r in results.values() if r.peak_gpu_mb is not None]
+    last = list(results.values())[-1] if results else None
+    return {
+        "oom": any(r.facts.oom or r.failure == "oom" for r in results.values()),
+        "wall_seconds": round(wall, 2),
+        "peak_gpu_mb": max(peaks) if peaks else None,
+        "phase_peak_gpu_mb": {n: r.peak_gpu_mb for n, r in results.items()},
+        "phase_peak_rss_mb": {n: r.peak_rss_mb for n, r in results.items()},
+        "phase_seconds": {n: r.seconds for n, r in results.items()},
+        "phase_failures": {n: r.failure for n, r in results.items() if r.failure},
+        "return_code": return_code,
+        "log_path": last.log_path if last else None,
+        "phase_logs": {n: r.log_path for n, r in results.items()},
+        "log_tail": last.log_tail[-20:] if last else [],
+    }
+
+
+def headline(out: dict[str, Any], status: str) -> str:
+    if status != "passed":
+        return f"run {status}"
+    pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
+    keep = "keep the finetuned checkpoint" if out["recommended_is_finetuned"] else "keep the pretrained checkpoint"
+    if pre is not None and post is not None:
+        return f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}); {keep}"
+    start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
+    if start is not None and best is not None:
+        return f"training-time Dice {start:.4f} -> best {best:.4f}; {keep}"
+    return keep
+
+
+def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_epoch: float,
+          interrupted: bool) -> tuple[dict[str, Any], int]:
+    failed = next((r for r in results.values() if r.return_code != 0 or r.failure), None)
+    status = "interrupted" if interrupted else "failed" if failed else "passed"
+    out = _output_block(p, results, started_epoch)
+    code = 0 if status == "passed" else 3
+    if p.settings.preset == "sanity":
+        checks = task06_checks(out, 0 if status == "passed" else 3)
+        out["sanity_reference_checks"] = checks
+        out["sanity_recovery_demonstrated"] = checks["passed"]
+        if status == "passed" and not checks["passed"]:
+            code = 4
+    result = skeleton(status, p.weights.model_name) | {
+        "headline": headline(out, status),
+        "input": _input_block(p),
+        "environment": _environment_block(p),
+        "plan": p.plan.to_json(),
+        "invocation": _invocation_block(p, results),
+        "output": out,
+        "runtime": _runtime_block(results, wall, code),
+        "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": r.peak_gpu_mb} for n, r in results.items()],
+                 "total_seconds": round(wall, 2)},
+    }
+    if failed is not None or interrupted:
+        bad = failed or list(results.values())[-1]
+        result["error"] = {"kind": bad.failure or "crash", "phase": bad.name, "message": failure_message(bad)}
+    return result, code
+
+
+def failure_message(r: PhaseResult) -> str:
+    if r.failure == "oom":
+        return (f"phase {r.name} ran out of memory. Try a smaller --patch-size (e.g. '[96,96,96]'), a lower "
+                f"--cache-rate, or fewer workers; see {r.log_path}.")
+    if r.failure == "timeout":
+        return f"phase {r.name} exceeded the phase timeout and was stopped; see {r.log_path}."
+    if r.failure == "interrupted":
+        return f"phase {r.name} was interrupted (Ctrl-C); its process group was stopped."
+    return f"phase {r.name} exited with code {r.return_code}; the last log lines are in runtime.log_tail, all of it in {r.log_path}."

@@ -1,0 +1,181 @@
+"""One run, end to end: request -> preset -> data contract -> mapping -> plan -> weights -> staged
+configs -> phases -> evidence -> decision -> output.json -> exit code.
+
+`prepare` does everything that can refuse bad input before a phase starts (exit 2, nothing run);
+`execute` runs the phases and always writes output.json, also when a phase fails or Ctrl-C lands.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import dataset, environment, labels, output
+from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED, ArgumentError
+from .phases import PhaseResult, PhaseSpec, bundle_command, child_env, command_prefix, run_phase
+from .plan import Plan, make_plan
+from .preset import Settings, preset_name, read_fixture_card, settle
+from .staging import Staged, missing_bundle_configs, override_values, stage
+from .weights import Weights, resolve_weights
+
+REPO_BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
+FINETUNED_NAME = "model_finetune.pt"
+
+
+@dataclass
+class Request:
+    """What the caller asked for; None means 'not given' so presets can fill it."""
+
+    output_dir: Path
+    dataset_dir: Path | None = None
+    datalist: Path | None = None
+    smoke: bool = False
+    sanity: bool = False
+    auto_seg: bool = False
+    target_anatomy: str | None = None
+    label_mapping: str | None = None
+    patch_size: list[int] | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    cache_rate: float | None = None
+    skip_formal_eval: bool = False
+    pretrained_ckpt: str | None = None
+    network_config: Path | None = None
+    bundle_dir: Path | None = None
+    phase_timeout: float | None = None
+    seed: int | None = None
+    command_line: str = ""
+
+
+@dataclass
+class Prepared:
+    request: Request
+    settings: Settings
+    bundle_dir: Path
+    dataset_dir: Path
+    out_dir: Path
+    mapping: labels.ResolvedMapping
+    entries: list[dict]
+    datalist_path: Path
+    audit: dict[str, Any]
+    env: dict[str, Any]
+    plan: Plan
+    weights: Weights
+    staged: Staged
+    commands: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
+    bundle_dir = (req.bundle_dir or REPO_BUNDLE).expanduser().resolve()
+    if not (bundle_dir / "configs").is_dir():
+        raise ArgumentError(f"--bundle-dir {bundle_dir} is not a MONAI bundle (no configs/ folder).",
+                            fix=["Point --bundle-dir at a VISTA3D bundle, or leave it out to use this project's bundle/."])
+    if req.dataset_dir is None:
+        raise ArgumentError("no dataset was given.", fix=["Pass the dataset dir as the first argument or with --dataset-dir."])
+    dataset_dir = req.dataset_dir.expanduser().resolve()
+    if not dataset_dir.is_dir():
+        raise ArgumentError(f"the dataset dir {req.dataset_dir} does not exist.",
+                            fix=["Pass a folder with imagesTr/ and labelsTr/ (for example fixtures/spleen_micro)."])
+    out_dir = req.output_dir.expanduser().resolve()
+    for name, protected in (("bundle dir", bundle_dir), ("dataset dir", dataset_dir)):
+        if _inside(out_dir, protected):
+            raise ArgumentError(f"--output-dir {req.output_dir} lies inside the {name} {protected}.",
+                                fix=["Choose an output dir elsewhere, e.g. runs/NAME; this tool never writes into its inputs."])
+    return bundle_dir, dataset_dir, out_dir
+
+
+def resolve_label_mapping(req: Request, settings: Settings, label_dict: dict[str, int], source: str) -> labels.ResolvedMapping:
+    if req.label_mapping or req.target_anatomy:
+        return labels.resolve_mapping(req.label_mapping, req.target_anatomy, label_dict, source)
+    if settings["label_mapping"]:
+        found = labels.resolve_mapping(json.dumps(settings["label_mapping"]), None, label_dict, source)
+        return labels.ResolvedMapping(found.pairs, f"{settings.source('label_mapping')}: {found.resolution}", found.names)
+    return labels.resolve_mapping(None, None, label_dict, source)
+
+
+def resampled_mb(audit: dict[str, Any], spacing_mm: float = 1.5) -> float:
+    """Rough cache size: each training case resampled to 1.5 mm, float32 image + uint8 label."""
+    total = 0.0
+    for row in audit.get("samples", []):
+        if row.get("fold") == 0 or not row.get("shape") or not row.get("spacing"):
+            continue
+        volume_mm3 = math.prod(row["shape"][:3]) * math.prod(row["spacing"][:3])
+        total += volume_mm3 / spacing_mm**3 * 5
+    return total / 2**20
+
+
+def prepare(req: Request) -> Prepared:
+    preset = preset_name(req.smoke, req.sanity)
+    bundle_dir, dataset_dir, out_dir = resolve_dirs(req)
+    card = read_fixture_card(dataset_dir)
+    given = {"epochs": req.epochs, "learning_rate": req.learning_rate, "patch_size": req.patch_size,
+             "cache_rate": req.cache_rate, "auto_seg": req.auto_seg}
+    settings = settle(preset, given, card)
+    dict_path = bundle_dir / "label_dict.json"
+    mapping = resolve_label_mapping(req, settings, labels.load_label_dict(dict_path), str(dict_path))
+    local = labels.local_values(mapping)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
+    dataset.check_pairs_geometry(entries, dataset_dir)
+    audit = dataset.audit_dataset(entries, dataset_dir, local)
+    audit["datalist_source"] = source
+    dataset.check_mapped_values_present(audit, local)
+    env = environment.collect()
+    plan = make_plan(settings, env, resampled_mb(audit), os.environ.get("NPROC_PER_NODE"))
+    missing = missing_bundle_configs(bundle_dir, plan.multi_gpu)
+    if missing:
+        raise ArgumentError(f"the bundle {bundle_dir} lacks {', '.join(missing)}.",
+                            fix=["Use a complete VISTA3D bundle (configs/train.json, train_continual.json, evaluate.json)."])
+    weights = resolve_weights(req.pretrained_ckpt, card, bundle_dir)
+    network = req.network_config or (Path(card["network_config"]) if card.get("network_config") else None)
+    if network is not None and not network.is_file():
+        raise ArgumentError(f"--network-config {network} does not exist.",
+                            fix=["Point it at a JSON file that sets network_def, or leave it out for the bundle's network."])
+    values = override_values(plan, bundle_dir=bundle_dir, dataset_dir=dataset_dir, datalist=datalist_path,
+                             out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
+                             auto_seg=bool(settings["auto_seg"]), seed=req.seed)
+    staged = stage(plan, bundle_dir=bundle_dir, out_dir=out_dir, override=values, network_config=network)
+    prepared = Prepared(req, settings, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
+                        audit, env, plan, weights, staged)
+    prepared.commands = phase_commands(prepared)
+    return prepared
+
+
+def phase_commands(p: Prepared) -> dict[str, list[str]]:
+    prefix = command_prefix(p.plan.nproc_per_node)
+    finetuned = p.staged.ckpt_dir / FINETUNED_NAME
+    commands = {"finetune": bundle_command(prefix, p.staged.train_stack, p.bundle_dir)}
+    if not p.request.skip_formal_eval:
+        for name, ckpt in (("eval_pretrained", Path(p.weights.path)), ("eval_finetuned", finetuned)):
+            extra = {"ckpt_path": str(ckpt), "output_dir": str(p.out_dir / name)}
+            commands[name] = bundle_command(prefix, p.staged.eval_stack, p.bundle_dir, extra)
+    order = ["eval_pretrained", "finetune", "eval_finetuned"]
+    return {name: commands[name] for name in order if name in commands}
+
+
+def run_phases(p: Prepared, started_wall: float) -> tuple[dict[str, PhaseResult], bool]:
+    """Run in order; stop at the first failure. Returns the results and whether Ctrl-C ended it."""
+    results: dict[str, PhaseResult] = {}
+    env = child_env(p.bundle_dir)
+    (p.out_dir / "logs").mkdir(exist_ok=True)
+    names = list(p.commands)
+    for index, name in enumerate(names, start=1):
+        spec = PhaseSpec(name, index, len(names), p.commands[name], p.out_dir / "logs" / f"{name}.log")
+        try:
+            results[name] = run_phase(spec, cwd=p.out_dir, env=env, timeout=p.request.phase_timeout)
+        except KeyboardInterrupt:
+            results[name] = PhaseResult(name=name, command=spec.command, log_path=str(spec.log_path),
+                                        failure="interrupted", seconds=round(time.time() - started_wall, 2))
+            return results, True
+        if results[name].return_code != 0:
+            break
+    return results, False

@@ -1,0 +1,107 @@
+"""Staged configs: the override files a run adds on top of the bundle, written under OUT/configs/.
+
+The bundle directory is read-only to this tool: everything run-specific (paths, recipe, label
+mapping, network) goes into OUT/configs/ and is passed by path. Also builds the config stacks,
+whose order matters: evaluate.json resets mapping, paths and patch size, so the override follows it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .plan import Plan
+
+NO_LOGGING = "dfw_no_logging.json"
+OVERRIDE_NAMES = {"sanity": "train_continual_task06_lung.json", "smoke": "auto_override.json",
+                  "finetune": "auto_override.json"}
+RESAMPLE_MM = [1.5, 1.5, 1.5]
+
+
+@dataclass(frozen=True)
+class Staged:
+    config_dir: Path
+    override: Path
+    no_logging: Path
+    network: Path | None
+    train_stack: list[str]
+    eval_stack: list[str]
+    ckpt_dir: Path
+
+
+def override_values(plan: Plan, *, bundle_dir: Path, dataset_dir: Path, datalist: Path, out_dir: Path,
+                    pretrained: Path, pairs: list[list[int]], auto_seg: bool,
+                    seed: int | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "bundle_root": str(bundle_dir),
+        "dataset_dir": str(dataset_dir),
+        "data_list_file_path": str(datalist),
+        "fold": 0,
+        "ckpt_dir": str(out_dir / "checkpoints"),
+        "output_dir": str(out_dir / "train"),
+        "finetune": True,
+        "finetune_model_path": str(pretrained),
+        "epochs": plan.epochs,
+        "learning_rate": plan.learning_rate,
+        "lr_schedule#activate": False,
+        "val_interval": plan.val_interval,
+        "val_at_start": True,
+        "patch_size": plan.patch_size,
+        "patch_size_valid": plan.patch_size,
+        "resample_to_spacing": RESAMPLE_MM,
+        "label_mappings": {"default": pairs},
+        "train_dataset_cache_rate": plan.train_dataset_cache_rate,
+        "val_dataset_cache_rate": 1.0,
+        "num_cache_workers": max(1, plan.num_workers),
+        "num_workers": plan.num_workers,
+        "sw_overlap": plan.sw_overlap,
+        "amp": plan.amp,
+    }
+    if seed is not None:
+        values["seed"] = seed
+    if auto_seg:
+        # class prompts only: never drop the label prompt, always drop point prompts
+        values.update({"drop_label_prob": 0.0, "drop_point_prob": 1.0})
+    return values
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def stage(plan: Plan, *, bundle_dir: Path, out_dir: Path, override: dict[str, Any],
+          network_config: Path | None) -> Staged:
+    config_dir = out_dir / "configs"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    override_path = _write_json(config_dir / OVERRIDE_NAMES[plan.preset], override)
+    no_logging = _write_json(config_dir / NO_LOGGING, {"use_mlflow": False, "use_tensorboard": False})
+    network = None
+    if network_config is not None:
+        network = config_dir / "network.json"
+        shutil.copyfile(network_config, network)
+    configs = bundle_dir / "configs"
+    train = [configs / "train.json", configs / "train_continual.json"]
+    evaluate = [*train, configs / "evaluate.json"]
+    if plan.multi_gpu:
+        train.append(configs / "multi_gpu_train.json")
+        evaluate.append(configs / "mgpu_evaluate.json")
+    tail = ([network] if network else []) + [override_path, no_logging]
+    return Staged(
+        config_dir=config_dir,
+        override=override_path,
+        no_logging=no_logging,
+        network=network,
+        train_stack=[str(p) for p in train + tail],
+        eval_stack=[str(p) for p in evaluate + tail],
+        ckpt_dir=out_dir / "checkpoints",
+    )
+
+
+def missing_bundle_configs(bundle_dir: Path, multi_gpu: bool) -> list[str]:
+    names = ["train.json", "train_continual.json", "evaluate.json"]
+    if multi_gpu:
+        names += ["multi_gpu_train.json", "mgpu_evaluate.json"]
+    return [n for n in names if not (bundle_dir / "configs" / n).is_file()]

@@ -1,0 +1,89 @@
+"""Pretrained weights: which checkpoint a run starts from, and proof of which file it was.
+
+Order: --pretrained-ckpt PATH; the dataset's fixture card; the bundle's models/model.pt; the
+Hugging Face hub (repo nvidia/NV-Segment-CT at a pinned revision), which honours HF_HUB_OFFLINE,
+HF_HOME and the local cache. Never loads the weights (the bundle does); hashes the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ArgumentError
+
+HUB_REPO = "nvidia/NV-Segment-CT"
+HUB_REVISION = "afb51518689f71e6abb367ee6301b2cd0225c66a"
+HUB_FILE = "vista3d_pretrained_model/model.pt"
+FULL_MODEL_NAME = "NV-Segment-CT (VISTA3D, vista3d132)"
+
+
+@dataclass(frozen=True)
+class Weights:
+    path: str
+    source: str
+    model_name: str
+    sha256: str
+    bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe(path: Path, source: str, model_name: str) -> Weights:
+    return Weights(str(path.resolve()), source, model_name, sha256_file(path), path.stat().st_size)
+
+
+def from_hub() -> Path:
+    """The pinned hub checkpoint, from the local cache when offline."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise ArgumentError(
+            "no pretrained checkpoint was given and huggingface_hub is not installed.",
+            fix=["Pass --pretrained-ckpt PATH, or pip install huggingface_hub."],
+        ) from None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    try:
+        return Path(hf_hub_download(HUB_REPO, HUB_FILE, revision=HUB_REVISION, local_files_only=offline))
+    except Exception as exc:  # the hub raises many types; all mean "not available here"
+        mode = "offline (HF_HUB_OFFLINE is set) and not in the local cache" if offline else "not downloadable"
+        raise ArgumentError(
+            f"the pretrained NV-Segment-CT checkpoint is {mode} ({type(exc).__name__}).",
+            evidence=[f"Looked for {HUB_REPO}@{HUB_REVISION[:12]} file {HUB_FILE} (cache: HF_HOME / ~/.cache/huggingface)."],
+            fix=["Pass --pretrained-ckpt PATH, put the file at BUNDLE/models/model.pt, or run "
+                 "`nvseg-finetune fetch-weights` once on a machine with network access."],
+        ) from None
+
+
+def resolve_weights(given: str | None, card: dict[str, Any], bundle_dir: Path) -> Weights:
+    if given:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise ArgumentError(
+                f"--pretrained-ckpt {given} does not exist.",
+                fix=["Point it at a VISTA3D checkpoint file (model.pt), or leave it out to use the default."],
+            )
+        return _describe(path, "--pretrained-ckpt", card.get("model_name") or "user checkpoint")
+    if card.get("pretrained_ckpt"):
+        path = Path(card["pretrained_ckpt"])
+        if not path.is_file():
+            raise ArgumentError(
+                f"the dataset's fixture.json names {path}, which does not exist.",
+                fix=["Regenerate the fixture model, or pass --pretrained-ckpt PATH."],
+            )
+        return _describe(path, "fixture.json", card.get("model_name") or "fixture model")
+    bundled = bundle_dir / "models" / "model.pt"
+    if bundled.is_file():
+        return _describe(bundled, "bundle models/model.pt", FULL_MODEL_NAME)
+    return _describe(from_hub(), f"hub {HUB_REPO}@{HUB_REVISION}", FULL_MODEL_NAME)
