@@ -365,6 +365,13 @@ def test_a_given_datalist_is_used_as_is(dataset, tmp_path):
     assert given.read_bytes() == before and not (tmp_path / "run" / "datalist.json").exists()
 
 
+def test_the_datasets_own_datalist_is_used_when_none_is_given(dataset, tmp_path):
+    own = write_datalist(dataset / "datalist.json", [entry("case_1", 0), entry("case_0", 2)])
+    entries, path, source = prepare_datalist(dataset, None, tmp_path / "run")
+    assert (path, source) == (own.resolve(), f"found: {own}")
+    assert [e["fold"] for e in entries] == [0, 2] and not (tmp_path / "run" / "datalist.json").exists()
+
+
 def test_output_dir_inside_the_dataset_is_refused(dataset):
     with pytest.raises(ArgumentError, match="is inside the dataset dir"):
         prepare_datalist(dataset, None, dataset / "runs" / "x")

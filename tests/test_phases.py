@@ -1,0 +1,66 @@
+"""The phase runner, driven with small stand-in child processes instead of the bundle."""
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+from nvseg_bench.phases import PhaseSpec, bundle_command, child_env, command_prefix, run_phase
+
+TRAINING_LIKE = """
+import sys
+print("Epoch[0] Metrics -- val_mean_dice: 0.5000")
+print("Epoch: 1/1, Iter: 1/1 -- train_loss: 0.4000")
+print("Epoch[1] Metrics -- val_mean_dice: 0.6000")
+print('NVSEG_TELEMETRY {"peak_gpu_mb": 123.0}')
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def _spec(tmp_path: Path, code: str, *args: str) -> PhaseSpec:
+    return PhaseSpec("finetune", 2, 3, [sys.executable, "-c", code, *args], tmp_path / "finetune.log")
+
+
+def test_a_phase_records_its_trace_log_and_telemetry(tmp_path):
+    stream = io.StringIO()
+    result = run_phase(_spec(tmp_path, TRAINING_LIKE, "0"), cwd=tmp_path, env=child_env(tmp_path), stream=stream)
+    assert result.return_code == 0 and result.failure is None
+    assert result.facts.val_dice == {0: 0.5, 1: 0.6} and result.peak_gpu_mb == 123.0
+    assert result.peak_rss_mb and result.peak_rss_mb > 1
+    assert "train_loss: 0.4000" in Path(result.log_path).read_text()
+    assert "[2/3 finetune] val Dice 0.6000 at epoch 1 (best)" in stream.getvalue()
+
+
+def test_a_crashing_phase_is_classified_as_a_crash(tmp_path):
+    result = run_phase(_spec(tmp_path, TRAINING_LIKE, "7"), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO())
+    assert result.return_code == 7 and result.failure == "crash"
+    assert result.log_tail[-1].startswith("NVSEG_TELEMETRY")
+
+
+def test_an_oom_in_the_log_is_classified_as_oom(tmp_path):
+    code = "import sys; print('torch.OutOfMemoryError: CUDA out of memory.'); sys.exit(1)"
+    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO())
+    assert result.failure == "oom"
+
+
+def test_a_phase_past_its_timeout_is_stopped(tmp_path):
+    code = "import time; print('started', flush=True); time.sleep(60)"
+    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=child_env(tmp_path), timeout=1.0, stream=io.StringIO())
+    assert result.failure == "timeout" and result.seconds < 30
+
+
+def test_child_env_puts_the_bundle_first_and_writes_no_bytecode(tmp_path):
+    env = child_env(tmp_path)
+    assert env["PYTHONPATH"].split(":")[0] == str(tmp_path) and env["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_commands_use_monai_bundle_run_or_torchrun():
+    assert command_prefix(1)[1:] == ["-m", "monai.bundle", "run"]
+    multi = command_prefix(2)
+    assert multi[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=2" in multi
+
+
+def test_bundle_command_passes_the_config_stack_in_order(tmp_path):
+    cmd = bundle_command(["python"], ["/b/configs/train.json", "/o/configs/x.json"], tmp_path, {"ckpt_path": "/m.pt"})
+    assert cmd[cmd.index("--config_file") + 1] == "['/b/configs/train.json','/o/configs/x.json']"
+    assert cmd[-2:] == ["--ckpt_path", "/m.pt"]

@@ -1,0 +1,111 @@
+"""Staged configs, checkpoint comparison, formal Dice reading, weights and the output schema."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nvseg_bench.errors import ArgumentError
+from nvseg_bench.evidence import compare_checkpoints, formal_dice, write_manifest
+from nvseg_bench.output import schema_errors
+from nvseg_bench.plan import make_plan
+from nvseg_bench.preset import settle
+from nvseg_bench.staging import override_values, stage
+from nvseg_bench.weights import resolve_weights, sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundle"
+
+
+def _plan(multi_gpu: bool = False):
+    env = {"cuda_available": multi_gpu, "gpu_count": 2 if multi_gpu else 0, "gpu_free_mb": 40000,
+           "host_ram_mb": 24000, "cpu_count": 2}
+    return make_plan(settle("smoke", {}, {}), env, dataset_mb=1, nproc_env="2" if multi_gpu else None)
+
+
+def _stage(tmp_path: Path, multi_gpu: bool = False, network: Path | None = None):
+    plan = _plan(multi_gpu)
+    values = override_values(plan, bundle_dir=BUNDLE, dataset_dir=tmp_path / "data", datalist=tmp_path / "dl.json",
+                             out_dir=tmp_path / "out", pretrained=tmp_path / "m.pt", pairs=[[1, 3]], auto_seg=True)
+    return stage(plan, bundle_dir=BUNDLE, out_dir=tmp_path / "out", override=values, network_config=network)
+
+
+def test_staged_configs_go_under_out_configs_only(tmp_path):
+    staged = _stage(tmp_path)
+    assert sorted(p.name for p in staged.config_dir.iterdir()) == ["auto_override.json", "dfw_no_logging.json"]
+    assert json.loads(staged.no_logging.read_text()) == {"use_mlflow": False, "use_tensorboard": False}
+
+
+def test_auto_seg_never_drops_the_class_prompt_and_always_drops_points(tmp_path):
+    override = json.loads(_stage(tmp_path).override.read_text())
+    assert (override["drop_label_prob"], override["drop_point_prob"]) == (0.0, 1.0)
+    assert override["label_mappings"] == {"default": [[1, 3]]} and override["val_at_start"] is True
+
+
+def test_the_override_comes_after_evaluate_json_in_the_eval_stack(tmp_path):
+    stack = [Path(p).name for p in _stage(tmp_path, network=REPO / "fixtures/micro_model/network.json").eval_stack]
+    assert stack == ["train.json", "train_continual.json", "evaluate.json", "network.json", "auto_override.json",
+                     "dfw_no_logging.json"]
+
+
+def test_multi_gpu_adds_the_bundles_distributed_configs(tmp_path):
+    staged = _stage(tmp_path, multi_gpu=True)
+    assert "multi_gpu_train.json" in staged.train_stack[2] and "mgpu_evaluate.json" in staged.eval_stack[3]
+
+
+def _save(path: Path, **tensors: torch.Tensor) -> Path:
+    torch.save(tensors, path)
+    return path
+
+
+def test_a_resaved_identical_state_compares_as_identical(tmp_path):
+    weights = {"a": torch.ones(3), "b": torch.arange(4.0)}
+    first, second = _save(tmp_path / "1.pt", **weights), _save(tmp_path / "2.pt", **weights)
+    result = compare_checkpoints(first, second)
+    assert result["identical"] and result["n_changed"] == 0 and result["n_tensors"] == 2
+
+
+def test_one_changed_tensor_is_counted_with_its_size(tmp_path):
+    old = _save(tmp_path / "old.pt", a=torch.ones(3), b=torch.zeros(2))
+    new = _save(tmp_path / "new.pt", a=torch.ones(3), b=torch.tensor([0.0, 0.5]))
+    result = compare_checkpoints(new, old)
+    assert not result["identical"] and result["n_changed"] == 1 and result["max_abs_diff"] == pytest.approx(0.5)
+
+
+def test_a_model_wrapped_checkpoint_and_ddp_prefixes_compare_by_tensor(tmp_path):
+    torch.save({"model": {"module.a": torch.ones(2)}}, tmp_path / "wrapped.pt")
+    plain = _save(tmp_path / "plain.pt", a=torch.ones(2))
+    assert compare_checkpoints(tmp_path / "wrapped.pt", plain)["identical"]
+
+
+def test_formal_dice_is_read_from_metrics_csv(tmp_path):
+    (tmp_path / "metrics.csv").write_text("val_mean_dice,0.6836\n")
+    assert formal_dice(tmp_path) == 0.6836
+    assert formal_dice(tmp_path / "missing") is None
+
+
+def test_the_manifest_hashes_every_file_but_output_json(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.txt").write_text("x")
+    (tmp_path / "output.json").write_text("{}")
+    manifest = write_manifest(tmp_path, {})
+    assert list(manifest["files"]) == ["sub/x.txt"]
+    assert manifest["files"]["sub/x.txt"]["sha256"] == sha256_file(tmp_path / "sub" / "x.txt")
+
+
+def test_a_missing_pretrained_checkpoint_is_refused(tmp_path):
+    with pytest.raises(ArgumentError, match="does not exist"):
+        resolve_weights(str(tmp_path / "nope.pt"), {}, BUNDLE)
+
+
+def test_the_fixture_card_model_is_used_and_hashed():
+    model = REPO / "fixtures" / "micro_model" / "model.pt"
+    weights = resolve_weights(None, {"pretrained_ckpt": str(model), "model_name": "micro"}, BUNDLE)
+    assert weights.source == "fixture.json" and weights.sha256 == sha256_file(model)
+
+
+def test_the_schema_refuses_a_result_without_its_required_blocks():
+    errors = schema_errors({"skill": "nv_segment_ct_finetune", "status": "passed"})
+    assert any("'output' is a required property" in e for e in errors)
