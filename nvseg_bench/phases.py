@@ -96,6 +96,9 @@ class Progress:
                 self.stream.write("\r" + text.ljust(100))
             elif i == n_i:
                 self.stream.write(text + "\n")
+        elif kind == "val" and self.spec.name.startswith("eval"):
+            score = facts.val_dice[max(facts.val_dice)]
+            self.stream.write(("\r" if self.tty else "") + f"{tag} formal Dice {score:.4f}  {self._elapsed()}\n")
         elif kind == "val":
             epoch = max(facts.val_dice)
             best_epoch = max(facts.val_dice, key=lambda k: facts.val_dice[k])

@@ -31,6 +31,13 @@ def test_a_phase_records_its_trace_log_and_telemetry(tmp_path):
     assert "[2/3 finetune] val Dice 0.6000 at epoch 1 (best)" in stream.getvalue()
 
 
+def test_an_eval_phase_reports_its_score_as_formal_dice(tmp_path):
+    stream = io.StringIO()
+    spec = PhaseSpec("eval_finetuned", 3, 3, [sys.executable, "-c", TRAINING_LIKE, "0"], tmp_path / "e.log")
+    run_phase(spec, cwd=tmp_path, env=child_env(tmp_path), stream=stream)
+    assert "[3/3 eval_finetuned] formal Dice 0.6000" in stream.getvalue()
+
+
 def test_a_crashing_phase_is_classified_as_a_crash(tmp_path):
     result = run_phase(_spec(tmp_path, TRAINING_LIKE, "7"), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO())
     assert result.return_code == 7 and result.failure == "crash"
