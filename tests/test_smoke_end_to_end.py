@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,17 @@ def test_two_smoke_runs_at_once_both_succeed(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     for i in (1, 2):
         assert json.loads((tmp_path / f"run{i}" / "output.json").read_text())["status"] == "passed"
+
+
+def test_two_gloo_processes_finetune_with_rank_0_alone_logging(tmp_path):
+    env = dict(os.environ, NPROC_PER_NODE="2")
+    proc = subprocess.run([sys.executable, "-m", "nvseg_bench", str(FIXTURE), "--smoke", "--epochs", "1",
+                           "--skip-formal-eval", "--output-dir", str(tmp_path / "run")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "run" / "output.json").read_text())
+    assert doc["plan"]["nproc_per_node"] == 2 and doc["invocation"]["multi_gpu"]
+    assert "torch.distributed.run" in doc["invocation"]["command_prefix"]
+    # 5 training cases over 2 ranks: 3 iterations each, logged by rank 0 only
+    assert doc["output"]["train_iterations"] == 3
+    assert doc["output"]["finetuned_ckpt_exists"] and len(doc["output"]["val_dice_per_epoch"]) == 2
