@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--pretrained-ckpt", metavar="PATH", help="start from this checkpoint")
     model.add_argument("--network-config", type=Path, metavar="JSON", help="config file that sets network_def")
     model.add_argument("--bundle-dir", type=Path, metavar="DIR", help="a VISTA3D bundle (default: this project's bundle/)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check inputs, plan and stage configs, print the phase commands; start no phase")
     parser.add_argument("--phase-timeout", type=_positive_float, metavar="SECONDS", help="stop a phase that runs longer")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -116,9 +118,15 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"{PROG}: {prepared.settings.preset} run of {prepared.dataset_dir} -> {prepared.out_dir}")
     for line in prepared.plan.rationale:
         print(f"  plan  {line}")
-    results, interrupted = run_phases(prepared, started_epoch)
+    if args.dry_run:
+        for name, command in prepared.commands.items():
+            env = f"PYTHONPATH={shlex.quote(str(prepared.bundle_dir))} PYTHONDONTWRITEBYTECODE=1"
+            print(f"  phase {name}: (cd {shlex.quote(str(prepared.out_dir))} && {env} {shlex.join(command)})")
+        results, interrupted = {}, False
+    else:
+        results, interrupted = run_phases(prepared, started_epoch)
     doc, code = result.build(prepared, results, wall=time.monotonic() - started, started_epoch=started_epoch,
-                             interrupted=interrupted)
+                             interrupted=interrupted, planned=args.dry_run)
     evidence.write_manifest(prepared.out_dir, {"pretrained_ckpt": prepared.weights.to_json()})
     path, errors = output.write(doc, prepared.out_dir)
     print(f"{PROG}: {doc['headline']}")

@@ -7,6 +7,7 @@ process group. Never imports monai.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .gpusampler import GpuSampler
 from .logparse import LogFacts
 
 TAIL_LINES = 40
@@ -42,6 +44,7 @@ class PhaseResult:
     peak_gpu_mb: float | None = None
     peak_rss_mb: float | None = None
     failure: str | None = None  # None | oom | crash | timeout | interrupted
+    gpu: dict[str, Any] = field(default_factory=dict)  # nvidia-smi samples, when it exists
     log_tail: list[str] = field(default_factory=list)
     facts: LogFacts = field(default_factory=LogFacts)
 
@@ -59,7 +62,7 @@ def command_prefix(nproc: int, torchrun_args: list[str] | None = None) -> list[s
 
 
 def bundle_command(prefix: list[str], stack: list[str], bundle_dir: Path, extra: dict[str, str] | None = None) -> list[str]:
-    cmd = [*prefix, "--config_file", "[" + ",".join(f"'{p}'" for p in stack) + "]", "--bundle_root", str(bundle_dir)]
+    cmd = [*prefix, "--config_file", json.dumps([str(p) for p in stack]), "--bundle_root", str(bundle_dir)]
     logging_conf = bundle_dir / "configs" / "logging.conf"
     if logging_conf.is_file():
         cmd += ["--logging_file", str(logging_conf)]
@@ -132,7 +135,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_phase(spec: PhaseSpec, cwd: Path, env: dict[str, str], timeout: float | None = None,
-              stream: TextIO = sys.stdout) -> PhaseResult:
+              stream: TextIO = sys.stdout, gpu_interval: float = 1.0) -> PhaseResult:
     result = PhaseResult(name=spec.name, command=spec.command, log_path=str(spec.log_path))
     started = time.monotonic()
     stream.write(f"[{spec.index}/{spec.total} {spec.name}] started; log {spec.log_path}\n")
@@ -145,6 +148,7 @@ def run_phase(spec: PhaseSpec, cwd: Path, env: dict[str, str], timeout: float | 
                                 stdin=subprocess.DEVNULL, text=True, errors="replace", start_new_session=True)
         reader = threading.Thread(target=_pump, args=(proc, log, result.facts, tail, Progress(spec, stream, started)))
         reader.start()
+        sampler = GpuSampler(gpu_interval).start()
         try:
             _, status, usage = _wait(proc, timeout)
             result.return_code = os.waitstatus_to_exitcode(status)
@@ -158,9 +162,11 @@ def run_phase(spec: PhaseSpec, cwd: Path, env: dict[str, str], timeout: float | 
             raise
         finally:
             reader.join(timeout=30)
+            result.gpu = sampler.stop()
             result.seconds = round(time.monotonic() - started, 2)
             result.log_tail = list(tail)
-            result.peak_gpu_mb = result.facts.peak("peak_gpu_mb")
+            # torch's peak allocated from inside the run; nvidia-smi's whole-device peak when that is missing
+            result.peak_gpu_mb = result.facts.peak("peak_gpu_mb") or result.gpu.get("smi_peak_gpu_mb")
             if result.failure is None and result.return_code != 0:
                 result.failure = "oom" if result.facts.oom else "crash"
     state = "ok" if result.return_code == 0 else f"failed ({result.failure}, exit {result.return_code})"

@@ -119,6 +119,7 @@ def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: in
         "phase_peak_rss_mb": {n: r.peak_rss_mb for n, r in results.items()},
         "phase_seconds": {n: r.seconds for n, r in results.items()},
         "phase_failures": {n: r.failure for n, r in results.items() if r.failure},
+        "phase_gpu_samples": {n: r.gpu for n, r in results.items() if r.gpu.get("gpu_samples")},
         "return_code": return_code,
         "log_path": last.log_path if last else None,
         "phase_logs": {n: r.log_path for n, r in results.items()},
@@ -127,6 +128,8 @@ def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: in
 
 
 def headline(out: dict[str, Any], status: str) -> str:
+    if status == "planned":
+        return "planned only (--dry-run): configs staged, no phase was started"
     if status != "passed":
         return f"run {status}"
     pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
@@ -140,12 +143,12 @@ def headline(out: dict[str, Any], status: str) -> str:
 
 
 def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_epoch: float,
-          interrupted: bool) -> tuple[dict[str, Any], int]:
+          interrupted: bool, planned: bool = False) -> tuple[dict[str, Any], int]:
     failed = next((r for r in results.values() if r.return_code != 0 or r.failure), None)
-    status = "interrupted" if interrupted else "failed" if failed else "passed"
+    status = "planned" if planned else "interrupted" if interrupted else "failed" if failed else "passed"
     out = _output_block(p, results, started_epoch)
-    code = 0 if status == "passed" else 3
-    if p.settings.preset == "sanity":
+    code = 0 if status in ("passed", "planned") else 3
+    if p.settings.preset == "sanity" and not planned:
         checks = task06_checks(out, 0 if status == "passed" else 3)
         out["sanity_reference_checks"] = checks
         out["sanity_recovery_demonstrated"] = checks["passed"]

@@ -135,11 +135,11 @@ def prepare(req: Request) -> Prepared:
     if missing:
         raise ArgumentError(f"the bundle {bundle_dir} lacks {', '.join(missing)}.",
                             fix=["Use a complete VISTA3D bundle (configs/train.json, train_continual.json, evaluate.json)."])
-    weights = resolve_weights(req.pretrained_ckpt, card, bundle_dir)
     network = req.network_config or (Path(card["network_config"]) if card.get("network_config") else None)
     if network is not None and not network.is_file():
         raise ArgumentError(f"--network-config {network} does not exist.",
                             fix=["Point it at a JSON file that sets network_def, or leave it out for the bundle's network."])
+    weights = resolve_weights(req.pretrained_ckpt, card, bundle_dir)  # last: it may reach the hub
     values = override_values(plan, bundle_dir=bundle_dir, dataset_dir=dataset_dir, datalist=datalist_path,
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
                              auto_seg=bool(settings["auto_seg"]), seed=req.seed)

@@ -44,6 +44,14 @@ def _describe(path: Path, source: str, model_name: str) -> Weights:
     return Weights(str(path.resolve()), source, model_name, sha256_file(path), path.stat().st_size)
 
 
+def hub_cache_dir() -> Path:
+    """HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub, read now (huggingface_hub reads at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
 def from_hub() -> Path:
     """The pinned hub checkpoint, from the local cache when offline."""
     try:
@@ -55,15 +63,26 @@ def from_hub() -> Path:
         ) from None
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
     try:
-        return Path(hf_hub_download(HUB_REPO, HUB_FILE, revision=HUB_REVISION, local_files_only=offline))
+        # the local cache first, so a cached file never costs a network round trip
+        return Path(hf_hub_download(HUB_REPO, HUB_FILE, revision=HUB_REVISION, cache_dir=hub_cache_dir(),
+                                    local_files_only=True))
+    except Exception:  # not cached (the hub raises several types for that)
+        if offline:
+            return _unavailable("offline (HF_HUB_OFFLINE is set) and not in the local cache", "LocalEntryNotFound")
+    print(f"nvseg-finetune: downloading {HUB_FILE} (about 832 MiB) from {HUB_REPO}@{HUB_REVISION[:12]}", flush=True)
+    try:
+        return Path(hf_hub_download(HUB_REPO, HUB_FILE, revision=HUB_REVISION, cache_dir=hub_cache_dir()))
     except Exception as exc:  # the hub raises many types; all mean "not available here"
-        mode = "offline (HF_HUB_OFFLINE is set) and not in the local cache" if offline else "not downloadable"
-        raise ArgumentError(
-            f"the pretrained NV-Segment-CT checkpoint is {mode} ({type(exc).__name__}).",
-            evidence=[f"Looked for {HUB_REPO}@{HUB_REVISION[:12]} file {HUB_FILE} (cache: HF_HOME / ~/.cache/huggingface)."],
-            fix=["Pass --pretrained-ckpt PATH, put the file at BUNDLE/models/model.pt, or run "
-                 "`nvseg-finetune fetch-weights` once on a machine with network access."],
-        ) from None
+        return _unavailable("not in the local cache and not downloadable", type(exc).__name__)
+
+
+def _unavailable(mode: str, reason: str) -> Path:
+    raise ArgumentError(
+        f"the pretrained NV-Segment-CT checkpoint is {mode} ({reason}).",
+        evidence=[f"Looked for {HUB_REPO}@{HUB_REVISION[:12]} file {HUB_FILE} (cache: HF_HOME / ~/.cache/huggingface)."],
+        fix=["Pass --pretrained-ckpt PATH, put the file at BUNDLE/models/model.pt, or download it once on a "
+             "machine with network access into the Hugging Face cache."],
+    )
 
 
 def resolve_weights(given: str | None, card: dict[str, Any], bundle_dir: Path) -> Weights:

@@ -75,3 +75,16 @@ def test_python_dash_m_is_the_same_cli():
     out = subprocess.run([sys.executable, "-m", "nvseg_bench", "--version"], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout
     assert out.startswith("nvseg-finetune ")
+
+
+def test_dry_run_stages_configs_prints_commands_and_starts_no_phase(tmp_path, capsys):
+    from nvseg_bench.output import schema_errors
+
+    out = tmp_path / "out"
+    code = main([str(FIXTURE), "--smoke", "--dry-run", "--output-dir", str(out)])
+    printed = capsys.readouterr().out
+    doc = json.loads((out / "output.json").read_text())
+    assert code == 0 and doc["status"] == "planned" and schema_errors(doc) == []
+    assert "phase finetune: (cd" in printed and "-m monai.bundle run" in printed
+    assert (out / "configs" / "auto_override.json").is_file() and not (out / "logs").exists()
+    assert doc["invocation"]["phase_return_codes"] == {} and doc["plan"]["rationale"][0] == "preset: smoke"

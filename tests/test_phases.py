@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -69,5 +70,18 @@ def test_commands_use_monai_bundle_run_or_torchrun():
 
 def test_bundle_command_passes_the_config_stack_in_order(tmp_path):
     cmd = bundle_command(["python"], ["/b/configs/train.json", "/o/configs/x.json"], tmp_path, {"ckpt_path": "/m.pt"})
-    assert cmd[cmd.index("--config_file") + 1] == "['/b/configs/train.json','/o/configs/x.json']"
+    assert cmd[cmd.index("--config_file") + 1] == '["/b/configs/train.json", "/o/configs/x.json"]'
     assert cmd[-2:] == ["--ckpt_path", "/m.pt"]
+
+
+def test_nvidia_smi_samples_give_peak_memory_when_the_run_reports_none(tmp_path, monkeypatch):
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho '1234, 80'\necho '2048, 40'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    code = "import time; time.sleep(1.5); print('done')"
+    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO(),
+                       gpu_interval=0.2)
+    assert result.gpu["smi_peak_gpu_mb"] == 2048 and result.peak_gpu_mb == 2048
+    assert result.gpu["gpu_util_mean"] == 60 and result.gpu["gpu_samples"] >= 4

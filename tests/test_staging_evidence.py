@@ -109,3 +109,28 @@ def test_the_fixture_card_model_is_used_and_hashed():
 def test_the_schema_refuses_a_result_without_its_required_blocks():
     errors = schema_errors({"skill": "nv_segment_ct_finetune", "status": "passed"})
     assert any("'output' is a required property" in e for e in errors)
+
+
+def _no_bundle_model(tmp_path: Path) -> Path:
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    return bundle
+
+
+def test_offline_without_a_cached_hub_file_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ArgumentError, match="offline .* not in the local cache"):
+        resolve_weights(None, {}, _no_bundle_model(tmp_path))
+
+
+def test_the_pinned_hub_file_resolves_from_the_local_cache_offline(tmp_path, monkeypatch):
+    from nvseg_bench.weights import HUB_FILE, HUB_REPO, HUB_REVISION
+
+    snapshot = tmp_path / "hf" / "hub" / f"models--{HUB_REPO.replace('/', '--')}" / "snapshots" / HUB_REVISION
+    (snapshot / HUB_FILE).parent.mkdir(parents=True)
+    torch.save({"a": torch.ones(2)}, snapshot / HUB_FILE)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    weights = resolve_weights(None, {}, _no_bundle_model(tmp_path))
+    assert Path(weights.path) == (snapshot / HUB_FILE).resolve() and weights.source.startswith("hub nvidia/NV-Segment-CT@")

@@ -1,0 +1,131 @@
+"""Bad datasets and arguments, through the real CLI: exit 2, one message, no traceback, nothing
+written outside --output-dir. Each test builds its own small dataset."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import nibabel
+import numpy as np
+import pytest
+
+from nvseg_bench.cli import main
+
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+def write_case(root: Path, name: str, shape=(12, 12, 12), affine=AFFINE, label_value: int = 1) -> None:
+    rng = np.random.default_rng(len(name))
+    image = rng.integers(-1000, 1000, size=shape).astype(np.int16)
+    label = np.zeros(shape, np.uint8)
+    label[3:7, 3:7, 3:7] = label_value
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    nibabel.save(nibabel.Nifti1Image(image, affine), root / "imagesTr" / f"{name}.nii.gz")
+    nibabel.save(nibabel.Nifti1Image(label, affine), root / "labelsTr" / f"{name}.nii.gz")
+
+
+def good_dataset(root: Path) -> Path:
+    for i in range(3):
+        write_case(root, f"case_{i}")
+    return root
+
+
+def snapshot(root: Path, skip: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file() and skip not in p.parents}
+
+
+def datalist(root: Path, entries: list[tuple[str, str, int]]) -> Path:
+    path = root / "datalist.json"
+    path.write_text(json.dumps({"training": [{"image": i, "label": l, "fold": f} for i, l, f in entries]}))
+    return path
+
+
+def _unmatched(d: Path) -> list[str]:
+    (d / "labelsTr" / "case_2.nii.gz").unlink()
+    return []
+
+
+def _corrupt(d: Path) -> list[str]:
+    (d / "imagesTr" / "case_1.nii.gz").write_bytes(b"not a nifti file at all")
+    return []
+
+
+def _shape(d: Path) -> list[str]:
+    label = nibabel.Nifti1Image(np.zeros((12, 12, 10), np.uint8), AFFINE)
+    nibabel.save(label, d / "labelsTr" / "case_0.nii.gz")
+    return []
+
+
+def _affine(d: Path) -> list[str]:
+    label = nibabel.load(d / "labelsTr" / "case_0.nii.gz")
+    nibabel.save(nibabel.Nifti1Image(np.asarray(label.dataobj), np.diag([3.0, 2.0, 2.0, 1.0])), d / "labelsTr" / "case_0.nii.gz")
+    return []
+
+
+def _escape(d: Path) -> list[str]:
+    return ["--datalist", str(datalist(d, [("../x/imagesTr/a.nii.gz", "labelsTr/case_0.nii.gz", 0),
+                                          ("imagesTr/case_1.nii.gz", "labelsTr/case_1.nii.gz", 1)]))]
+
+
+def _no_fold0(d: Path) -> list[str]:
+    return ["--datalist", str(datalist(d, [("imagesTr/case_0.nii.gz", "labelsTr/case_0.nii.gz", 1),
+                                          ("imagesTr/case_1.nii.gz", "labelsTr/case_1.nii.gz", 2)]))]
+
+
+def _bad_json(d: Path) -> list[str]:
+    (d / "datalist.json").write_text('{"training": [')
+    return ["--datalist", str(d / "datalist.json")]
+
+
+def _absent_value(d: Path) -> list[str]:
+    return ["--label-mapping", "[[2, 3]]"]
+
+
+CASES: dict[str, tuple[Callable[[Path], list[str]], list[str], str]] = {
+    # name: (mutate dataset -> extra args, base args, phrase the message must contain)
+    "unmatched image": (_unmatched, ["--target-anatomy", "spleen"], "case_2"),
+    "corrupt nifti": (_corrupt, ["--target-anatomy", "spleen"], "not a readable NIfTI"),
+    "shape mismatch": (_shape, ["--target-anatomy", "spleen"], "(12, 12, 10)"),
+    "affine mismatch": (_affine, ["--target-anatomy", "spleen"], "affine"),
+    "datalist escapes": (_escape, ["--target-anatomy", "spleen"], "../x/imagesTr/a.nii.gz"),
+    "no validation fold": (_no_fold0, ["--target-anatomy", "spleen"], "No validation cases"),
+    "datalist not json": (_bad_json, ["--target-anatomy", "spleen"], "datalist.json"),
+    "invented class": (lambda d: [], ["--label-mapping", "[[1, 200]]"], "cannot add a new class"),
+    "unknown anatomy": (lambda d: [], ["--target-anatomy", "spleeen"], "Closest: 'spleen' (id 3)"),
+    "duplicate local value": (lambda d: [], ["--label-mapping", "[[1, 3], [1, 5]]"], "1"),
+    "mapped value absent": (_absent_value, [], "2"),
+    "no mapping at all": (lambda d: [], [], "--target-anatomy"),
+    "missing checkpoint": (lambda d: [], ["--target-anatomy", "spleen", "--pretrained-ckpt", "/nope/m.pt"], "/nope/m.pt"),
+    "missing network config": (lambda d: [], ["--target-anatomy", "spleen", "--network-config", "/nope/n.json"],
+                               "/nope/n.json"),
+    "not a bundle": (lambda d: [], ["--target-anatomy", "spleen", "--bundle-dir", "/tmp"], "not a MONAI bundle"),
+    "two presets": (lambda d: [], ["--smoke", "--sanity"], "both given"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_exits_2_with_one_message_and_writes_nothing_outside_out(name, tmp_path, capsys):
+    mutate, args, phrase = CASES[name]
+    data = good_dataset(tmp_path / "data")
+    extra = mutate(data)
+    out = tmp_path / "out"
+    before = snapshot(tmp_path, out)
+    code = main([str(data), "--output-dir", str(out), *args, *extra])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("nvseg-finetune: ") and "Traceback" not in err
+    assert phrase in err
+    assert snapshot(tmp_path, out) == before
+
+
+def test_bad_input_is_answered_without_importing_monai(tmp_path):
+    data = good_dataset(tmp_path / "data")
+    code = ("import sys; from nvseg_bench.cli import main\n"
+            f"rc = main([{str(data)!r}, '--output-dir', {str(tmp_path / 'o')!r}, '--target-anatomy', 'spleeen'])\n"
+            "print('RC', rc, 'MONAI', 'monai' in sys.modules, 'TORCH', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "RC 2 MONAI False TORCH False" in out
