@@ -1,7 +1,7 @@
-"""Data contract and audit: which cases a run uses, and what they look like.
+"""Data contract: which cases a run uses, and whether each pair is usable.
 
-Owns the imagesTr/labelsTr pairing, the datalist (given, or a generated seed-0 five-fold split),
-the per-pair shape/affine check, and the dataset audit recorded in `input.dataset_audit`.
+Owns the imagesTr/labelsTr pairing, the datalist (given, found, or a generated seed-0 five-fold
+split) and the per-pair shape/affine check (headers only). What the voxels look like is audit.py's.
 Datalist entries stay in the bundle's form ({"image", "label", "fold"}, paths relative to the
 dataset dir); `entry_paths` turns one into files. Reads NIfTI with nibabel; writes only
 OUT/datalist.json, never into the dataset dir. No torch, no monai.
@@ -12,7 +12,6 @@ import json
 import os
 import random
 import zlib
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,8 +28,6 @@ N_FOLDS = 5
 GENERATED_SOURCE = "generated: seed-0 five-fold"
 DATASET_DATALIST = "datalist.json"  # a dataset's own split, used when --datalist is not given
 # CT in Hounsfield units holds air (about -1000 HU) and dense tissue or bone (above 200 HU).
-CT_AIR_MAX_HU = -500.0
-CT_DENSE_MIN_HU = 200.0
 
 _NIFTI_ERRORS = (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error)
 _UNUSABLE = "the dataset is not usable (nothing was run)"
@@ -273,117 +270,6 @@ def check_pairs_geometry(entries: list[dict], dataset_dir: Path) -> None:
 
 def _affine_text(affine: np.ndarray) -> str:
     return json.dumps(np.round(np.asarray(affine, float)[:3], 3).tolist())
-
-
-def audit_dataset(entries: list[dict], dataset_dir: Path, local_values: list[int]) -> dict:
-    """Per-case rows and a summary for `input.dataset_audit`; reads each file's voxels once."""
-    rows = [_audit_case(e, dataset_dir, local_values) for e in entries]
-    return {"n_pairs": len(rows), "samples": rows, "summary": _summarise(rows, local_values)}
-
-
-def _audit_case(entry: dict, dataset_dir: Path, local_values: list[int]) -> dict:
-    image_path, label_path = entry_paths(entry, dataset_dir)
-    image, label_image = _load(image_path), _load(label_path)
-    hu = _voxels(image, image_path).astype(np.float32, copy=False)
-    labels = _voxels(label_image, label_path)
-    counts = _label_counts(labels, label_path)
-    spacing = [float(z) for z in image.header.get_zooms()[:3]]
-    voxel_ml = float(np.prod(spacing)) / 1000.0  # mm^3 -> mL
-    p01, p99 = np.percentile(hu, [1, 99])
-    return {
-        "name": case_name(entry["image"]),
-        "fold": entry["fold"],
-        "shape": [int(s) for s in image.shape],
-        "spacing": [round(s, 6) for s in spacing],
-        "origin": [round(float(v), 4) for v in image.affine[:3, 3]],
-        "orientation": "".join(c or "?" for c in nibabel.aff2axcodes(image.affine)),
-        "hu_min": float(hu.min()),
-        "hu_max": float(hu.max()),
-        "hu_p01": float(p01),
-        "hu_p99": float(p99),
-        "label_values": sorted(counts),
-        "foreground_ml": {str(v): round(n * voxel_ml, 6) for v, n in sorted(counts.items()) if v},
-        "components": {str(v): _components(labels, v) for v in local_values if v in counts},
-    }
-
-
-def _label_counts(labels: np.ndarray, path: Path) -> dict[int, int]:
-    """Voxel count per label value; refuses non-integer label values."""
-    if labels.dtype.kind in "iub" and labels.min() >= 0 and labels.max() < 65536:
-        counts = np.bincount(labels.ravel().astype(np.intp, copy=False))
-        return {int(v): int(n) for v, n in enumerate(counts) if n}
-    values, counts = np.unique(labels, return_counts=True)
-    fractional = [float(v) for v in values if v % 1]
-    if fractional:
-        raise DataContractError(
-            _UNUSABLE, [f"{path} holds non-integer label values: {fractional[:5]}"],
-            ["Save labels as integer class values (0 = background)."])
-    return {int(v): int(n) for v, n in zip(values, counts)}
-
-
-def _components(labels: np.ndarray, value: int) -> int:
-    """Face-connected components of one label value."""
-    from scipy import ndimage  # import cost only when auditing
-
-    return int(ndimage.label(labels == value)[1])
-
-
-def _summarise(rows: list[dict], local_values: list[int]) -> dict:
-    hu_min = min((r["hu_min"] for r in rows), default=0.0)
-    hu_max = max((r["hu_max"] for r in rows), default=0.0)
-    looks_like_ct, reason = _ct_verdict(hu_min, hu_max)
-    shapes = sorted({tuple(r["shape"]) for r in rows})
-    train_seen = {v for r in rows if r["fold"] != 0 for v in r["label_values"]}
-    return {
-        "n_train": sum(r["fold"] != 0 for r in rows),
-        "n_val": sum(r["fold"] == 0 for r in rows),
-        "distinct_shapes": [list(s) for s in shapes],
-        "shape_drift": len(shapes) > 1,
-        "spacing_range": _axis_range([r["spacing"] for r in rows]),
-        "origin_range": _axis_range([r["origin"] for r in rows]),
-        "orientation_codes": dict(Counter(r["orientation"] for r in rows)),
-        "hu_range": [hu_min, hu_max],
-        "looks_like_ct": looks_like_ct,
-        "looks_like_ct_reason": reason,
-        "label_values_seen": sorted({v for r in rows for v in r["label_values"]}),
-        "label_values_seen_in_training": sorted(train_seen),
-        "mapped_values_missing": [v for v in local_values if v not in train_seen],
-    }
-
-
-def _axis_range(vectors: list[list[float]]) -> dict[str, list[float]]:
-    if not vectors:
-        return {"min": [], "max": []}
-    stacked = np.asarray(vectors, float)
-    return {"min": stacked.min(axis=0).tolist(), "max": stacked.max(axis=0).tolist()}
-
-
-def _ct_verdict(hu_min: float, hu_max: float) -> tuple[bool, str]:
-    """Whether the intensities look like CT in Hounsfield units, and why."""
-    span = f"intensity range {hu_min:g}..{hu_max:g}"
-    lacks = []
-    if hu_min > CT_AIR_MAX_HU:
-        lacks.append(f"no air (<= {CT_AIR_MAX_HU:g} HU)")
-    if hu_max < CT_DENSE_MIN_HU:
-        lacks.append(f"no dense tissue (>= {CT_DENSE_MIN_HU:g} HU)")
-    if not lacks:
-        return True, f"{span} spans air and dense tissue, as CT in Hounsfield units does"
-    return False, (f"{span} has {' and '.join(lacks)}: not CT in Hounsfield units "
-                   "(MR, or rescaled intensities?); VISTA3D expects CT HU")
-
-
-def check_mapped_values_present(audit: dict, local_values: list[int]) -> None:
-    """Refuse a mapped local value that no training label contains."""
-    summary = audit["summary"]
-    seen = summary["label_values_seen_in_training"]
-    missing = [v for v in local_values if v not in seen]
-    if missing:
-        raise DataContractError(
-            _UNUSABLE,
-            [f"mapped local value {', '.join(map(str, missing))} appears in no training label "
-             f"({summary['n_train']} training cases; label values seen: {seen})"],
-            ["Correct --label-mapping / --target-anatomy to the values your labels use, "
-             "or fix the labels."])
 
 
 def prepare_datalist(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import dataset, environment, labels, output
+from . import audit, dataset, environment, labels, output
 from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED, ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, child_env, command_prefix, run_phase
 from .plan import Plan, make_plan
@@ -102,10 +102,10 @@ def resolve_label_mapping(req: Request, settings: Settings, label_dict: dict[str
     return labels.resolve_mapping(None, None, label_dict, source)
 
 
-def resampled_mb(audit: dict[str, Any], spacing_mm: float = 1.5) -> float:
+def resampled_mb(findings: dict[str, Any], spacing_mm: float = 1.5) -> float:
     """Rough cache size: each training case resampled to 1.5 mm, float32 image + uint8 label."""
     total = 0.0
-    for row in audit.get("samples", []):
+    for row in findings.get("samples", []):
         if row.get("fold") == 0 or not row.get("shape") or not row.get("spacing"):
             continue
         volume_mm3 = math.prod(row["shape"][:3]) * math.prod(row["spacing"][:3])
@@ -126,11 +126,11 @@ def prepare(req: Request) -> Prepared:
     out_dir.mkdir(parents=True, exist_ok=True)
     entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
     dataset.check_pairs_geometry(entries, dataset_dir)
-    audit = dataset.audit_dataset(entries, dataset_dir, local)
-    audit["datalist_source"] = source
-    dataset.check_mapped_values_present(audit, local)
+    findings = audit.audit_dataset(entries, dataset_dir, local)
+    findings["datalist_source"] = source
+    audit.check_mapped_values_present(findings, local)
     env = environment.collect()
-    plan = make_plan(settings, env, resampled_mb(audit), os.environ.get("NPROC_PER_NODE"))
+    plan = make_plan(settings, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
     missing = missing_bundle_configs(bundle_dir, plan.multi_gpu)
     if missing:
         raise ArgumentError(f"the bundle {bundle_dir} lacks {', '.join(missing)}.",
@@ -145,7 +145,7 @@ def prepare(req: Request) -> Prepared:
                              auto_seg=bool(settings["auto_seg"]), seed=req.seed)
     staged = stage(plan, bundle_dir=bundle_dir, out_dir=out_dir, override=values, network_config=network)
     prepared = Prepared(req, settings, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
-                        audit, env, plan, weights, staged)
+                        findings, env, plan, weights, staged)
     prepared.commands = phase_commands(prepared)
     return prepared
 

@@ -11,14 +11,13 @@ import pytest
 from nvseg_bench.dataset import (
     GENERATED_SOURCE,
     CasePair,
-    audit_dataset,
-    check_mapped_values_present,
     check_pairs_geometry,
     find_pairs,
     five_fold_datalist,
     load_datalist,
     prepare_datalist,
 )
+from nvseg_bench.audit import audit_dataset, check_mapped_values_present
 from nvseg_bench.errors import ArgumentError, DataContractError
 
 SHAPE = (8, 8, 8)
