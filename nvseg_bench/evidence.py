@@ -102,6 +102,16 @@ def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
     }
 
 
+def dataset_inputs(entries: list[dict], dataset_dir: Path) -> dict[str, Any]:
+    """sha256 and size of every image and label the run used, keyed by path relative to the dataset."""
+    files = {}
+    for entry in entries:
+        for key in ("image", "label"):
+            path = dataset_dir / entry[key]
+            files[entry[key]] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return {"dataset_dir": str(dataset_dir), "files": files}
+
+
 def write_manifest(out_dir: Path, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """sha256 and size of every file under out_dir (but output.json and the manifest), plus inputs."""
     files = {}

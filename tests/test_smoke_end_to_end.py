@@ -103,3 +103,25 @@ def test_two_gloo_processes_finetune_with_rank_0_alone_logging(tmp_path):
     # 5 training cases over 2 ranks: 3 iterations each, logged by rank 0 only
     assert doc["output"]["train_iterations"] == 3
     assert doc["output"]["finetuned_ckpt_exists"] and len(doc["output"]["val_dice_per_epoch"]) == 2
+
+
+def test_two_mapped_classes_beside_unmapped_ones_and_the_epoch_zero_trap(tmp_path):
+    """Phantoms hold liver 1, spleen 3 and kidneys 5 and 14; only 3 and 1 are mapped. One epoch does
+    not beat the pretrained score, so model_finetune.pt is the pretrained state saved again."""
+    sys.path.insert(0, str(REPO / "fixtures" / "micro_model"))
+    from make_phantoms import make_phantoms
+
+    data = make_phantoms(tmp_path / "phantoms", n_cases=5, seed=7)
+    micro = REPO / "fixtures" / "micro_model"
+    proc = subprocess.run([sys.executable, "-m", "nvseg_bench", str(data), "--label-mapping", "[[3, 3], [1, 1]]",
+                           "--auto-seg", "--epochs", "1", "--patch-size", "64", "--pretrained-ckpt",
+                           str(micro / "model.pt"), "--network-config", str(micro / "network.json"),
+                           "--output-dir", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "run" / "output.json").read_text())
+    out = doc["output"]
+    assert doc["input"]["label_mappings"] == {"default": [[3, 3], [1, 1]]}
+    assert out["formal_pretrained_val_dice"] > 0.5  # the micro model knows both classes on its own phantoms
+    assert out["training_best_epoch_index"] == 0 and out["finetuned_ckpt_matches_pretrained_weights"] is True
+    assert out["recommended_ckpt"] == out["pretrained_ckpt"] and out["improved"] is False
+    assert "pretrained weights" in out["decision_reason"]
