@@ -1,0 +1,130 @@
+"""Recompute what a run claims from its files: Dice from the saved predictions, and the tensor
+comparison of the finetuned and pretrained checkpoints. Own code; nothing of the producer's."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import nibabel
+import numpy as np
+
+from .findings import Finding, failed, passed, skipped
+from .pack import Pack
+
+DICE_TOLERANCE = 1e-3
+
+
+def _case(image_rel: str) -> str:
+    name = Path(image_rel).name
+    return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
+
+
+def dice_per_class(pred: np.ndarray, label: np.ndarray, classes: list[int]) -> list[float]:
+    """Dice per class; NaN where the label lacks the class (such a class does not count)."""
+    scores = []
+    for cls in classes:
+        p, t = pred == cls, label == cls
+        truth = int(t.sum())
+        scores.append(math.nan if truth == 0 else 2.0 * int((p & t).sum()) / (int(p.sum()) + truth))
+    return scores
+
+
+def _validation_entries(pack: Pack) -> tuple[list[dict], Path] | None:
+    inp = pack.output.get("input") or {}
+    datalist = pack.locate(inp.get("datalist"))
+    dataset_dir = Path(inp.get("dataset_dir", ""))
+    if not datalist or not datalist.is_file() or not dataset_dir.is_dir():
+        return None
+    pack.note(datalist)
+    entries = [e for e in json.loads(datalist.read_text())["training"] if int(e.get("fold", -1)) == 0]
+    return entries, dataset_dir
+
+
+def recompute_formal(pack: Pack, phase: str, field: str) -> Finding:
+    name = f"formal_dice.{phase}"
+    out = pack.output.get("output") or {}
+    reported = out.get(field)
+    if not out.get("formal_eval_enabled"):
+        return skipped(name, "formal evaluation was not part of this run")
+    found = _validation_entries(pack)
+    if found is None:
+        return skipped(name, "the datalist or dataset is not reachable here, so the labels cannot be read")
+    entries, dataset_dir = found
+    pairs = (pack.output.get("input") or {}).get("label_mappings", {}).get("default", [])
+    local_to_global = {int(l): int(g) for l, g in pairs}
+    classes = list(local_to_global.values())
+    per_case, missing = {}, []
+    for entry in entries:
+        pred_path = pack.root / phase / f"{_case(entry['image'])}_seg.nii.gz"
+        if not pred_path.is_file():
+            missing.append(pred_path.name)
+            continue
+        pack.note(pred_path)
+        pred = np.asanyarray(nibabel.load(pred_path).dataobj).astype(np.int64)
+        local = np.asanyarray(nibabel.load(dataset_dir / entry["label"]).dataobj).astype(np.int64)
+        label = np.zeros_like(local)
+        for lv, gv in local_to_global.items():
+            label[local == lv] = gv
+        if pred.shape != label.shape:
+            return failed(name, f"{pred_path.name} has shape {pred.shape}, its label {label.shape}: not on the original grid")
+        scores = [s for s in dice_per_class(pred, label, classes) if not math.isnan(s)]
+        per_case[Path(entry["image"]).name] = float(np.mean(scores)) if scores else math.nan
+    if missing:
+        return failed(name, f"{len(missing)} predictions are missing from the pack: {', '.join(missing)}", missing=missing)
+    valid = [v for v in per_case.values() if not math.isnan(v)]
+    mean = float(np.mean(valid)) if valid else None
+    numbers = {"recomputed": mean, "reported": reported, "per_case": per_case, "tolerance": DICE_TOLERANCE}
+    if mean is None or reported is None or abs(mean - reported) > DICE_TOLERANCE:
+        return failed(name, f"recomputed Dice {mean} differs from the reported {field} {reported}", **numbers)
+    return passed(name, f"recomputed Dice {mean:.4f} matches the reported {reported:.4f}", **numbers)
+
+
+def _state_dict(path: Path) -> dict[str, Any]:
+    import torch
+
+    data = torch.load(path, map_location="cpu", weights_only=True)  # safe: tensors only, no pickled code
+    while isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
+        data = next(iter(data.values()))
+    return {str(k).split("module.", 1)[-1]: v for k, v in data.items() if hasattr(v, "shape")}
+
+
+def check_checkpoints(pack: Pack) -> list[Finding]:
+    import torch
+
+    out = pack.output.get("output") or {}
+    finetuned, pretrained = pack.locate(out.get("finetuned_ckpt")), Path(out.get("pretrained_ckpt") or "")
+    findings = []
+    loaded = {}
+    for label, path in (("finetuned", finetuned), ("pretrained", pretrained)):
+        if path is None or not path.is_file():
+            status = failed if label == "finetuned" and out.get("finetuned_ckpt_exists") else skipped
+            findings.append(status(f"artifacts.{label}_ckpt", f"{path} is not there"))
+            continue
+        try:
+            loaded[label] = _state_dict(path)
+        except Exception as exc:  # torch raises many types for a bad file
+            findings.append(failed(f"artifacts.{label}_ckpt", f"{path} does not load on CPU with weights_only: {exc}"))
+            continue
+        pack.note(path)
+        params = sum(int(t.numel()) for t in loaded[label].values())
+        findings.append(passed(f"artifacts.{label}_ckpt", f"{path.name} loads on CPU: {len(loaded[label])} tensors, "
+                               f"{params} values", tensors=len(loaded[label]), values=params))
+    if len(loaded) < 2:
+        findings.append(skipped("checkpoint_claims", "both checkpoints are needed to compare them"))
+        return findings
+    new, old = loaded["finetuned"], loaded["pretrained"]
+    same_keys = set(new) == set(old)
+    changed = [k for k in set(new) & set(old) if new[k].shape != old[k].shape or not torch.equal(new[k], old[k])]
+    identical = same_keys and not changed
+    claimed = out.get("finetuned_ckpt_matches_pretrained_weights")
+    comparison = out.get("checkpoint_comparisons_to_pretrained") or {}
+    numbers = {"identical": identical, "changed": len(changed), "claimed_identical": claimed,
+               "claimed_changed": comparison.get("n_changed")}
+    if claimed != identical or comparison.get("n_changed", len(changed)) != len(changed):
+        findings.append(failed("checkpoint_claims", f"recomputed: {len(changed)} tensors changed (identical={identical}); "
+                               f"output.json claims identical={claimed}, n_changed={comparison.get('n_changed')}", **numbers))
+    else:
+        findings.append(passed("checkpoint_claims", f"recomputed {len(changed)} changed tensors, as claimed", **numbers))
+    return findings
