@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import EXIT_BAD_INPUT, ArgumentError, NvsegError
+from .errors import ArgumentError, NvsegError
 
 PROG = "nvseg-finetune"
 EXIT_CODES = """exit codes: 0 ran (also when the finetune did not improve), 2 bad input (nothing ran),

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import evidence
 from .decision import decide
+from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
 from .logparse import LogFacts
 from .output import skeleton
 from .phases import PhaseResult
@@ -147,13 +148,13 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
     failed = next((r for r in results.values() if r.return_code != 0 or r.failure), None)
     status = "planned" if planned else "interrupted" if interrupted else "failed" if failed else "passed"
     out = _output_block(p, results, started_epoch)
-    code = 0 if status in ("passed", "planned") else 3
+    code = EXIT_OK if status in ("passed", "planned") else EXIT_PHASE_FAILED
     if p.settings.preset == "sanity" and not planned:
-        checks = task06_checks(out, 0 if status == "passed" else 3)
+        checks = task06_checks(out, code)
         out["sanity_reference_checks"] = checks
         out["sanity_recovery_demonstrated"] = checks["passed"]
         if status == "passed" and not checks["passed"]:
-            code = 4
+            code = EXIT_SANITY_FAILED
     result = skeleton(status, p.weights.model_name) | {
         "headline": headline(out, status),
         "input": _input_block(p),

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import audit, dataset, environment, labels, output
-from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED, ArgumentError
+from . import audit, dataset, environment, labels
+from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, child_env, command_prefix, run_phase
 from .plan import Plan, make_plan
 from .preset import Settings, preset_name, read_fixture_card, settle
