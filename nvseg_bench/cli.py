@@ -18,7 +18,9 @@ from . import __version__
 from .errors import ArgumentError, NvsegError
 
 PROG = "nvseg-finetune"
-EXIT_CODES = """exit codes: 0 ran (also when the finetune did not improve), 2 bad input (nothing ran),
+EXIT_CODES = """`nvseg-finetune fetch-weights` downloads the pinned NV-Segment-CT checkpoint ahead of time.
+
+exit codes: 0 ran (also when the finetune did not improve), 2 bad input (nothing ran),
 3 a phase failed (output.json says which and why), 4 sanity reference checks failed."""
 
 
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Finetune NV-Segment-CT (VISTA3D) on CT NIfTI labels through its MONAI bundle, "
                     "and write evidence of what changed to OUT/output.json.",
-        epilog=EXIT_CODES)
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("fixture_or_dataset", nargs="?", type=Path, metavar="FIXTURE_OR_DATASET",
                         help="dataset dir with imagesTr/ and labelsTr/ (same as --dataset-dir)")
     parser.add_argument("--output-dir", type=Path, required=True, metavar="OUT", help="where every output goes")
@@ -86,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--pretrained-ckpt", metavar="PATH", help="start from this checkpoint")
     model.add_argument("--network-config", type=Path, metavar="JSON", help="config file that sets network_def")
     model.add_argument("--bundle-dir", type=Path, metavar="DIR", help="a VISTA3D bundle (default: this project's bundle/)")
+    multi = parser.add_argument_group("several machines (passed to torchrun; NPROC_PER_NODE sets processes per node)")
+    multi.add_argument("--nnodes", type=_positive_int, help="number of machines taking part")
+    multi.add_argument("--node-rank", type=int, metavar="RANK", help="this machine's rank, 0..nnodes-1")
+    multi.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address of node 0")
+    parser.add_argument("--allow-cpu", action="store_true", help="let --sanity run without a CUDA GPU")
     parser.add_argument("--dry-run", action="store_true",
                         help="check inputs, plan and stage configs, print the phase commands; start no phase")
     parser.add_argument("--phase-timeout", type=_positive_float, metavar="SECONDS", help="stop a phase that runs longer")
@@ -106,7 +113,8 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]):
         label_mapping=args.label_mapping, patch_size=args.patch_size, epochs=args.epochs,
         learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
         pretrained_ckpt=args.pretrained_ckpt, network_config=args.network_config, bundle_dir=args.bundle_dir,
-        phase_timeout=args.phase_timeout, seed=args.seed, command_line=shlex.join([PROG, *argv]))
+        phase_timeout=args.phase_timeout, seed=args.seed, allow_cpu=args.allow_cpu, nnodes=args.nnodes,
+        node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, command_line=shlex.join([PROG, *argv]))
 
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -142,8 +150,27 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 130 if interrupted else code
 
 
+def fetch_weights(argv: Sequence[str]) -> int:
+    """`nvseg-finetune fetch-weights`: put the pinned NV-Segment-CT checkpoint into the local hub cache."""
+    from .weights import HUB_FILE, HUB_REPO, HUB_REVISION, from_hub, sha256_file
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} fetch-weights",
+                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} into the "
+                                                 "Hugging Face cache (HF_HOME), so later runs need no network.")
+    parser.parse_args(argv)
+    try:
+        path = from_hub()
+    except NvsegError as exc:
+        print(exc.render(PROG), file=sys.stderr)
+        return exc.exit_code
+    print(f"{PROG}: {path} ({path.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(path)})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fetch-weights"]:
+        return fetch_weights(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return execute(args, argv)

@@ -55,7 +55,8 @@ class PhaseResult:
 
 
 def command_prefix(nproc: int, torchrun_args: list[str] | None = None) -> list[str]:
-    if nproc >= 2:
+    """`python -m monai.bundle run`, or torchrun around it for several processes or nodes."""
+    if nproc >= 2 or torchrun_args:
         return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
                 *(torchrun_args or []), "-m", "monai.bundle", "run"]
     return [sys.executable, "-m", "monai.bundle", "run"]

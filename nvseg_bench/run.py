@@ -48,6 +48,10 @@ class Request:
     bundle_dir: Path | None = None
     phase_timeout: float | None = None
     seed: int | None = None
+    allow_cpu: bool = False
+    nnodes: int | None = None
+    node_rank: int | None = None
+    rdzv_endpoint: str | None = None
     command_line: str = ""
 
 
@@ -129,7 +133,16 @@ def prepare(req: Request) -> Prepared:
     findings["datalist_source"] = source
     audit.check_mapped_values_present(findings, local)
     env = environment.collect()
+    if preset == "sanity" and not env["cuda_available"] and not req.allow_cpu:
+        raise ArgumentError("--sanity reproduces a single-GPU reference run, and no CUDA GPU is visible here.",
+                            evidence=["nvidia-smi found no GPU (CUDA_VISIBLE_DEVICES="
+                                      f"{env.get('cuda_visible_devices')!r})."],
+                            fix=["Run it on a GPU machine, or add --allow-cpu to run the recipe on the CPU anyway "
+                                 "(hours, and the reference ranges assume the GPU run)."])
     plan = make_plan(settings, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
+    if (req.nnodes or 1) > 1:
+        plan.multi_gpu = True
+        plan.rationale.append(f"multi_gpu: {req.nnodes} nodes x {plan.nproc_per_node} processes, DDP through torchrun")
     missing = missing_bundle_configs(bundle_dir, plan.multi_gpu)
     if missing:
         raise ArgumentError(f"the bundle {bundle_dir} lacks {', '.join(missing)}.",
@@ -149,8 +162,20 @@ def prepare(req: Request) -> Prepared:
     return prepared
 
 
+def torchrun_args(req: Request) -> list[str]:
+    """Multi-node pass-through: the same command runs on every node, each with its --node-rank."""
+    args = []
+    if req.nnodes is not None:
+        args.append(f"--nnodes={req.nnodes}")
+    if req.node_rank is not None:
+        args.append(f"--node_rank={req.node_rank}")
+    if req.rdzv_endpoint:
+        args += ["--rdzv_backend=c10d", f"--rdzv_endpoint={req.rdzv_endpoint}"]
+    return args
+
+
 def phase_commands(p: Prepared) -> dict[str, list[str]]:
-    prefix = command_prefix(p.plan.nproc_per_node)
+    prefix = command_prefix(p.plan.nproc_per_node, torchrun_args(p.request))
     finetuned = p.staged.ckpt_dir / FINETUNED_NAME
     commands = {"finetune": bundle_command(prefix, p.staged.train_stack, p.bundle_dir)}
     if not p.request.skip_formal_eval:

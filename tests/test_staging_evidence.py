@@ -134,3 +134,18 @@ def test_the_pinned_hub_file_resolves_from_the_local_cache_offline(tmp_path, mon
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     weights = resolve_weights(None, {}, _no_bundle_model(tmp_path))
     assert Path(weights.path) == (snapshot / HUB_FILE).resolve() and weights.source.startswith("hub nvidia/NV-Segment-CT@")
+
+
+def test_fetch_weights_reports_the_cached_file_offline(tmp_path, monkeypatch, capsys):
+    from nvseg_bench.cli import main
+    from nvseg_bench.weights import HUB_FILE, HUB_REPO, HUB_REVISION
+
+    snapshot = tmp_path / "hf" / "hub" / f"models--{HUB_REPO.replace('/', '--')}" / "snapshots" / HUB_REVISION
+    (snapshot / HUB_FILE).parent.mkdir(parents=True)
+    torch.save({"a": torch.ones(2)}, snapshot / HUB_FILE)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["fetch-weights"]) == 0
+    assert f"sha256 {sha256_file(snapshot / HUB_FILE)}" in capsys.readouterr().out
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    assert main(["fetch-weights"]) == 2 and "HF_HUB_OFFLINE" in capsys.readouterr().err
