@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import audit, dataset, environment, labels
+from . import audit, dataset, environment, labels, layout
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, child_env, command_prefix, run_phase
 from .plan import Plan, make_plan
@@ -152,6 +152,10 @@ def prepare(req: Request) -> Prepared:
         raise ArgumentError(f"--network-config {network} does not exist.",
                             fix=["Point it at a JSON file that sets network_def, or leave it out for the bundle's network."])
     weights = resolve_weights(req.pretrained_ckpt, card, bundle_dir)  # last: it may reach the hub
+    if network is None:  # the bundle's own network_def: vista3d132 in this bundle and upstream's
+        weights.layout_check = layout.check_layout(Path(weights.path), layout.expected_vista3d132(), "vista3d132")
+    else:
+        weights.layout_check = f"skipped: the network comes from {network.name}"
     values = override_values(plan, bundle_dir=bundle_dir, dataset_dir=dataset_dir, datalist=datalist_path,
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
                              auto_seg=bool(settings["auto_seg"]), seed=req.seed)

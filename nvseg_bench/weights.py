@@ -20,13 +20,14 @@ HUB_FILE = "vista3d_pretrained_model/model.pt"
 FULL_MODEL_NAME = "NV-Segment-CT (VISTA3D, vista3d132)"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Weights:
     path: str
     source: str
     model_name: str
     sha256: str
     bytes: int
+    layout_check: str = "not checked"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
