@@ -24,13 +24,25 @@ from .findings import Finding, failed, passed, verdict
 from .pack import PackError, load_pack
 
 PROG = "eval_engine.run_trusted"
-ENTRYPOINT = Path("scripts") / "run_finetune.py"
+ENTRYPOINT = Path("scripts") / "run_finetune.py"  # when the skill dir has no manifest
+MANIFEST = "skill_manifest.yaml"
 
 
-def audit(pack_dir: Path) -> tuple[list[Finding], dict[str, str]]:
+def skill_paths(skill_dir: Path) -> tuple[Path, Path]:
+    """The entrypoint and output schema a skill declares in skill_manifest.yaml (else this project's)."""
+    manifest = skill_dir / MANIFEST
+    if not manifest.is_file():
+        return skill_dir / ENTRYPOINT, claims.SCHEMA
+    import yaml
+
+    data = yaml.safe_load(manifest.read_text())
+    return skill_dir / data["runtime"]["entrypoint"], skill_dir / data["outputs"]["result_json"]["schema"]
+
+
+def audit(pack_dir: Path, schema: Path = claims.SCHEMA) -> tuple[list[Finding], dict[str, str]]:
     pack = load_pack(pack_dir)
     findings = [integrity.check_manifest(pack), *integrity.check_inputs(pack), integrity.check_escaping_paths(pack),
-                claims.check_schema(pack), *recompute.check_checkpoints(pack),
+                claims.check_schema(pack, schema), *recompute.check_checkpoints(pack),
                 recompute.recompute_formal(pack, "eval_pretrained", "formal_pretrained_val_dice"),
                 recompute.recompute_formal(pack, "eval_finetuned", "formal_finetuned_val_dice"),
                 claims.check_trajectory(pack), claims.check_decision(pack), claims.check_dataset_audit(pack),
@@ -38,8 +50,7 @@ def audit(pack_dir: Path) -> tuple[list[Finding], dict[str, str]]:
     return findings, pack.read
 
 
-def run_fixture(project: Path, fixture: Path, out: Path) -> tuple[Path, Finding]:
-    entry = project / ENTRYPOINT
+def run_fixture(project: Path, entry: Path, fixture: Path, out: Path) -> tuple[Path, Finding]:
     pack = out / "pack"
     cmd = [sys.executable, str(entry), str(fixture.resolve()), "--smoke", "--output-dir", str(pack)]
     print(f"{PROG}: running the smoke finetune: {' '.join(cmd)}", flush=True)
@@ -96,19 +107,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "--fixture runs the smoke finetune and audits it; --pack audits a run that exists.")
     started = time.monotonic()
     head: list[Finding] = []
+    try:
+        entry, schema = skill_paths(args.project.resolve())
+    except (KeyError, TypeError, ValueError) as exc:
+        return _refuse(f"{args.project / MANIFEST} lacks runtime.entrypoint or outputs.result_json.schema ({exc}).",
+                       "Fix the manifest; it must validate against nvseg_bench/schema/skill_manifest.schema.json.")
     if args.fixture:
-        if not (args.project / ENTRYPOINT).is_file():
-            return _refuse(f"{args.project} has no {ENTRYPOINT}.", "Pass the project or skill dir that holds it.")
+        if not entry.is_file():
+            return _refuse(f"the skill's entrypoint {entry} does not exist.", "Pass the project or skill dir that holds it.")
         if not args.fixture.is_dir():
             return _refuse(f"--fixture {args.fixture} is not a directory.", "Pass a dataset dir such as fixtures/spleen_micro.")
-        pack_dir, run_finding = run_fixture(args.project.resolve(), args.fixture, args.out)
+        pack_dir, run_finding = run_fixture(args.project.resolve(), entry, args.fixture, args.out)
         head.append(run_finding)
     else:
         pack_dir = args.pack
         if not pack_dir.is_dir():
             return _refuse(f"--pack {pack_dir} is not a directory.", "Pass the --output-dir of an nvseg-finetune run.")
     try:
-        findings, read = audit(pack_dir)
+        findings, read = audit(pack_dir, schema)
     except PackError as exc:
         return _refuse(str(exc), "A pack is the output dir of one run: output.json, manifest.json and what they list.")
     summary = write_summary(args.out, pack_dir, "fixture" if args.fixture else "pack", head + findings, read,
