@@ -163,6 +163,8 @@ def run_phase(spec: PhaseSpec, cwd: Path, env: dict[str, str], timeout: float | 
             raise
         finally:
             reader.join(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()  # wait4 reaped the child, so Popen never closes its pipe itself
             result.gpu = sampler.stop()
             result.seconds = round(time.monotonic() - started, 2)
             result.log_tail = list(tail)
