@@ -281,7 +281,7 @@ def prepare_datalist(
     DATASET/datalist.json ("found: PATH"); else a seed-0 five-fold datalist is written to
     OUT/datalist.json ("generated: seed-0 five-fold").
     """
-    if _inside(out_dir, dataset_dir):
+    if is_inside(out_dir, dataset_dir):
         raise ArgumentError(
             f"--output-dir {out_dir} is inside the dataset dir {dataset_dir}",
             ["A run writes its datalist, configs and checkpoints there; a dataset stays as it is."],
@@ -298,6 +298,7 @@ def prepare_datalist(
     return generated["training"], target.resolve(), GENERATED_SOURCE
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether path is folder or lies below it, after resolving links and '..'."""
     path, folder = path.resolve(), folder.resolve()
     return path == folder or folder in path.parents

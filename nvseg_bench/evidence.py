@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .layout import read_state_dict
 from .logparse import LogFacts
 from .weights import sha256_file
 
@@ -60,21 +61,11 @@ def training_trace(facts: LogFacts) -> dict[str, Any]:
     }
 
 
-def _state_dict(path: Path) -> dict[str, Any]:
-    import torch
-
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-    return {k.removeprefix("module."): v for k, v in data.items() if hasattr(v, "shape")}
-
-
 def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
     """Tensor-by-tensor comparison; `identical` means same keys and every tensor equal."""
     import torch
 
-    new, old = _state_dict(finetuned), _state_dict(pretrained)
+    new, old = read_state_dict(finetuned), read_state_dict(pretrained)
     shared = sorted(set(new) & set(old))
     changed, max_diff, shape_mismatch = [], 0.0, []
     for key in shared:

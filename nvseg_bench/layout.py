@@ -21,17 +21,24 @@ def expected_vista3d132() -> dict[str, list[int]]:
     return json.loads(VISTA3D132_LAYOUT.read_text())["keys"]
 
 
-def checkpoint_layout(path: Path) -> dict[str, list[int]]:
+def read_state_dict(path: Path, mmap: bool = False) -> dict:
+    """A checkpoint's tensors by name: unwraps {"model": ...} / {"state_dict": ...}, drops DDP's "module."."""
     import torch
 
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # not a zip-format file: mmap is not possible
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except RuntimeError:
+        if not mmap:
+            raise
+        data = torch.load(path, map_location="cpu", weights_only=True)  # not zip format: mmap is not possible
     for key in ("model", "state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
-    return {k.removeprefix("module."): list(v.shape) for k, v in data.items() if hasattr(v, "shape")}
+    return {k.removeprefix("module."): v for k, v in data.items() if hasattr(v, "shape")}
+
+
+def checkpoint_layout(path: Path) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in read_state_dict(path, mmap=True).items()}
 
 
 def layout_problems(found: dict[str, list[int]], expected: dict[str, list[int]]) -> list[str]:

@@ -73,10 +73,6 @@ class Prepared:
     commands: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
-
-
 def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
     bundle_dir = (req.bundle_dir or REPO_BUNDLE).expanduser().resolve()
     if not (bundle_dir / "configs").is_dir():
@@ -90,7 +86,7 @@ def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
                             fix=["Pass a folder with imagesTr/ and labelsTr/ (for example fixtures/spleen_micro)."])
     out_dir = req.output_dir.expanduser().resolve()
     for name, protected in (("bundle dir", bundle_dir), ("dataset dir", dataset_dir)):
-        if _inside(out_dir, protected):
+        if dataset.is_inside(out_dir, protected):
             raise ArgumentError(f"--output-dir {req.output_dir} lies inside the {name} {protected}.",
                                 fix=["Choose an output dir elsewhere, e.g. runs/NAME; this tool never writes into its inputs."])
     return bundle_dir, dataset_dir, out_dir
