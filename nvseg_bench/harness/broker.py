@@ -1,0 +1,94 @@
+"""Hands out runs: from this process's memory, from the cache, or by running the CLI once.
+
+Under a per-run file lock the broker looks up the cached entry; a matching key is a hit (unless
+--nvseg-rerun, which still shares a run made earlier in this same session with other xdist
+workers). A miss runs the CLI, with the GPU lock held when GPUs are allowed, and stores the entry.
+Only complete runs (exit 0, or 4: sanity references missed) are reused by later sessions; a
+crashed or refused run is re-tried next session.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+from .cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint
+from .options import HarnessOptions
+from .runs import RunEvidence, RunSkipped, RunSpec, build_spec, execute, skip_reason
+
+REUSABLE_EXIT_CODES = (0, 4)
+
+
+class RunBroker:
+    def __init__(self, opts: HarnessOptions, store: RunStore, memo: DigestMemo, session: str,
+                 gpu_count: int, say: Callable[[str], None]) -> None:
+        self.opts, self.store, self.memo, self.session = opts, store, memo, session
+        self.gpu_count, self.say = gpu_count, say
+        self.held: dict[str, RunEvidence | RunSkipped] = {}
+
+    def get(self, name: str) -> RunEvidence:
+        if name not in self.held:
+            try:
+                self.held[name] = self._obtain(name)
+            except RunSkipped as skipped:
+                self.held[name] = skipped
+        found = self.held[name]
+        if isinstance(found, RunSkipped):
+            raise found
+        return found
+
+    def _obtain(self, name: str) -> RunEvidence:
+        reason = skip_reason(name, self.opts, self.gpu_count)
+        if reason:
+            raise RunSkipped(reason)
+        spec = build_spec(name, self.opts)
+        with self.store.lock(name):
+            parts = fingerprint(spec.args, spec.inputs, spec.uses_gpu, self.memo)
+            key = cache_key(parts)
+            entry = self.store.load(name)
+            hit = self._usable(entry, key)
+            if hit:
+                return RunEvidence.from_entry(entry, hit)
+            why = self._why(entry, parts)
+            return self._run(spec, key, parts, entry, why)
+
+    def _usable(self, entry: dict[str, Any] | None, key: str) -> str | None:
+        """'shared' or 'cache' when the entry can stand for this run, else None."""
+        if not entry or entry.get("key") != key:
+            return None
+        if not (Path(entry["out"]) / "output.json").is_file():
+            return None
+        if entry.get("session") == self.session:
+            return "shared"
+        if self.opts.rerun or entry.get("returncode") not in REUSABLE_EXIT_CODES:
+            return None
+        return "cache"
+
+    def _why(self, entry: dict[str, Any] | None, parts: dict[str, str]) -> str:
+        if entry is None:
+            return "nothing cached"
+        changed = changed_parts(entry.get("parts", {}), parts)
+        if changed:
+            return "changed since the cached run: " + ", ".join(changed)
+        if self.opts.rerun:
+            return "--nvseg-rerun"
+        return f"the cached run exited {entry.get('returncode')}"
+
+    def _run(self, spec: RunSpec, key: str, parts: dict[str, str], old: dict[str, Any] | None, why: str) -> RunEvidence:
+        out = self.store.fresh_dir(spec.name, key)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.say(f"nvseg: running {spec.name} ({why}) -> {out}")
+        with self.store.device_lock() if spec.uses_gpu else nullcontext():
+            code, seconds, tail = execute(spec, out, self.say)
+        after = fingerprint(spec.args, spec.inputs, spec.uses_gpu, self.memo)
+        entry = {"name": spec.name, "out": str(out), "returncode": code, "wall_seconds": round(seconds, 2),
+                 "console_tail": tail, "key": key, "parts": parts, "session": self.session,
+                 "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), "inputs_unchanged": after == parts,
+                 "reference": spec.reference, "args": spec.args,
+                 "executions": int((old or {}).get("executions", 0)) + 1}
+        self.store.save(spec.name, entry)
+        if old and old.get("out") and old["out"] != str(out):
+            self.store.forget_dir(Path(old["out"]))
+        self.say(f"nvseg: {spec.name} exited {code} after {seconds:.1f} s")
+        return RunEvidence.from_entry(entry, "ran")

@@ -1,0 +1,131 @@
+"""The run cache: a key over everything that decides a run's result, and the store of finished runs.
+
+The key hashes the run's CLI arguments, the bundle files, the dataset files, the checkpoint and
+network config it starts from, the wrapper code that plans and stages (the harness itself is left
+out: a report change does not change a result), package versions, and the GPU facts the plan
+reads. Staged configs are a pure function of these. File digests are remembered by (path, size,
+mtime), so a cache hit re-reads no data. Entries live in pytest's cache (`config.cache`), so
+`--cache-clear` empties them; a file lock per run makes xdist workers share one execution.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from filelock import FileLock
+
+from ..environment import package_versions, visible_gpus_from_smi
+from ..weights import HUB_REPO, HUB_REVISION, sha256_file
+
+WRAPPER = Path(__file__).resolve().parents[1]
+MEMO_KEY = "nvseg/sha256"
+SKIP_NAMES = {"__pycache__", ".git", ".pytest_cache"}
+
+
+class DigestMemo:
+    """sha256 of files, remembered across sessions by path, size and mtime."""
+
+    def __init__(self, cache: pytest.Cache) -> None:
+        self.cache = cache
+        self.known: dict[str, str] = dict(cache.get(MEMO_KEY, {}))
+        self.dirty = False
+
+    def file(self, path: Path) -> str:
+        stat = path.stat()
+        tag = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+        if tag not in self.known:
+            self.known[tag] = sha256_file(path)
+            self.dirty = True
+        return self.known[tag]
+
+    def tree(self, root: Path, leave_out: tuple[Path, ...] = ()) -> str:
+        digest = hashlib.sha256()
+        for path in sorted(_files(root, leave_out)):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + self.file(path).encode())
+        return digest.hexdigest()
+
+    def save(self) -> None:
+        if self.dirty:
+            self.cache.set(MEMO_KEY, self.known)
+            self.dirty = False
+
+
+def _files(root: Path, leave_out: tuple[Path, ...]) -> list[Path]:
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP_NAMES and Path(folder, d) not in leave_out]
+        found += [Path(folder, n) for n in names if not n.endswith(".pyc")]
+    return found
+
+
+def gpu_facts(allowed: bool) -> str:
+    if not allowed:
+        return "hidden (no --gpu)"
+    gpus = visible_gpus_from_smi() or []
+    return "; ".join(f"{g['name']} {g['total_mb']:.0f} MiB" for g in gpus) or "none visible"
+
+
+def fingerprint(args: list[str], inputs: dict[str, Path | None], gpu_allowed: bool, memo: DigestMemo) -> dict[str, str]:
+    """One digest per decisive input; the key is their hash, the parts say what changed."""
+    parts: dict[str, str] = {"arguments": json.dumps(args)}
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        parts[name] = memo.tree(path) if path.is_dir() else memo.file(path) if path.is_file() else f"missing: {path}"
+    if "pretrained checkpoint" not in parts:
+        parts["pretrained checkpoint"] = f"hub {HUB_REPO}@{HUB_REVISION} (or the bundle's models/model.pt)"
+    parts["wrapper code"] = memo.tree(WRAPPER, leave_out=(WRAPPER / "harness",))
+    parts["packages"] = json.dumps(package_versions(), sort_keys=True)
+    parts["gpu"] = gpu_facts(gpu_allowed)
+    parts["environment"] = json.dumps({k: os.environ.get(k) for k in ("NPROC_PER_NODE", "CUDA_VISIBLE_DEVICES")})
+    memo.save()
+    return parts
+
+
+def cache_key(parts: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def changed_parts(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+
+
+class RunStore:
+    """Finished runs by name, in pytest's cache; run dirs under the evidence root."""
+
+    def __init__(self, cache: pytest.Cache, evidence_root: Path | None) -> None:
+        self.cache = cache
+        self.home = cache.mkdir("nvseg")
+        self.root = evidence_root or self.home / "runs"
+
+    def lock(self, name: str) -> FileLock:
+        return FileLock(str(self.home / f"{name}.lock"))
+
+    def device_lock(self) -> FileLock:
+        return FileLock(str(self.home / "gpu.lock"))
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        entry = self.cache.get(f"nvseg/runs/{name}", None)
+        return entry if isinstance(entry, dict) else None
+
+    def save(self, name: str, entry: dict[str, Any]) -> None:
+        self.cache.set(f"nvseg/runs/{name}", entry)
+
+    def fresh_dir(self, name: str, key: str) -> Path:
+        """A run dir that does not exist yet: never write over earlier evidence."""
+        base = self.root / f"{name}-{key[:12]}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        return path
+
+    def forget_dir(self, path: Path) -> None:
+        """Remove a superseded run dir, but only one this store made under pytest's cache dir."""
+        if path.is_dir() and self.home in path.resolve().parents:
+            shutil.rmtree(path, ignore_errors=True)

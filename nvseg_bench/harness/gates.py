@@ -1,0 +1,226 @@
+"""Gates: the claims a finished run must support, each judged from its own evidence.
+
+A gate takes a RunEvidence and returns a Verdict. A failing verdict says which number missed
+which bound, so a CI log is enough to act on. Gates read output.json and the files it names;
+they never re-run anything.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..decision import MIN_GAIN
+from ..output import schema_errors
+from ..reference import TASK06_GATES
+from .runs import RunEvidence
+
+SMOKE_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "smoke_reference.json"
+
+
+@dataclass
+class Verdict:
+    status: str  # passed | failed | skipped
+    message: str
+    note: bool = False  # passed, but a person should read the message (the epoch-0 trap)
+
+
+def ok(message: str, note: bool = False) -> Verdict:
+    return Verdict("passed", message, note)
+
+
+def bad(message: str) -> Verdict:
+    return Verdict("failed", message)
+
+
+def skip(message: str) -> Verdict:
+    return Verdict("skipped", message)
+
+
+def _out(run: RunEvidence) -> dict[str, Any]:
+    return (run.doc or {}).get("output") or {}
+
+
+def schema_valid(run: RunEvidence) -> Verdict:
+    errors = schema_errors(run.doc or {})
+    if errors:
+        return bad(f"output.json breaks its schema in {len(errors)} places; first: {errors[0]}")
+    return ok(f"output.json validates (status {run.doc['status']!r})")
+
+
+def phases_returned_0(run: RunEvidence) -> Verdict:
+    doc = run.doc or {}
+    codes = doc.get("invocation", {}).get("phase_return_codes", {})
+    failures = doc.get("runtime", {}).get("phase_failures", {})
+    wrong = {name: code for name, code in codes.items() if code != 0}
+    if not codes:
+        return bad(f"no phase ran (CLI exit {run.returncode}); see {run.out / 'output.json'}")
+    if wrong:
+        said = "; ".join(f"{name} returned {code}" + (f" ({failures[name]})" if name in failures else "")
+                         for name, code in wrong.items())
+        return bad(f"{said}; logs under {run.out / 'logs'}")
+    return ok(", ".join(f"{name} 0" for name in codes))
+
+
+def no_oom(run: RunEvidence) -> Verdict:
+    doc = run.doc or {}
+    if doc.get("runtime", {}).get("oom") or _out(run).get("oom"):
+        return bad("a phase ran out of memory (runtime.oom is true); lower --patch-size or --cache-rate")
+    return ok("no phase reported out of memory")
+
+
+def loss_finite(run: RunEvidence) -> Verdict:
+    out = _out(run)
+    first, last = out.get("train_loss_first"), out.get("train_loss_last")
+    if out.get("train_loss_finite") is not True:
+        return bad(f"train loss is not finite (first {first}, last {last}); lower --learning-rate")
+    return ok(f"train loss {first} -> {last}")
+
+
+def finetuned_ckpt_exists(run: RunEvidence) -> Verdict:
+    path = _out(run).get("finetuned_ckpt")
+    if not path or not Path(path).is_file():
+        return bad(f"no finetuned checkpoint at {path} (output.finetuned_ckpt_exists is "
+                   f"{_out(run).get('finetuned_ckpt_exists')})")
+    return ok(f"{Path(path).name}, {Path(path).stat().st_size / 2**20:.1f} MiB")
+
+
+def tensors_changed(run: RunEvidence) -> Verdict:
+    out = _out(run)
+    comparison = out.get("checkpoint_comparisons_to_pretrained") or {}
+    changed, total = comparison.get("n_changed"), comparison.get("n_tensors")
+    if comparison.get("identical") is False and changed:
+        return ok(f"{changed} of {total} tensors changed (max |diff| {comparison.get('max_abs_diff'):.3g})")
+    reason = str(out.get("decision_reason", ""))
+    if comparison.get("identical") and "epoch-0" in reason and not out.get("recommended_is_finetuned"):
+        return ok(f"epoch-0 trap, reported as such: no epoch beat the epoch-0 score, so the best checkpoint "
+                  f"holds the pretrained weights and the pretrained one is recommended ({reason})", note=True)
+    if not comparison:
+        return bad("output.json has no checkpoint comparison (checkpoint_comparisons_to_pretrained)")
+    return bad(f"the finetuned checkpoint equals the pretrained one ({changed} of {total} tensors changed) "
+               f"and the run does not report the epoch-0 trap (decision: {reason!r})")
+
+
+def decision_rule(run: RunEvidence, min_gain: float = MIN_GAIN) -> Verdict:
+    """Keep the finetuned checkpoint only if it exists, changed, and beats pretrained by > min_gain."""
+    out = _out(run)
+    if out.get("formal_eval_enabled"):
+        before, after, basis = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice"), "formal"
+    else:
+        before, after, basis = out.get("training_start_val_dice"), out.get("training_best_val_dice"), "training"
+    gain = None if before is None or after is None else after - before
+    comparison = out.get("checkpoint_comparisons_to_pretrained") or {}
+    keep = (gain is not None and gain > min_gain and comparison.get("identical") is False
+            and bool(out.get("finetuned_ckpt_exists")))
+    expected = out.get("finetuned_ckpt") if keep else out.get("pretrained_ckpt")
+    gain_text = "none" if gain is None else f"{gain:+.4f}"
+    if out.get("recommended_ckpt") != expected:
+        return bad(f"recommended_ckpt is {out.get('recommended_ckpt')}, but the rule ({basis} Dice gain {gain_text} "
+                   f"> {min_gain}, tensors changed, file exists) picks {expected}")
+    return ok(f"{basis} Dice gain {gain_text}: keep the {'finetuned' if keep else 'pretrained'} checkpoint")
+
+
+def formal_fields(run: RunEvidence) -> Verdict:
+    out = _out(run)
+    if not out.get("formal_eval_enabled"):
+        return skip("formal evaluation was off for this run (--skip-formal-eval)")
+    names = ("formal_pretrained_val_dice", "formal_finetuned_val_dice", "formal_improvement_over_pretrained")
+    missing = [n for n in names if not isinstance(out.get(n), (int, float)) or not math.isfinite(out[n])]
+    n_val = (run.doc or {}).get("input", {}).get("n_val_cases")
+    for side in ("formal_pretrained_per_case", "formal_finetuned_per_case"):
+        if len(out.get(side) or {}) != n_val:
+            missing.append(f"{side} ({len(out.get(side) or {})} cases, {n_val} validation cases)")
+    if missing:
+        return bad("formal eval ran but output.json lacks " + ", ".join(missing))
+    return ok(f"formal Dice {out[names[0]]:.4f} -> {out[names[1]]:.4f} over {n_val} cases")
+
+
+def reference_bounds(reference: str | None) -> tuple[dict[str, float], dict[str, float], str] | None:
+    """(min, max, source) for a run's reference, or None when the run has none."""
+    if reference == "task06":
+        return TASK06_GATES_BY_FIELD, {}, "Task06 reference gates (DESIGN.md, nvseg_bench/reference.py)"
+    if reference:
+        card = json.loads(SMOKE_REFERENCE.read_text())[reference]
+        return card.get("min", {}), card.get("max", {}), f"{reference} ranges ({SMOKE_REFERENCE.name})"
+    return None
+
+
+TASK06_GATES_BY_FIELD = {
+    "formal_pretrained_val_dice": TASK06_GATES["formal_pretrained_min"],
+    "formal_finetuned_val_dice": TASK06_GATES["formal_finetuned_min"],
+    "formal_improvement_over_pretrained": TASK06_GATES["formal_improvement_min"],
+    "training_start_val_dice": TASK06_GATES["training_start_min"],
+    "training_best_val_dice": TASK06_GATES["training_best_min"],
+    "training_improvement": TASK06_GATES["training_improvement_min"],
+}
+
+
+def measured(out: dict[str, Any], name: str) -> float | None:
+    if name == "training_improvement":
+        start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
+        return None if start is None or best is None else best - start
+    return out.get(name)
+
+
+def reference_ranges(run: RunEvidence) -> Verdict:
+    bounds = reference_bounds(run.reference)
+    if bounds is None:
+        return skip("no reference range for a user dataset; the other gates still hold it to account")
+    low, high, source = bounds
+    out, misses, seen = _out(run), [], []
+    for name in sorted(low.keys() | high.keys()):
+        value = measured(out, name)
+        if value is None:
+            misses.append(f"{name} is missing")
+            continue
+        seen.append(f"{name} {value:.4f}")
+        if name in low and value < low[name]:
+            misses.append(f"{name} {value:.4f} < {low[name]} (min)")
+        if name in high and value > high[name]:
+            misses.append(f"{name} {value:.4f} > {high[name]} (max)")
+    if misses:
+        return bad("; ".join(misses) + f" [{source}]")
+    return ok(", ".join(seen) + f" inside {source}")
+
+
+def telemetry(run: RunEvidence) -> Verdict:
+    runtime = (run.doc or {}).get("runtime", {})
+    phases = list((run.doc or {}).get("invocation", {}).get("phase_return_codes", {}))
+    seconds = runtime.get("phase_seconds", {})
+    memory = runtime.get("phase_peak_gpu_mb", {}) if run.doc and run.doc["environment"].get("cuda_available") \
+        else runtime.get("phase_peak_rss_mb", {})
+    lacking = [f"seconds of {p}" for p in phases if not (seconds.get(p) or 0) > 0]
+    lacking += [f"peak memory of {p}" for p in phases if not (memory.get(p) or 0) > 0]
+    if not phases or lacking or not (runtime.get("wall_seconds") or 0) > 0:
+        return bad("runtime telemetry lacks " + (", ".join(lacking) or "phases and wall_seconds"))
+    kind = "GPU" if memory is runtime.get("phase_peak_gpu_mb") else "RSS"
+    return ok(", ".join(f"{p} {seconds[p]:.1f} s / {memory[p]:.0f} MiB {kind}" for p in phases))
+
+
+def inputs_untouched(run: RunEvidence) -> Verdict:
+    if not run.inputs_unchanged:
+        return bad("the bundle, dataset or checkpoint changed while the run ran; a run must only write its output dir")
+    return ok("bundle, dataset and checkpoint hash the same before and after the run")
+
+
+GATES: dict[str, tuple[str, Callable[[RunEvidence], Verdict]]] = {
+    "schema": ("output.json is schema-valid", schema_valid),
+    "phases": ("every phase returned 0", phases_returned_0),
+    "no_oom": ("no out-of-memory", no_oom),
+    "loss_finite": ("train loss finite", loss_finite),
+    "ckpt_exists": ("finetuned checkpoint exists", finetuned_ckpt_exists),
+    "ckpt_changed": ("tensors changed (or epoch-0 trap reported)", tensors_changed),
+    "decision": ("recommended checkpoint follows the rule", decision_rule),
+    "formal_fields": ("formal Dice fields present", formal_fields),
+    "reference": ("Dice inside reference ranges", reference_ranges),
+    "telemetry": ("runtime telemetry present", telemetry),
+    "inputs_untouched": ("inputs untouched", inputs_untouched),
+}
+
+
+def judge(gate: str, run: RunEvidence) -> Verdict:
+    if run.doc is None:
+        return bad(f"the run wrote no output.json (exit {run.returncode}): " + " ".join(run.console_tail[-6:]))
+    return GATES[gate][1](run)

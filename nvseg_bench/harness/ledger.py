@@ -1,0 +1,64 @@
+"""The ledger: every gate item's outcome, gathered from test reports (also those xdist workers
+send to the controller), grouped by run. It is registered as a plugin object for its one hook.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class GateOutcome:
+    outcome: str  # passed | failed | skipped | error
+    message: str
+    seconds: float
+
+
+@dataclass
+class RunRecord:
+    name: str
+    out: str | None = None
+    source: str | None = None
+    skip_reason: str | None = None
+    gates: dict[str, GateOutcome] = field(default_factory=dict)
+    schema_problems: list[str] = field(default_factory=list)  # of output.json once `gates` is in it
+
+    @property
+    def failed(self) -> list[str]:
+        return [g for g, o in self.gates.items() if o.outcome in ("failed", "error")]
+
+    @property
+    def verdict(self) -> str:
+        if self.out is None and self.skip_reason:
+            return "SKIPPED"
+        return "FAIL" if self.failed else "PASS"
+
+
+def _reason(report: pytest.TestReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    text = report.longreprtext.strip().splitlines()
+    return text[-1] if text else ""
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.runs: dict[str, RunRecord] = {}
+        self.report_paths: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props: dict[str, Any] = dict(report.user_properties)
+        if "nvseg_run" not in props or "nvseg_gate" not in props:
+            return
+        if report.when != "call" and report.passed:
+            return
+        run = self.runs.setdefault(props["nvseg_run"], RunRecord(props["nvseg_run"]))
+        run.out = props.get("nvseg_out", run.out)
+        run.source = props.get("nvseg_source", run.source)
+        if report.when == "setup" and report.skipped:
+            run.skip_reason = _reason(report)
+        outcome = report.outcome if report.when == "call" else "skipped" if report.skipped else "error"
+        message = props.get("nvseg_message") if report.when == "call" else None
+        run.gates[props["nvseg_gate"]] = GateOutcome(outcome, message or _reason(report), round(report.duration, 3))

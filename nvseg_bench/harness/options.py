@@ -1,0 +1,116 @@
+"""Harness settings: command-line options first, then environment, then the ini file.
+
+`HarnessOptions.from_config` is the one place that reads them; a bad value is a usage error
+that names the option and the fix before any test runs.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+GROUP = "nvseg-bench (finetune runs as fixtures)"
+TASK06_ENV = "NVSEG_TASK06_DIR"
+# (option, ini key, help); paths are resolved against the invocation dir, ini paths against the rootdir
+PATH_OPTIONS = [
+    ("task06", f"MSD Task06_Lung dir for the sanity run (also ${TASK06_ENV})"),
+    ("dataset", "your dataset dir (imagesTr/, labelsTr/) for the user run"),
+    ("datalist", "datalist JSON for the user run (fold 0 validates)"),
+    ("pretrained-ckpt", "checkpoint the user run starts from"),
+    ("network-config", "config file that sets network_def, for the user run"),
+    ("bundle-dir", "VISTA3D bundle for every run (default: this project's bundle/)"),
+    ("out", "evidence root: runs are written under DIR/<run>-<key> (default: pytest's cache dir)"),
+    ("report", "write report.md and a self-contained report.html here"),
+]
+TEXT_OPTIONS = [
+    ("target-anatomy", "VISTA3D class that local label 1 means, for the user run"),
+    ("label-mapping", "'[[local, global], ...]' for the user run"),
+    ("args", "other nvseg-finetune flags for every run, e.g. \"--seed 1 --phase-timeout 3600\""),
+]
+# the harness owns these: a run's identity and where it writes
+RESERVED = {"--output-dir", "--smoke", "--sanity", "--dry-run", "--dataset-dir", "--help", "-h", "--version"}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nvseg", GROUP)
+    group.addoption("--gpu", action="store_true", help="allow runs on a CUDA GPU (without it every run sees no GPU)")
+    group.addoption("--nvseg-rerun", action="store_true", help="ignore cached runs and run again")
+    for name, text in PATH_OPTIONS + TEXT_OPTIONS:
+        dest = "nvseg_" + name.replace("-", "_")
+        group.addoption(f"--nvseg-{name}", dest=dest, metavar="DIR" if (name, text) in PATH_OPTIONS else "VALUE",
+                        help=text)
+        parser.addini(dest, f"default for --nvseg-{name}", type="string", default="")
+    parser.addini("nvseg_gpu", "default for --gpu", type="bool", default=False)
+
+
+def _value(config: pytest.Config, name: str) -> tuple[str | None, Path]:
+    """(value, base dir for a relative path) from the option, else env (task06), else the ini key."""
+    dest = "nvseg_" + name.replace("-", "_")
+    given = config.getoption(dest)
+    if given:
+        return given, config.invocation_params.dir
+    if name == "task06" and os.environ.get(TASK06_ENV):
+        return os.environ[TASK06_ENV], config.invocation_params.dir
+    ini = config.getini(dest)
+    return (ini or None), config.rootpath
+
+
+def _path(config: pytest.Config, name: str) -> Path | None:
+    value, base = _value(config, name)
+    if value is None:
+        return None
+    return (base / Path(value).expanduser()).resolve()
+
+
+def check_passthrough(text: str) -> list[str]:
+    """Split --nvseg-args and refuse flags the wrapper does not have or the harness owns."""
+    from ..cli import build_parser
+
+    try:
+        tokens = shlex.split(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--nvseg-args {text!r} does not split into words ({exc}); check its quotes.") from None
+    known = {s for action in build_parser()._actions for s in action.option_strings}
+    for token in tokens:
+        flag = token.split("=", 1)[0]
+        if not flag.startswith("-"):
+            continue
+        if flag in RESERVED:
+            raise pytest.UsageError(
+                f"--nvseg-args sets {flag}, which the harness sets itself for each run. "
+                "Remove it; choose runs with -m smoke / sanity / user and the evidence root with --nvseg-out.")
+        if flag not in known:
+            close = difflib.get_close_matches(flag, sorted(known), n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise pytest.UsageError(f"--nvseg-args has {flag!r}, which is not an nvseg-finetune flag.{hint} "
+                                    "See `nvseg-finetune --help` for the flags it passes through.")
+    return tokens
+
+
+@dataclass
+class HarnessOptions:
+    gpu: bool = False
+    rerun: bool = False
+    task06: Path | None = None
+    dataset: Path | None = None
+    datalist: Path | None = None
+    pretrained_ckpt: Path | None = None
+    network_config: Path | None = None
+    bundle_dir: Path | None = None
+    out: Path | None = None
+    report: Path | None = None
+    target_anatomy: str | None = None
+    label_mapping: str | None = None
+    args: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> HarnessOptions:
+        paths = {name.replace("-", "_"): _path(config, name) for name, _ in PATH_OPTIONS}
+        texts = {name.replace("-", "_"): _value(config, name)[0] for name, _ in TEXT_OPTIONS}
+        args = check_passthrough(texts.pop("args") or "")
+        gpu = bool(config.getoption("gpu") or config.getini("nvseg_gpu"))
+        return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), args=args, **paths, **texts)

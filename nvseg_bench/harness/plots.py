@@ -1,0 +1,113 @@
+"""PNG figures for the report: validation Dice per epoch with the formal points, and a mid-slice
+overlay of one validation case. matplotlib's object API (no pyplot, no global state), Agg only.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PRETRAINED_COLOR, FINETUNED_COLOR, LABEL_COLOR = "#d95f02", "#1b9e77", "#7570b3"
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def dice_plot(doc: dict[str, Any], bounds: dict[str, float] | None = None) -> bytes | None:
+    """Training-time validation Dice per epoch, the formal pre/post points, and reference minimums."""
+    from matplotlib.figure import Figure
+
+    out = doc.get("output", {})
+    dice = out.get("val_dice_per_epoch") or []
+    if not dice:
+        return None
+    epochs = out.get("val_dice_epochs") or list(range(len(dice)))
+    figure = Figure(figsize=(6.4, 3.8))
+    ax = figure.add_subplot()
+    ax.plot(epochs, dice, "o-", color="#444444", label="validation Dice (training, resampled)")
+    best = out.get("training_best_epoch_index")
+    if best is not None and best < len(dice):
+        ax.plot([epochs[best]], [dice[best]], "*", ms=14, color=FINETUNED_COLOR, label=f"best epoch {epochs[best]}")
+    for key, x, color, text in (("formal_pretrained_val_dice", epochs[0], PRETRAINED_COLOR, "formal pretrained"),
+                                ("formal_finetuned_val_dice", epochs[-1], FINETUNED_COLOR, "formal finetuned")):
+        if out.get(key) is not None:
+            ax.plot([x], [out[key]], "D", ms=9, color=color, label=f"{text} {out[key]:.4f}")
+    for name, bound in (bounds or {}).items():
+        if name == "formal_finetuned_val_dice":
+            ax.axhline(bound, ls="--", lw=1, color=FINETUNED_COLOR, label=f"reference min {bound}")
+    ax.set_xlabel("epoch (0 = before finetuning)")
+    ax.set_ylabel("Dice")
+    ax.set_xticks(epochs)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(doc.get("headline", ""), fontsize=9)
+    return _png(figure)
+
+
+def _validation_case(doc: dict[str, Any]) -> tuple[Path, Path, str] | None:
+    """(image, label, case file name) of the first formally evaluated validation case."""
+    inp, out = doc.get("input", {}), doc.get("output", {})
+    cases = list(out.get("formal_finetuned_per_case") or {})
+    datalist, root = Path(inp.get("datalist") or ""), Path(inp.get("dataset_dir") or "")
+    if not cases or not datalist.is_file():
+        return None
+    for entry in json.loads(datalist.read_text()).get("training", []):
+        image = root / entry["image"]
+        if image.name == cases[0]:
+            return image, root / entry["label"], cases[0]
+    return None
+
+
+def _axial(path: Path) -> np.ndarray:
+    """The volume in RAS+ order, so every case shows the same way whatever its stored orientation."""
+    import nibabel
+
+    return np.asarray(nibabel.as_closest_canonical(nibabel.load(str(path))).dataobj)
+
+
+def _radiological(volume: np.ndarray, z: int) -> np.ndarray:
+    """Axial slice as radiologists read it: patient right on the screen's left, anterior up."""
+    return volume[::-1, :, z].T
+
+
+def overlay_plot(doc: dict[str, Any], run_dir: Path) -> bytes | None:
+    """Image, label, pretrained and finetuned prediction on the axial slice through the label's middle."""
+    from matplotlib.figure import Figure
+
+    found = _validation_case(doc)
+    if found is None:
+        return None
+    image_path, label_path, case = found
+    stem = case.removesuffix(".nii.gz").removesuffix(".nii")
+    preds = {side: run_dir / f"eval_{side}" / f"{stem}_seg.nii.gz" for side in ("pretrained", "finetuned")}
+    if not image_path.is_file() or not label_path.is_file():
+        return None
+    image, label = _axial(image_path), _axial(label_path) > 0
+    zs = np.flatnonzero(label.any(axis=(0, 1)))
+    z = int((zs[0] + zs[-1]) // 2) if zs.size else image.shape[2] // 2
+    low, high = np.percentile(image[..., z], [1, 99])  # a window that suits any intensity range
+    figure = Figure(figsize=(12, 3.4))
+    panels = [("image", None, None), ("label", label, LABEL_COLOR)]
+    per_case = doc.get("output", {})
+    for side, path in preds.items():
+        if path.is_file():
+            score = (per_case.get(f"formal_{side}_per_case") or {}).get(case)
+            title = f"{side} prediction" + (f" (Dice {score:.3f})" if score is not None else "")
+            panels.append((title, _axial(path) > 0, PRETRAINED_COLOR if side == "pretrained" else FINETUNED_COLOR))
+    for index, (title, mask, color) in enumerate(panels, start=1):
+        ax = figure.add_subplot(1, len(panels), index)
+        ax.imshow(_radiological(image, z), cmap="gray", vmin=low, vmax=high, origin="lower")
+        if mask is not None:
+            plane = _radiological(mask, z).astype(float)
+            ax.contourf(plane, levels=[0.5, 1.5], colors=[color], alpha=0.45, origin="lower")
+            ax.contour(plane, levels=[0.5], colors=[color], linewidths=1.2, origin="lower")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    figure.suptitle(f"{case}: axial slice {z} of {image.shape[2]} through the label's middle; patient right on the left", fontsize=9)
+    return _png(figure)

@@ -1,0 +1,155 @@
+"""--nvseg-report DIR: report.md (with PNGs beside it) and a self-contained report.html.
+
+Per run: the headline (formal Dice before and after, gain, the checkpoint to keep, verdict), the
+gates table, the Dice-per-epoch plot, a mid-slice overlay of one validation case, and runtime per
+phase. Plots need matplotlib (the `report` extra); without it the report says so and goes on.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .gates import GATES, reference_bounds
+from .ledger import Ledger, RunRecord
+from .plots import dice_plot, overlay_plot
+
+NO_MATPLOTLIB = "plots need matplotlib: pip install 'nvseg-bench[report]'"
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}
+.passed{color:#1b7e3a}.failed,.error{color:#b00020;font-weight:bold}.skipped{color:#777}
+.PASS{background:#e3f4e8}.FAIL{background:#fbe3e6}.SKIPPED{background:#eee}img{max-width:100%}
+code{font-size:13px}"""
+
+
+@dataclass
+class RunPage:
+    record: RunRecord
+    doc: dict[str, Any] | None
+    images: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def headline(self) -> list[tuple[str, str]]:
+        out = (self.doc or {}).get("output", {})
+        fmt = lambda v, s=".4f": "-" if v is None else format(v, s)  # noqa: E731
+        return [("verdict", self.record.verdict), ("headline", (self.doc or {}).get("headline", "")),
+                ("formal Dice pretrained", fmt(out.get("formal_pretrained_val_dice"))),
+                ("formal Dice finetuned", fmt(out.get("formal_finetuned_val_dice"))),
+                ("improvement", fmt(out.get("formal_improvement_over_pretrained"), "+.4f")),
+                ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
+                ("decision", str(out.get("decision_reason", "-"))),
+                ("evidence", f"{self.record.out} ({self.record.source})")]
+
+    def gates(self) -> list[tuple[str, str, str, str]]:
+        return [(gate, GATES[gate][0] if gate in GATES else gate, o.outcome, o.message)
+                for gate, o in self.record.gates.items()]
+
+    def phases(self) -> list[tuple[str, str, str, str]]:
+        runtime = (self.doc or {}).get("runtime", {})
+        codes = (self.doc or {}).get("invocation", {}).get("phase_return_codes", {})
+        gpu, rss = runtime.get("phase_peak_gpu_mb", {}), runtime.get("phase_peak_rss_mb", {})
+        rows = []
+        for name, seconds in runtime.get("phase_seconds", {}).items():
+            memory = gpu.get(name) or rss.get(name)
+            kind = "GPU" if gpu.get(name) else "RSS"
+            rows.append((name, f"{seconds:.1f}", "-" if memory is None else f"{memory:.0f} ({kind})", str(codes.get(name, "-"))))
+        rows.append(("all", f"{runtime.get('wall_seconds', 0):.1f}", "", str(runtime.get("return_code", "-"))))
+        return rows
+
+
+def build_page(record: RunRecord) -> RunPage:
+    path = Path(record.out or "") / "output.json"
+    page = RunPage(record, json.loads(path.read_text()) if record.out and path.is_file() else None)
+    if page.doc is None:
+        return page
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        page.notes.append(NO_MATPLOTLIB)
+        return page
+    bounds = reference_bounds(record_reference(page.doc))
+    for name, make in (("dice", lambda: dice_plot(page.doc, bounds[0] if bounds else None)),
+                       ("overlay", lambda: overlay_plot(page.doc, Path(record.out)))):
+        try:
+            png = make()
+        except Exception as exc:  # a broken figure must not cost the rest of the report
+            page.notes.append(f"{name} plot failed: {exc}")
+            continue
+        if png:
+            page.images[name] = png
+        else:
+            page.notes.append(f"no {name} plot: the run lacks the data for it")
+    return page
+
+
+def record_reference(doc: dict[str, Any]) -> str | None:
+    inp = doc.get("input", {})
+    return "task06" if inp.get("sanity") else "spleen_micro" if inp.get("smoke") else None
+
+
+def _md_table(header: list[str], rows: list[tuple]) -> list[str]:
+    clean = lambda c: str(c).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
+
+
+def markdown(pages: list[RunPage], report_dir: Path) -> str:
+    lines = ["# nvseg-bench report", ""]
+    for page in pages:
+        name = page.record.name
+        lines += [f"## {name}: {page.record.verdict}", ""]
+        if page.doc is None:
+            lines += [f"Not run: {page.record.skip_reason or 'no output.json'}", ""]
+            continue
+        lines += _md_table(["", ""], page.headline()) + [""]
+        lines += ["### Gates", ""] + _md_table(["gate", "claim", "outcome", "detail"], page.gates()) + [""]
+        for kind, caption in (("dice", "Validation Dice per epoch"), ("overlay", "Mid-slice overlay")):
+            if kind in page.images:
+                file = report_dir / f"{name}_{kind}.png"
+                file.write_bytes(page.images[kind])
+                lines += [f"![{caption}]({file.name})", ""]
+        lines += [f"> {note}" for note in page.notes] + ([""] if page.notes else [])
+        lines += ["### Runtime", ""] + _md_table(["phase", "seconds", "peak MiB", "exit"], page.phases()) + [""]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[tuple], outcome_col: int | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = ""
+    for row in rows:
+        cells = "".join(f"<td class='{html.escape(str(c)) if i == outcome_col else ''}'>{html.escape(str(c))}</td>"
+                        for i, c in enumerate(row))
+        body += f"<tr>{cells}</tr>"
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def html_page(pages: list[RunPage]) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>nvseg-bench report</title>"
+             f"<style>{CSS}</style></head><body><h1>nvseg-bench report</h1>"]
+    for page in pages:
+        verdict = page.record.verdict
+        parts.append(f"<h2 class='{verdict}'>{html.escape(page.record.name)}: {verdict}</h2>")
+        if page.doc is None:
+            parts.append(f"<p>Not run: {html.escape(page.record.skip_reason or 'no output.json')}</p>")
+            continue
+        parts.append(_html_table(["", ""], page.headline()))
+        parts.append("<h3>Gates</h3>" + _html_table(["gate", "claim", "outcome", "detail"], page.gates(), 2))
+        for kind, caption in (("dice", "Validation Dice per epoch"), ("overlay", "Mid-slice overlay")):
+            if kind in page.images:
+                data = base64.b64encode(page.images[kind]).decode()
+                parts.append(f"<h3>{caption}</h3><img alt='{caption}' src='data:image/png;base64,{data}'>")
+        parts += [f"<p><em>{html.escape(note)}</em></p>" for note in page.notes]
+        parts.append("<h3>Runtime</h3>" + _html_table(["phase", "seconds", "peak MiB", "exit"], page.phases()))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_reports(ledger: Ledger, report_dir: Path) -> list[str]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    pages = [build_page(record) for record in ledger.runs.values()]
+    (report_dir / "report.md").write_text(markdown(pages, report_dir))
+    (report_dir / "report.html").write_text(html_page(pages))
+    return [str(report_dir / "report.html"), str(report_dir / "report.md")]
