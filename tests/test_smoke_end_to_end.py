@@ -17,46 +17,45 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_smoke_run_exits_0(smoke_run):
-    proc = smoke_run["proc"]
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert smoke_run.returncode == 0, "\n".join(smoke_run.console_tail)
 
 
 def test_output_json_validates_against_the_schema(smoke_run):
-    assert smoke_run["doc"]["status"] == "passed"
-    assert schema_errors(smoke_run["doc"]) == []
+    assert smoke_run.doc["status"] == "passed"
+    assert schema_errors(smoke_run.doc) == []
 
 
 def test_the_schema_holds_a_failed_result_to_carrying_an_error(smoke_run):
-    failed = dict(smoke_run["doc"], status="failed")
+    failed = dict(smoke_run.doc, status="failed")
     assert any("'error' is a required property" in e for e in schema_errors(failed))
     assert schema_errors(dict(failed, error={"kind": "crash", "phase": "finetune", "message": "x"})) == []
 
 
 def test_the_three_phases_ran_through_monai_bundle_run(smoke_run):
-    inv = smoke_run["doc"]["invocation"]
+    inv = smoke_run.doc["invocation"]
     assert list(inv["commands"]) == ["eval_pretrained", "finetune", "eval_finetuned"]
     assert all(cmd[1:4] == ["-m", "monai.bundle", "run"] for cmd in inv["commands"].values())
     assert inv["phase_return_codes"] == {"eval_pretrained": 0, "finetune": 0, "eval_finetuned": 0}
 
 
 def test_finetuned_tensors_differ_from_the_pretrained_ones(smoke_run):
-    out = smoke_run["doc"]["output"]
+    out = smoke_run.doc["output"]
     assert out["finetuned_ckpt_matches_pretrained_weights"] is False
     assert out["checkpoint_comparisons_to_pretrained"]["n_changed"] > 0
 
 
 def test_formal_finetuned_dice_beats_formal_pretrained_dice(smoke_run):
-    out = smoke_run["doc"]["output"]
+    out = smoke_run.doc["output"]
     assert out["formal_finetuned_val_dice"] > out["formal_pretrained_val_dice"]
 
 
 def test_the_finetuned_checkpoint_is_recommended(smoke_run):
-    out = smoke_run["doc"]["output"]
+    out = smoke_run.doc["output"]
     assert out["recommended_ckpt"] == out["finetuned_ckpt"] and Path(out["finetuned_ckpt"]).is_file()
 
 
 def test_the_run_says_which_model_ran(smoke_run):
-    doc = smoke_run["doc"]
+    doc = smoke_run.doc
     assert doc["model"].startswith("micro VISTA3D")
     assert doc["input"]["pretrained_weights"]["source"] == "fixture.json"
 
@@ -65,17 +64,17 @@ def test_predictions_are_written_on_the_original_grid(smoke_run):
     import nibabel
 
     for case in ("spleen_03", "spleen_06"):
-        pred = nibabel.load(smoke_run["out"] / "eval_finetuned" / f"{case}_seg.nii.gz")
+        pred = nibabel.load(smoke_run.out / "eval_finetuned" / f"{case}_seg.nii.gz")
         image = nibabel.load(FIXTURE / "imagesTr" / f"{case}.nii.gz")
         assert pred.shape == image.shape and (abs(pred.affine - image.affine) < 1e-3).all()
 
 
 def test_nothing_under_bundle_or_fixtures_was_written(smoke_run):
-    assert smoke_run["inputs_unchanged"]
+    assert smoke_run.inputs_unchanged
 
 
 def test_every_artifact_is_in_the_manifest(smoke_run):
-    manifest = json.loads((smoke_run["out"] / "manifest.json").read_text())
+    manifest = json.loads((smoke_run.out / "manifest.json").read_text())
     assert "checkpoints/model_finetune.pt" in manifest["files"]
     assert "eval_finetuned/metrics.csv" in manifest["files"]
 

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def pack(smoke_run, tmp_path) -> Path:
-    assert smoke_run["proc"].returncode == 0
+    assert smoke_run.returncode == 0
     copy = tmp_path / "pack"
-    shutil.copytree(smoke_run["out"], copy)
+    shutil.copytree(smoke_run.out, copy)
     return copy
 
 
@@ -52,7 +52,7 @@ def test_a_raised_formal_dice_is_caught_by_the_recomputation(pack):
 
 
 def test_a_swapped_checkpoint_is_caught_even_with_a_mended_manifest(pack, smoke_run):
-    pretrained = Path(smoke_run["doc"]["output"]["pretrained_ckpt"])
+    pretrained = Path(smoke_run.doc["output"]["pretrained_ckpt"])
     shutil.copyfile(pretrained, pack / "checkpoints" / "model_finetune.pt")
     manifest = json.loads((pack / "manifest.json").read_text())
     manifest["files"]["checkpoints/model_finetune.pt"]["sha256"] = sha256_file(pack / "checkpoints" / "model_finetune.pt")

@@ -66,6 +66,29 @@ def _path(config: pytest.Config, name: str) -> Path | None:
     return (base / Path(value).expanduser()).resolve()
 
 
+def check_rootdir(config: pytest.Config) -> None:
+    """Refuse `--nvseg-dataset DIR` as two words when it moved pytest's rootdir.
+
+    pytest picks its rootdir and ini file before plugins load, so it reads the DIR of a two-word
+    plugin option as a test path. Left alone, the project's ini file is ignored and the cache
+    (with the run evidence) lands next to the data.
+    """
+    args = [str(a) for a in config.invocation_params.args]
+    here = config.invocation_params.dir.resolve()
+    root = config.rootpath.resolve()
+    for flag, value in zip(args, args[1:]):
+        if not flag.startswith("--nvseg-") or flag.removeprefix("--nvseg-") not in dict(PATH_OPTIONS):
+            continue
+        path = (here / value).resolve()
+        moved = (root == path or root in path.parents) and not (root == here or root in here.parents)
+        if moved:
+            raise pytest.UsageError(
+                f"{flag} {value} was given as two words, and pytest, which picks its rootdir before plugins load, "
+                f"took {value} for a test path: the rootdir became {root}, so this project's ini file and cache "
+                f"dir would not be used. Write {flag}={value} as one word, or set {flag[2:].replace('-', '_')} "
+                "in the ini file.")
+
+
 def check_passthrough(text: str) -> list[str]:
     """Split --nvseg-args and refuse flags the wrapper does not have or the harness owns."""
     from ..cli import build_parser
@@ -109,6 +132,7 @@ class HarnessOptions:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> HarnessOptions:
+        check_rootdir(config)
         paths = {name.replace("-", "_"): _path(config, name) for name, _ in PATH_OPTIONS}
         texts = {name.replace("-", "_"): _value(config, name)[0] for name, _ in TEXT_OPTIONS}
         args = check_passthrough(texts.pop("args") or "")

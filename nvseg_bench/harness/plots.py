@@ -109,5 +109,6 @@ def overlay_plot(doc: dict[str, Any], run_dir: Path) -> bytes | None:
             ax.contour(plane, levels=[0.5], colors=[color], linewidths=1.2, origin="lower")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    figure.suptitle(f"{case}: axial slice {z} of {image.shape[2]} through the label's middle; patient right on the left", fontsize=9)
+    where = f"axial slice {z} of {image.shape[2]} through the label's middle; patient right on the left"
+    figure.suptitle(f"{case}: {where}", fontsize=9)
     return _png(figure)
