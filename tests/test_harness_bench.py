@@ -63,6 +63,6 @@ def test_bench_report_writing(benchmark, smoke_run, tmp_path, monkeypatch, plots
         monkeypatch.setitem(sys.modules, "matplotlib", None)
     ledger = Ledger()
     gates = {gate: GateOutcome("passed", "ok", 0.0) for gate in GATES}
-    ledger.runs["smoke"] = RunRecord("smoke", str(smoke_run.out), "cache", gates=gates)
+    ledger.runs["smoke"] = RunRecord("smoke", str(smoke_run.out), {"cache"}, gates=gates)
     paths = benchmark(write_reports, ledger, tmp_path)
     assert (tmp_path / "report.html").stat().st_size > 0 and len(paths) == 2

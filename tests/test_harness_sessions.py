@@ -148,6 +148,7 @@ def test_two_workers_run_the_finetune_once_and_share_it(user_project):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert cached_entry(project, "user")["executions"] == 1
     assert "[gw0]" in proc.stdout and "[gw1]" in proc.stdout
+    assert "user   ran, shared by xdist workers" in proc.stdout or "user  ran, shared by xdist workers" in proc.stdout
     assert "9 passed, 2 skipped" in proc.stdout
 
 

@@ -158,7 +158,7 @@ def test_the_user_run_passes_its_options_as_wrapper_flags(tmp_path):
 def test_without_matplotlib_the_report_says_so_and_keeps_the_tables(smoke_run, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     ledger = Ledger()
-    ledger.runs["smoke"] = RunRecord("smoke", str(smoke_run.out), "cache",
+    ledger.runs["smoke"] = RunRecord("smoke", str(smoke_run.out), {"cache"},
                                      gates={"schema": GateOutcome("passed", "output.json validates", 0.01)})
     write_reports(ledger, tmp_path)
     page = (tmp_path / "report.html").read_text()

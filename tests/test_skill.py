@@ -78,6 +78,14 @@ def commands() -> list[list[str]]:
     return [shlex.split(line) for line in lines]
 
 
+def pytest_accepts(args: list[str]) -> None:
+    """pytest with the plugin knows every option (collecting only; no run starts, no report is written)."""
+    args = [a for a in args if not a.startswith(("--nvseg-report", "--junitxml"))]
+    proc = subprocess.run([sys.executable, "-m", "pytest", *args, "--collect-only", "-q", "tests/test_gates.py"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
 def test_skill_md_commands_parse_as_written():
     found = commands()
     assert len(found) >= 6
@@ -86,6 +94,8 @@ def test_skill_md_commands_parse_as_written():
             build_parser().parse_args(argv[2:])  # SystemExit(2) on a flag the CLI does not know
         elif argv[:3] == ["python", "-m", "eval_engine.run_trusted"]:
             verifier_parser().parse_args(argv[3:])
+        elif argv[:3] == ["python", "-m", "pytest"]:
+            pytest_accepts(argv[3:])
         else:
             assert argv[:2] == ["pip", "install"], argv
 

@@ -61,7 +61,7 @@ def summary_row(record: RunRecord) -> list[str]:
     keep = "finetuned" if out.get("recommended_is_finetuned") else "pretrained"
     judged = [o for o in record.gates.values() if o.outcome != "skipped"]
     gates = f"{len(judged) - len(record.failed)}/{len(judged)} passed"
-    return [record.name, record.source or "?", dice, _fmt(out.get("formal_improvement_over_pretrained"), "+.4f"),
+    return [record.name, record.source, dice, _fmt(out.get("formal_improvement_over_pretrained"), "+.4f"),
             keep, gates, record.verdict]
 
 

@@ -20,10 +20,17 @@ class GateOutcome:
 class RunRecord:
     name: str
     out: str | None = None
-    source: str | None = None
+    sources: set[str] = field(default_factory=set)  # ran / shared / cache, as the items saw it
     skip_reason: str | None = None
     gates: dict[str, GateOutcome] = field(default_factory=dict)
     schema_problems: list[str] = field(default_factory=list)  # of output.json once `gates` is in it
+
+    @property
+    def source(self) -> str:
+        """'ran', 'ran, shared by xdist workers', or 'cache'."""
+        if "ran" in self.sources:
+            return "ran, shared by xdist workers" if "shared" in self.sources else "ran"
+        return "cache" if "cache" in self.sources else "shared" if self.sources else "?"
 
     @property
     def failed(self) -> list[str]:
@@ -56,7 +63,8 @@ class Ledger:
             return
         run = self.runs.setdefault(props["nvseg_run"], RunRecord(props["nvseg_run"]))
         run.out = props.get("nvseg_out", run.out)
-        run.source = props.get("nvseg_source", run.source)
+        if "nvseg_source" in props:
+            run.sources.add(props["nvseg_source"])
         if report.when == "setup" and report.skipped:
             run.skip_reason = _reason(report)
         outcome = report.outcome if report.when == "call" else "skipped" if report.skipped else "error"
