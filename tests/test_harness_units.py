@@ -164,3 +164,20 @@ def test_without_matplotlib_the_report_says_so_and_keeps_the_tables(smoke_run, t
     page = (tmp_path / "report.html").read_text()
     assert html.escape(NO_MATPLOTLIB) in page and "data:image/png" not in page and "output.json validates" in page
     assert json.loads((smoke_run.out / "output.json").read_text())["status"] == "passed"
+
+
+def test_a_write_under_an_input_shows_in_the_stat_listing_even_in_pycache(tmp_path):
+    from nvseg_bench.harness.cache import stat_listing
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "train.json").write_text("{}")
+    before = stat_listing([tmp_path])
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert stat_listing([tmp_path]) != before
+
+
+@pytest.mark.slow
+def test_a_run_that_wrote_into_its_inputs_fails_the_gate(smoke_run):
+    verdict = judge("inputs_untouched", dataclasses.replace(smoke_run, inputs_unchanged=False))
+    assert verdict.status == "failed" and "must only write its output dir" in verdict.message

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
-from .cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint
+from .cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint, stat_listing
 from .options import HarnessOptions
 from .runs import RunEvidence, RunSkipped, RunSpec, build_spec, execute, skip_reason
 
@@ -79,12 +79,14 @@ class RunBroker:
         out = self.store.fresh_dir(spec.name, key)
         out.parent.mkdir(parents=True, exist_ok=True)
         self.say(f"nvseg: running {spec.name} ({why}) -> {out}")
+        watched = [path for path in spec.inputs.values() if path is not None and path.exists()]
+        before = stat_listing(watched)
         with self.store.device_lock() if spec.uses_gpu else nullcontext():
             code, seconds, tail = execute(spec, out, self.say)
-        after = fingerprint(spec.args, spec.inputs, spec.uses_gpu, self.memo)
+        untouched = stat_listing(watched) == before
         entry = {"name": spec.name, "out": str(out), "returncode": code, "wall_seconds": round(seconds, 2),
                  "console_tail": tail, "key": key, "parts": parts, "session": self.session,
-                 "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), "inputs_unchanged": after == parts,
+                 "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), "inputs_unchanged": untouched,
                  "reference": spec.reference, "args": spec.args,
                  "executions": int((old or {}).get("executions", 0)) + 1}
         self.store.save(spec.name, entry)

@@ -63,6 +63,17 @@ def _files(root: Path, leave_out: tuple[Path, ...]) -> list[Path]:
     return found
 
 
+def stat_listing(paths: list[Path]) -> list[tuple[str, int, int]]:
+    """Every file under the given inputs with size and mtime, __pycache__ included: any write shows."""
+    listing = []
+    for root in paths:
+        files = [root] if root.is_file() else [Path(d, n) for d, _, names in os.walk(root) for n in names]
+        for path in files:
+            stat = path.stat()
+            listing.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return sorted(listing)
+
+
 def gpu_facts(allowed: bool) -> str:
     if not allowed:
         return "hidden (no --gpu)"

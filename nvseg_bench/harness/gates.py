@@ -201,8 +201,9 @@ def telemetry(run: RunEvidence) -> Verdict:
 
 def inputs_untouched(run: RunEvidence) -> Verdict:
     if not run.inputs_unchanged:
-        return bad("the bundle, dataset or checkpoint changed while the run ran; a run must only write its output dir")
-    return ok("bundle, dataset and checkpoint hash the same before and after the run")
+        return bad("a file under the bundle, dataset or checkpoint inputs was written while the run ran; "
+                   "a run must only write its output dir")
+    return ok("no file under the bundle, dataset or checkpoint inputs was written during the run")
 
 
 GATES: dict[str, tuple[str, Callable[[RunEvidence], Verdict]]] = {
