@@ -20,8 +20,9 @@ def make_project(root: Path, files: dict[str, str] | None = None) -> Path:
     return root
 
 
-def run_pytest(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NVSEG_"))}
+def run_pytest(project: Path, *args: str, timeout: float = 900, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NVSEG_"))} | (env or {})
     return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=project, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nvseg_bench.environment import visible_gpus_from_smi
 from nvseg_bench.output import schema_errors
 
 from .conftest import FIXTURE
@@ -42,16 +43,30 @@ def test_sanity_without_gpu_skips_every_gate_with_its_reason(tmp_path):
     assert "the sanity run needs a GPU: pass --gpu" in proc.stdout
 
 
-def test_sanity_with_gpu_on_a_machine_without_one_says_so(tmp_path):
-    proc = run_pytest(make_project(tmp_path / "p"), "-m", "sanity", "--gpu", "-rs", f"--nvseg-task06={tmp_path}")
+def test_sanity_with_gpu_but_no_task06_dir_asks_for_one(tmp_path):
+    proc = run_pytest(make_project(tmp_path / "p"), "-m", "sanity", "--gpu", "-rs")
+    assert "11 skipped" in proc.stdout and "no Task06 data: pass --nvseg-task06=DIR" in proc.stdout
+
+
+@pytest.mark.skipif(bool(visible_gpus_from_smi()), reason="this machine has a GPU")
+def test_the_task06_dir_comes_from_the_environment_and_a_missing_gpu_is_named(tmp_path):
+    proc = run_pytest(make_project(tmp_path / "p"), "-m", "sanity", "--gpu", "-rs",
+                      env={"NVSEG_TASK06_DIR": str(tmp_path)})
     assert "11 skipped" in proc.stdout, proc.stdout
     assert "nvidia-smi sees no CUDA GPU" in proc.stdout
+
+
+def test_ini_keys_are_read_and_checked_like_options(tmp_path):
+    project = make_project(tmp_path / "p")
+    (project / "pytest.ini").write_text("[pytest]\nnvseg_args = --epoch 3\n")
+    proc = run_pytest(project, "-m", "smoke")
+    assert proc.returncode == 4 and "Did you mean --epochs?" in proc.stderr
 
 
 def test_the_user_run_skips_without_a_dataset(tmp_path):
     proc = run_pytest(make_project(tmp_path / "p"), "-m", "user", "-rs")
     assert proc.returncode == 0 and "11 skipped" in proc.stdout
-    assert "pass --nvseg-dataset DIR" in proc.stdout
+    assert "pass --nvseg-dataset=DIR" in proc.stdout
 
 
 def test_a_flag_the_wrapper_lacks_is_a_usage_error_with_a_suggestion(tmp_path):

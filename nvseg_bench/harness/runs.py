@@ -80,13 +80,13 @@ def skip_reason(name: str, opts: HarnessOptions, gpu_count: int) -> str | None:
         return f"the shipped fixture {SMOKE_FIXTURE} is not here; run from a source checkout of nvseg-bench"
     if name == "sanity":
         if not opts.gpu:
-            return "the sanity run needs a GPU: pass --gpu (and --nvseg-task06 DIR)"
+            return "the sanity run needs a GPU: pass --gpu (and --nvseg-task06=DIR)"
+        if opts.task06 is None:
+            return "no Task06 data: pass --nvseg-task06=DIR or set NVSEG_TASK06_DIR"
         if gpu_count == 0:
             return "--gpu was given, but nvidia-smi sees no CUDA GPU on this machine"
-        if opts.task06 is None:
-            return "no Task06 data: pass --nvseg-task06 DIR or set NVSEG_TASK06_DIR"
     if name == "user" and opts.dataset is None:
-        return "no user dataset: pass --nvseg-dataset DIR (see --help, group nvseg-bench)"
+        return "no user dataset: pass --nvseg-dataset=DIR (see --help, group nvseg-bench)"
     return None
 
 
