@@ -2,9 +2,9 @@
 
 The key hashes the run's CLI arguments, the bundle files, the dataset files, the checkpoint and
 network config it starts from, the wrapper code that plans and stages (the harness itself is left
-out: a report change does not change a result), package versions, and the GPU facts the plan
-reads. Staged configs are a pure function of these. File digests are remembered by (path, size,
-mtime), so a cache hit re-reads no data. Entries live in pytest's cache (`config.cache`), so
+out: a report change does not change a result), package versions, and the machine facts the plan
+reads (GPUs, CPUs, RAM). Staged configs are a pure function of these. File digests are
+remembered by (path, size, mtime), so a cache hit re-reads no data. Entries live in pytest's cache (`config.cache`), so
 `--cache-clear` empties them; a file lock per run makes xdist workers share one execution.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-from ..environment import package_versions, visible_gpus_from_smi
+from ..environment import host_ram_mb, package_versions, visible_gpus_from_smi
 from ..weights import HUB_REPO, HUB_REVISION, sha256_file
 
 WRAPPER = Path(__file__).resolve().parents[1]
@@ -74,11 +74,12 @@ def stat_listing(paths: list[Path]) -> list[tuple[str, int, int]]:
     return sorted(listing)
 
 
-def gpu_facts(allowed: bool) -> str:
-    if not allowed:
-        return "hidden (no --gpu)"
-    gpus = visible_gpus_from_smi() or []
-    return "; ".join(f"{g['name']} {g['total_mb']:.0f} MiB" for g in gpus) or "none visible"
+def machine_facts(gpu_allowed: bool) -> str:
+    """What the plan reads from the machine: GPUs (patch size, processes), CPUs (workers), RAM (cache)."""
+    gpus = (visible_gpus_from_smi() or []) if gpu_allowed else []
+    gpu = "; ".join(f"{g['name']} {g['total_mb']:.0f} MiB" for g in gpus) or \
+        ("none visible" if gpu_allowed else "hidden (no --gpu)")
+    return f"GPU {gpu}; {os.cpu_count()} CPUs; {host_ram_mb() / 1024:.0f} GiB RAM"
 
 
 def fingerprint(args: list[str], inputs: dict[str, Path | None], gpu_allowed: bool, memo: DigestMemo) -> dict[str, str]:
@@ -92,7 +93,7 @@ def fingerprint(args: list[str], inputs: dict[str, Path | None], gpu_allowed: bo
         parts["pretrained checkpoint"] = f"hub {HUB_REPO}@{HUB_REVISION} (or the bundle's models/model.pt)"
     parts["wrapper code"] = memo.tree(WRAPPER, leave_out=(WRAPPER / "harness",))
     parts["packages"] = json.dumps(package_versions(), sort_keys=True)
-    parts["gpu"] = gpu_facts(gpu_allowed)
+    parts["machine"] = machine_facts(gpu_allowed)
     parts["environment"] = json.dumps({k: os.environ.get(k) for k in ("NPROC_PER_NODE", "CUDA_VISIBLE_DEVICES")})
     memo.save()
     return parts
