@@ -184,3 +184,10 @@ def test_cache_clear_empties_the_run_cache(user_project):
     run_dir = Path(cached_entry(project, "user")["out"])
     run_pytest(project, "--cache-clear", "--collect-only", "-q")
     assert cached_entry(project, "user") is None and not run_dir.exists()
+
+
+def test_a_report_asked_for_without_gate_items_says_why_none_was_written(tmp_path):
+    project = make_project(tmp_path / "p", {"test_plain.py": "def test_plain():\n    pass\n"})
+    proc = run_pytest(project, "--nvseg-report=report")
+    assert proc.returncode == 0 and "no gate item ran, so no report was written" in proc.stdout
+    assert not (project / "report").exists()

@@ -181,3 +181,15 @@ def test_a_write_under_an_input_shows_in_the_stat_listing_even_in_pycache(tmp_pa
 def test_a_run_that_wrote_into_its_inputs_fails_the_gate(smoke_run):
     verdict = judge("inputs_untouched", dataclasses.replace(smoke_run, inputs_unchanged=False))
     assert verdict.status == "failed" and "must only write its output dir" in verdict.message
+
+
+def test_an_evidence_root_of_the_users_is_never_written_over_nor_deleted(tmp_path, pytestconfig):
+    from nvseg_bench.harness.cache import RunStore
+
+    store = RunStore(pytestconfig.cache, tmp_path / "evidence")
+    first = store.fresh_dir("user", "ab" * 32)
+    first.mkdir(parents=True)
+    assert first.name == "user-abababababab"
+    assert store.fresh_dir("user", "ab" * 32).name == "user-abababababab-2"
+    store.forget_dir(first)
+    assert first.is_dir()

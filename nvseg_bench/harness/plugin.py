@@ -156,6 +156,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     ledger = config.stash[LEDGER]
+    if not ledger.runs and config.stash[OPTIONS].report is not None:
+        terminalreporter.write_line(
+            "nvseg: --nvseg-report was given, but no gate item ran, so no report was written. Collect them with "
+            "`from nvseg_bench.harness.gate_items import test_gate` in a test file, or "
+            "`--pyargs nvseg_bench.harness.gate_items`, and select a run with -m smoke / sanity / user.", yellow=True)
     if ledger.runs and not hasattr(config, "workerinput"):
         from .finish import summary_lines
 
