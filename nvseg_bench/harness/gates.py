@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from ..decision import MIN_GAIN
 from ..output import schema_errors
-from ..reference import TASK06_GATES
+from ..reference import TASK06_FIELD_MIN, measured
 from .runs import RunEvidence
 
 SMOKE_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "smoke_reference.json"
@@ -140,28 +140,11 @@ def formal_fields(run: RunEvidence) -> Verdict:
 def reference_bounds(reference: str | None) -> tuple[dict[str, float], dict[str, float], str] | None:
     """(min, max, source) for a run's reference, or None when the run has none."""
     if reference == "task06":
-        return TASK06_GATES_BY_FIELD, {}, "Task06 reference gates (DESIGN.md, nvseg_bench/reference.py)"
+        return TASK06_FIELD_MIN, {}, "Task06 reference gates (DESIGN.md, nvseg_bench/reference.py)"
     if reference:
         card = json.loads(SMOKE_REFERENCE.read_text())[reference]
         return card.get("min", {}), card.get("max", {}), f"{reference} ranges ({SMOKE_REFERENCE.name})"
     return None
-
-
-TASK06_GATES_BY_FIELD = {
-    "formal_pretrained_val_dice": TASK06_GATES["formal_pretrained_min"],
-    "formal_finetuned_val_dice": TASK06_GATES["formal_finetuned_min"],
-    "formal_improvement_over_pretrained": TASK06_GATES["formal_improvement_min"],
-    "training_start_val_dice": TASK06_GATES["training_start_min"],
-    "training_best_val_dice": TASK06_GATES["training_best_min"],
-    "training_improvement": TASK06_GATES["training_improvement_min"],
-}
-
-
-def measured(out: dict[str, Any], name: str) -> float | None:
-    if name == "training_improvement":
-        start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
-        return None if start is None or best is None else best - start
-    return out.get(name)
 
 
 def reference_ranges(run: RunEvidence) -> Verdict:
