@@ -81,3 +81,14 @@ def test_multi_node_flags_reach_torchrun(tmp_path):
     assert code == 0 and prefix[1:3] == ["-m", "torch.distributed.run"]
     assert {"--nnodes=2", "--node_rank=1", "--rdzv_endpoint=node0:29400"} <= set(prefix)
     assert doc["plan"]["multi_gpu"] and "multi_gpu_train.json" in " ".join(doc["invocation"]["config_stack"])
+
+
+def test_task06_checks_pass_the_reference_run_and_name_what_misses():
+    from nvseg_bench.reference import task06_checks
+
+    reference = {"formal_pretrained_val_dice": 0.6697, "formal_finetuned_val_dice": 0.6836,
+                 "formal_improvement_over_pretrained": 0.0139, "training_start_val_dice": 0.6763,
+                 "training_best_val_dice": 0.6905, "finetuned_ckpt_matches_pretrained_weights": False}
+    assert task06_checks(reference, 0)["passed"]
+    worse = task06_checks(dict(reference, training_best_val_dice=0.6790), 3)
+    assert worse["failed_checks"] == ["training_best_val_dice", "training_improvement", "return_code"]
