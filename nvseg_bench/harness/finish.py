@@ -10,58 +10,52 @@ from pathlib import Path
 from typing import Any
 
 from ..output import schema_errors
-from .gates import GATES
+from .gates import gate_title
 from .ledger import Ledger, RunRecord
 from .options import HarnessOptions
 
 
 def gates_section(record: RunRecord, session: str) -> dict[str, Any]:
-    items = {gate: {"title": GATES[gate][0] if gate in GATES else gate, "outcome": o.outcome,
+    items = {gate: {"title": gate_title(gate), "outcome": o.outcome,
                     "message": o.message, "seconds": o.seconds} for gate, o in record.gates.items()}
     count = {kind: sum(1 for o in record.gates.values() if o.outcome == kind) for kind in ("passed", "skipped")}
     return {"session": session, "judged_at": time.strftime("%Y-%m-%d %H:%M:%S"), "passed": count["passed"],
             "failed": len(record.failed), "skipped": count["skipped"], "items": items}
 
 
-def write_gates(record: RunRecord, session: str) -> list[str]:
-    """Add `gates` to the run's output.json (atomically); return schema problems, if any."""
-    path = Path(record.out or "") / "output.json"
-    if not record.out or not path.is_file():
-        return []
-    doc = json.loads(path.read_text())
+def write_gates(record: RunRecord, session: str) -> None:
+    """Add `gates` to the run's output.json (atomically); keep the doc and any schema problems on the record."""
+    doc = record.output_json()
+    if doc is None:
+        return
     doc["gates"] = gates_section(record, session)
-    errors = schema_errors(doc)
+    record.schema_problems = schema_errors(doc)
+    path = Path(record.out) / "output.json"
     partial = path.with_name(f".output.json.{os.getpid()}")
     partial.write_text(json.dumps(doc, indent=2) + "\n")
     partial.replace(path)
-    return errors
-
-
-def load_doc(record: RunRecord) -> dict[str, Any] | None:
-    path = Path(record.out or "") / "output.json"
-    return json.loads(path.read_text()) if record.out and path.is_file() else None
 
 
 def finish_session(ledger: Ledger, opts: HarnessOptions, session: str) -> None:
     for record in ledger.runs.values():
-        record.schema_problems = write_gates(record, session)
+        write_gates(record, session)
     if opts.report is not None:
         from .report import write_reports
 
         ledger.report_paths = write_reports(ledger, opts.report)
 
 
-def _fmt(value: Any, spec: str = ".4f") -> str:
+def number(value: Any, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
 def summary_row(record: RunRecord) -> list[str]:
-    out = (load_doc(record) or {}).get("output", {})
-    dice = f"{_fmt(out.get('formal_pretrained_val_dice'))} -> {_fmt(out.get('formal_finetuned_val_dice'))}"
+    out = (record.output_json() or {}).get("output", {})
+    dice = f"{number(out.get('formal_pretrained_val_dice'))} -> {number(out.get('formal_finetuned_val_dice'))}"
     keep = "finetuned" if out.get("recommended_is_finetuned") else "pretrained"
     judged = [o for o in record.gates.values() if o.outcome != "skipped"]
     gates = f"{len(judged) - len(record.failed)}/{len(judged)} passed"
-    return [record.name, record.source, dice, _fmt(out.get("formal_improvement_over_pretrained"), "+.4f"),
+    return [record.name, record.source, dice, number(out.get("formal_improvement_over_pretrained"), "+.4f"),
             keep, gates, record.verdict]
 
 

@@ -204,6 +204,10 @@ GATES: dict[str, tuple[str, Callable[[RunEvidence], Verdict]]] = {
 }
 
 
+def gate_title(gate: str) -> str:
+    return GATES[gate][0] if gate in GATES else gate
+
+
 def judge(gate: str, run: RunEvidence) -> Verdict:
     if run.doc is None:
         return bad(f"the run wrote no output.json (exit {run.returncode}): " + " ".join(run.console_tail[-6:]))

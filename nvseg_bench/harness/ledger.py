@@ -3,7 +3,9 @@ send to the controller), grouped by run. It is registered as a plugin object for
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,14 @@ class RunRecord:
     skip_reason: str | None = None
     gates: dict[str, GateOutcome] = field(default_factory=dict)
     schema_problems: list[str] = field(default_factory=list)  # of output.json once `gates` is in it
+    doc: dict[str, Any] | None = None  # output.json, read once (see output_json)
+
+    def output_json(self) -> dict[str, Any] | None:
+        """The run's output.json, read on first use and kept (also once `gates` is added to it)."""
+        path = Path(self.out or "") / "output.json"
+        if self.doc is None and self.out and path.is_file():
+            self.doc = json.loads(path.read_text())
+        return self.doc
 
     @property
     def source(self) -> str:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .gates import GATES, reference_bounds
+from .finish import number
+from .gates import gate_title, reference_bounds
 from .ledger import Ledger, RunRecord
 from .plots import dice_plot, overlay_plot
+from .runs import REFERENCE
 
 NO_MATPLOTLIB = "plots need matplotlib: pip install 'nvseg-bench[report]'"
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -34,17 +35,16 @@ class RunPage:
 
     def headline(self) -> list[tuple[str, str]]:
         out = (self.doc or {}).get("output", {})
-        fmt = lambda v, s=".4f": "-" if v is None else format(v, s)  # noqa: E731
         return [("verdict", self.record.verdict), ("headline", (self.doc or {}).get("headline", "")),
-                ("formal Dice pretrained", fmt(out.get("formal_pretrained_val_dice"))),
-                ("formal Dice finetuned", fmt(out.get("formal_finetuned_val_dice"))),
-                ("improvement", fmt(out.get("formal_improvement_over_pretrained"), "+.4f")),
+                ("formal Dice pretrained", number(out.get("formal_pretrained_val_dice"))),
+                ("formal Dice finetuned", number(out.get("formal_finetuned_val_dice"))),
+                ("improvement", number(out.get("formal_improvement_over_pretrained"), "+.4f")),
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
                 ("evidence", f"{self.record.out} ({self.record.source})")]
 
     def gates(self) -> list[tuple[str, str, str, str]]:
-        return [(gate, GATES[gate][0] if gate in GATES else gate, o.outcome, o.message)
+        return [(gate, gate_title(gate), o.outcome, o.message)
                 for gate, o in self.record.gates.items()]
 
     def phases(self) -> list[tuple[str, str, str, str]]:
@@ -61,8 +61,7 @@ class RunPage:
 
 
 def build_page(record: RunRecord) -> RunPage:
-    path = Path(record.out or "") / "output.json"
-    page = RunPage(record, json.loads(path.read_text()) if record.out and path.is_file() else None)
+    page = RunPage(record, record.output_json())
     if page.doc is None:
         return page
     try:
@@ -70,7 +69,7 @@ def build_page(record: RunRecord) -> RunPage:
     except ImportError:
         page.notes.append(NO_MATPLOTLIB)
         return page
-    bounds = reference_bounds(record_reference(page.doc))
+    bounds = reference_bounds(REFERENCE.get(record.name))
     for name, make in (("dice", lambda: dice_plot(page.doc, bounds[0] if bounds else None)),
                        ("overlay", lambda: overlay_plot(page.doc, Path(record.out)))):
         try:
@@ -83,11 +82,6 @@ def build_page(record: RunRecord) -> RunPage:
         else:
             page.notes.append(f"no {name} plot: the run lacks the data for it")
     return page
-
-
-def record_reference(doc: dict[str, Any]) -> str | None:
-    inp = doc.get("input", {})
-    return "task06" if inp.get("sanity") else "spleen_micro" if inp.get("smoke") else None
 
 
 def _md_table(header: list[str], rows: list[tuple]) -> list[str]:
