@@ -151,8 +151,12 @@ def resolve_mapping(
     target_anatomy: str | None,
     label_dict: dict[str, int],
     source: str = LABEL_DICT_SOURCE,
+    user_label_idx: int = 1,
 ) -> ResolvedMapping:
-    """Resolve the request into checked pairs; --label-mapping wins over --target-anatomy."""
+    """Resolve the request into checked pairs; --label-mapping wins over --target-anatomy.
+
+    user_label_idx is the local label value --target-anatomy means (--user-label-idx, default 1).
+    """
     if label_mapping is not None:
         pairs = parse_label_mapping(label_mapping)
         resolution = f"--label-mapping {json.dumps([list(p) for p in pairs])}"
@@ -161,8 +165,8 @@ def resolve_mapping(
         _refuse_unknown_ids(label_mapping, pairs, label_dict, source)
     elif target_anatomy is not None:
         global_id = resolve_target_anatomy(target_anatomy, label_dict, source)
-        pairs = [(1, global_id)]
-        resolution = f"--target-anatomy {target_anatomy!r} -> id {global_id} (local value 1)"
+        pairs = [(user_label_idx, global_id)]
+        resolution = f"--target-anatomy {target_anatomy!r} -> id {global_id} (local value {user_label_idx})"
     else:
         raise MappingError(
             "no label mapping was given (nothing was run)",
