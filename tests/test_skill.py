@@ -21,7 +21,7 @@ from nvseg_bench.cli import build_parser
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = yaml.safe_load((REPO / "skill_manifest.yaml").read_text())
 SEED_INPUTS = {"dataset_dir", "datalist", "target_anatomy", "label_mapping", "smoke", "sanity", "auto_seg",
-               "skip_formal_eval"}
+               "skip_formal_eval", "user_label_idx"}  # the seed's inputs and the peer's --user-label-idx
 
 
 def cli_flags() -> dict[str, str]:
