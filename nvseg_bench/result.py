@@ -28,6 +28,7 @@ def _input_block(p: Prepared) -> dict[str, Any]:
         "n_val_cases": n_val,
         "label_mappings": {"default": p.mapping.pairs},
         "label_mapping_resolution": p.mapping.resolution,
+        "label_dict_path": str(p.label_dict_path),
         "label_names": {str(k): v for k, v in p.mapping.names.items()},
         "dataset_audit": p.audit,
         "smoke": p.settings.preset == "smoke",
