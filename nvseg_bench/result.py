@@ -1,7 +1,7 @@
 """Turn a prepared run and its phase results into the output.json document.
 
 Reads the evidence (logs, metrics.csv, checkpoints), applies the decision rule, adds the sanity
-reference checks for that preset, and fills every field DESIGN.md lists, headline first.
+reference checks for that preset, and fills every field docs/design.md lists under output.json, headline first.
 """
 from __future__ import annotations
 
