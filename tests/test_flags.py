@@ -12,12 +12,12 @@ import pytest
 from nvseg_bench import anatomy, pins
 from nvseg_bench.cli import main
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.labels import load_label_dict, resolve_mapping
+from nvseg_bench.labels import find_label_dict, load_label_dict, resolve_mapping
 from nvseg_bench.preset import SHIPPED_FIXTURE, choose_preset, is_task06
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "spleen_micro"
-LABEL_DICT = load_label_dict(REPO / "bundle" / "label_dict.json")
+LABEL_DICT = load_label_dict(find_label_dict(REPO / "bundle"))
 
 
 # --- which preset ---------------------------------------------------------------------------
