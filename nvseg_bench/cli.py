@@ -115,8 +115,8 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]):
     return Request(
         output_dir=args.output_dir, dataset_dir=args.dataset_dir or args.fixture_or_dataset, datalist=args.datalist,
         smoke=args.smoke, sanity=args.sanity, auto_seg=args.auto_seg, target_anatomy=args.target_anatomy,
-        label_mapping=args.label_mapping, user_label_idx=args.user_label_idx, patch_size=args.patch_size, epochs=args.epochs,
-        learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
+        label_mapping=args.label_mapping, user_label_idx=args.user_label_idx, patch_size=args.patch_size,
+        epochs=args.epochs, learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
         pretrained_ckpt=args.pretrained_ckpt, network_config=args.network_config, bundle_dir=args.bundle_dir,
         phase_timeout=args.phase_timeout, seed=args.seed, allow_cpu=args.allow_cpu, nnodes=args.nnodes,
         node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, command_line=shlex.join([PROG, *argv]))
