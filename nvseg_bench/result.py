@@ -1,11 +1,12 @@
 """Turn a prepared run and its phase results into the output.json document.
 
 Reads the evidence (logs, metrics.csv, checkpoints), applies the decision rule, adds the sanity
-reference checks for that preset, and fills every field, headline first. Fields the peer skill
-shares keep the peer's shape (peer.py); where ours differs it is kept under another key:
-`input.n_train_fold_cases`, `input.label_mapping_resolution_text`, `invocation.command_prefix_argv`,
-`invocation.config_stack_paths` / `eval_config_stack_paths`, `invocation.override_path`, and
-`runtime.phase_peak_gpu_mb` (null where nothing was measured, while the peer's figures say 0).
+reference checks for that preset, and fills every field docs/design.md lists under output.json,
+headline first. Fields the peer skill shares keep the peer's shape (peer.py); where ours differs it
+is kept under another key: `input.n_train_fold_cases`, `input.label_mapping_resolution_text`,
+`invocation.command_prefix_argv`, `invocation.config_stack_paths` / `eval_config_stack_paths`,
+`invocation.override_path`, and `runtime.phase_peak_gpu_mb` (null where nothing was measured,
+while the peer's figures say 0).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def _input_block(p: Prepared) -> dict[str, Any]:
         "label_mappings": {"default": pairs},
         "label_mapping_resolution": resolution,
         "label_mapping_resolution_text": p.mapping.resolution,
+        "label_dict_path": str(p.label_dict_path),
         "label_names": {str(k): v for k, v in p.mapping.names.items()},
         "dataset_audit": peer.audit_headline(p.audit, pairs[0][0], anatomy),
         "smoke": p.settings.preset == "smoke",
