@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from nvseg_bench import peer, run
+from nvseg_bench import environment, peer, run
 from nvseg_bench.cli import main
 from nvseg_bench.evidence import compare_checkpoints
 from nvseg_bench.output import PEER_SCHEMA_PATH, both_schema_errors, schema_errors
@@ -88,6 +89,18 @@ def test_a_cpu_host_reports_gpu_name_cpu_and_0_mib(smoke_plan):
         pytest.skip("a GPU is visible here")
     assert (env["gpu_name"], env["gpu_total_mb"], env["gpu_free_mb"]) == ("cpu", 0, 0)
     assert isinstance(env["host_ram_mb"], int) and env["host_ram_mb"] > 0
+
+
+def test_a_gpu_host_reports_its_memory_in_whole_mib(tmp_path, monkeypatch):
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, 81559.0, 80212.6'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    env = environment.collect()
+    assert (env["gpu_name"], env["gpu_total_mb"], env["gpu_free_mb"]) == ("NVIDIA H100 80GB HBM3", 81559, 80213)
+    assert env["cuda_available"] and env["gpu_count"] == 1
 
 
 def test_n_train_cases_counts_every_datalist_case_and_the_training_folds_are_kept_apart(smoke_plan):
