@@ -59,6 +59,12 @@ def test_the_declared_entrypoint_and_result_schema_exist():
     assert schema.is_file() and json.loads(schema.read_text())["title"].startswith("nvseg-bench run result")
 
 
+def test_the_declared_peer_schema_is_the_one_output_json_is_checked_against():
+    from nvseg_bench.output import PEER_SCHEMA_PATH
+
+    assert REPO / MANIFEST["outputs"]["result_json"]["peer_schema"] == PEER_SCHEMA_PATH
+
+
 def skill_md() -> tuple[dict, str]:
     text = (REPO / "SKILL.md").read_text()
     front, body = re.match(r"^---\n(.*?)\n---\n(.*)$", text, re.S).groups()
