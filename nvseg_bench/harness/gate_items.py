@@ -6,6 +6,7 @@ Items are marked by run (smoke, sanity, user; sanity also gpu), so `pytest -m sm
 """
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -18,11 +19,19 @@ class NvsegGateNote(UserWarning):
     """A gate passed with something a person should read (the epoch-0 trap)."""
 
 
-def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, record_property) -> None:
+def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, request: pytest.FixtureRequest) -> None:
     verdict = judge(nvseg_gate, nvseg_run)
+    # straight into user_properties: the JUnit file gets them as with record_property, minus its xunit2 warning
+    record_property = lambda name, value: request.node.user_properties.append((name, value))  # noqa: E731
     record_property("nvseg_out", str(nvseg_run.out))
     record_property("nvseg_source", nvseg_run.source)
     record_property("nvseg_message", verdict.message)
+    if nvseg_gate == "trusted" and nvseg_run.trust is not None:
+        trust = nvseg_run.trust
+        record_property("nvseg_trust_verdict", trust.verdict)
+        record_property("nvseg_trust_summary", trust.summary)
+        record_property("nvseg_trust_failed", json.dumps(trust.changed + trust.failed))
+        record_property("nvseg_trust_warnings", json.dumps(trust.warnings))
     if verdict.note:
         warnings.warn(NvsegGateNote(f"{nvseg_run.name}/{nvseg_gate}: {verdict.message}"), stacklevel=1)
     if verdict.status == "skipped":
