@@ -23,6 +23,20 @@ from .harness_util import HEADER, cached_entry, copy_entry, make_project, projec
 from .helpers import FIXTURE, materialize_pack
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="session")
+def report_modules() -> None:
+    """Import what the report draws with before any pytester is set up: pytester drops the modules
+    imported while it was in use, and importing contourpy's C parts twice in one process breaks plots."""
+    pytest.importorskip("matplotlib.figure")
+    pytest.importorskip("matplotlib.backends.backend_agg")
+    pytest.importorskip("matplotlib.contour")
+    pytest.importorskip("contourpy")
+    import nibabel  # noqa: F401
+    import numpy  # noqa: F401
+
+    import nvseg_bench.harness.plots  # noqa: F401
 GATES = gate_names(trusted=False)
 TRUSTED_GATES = gate_names(trusted=True)
 
@@ -173,7 +187,7 @@ def test_an_untouched_cached_pack_keeps_its_verdict_and_the_gates_write_does_not
     assert calls == [run_dir] and cached_entry(pytester.path / ".pytest_cache", "smoke")["trust"]["source"] == "cache"
 
 
-def test_trusted_only_judges_a_copied_pack_and_reports_the_verdict(pytester, tmp_path):
+def test_trusted_only_judges_a_copied_pack_and_reports_the_verdict(pytester, tmp_path, report_modules):
     make_project(pytester)
     pack = materialize_pack("smoke", tmp_path / "copied-back")
     result = pytester.runpytest("-m", "smoke", f"--nvseg-trusted-only={pack}", "--nvseg-report=report",
@@ -197,7 +211,7 @@ def cached_smoke(pytester, smoke_run, nvseg_runs) -> Path:
     return copy_entry(pytester.path, nvseg_runs.store.load("smoke"), smoke_run.out)
 
 
-def test_a_second_session_is_served_from_the_cache_and_reports(pytester, cached_smoke):
+def test_a_second_session_is_served_from_the_cache_and_reports(pytester, cached_smoke, report_modules):
     executions = cached_entry(pytester.path / ".pytest_cache", "smoke")["executions"]
     result = pytester.runpytest("-m", "smoke", "--nvseg-report", "report")
     result.assert_outcomes(passed=len(GATES))
@@ -222,7 +236,7 @@ def test_output_json_gains_a_schema_valid_gates_section(pytester, cached_smoke):
     assert schema_errors(doc) == []
 
 
-def test_the_report_embeds_both_plots_and_names_the_verdict(pytester, cached_smoke):
+def test_the_report_embeds_both_plots_and_names_the_verdict(pytester, cached_smoke, report_modules):
     pytester.runpytest("-m", "smoke", "--nvseg-report", "report")
     page = (pytester.path / "report" / "report.html").read_text()
     images = [chunk.split("'", 1)[0] for chunk in page.split("data:image/png;base64,")[1:]]
