@@ -1,5 +1,7 @@
-"""Trusted mode's parts: the verifier as a process of its own on a stored pack, the pack digests that
-decide whether a kept verdict still stands, and the broker keeping the verdict with the cached run."""
+"""Trusted mode's parts: the verifier's process as the harness starts and reads it, the pack digests
+that decide whether a kept verdict still stands, and the broker keeping the verdict with the cached
+run. The verifier's own checks are tested in test_trusted_verifier.py; whole sessions with the real
+verifier on a stored pack in test_harness_sessions.py."""
 from __future__ import annotations
 
 import json
@@ -46,20 +48,6 @@ def fake_verifier(monkeypatch) -> list[Path]:
 
 def swap_checkpoint(pack: Path) -> None:
     shutil.copyfile(pack / "pretrained.pt", pack / FINETUNED)
-
-
-def test_the_verifier_runs_as_a_process_and_leaves_its_summary_beside_output_json(pack):
-    trust = run_verifier(pack)
-    assert trust.summary == str(pack / "trust_summary.json")
-    assert json.loads((pack / "trust_summary.json").read_text())["verdict"] == trust.verdict
-    assert trust.verdict in ("passed", "warn") and trust.failed == []
-
-
-def test_the_verifier_fails_a_pack_whose_checkpoint_was_swapped(pack):
-    swap_checkpoint(pack)
-    trust = run_verifier(pack)
-    assert trust.verdict == "failed"
-    assert any(f.startswith("integrity.manifest:") and FINETUNED in f for f in trust.failed)
 
 
 def test_a_pack_the_verifier_cannot_read_is_an_error_verdict_that_says_why(tmp_path):
