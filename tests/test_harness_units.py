@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from nvseg_bench.harness.cache import DigestMemo, cache_key, changed_parts, fingerprint
-from nvseg_bench.harness.ledger import GateOutcome, Ledger, RunRecord, TrustNote
+from nvseg_bench.harness.ledger import GateOutcome, Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions, check_passthrough
 from nvseg_bench.harness.report import NO_MATPLOTLIB, write_reports
 from nvseg_bench.harness.runs import build_spec, cli_env
+from nvseg_bench.harness.trust import Trust
 
 from .helpers import FIXTURE, materialize_pack
 
@@ -81,7 +82,7 @@ def test_without_matplotlib_the_report_says_so_and_keeps_the_tables(tmp_path, mo
 def test_the_report_shows_the_verifier_verdict_and_its_failed_findings(tmp_path):
     pack = materialize_pack("smoke", tmp_path / "run")
     ledger = Ledger()
-    trust = TrustNote("failed", str(pack / "trust_summary.json"), ["integrity.manifest: 1 changed since the run"])
+    trust = Trust("failed", ["integrity.manifest: 1 changed since the run"], summary=str(pack / "trust_summary.json"))
     ledger.runs["smoke"] = RunRecord("smoke", str(pack), {"cache"}, trust=trust,
                                      gates={"trusted": GateOutcome("failed", "verifier verdict failed", 0.01)})
     write_reports(ledger, tmp_path / "report")

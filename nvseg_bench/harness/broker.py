@@ -122,7 +122,7 @@ class RunBroker:
                  "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), "inputs_unchanged": untouched,
                  "reference": spec.reference, "args": spec.args,
                  "executions": int((old or {}).get("executions", 0)) + 1,
-                 "pack": pack_digests(out, self.memo) if out.is_dir() else {}}
+                 "pack": pack_digests(out, self.memo) if out.is_dir() else None}
         self.store.save(spec.name, entry)
         if old and old.get("out") and old["out"] != str(out):
             self.store.forget_dir(Path(old["out"]))

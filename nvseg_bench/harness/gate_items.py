@@ -6,7 +6,6 @@ Items are marked by run (smoke, sanity, user; sanity also gpu), so `pytest -m sm
 """
 from __future__ import annotations
 
-import json
 import warnings
 
 import pytest
@@ -22,16 +21,10 @@ class NvsegGateNote(UserWarning):
 def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, request: pytest.FixtureRequest) -> None:
     verdict = judge(nvseg_gate, nvseg_run)
     # straight into user_properties: the JUnit file gets them as with record_property, minus its xunit2 warning
-    record_property = lambda name, value: request.node.user_properties.append((name, value))  # noqa: E731
-    record_property("nvseg_out", str(nvseg_run.out))
-    record_property("nvseg_source", nvseg_run.source)
-    record_property("nvseg_message", verdict.message)
+    request.node.user_properties += [("nvseg_out", str(nvseg_run.out)), ("nvseg_source", nvseg_run.source),
+                                     ("nvseg_message", verdict.message)]
     if nvseg_gate == "trusted" and nvseg_run.trust is not None:
-        trust = nvseg_run.trust
-        record_property("nvseg_trust_verdict", trust.verdict)
-        record_property("nvseg_trust_summary", trust.summary)
-        record_property("nvseg_trust_failed", json.dumps(trust.changed + trust.failed))
-        record_property("nvseg_trust_warnings", json.dumps(trust.warnings))
+        request.node.user_properties += nvseg_run.trust.properties()
     if verdict.note:
         warnings.warn(NvsegGateNote(f"{nvseg_run.name}/{nvseg_gate}: {verdict.message}"), stacklevel=1)
     if verdict.status == "skipped":

@@ -10,28 +10,14 @@ from typing import Any
 
 import pytest
 
+from .trust import Trust
+
 
 @dataclass
 class GateOutcome:
     outcome: str  # passed | failed | skipped | error
     message: str
     seconds: float
-
-
-@dataclass
-class TrustNote:
-    """What the `trusted` gate item reported of the verifier (its JUnit properties)."""
-
-    verdict: str
-    summary: str
-    failed: list[str] = field(default_factory=list)  # pack changes and failed findings
-    warnings: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_properties(cls, props: dict[str, Any]) -> TrustNote:
-        return cls(props["nvseg_trust_verdict"], props.get("nvseg_trust_summary", ""),
-                   json.loads(props.get("nvseg_trust_failed") or "[]"),
-                   json.loads(props.get("nvseg_trust_warnings") or "[]"))
 
 
 @dataclass
@@ -43,7 +29,7 @@ class RunRecord:
     gates: dict[str, GateOutcome] = field(default_factory=dict)
     schema_problems: list[str] = field(default_factory=list)  # of output.json once `gates` is in it
     doc: dict[str, Any] | None = None  # output.json, read once (see output_json)
-    trust: TrustNote | None = None  # the verifier's verdict, in trusted mode
+    trust: Trust | None = None  # the verifier's verdict as the `trusted` item reported it (trusted mode)
 
     def output_json(self) -> dict[str, Any] | None:
         """The run's output.json, read on first use and kept (also once `gates` is added to it)."""
@@ -95,8 +81,7 @@ class Ledger:
         run.out = props.get("nvseg_out", run.out)
         if "nvseg_source" in props:
             run.sources.add(props["nvseg_source"])
-        if "nvseg_trust_verdict" in props:
-            run.trust = TrustNote.from_properties(props)
+        run.trust = Trust.from_properties(props) or run.trust
         if report.when == "setup" and report.skipped:
             run.skip_reason = _reason(report)
         outcome = report.outcome if report.when == "call" else "skipped" if report.skipped else "error"

@@ -50,6 +50,19 @@ class Trust:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
 
+    def properties(self) -> list[tuple[str, str]]:
+        """The JUnit properties of the `trusted` item; the ledger reads them back with from_properties."""
+        return [("nvseg_trust_verdict", self.verdict), ("nvseg_trust_summary", self.summary),
+                ("nvseg_trust_failed", json.dumps(self.changed + self.failed)),
+                ("nvseg_trust_warnings", json.dumps(self.warnings))]
+
+    @classmethod
+    def from_properties(cls, props: dict[str, Any]) -> Trust | None:
+        if "nvseg_trust_verdict" not in props:
+            return None
+        return cls(props["nvseg_trust_verdict"], json.loads(props.get("nvseg_trust_failed") or "[]"),
+                   json.loads(props.get("nvseg_trust_warnings") or "[]"), props.get("nvseg_trust_summary", ""))
+
 
 def output_digest(path: Path) -> str:
     """sha256 of output.json as the run wrote it: without the `gates` section the harness adds."""
