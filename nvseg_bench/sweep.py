@@ -97,7 +97,7 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], out_dir: Path) -> dic
     rows = [_run_row(seed, doc, path) for seed, (doc, path) in docs.items()]
     seed, ckpt, reason = recommend(rows)
     gains = [r["formal_gain"] for r in rows if r["formal_gain"] is not None]
-    return {
+    sweep = {
         "kind": "nvseg_seed_sweep",
         "out_dir": str(out_dir),
         "seeds": list(docs),
@@ -113,6 +113,25 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], out_dir: Path) -> dic
         "recommendation_reason": reason,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    return sweep | {"representative_seed": representative(sweep)}
+
+
+def representative(sweep: dict[str, Any]) -> int | None:
+    """The seed whose run stands for the sweep where one run is judged: the recommended seed, else the
+    median-gain seed, else the first."""
+    if sweep["recommended_seed"] is not None:
+        return sweep["recommended_seed"]
+    rows = sorted((r for r in sweep["runs"] if r["formal_gain"] is not None), key=lambda r: (r["formal_gain"], r["seed"]))
+    return rows[(len(rows) - 1) // 2]["seed"] if rows else next(iter(sweep["seeds"]), None)
+
+
+def evidence_dir(out_dir: Path) -> Path:
+    """out_dir itself for a single run; for a sweep, its representative seed's folder."""
+    path = out_dir / SWEEP_FILE
+    if (out_dir / "output.json").is_file() or not path.is_file():
+        return out_dir
+    seed = json.loads(path.read_text()).get("representative_seed")
+    return seed_dir(out_dir, seed) if seed is not None else out_dir
 
 
 def _link_tree(src: Path, dst: Path) -> None:

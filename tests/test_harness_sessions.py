@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nvseg_bench.environment import visible_gpus_from_smi
+from nvseg_bench.harness.gates import GATES
 from nvseg_bench.output import schema_errors
 
 from .conftest import FIXTURE
@@ -39,20 +40,20 @@ def test_the_markers_are_registered_so_strict_markers_accepts_them(tmp_path):
 def test_sanity_without_gpu_skips_every_gate_with_its_reason(tmp_path):
     proc = run_pytest(make_project(tmp_path / "p"), "-m", "sanity", "-rs")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "11 skipped" in proc.stdout
+    assert f"{len(GATES)} skipped" in proc.stdout
     assert "the sanity run needs a GPU: pass --gpu" in proc.stdout
 
 
 def test_sanity_with_gpu_but_no_task06_dir_asks_for_one(tmp_path):
     proc = run_pytest(make_project(tmp_path / "p"), "-m", "sanity", "--gpu", "-rs")
-    assert "11 skipped" in proc.stdout and "no Task06 data: pass --nvseg-task06=DIR" in proc.stdout
+    assert f"{len(GATES)} skipped" in proc.stdout and "no Task06 data: pass --nvseg-task06=DIR" in proc.stdout
 
 
 @pytest.mark.skipif(bool(visible_gpus_from_smi()), reason="this machine has a GPU")
 def test_the_task06_dir_comes_from_the_environment_and_a_missing_gpu_is_named(tmp_path):
     proc = run_pytest(make_project(tmp_path / "p"), "-m", "sanity", "--gpu", "-rs",
                       env={"NVSEG_TASK06_DIR": str(tmp_path)})
-    assert "11 skipped" in proc.stdout, proc.stdout
+    assert f"{len(GATES)} skipped" in proc.stdout, proc.stdout
     assert "nvidia-smi sees no CUDA GPU" in proc.stdout
 
 
@@ -65,7 +66,7 @@ def test_ini_keys_are_read_and_checked_like_options(tmp_path):
 
 def test_the_user_run_skips_without_a_dataset(tmp_path):
     proc = run_pytest(make_project(tmp_path / "p"), "-m", "user", "-rs")
-    assert proc.returncode == 0 and "11 skipped" in proc.stdout
+    assert proc.returncode == 0 and f"{len(GATES)} skipped" in proc.stdout
     assert "pass --nvseg-dataset=DIR" in proc.stdout
 
 
@@ -121,7 +122,7 @@ def test_each_gate_is_its_own_junit_case_with_its_message(project_with_cached_sm
     run_pytest(project, "-m", "smoke", "--junitxml", "junit.xml")
     cases = ET.parse(project / "junit.xml").getroot().iter("testcase")
     names = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")} for case in cases}
-    assert len(names) == 11
+    assert len(names) == len(GATES)
     assert "formal_finetuned_val_dice 0.39" in names["test_gate[smoke-reference]"]["nvseg_message"]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.sweep import assemble, parse_seeds
+from nvseg_bench.sweep import assemble, evidence_dir, parse_seeds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,3 +87,19 @@ def test_a_three_seed_smoke_sweep_runs_in_one_command(tmp_path):
     assert len({json.dumps(d["output"]["formal_pretrained_per_case"]) for d in docs}) == 1
     assert [d["runtime"]["phase_seconds"]["eval_pretrained"] > 0 for d in docs] == [True, False, False]
     assert all(d["output"]["formal_gain_stats"]["n_cases"] >= 1 for d in docs)
+
+
+def test_a_sweep_that_keeps_pretrained_is_represented_by_its_median_seed():
+    sweep = _sweep({0: (0.30, True), 1: (0.0005, False), 2: (0.20, True)})
+    assert sweep["representative_seed"] == 2
+
+
+def test_the_harness_judges_a_sweep_by_its_representative_seed_folder(tmp_path):
+    (tmp_path / "seed-4").mkdir()
+    (tmp_path / "sweep.json").write_text(json.dumps({"representative_seed": 4}))
+    assert evidence_dir(tmp_path) == tmp_path / "seed-4"
+
+
+def test_a_single_run_is_its_own_evidence_folder(tmp_path):
+    (tmp_path / "output.json").write_text("{}")
+    assert evidence_dir(tmp_path) == tmp_path

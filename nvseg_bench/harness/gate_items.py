@@ -11,6 +11,7 @@ import warnings
 import pytest
 
 from .gates import judge
+from .plugin import OPTIONS
 from .runs import RunEvidence
 
 
@@ -18,8 +19,8 @@ class NvsegGateNote(UserWarning):
     """A gate passed with something a person should read (the epoch-0 trap)."""
 
 
-def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, record_property) -> None:
-    verdict = judge(nvseg_gate, nvseg_run)
+def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, record_property, pytestconfig) -> None:
+    verdict = judge(nvseg_gate, nvseg_run, pytestconfig.stash[OPTIONS].require_significant)
     record_property("nvseg_out", str(nvseg_run.out))
     record_property("nvseg_source", nvseg_run.source)
     record_property("nvseg_message", verdict.message)

@@ -15,7 +15,7 @@ from typing import Any
 from .finish import number
 from .gates import gate_title, reference_bounds
 from .ledger import Ledger, RunRecord
-from .plots import dice_plot, overlay_plot
+from .plots import dice_plot, overlay_plot, slope_plot
 from .runs import REFERENCE
 
 NO_MATPLOTLIB = "plots need matplotlib: pip install 'nvseg-bench[report]'"
@@ -24,6 +24,9 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 .passed{color:#1b7e3a}.failed,.error{color:#b00020;font-weight:bold}.skipped{color:#777}
 .PASS{background:#e3f4e8}.FAIL{background:#fbe3e6}.SKIPPED{background:#eee}img{max-width:100%}
 code{font-size:13px}"""
+# (image key, caption) in the order the report shows them
+FIGURES = (("dice", "Validation Dice per epoch"), ("slope", "Formal Dice per case, pretrained -> finetuned"),
+           ("overlay", "Mid-slice overlay"))
 
 
 @dataclass
@@ -71,7 +74,8 @@ def build_page(record: RunRecord) -> RunPage:
         return page
     bounds = reference_bounds(REFERENCE.get(record.name))
     for name, make in (("dice", lambda: dice_plot(page.doc, bounds[0] if bounds else None)),
-                       ("overlay", lambda: overlay_plot(page.doc, Path(record.out)))):
+                       ("overlay", lambda: overlay_plot(page.doc, Path(record.out))),
+                       ("slope", lambda: slope_plot(page.doc))):
         try:
             png = make()
         except Exception as exc:  # a broken figure must not cost the rest of the report
@@ -100,7 +104,7 @@ def markdown(pages: list[RunPage], report_dir: Path) -> str:
             continue
         lines += _md_table(["", ""], page.headline()) + [""]
         lines += ["### Gates", ""] + _md_table(["gate", "claim", "outcome", "detail"], page.gates()) + [""]
-        for kind, caption in (("dice", "Validation Dice per epoch"), ("overlay", "Mid-slice overlay")):
+        for kind, caption in FIGURES:
             if kind in page.images:
                 file = report_dir / f"{name}_{kind}.png"
                 file.write_bytes(page.images[kind])
@@ -131,7 +135,7 @@ def html_page(pages: list[RunPage]) -> str:
             continue
         parts.append(_html_table(["", ""], page.headline()))
         parts.append("<h3>Gates</h3>" + _html_table(["gate", "claim", "outcome", "detail"], page.gates(), 2))
-        for kind, caption in (("dice", "Validation Dice per epoch"), ("overlay", "Mid-slice overlay")):
+        for kind, caption in FIGURES:
             if kind in page.images:
                 data = base64.b64encode(page.images[kind]).decode()
                 parts.append(f"<h3>{caption}</h3><img alt='{caption}' src='data:image/png;base64,{data}'>")
