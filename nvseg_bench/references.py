@@ -1,7 +1,8 @@
 """Reference ranges as measured distributions: turn a seed sweep into a reference-range file.
 
-`python -m nvseg_bench.references SWEEP_DIR --out FILE [--name NAME]` reads SWEEP_DIR/sweep.json and
-each seed's output.json and manifest.json, and writes (or updates the NAME entry of) FILE with:
+`python -m nvseg_bench.references SWEEP_DIR... --out FILE [--name NAME]` reads each SWEEP_DIR/sweep.json
+and each finished seed's output.json and manifest.json (several sweeps of the same dataset and
+checkpoint pool their seeds), and writes (or updates the NAME entry of) FILE with:
 the per-seed numbers, their distribution (mean, min, max, std), the ranges the `reference` gate
 applies, and the provenance (seeds, command, package versions, machine, dataset and checkpoint
 digests, date). nvseg_bench/data/smoke_reference.json is made this way.
@@ -62,19 +63,20 @@ def data_digest(manifest: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def provenance(sweep: dict[str, Any], docs: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
+def provenance(sweeps: list[dict[str, Any]], seeds: list[int], docs: list[dict[str, Any]], digest: str) -> dict[str, Any]:
     first = docs[0]
     env = first.get("environment") or {}
     return {
         "kind": "measured_sweep",
-        "seeds": sweep["seeds"],
+        "seeds": seeds,
+        "sweeps": [s["out_dir"] for s in sweeps],
         "command": (first.get("invocation") or {}).get("command"),
-        "date": sweep.get("finished_at"),
+        "date": max(s.get("finished_at") or "" for s in sweeps),
         "nvseg_bench": first.get("version"),
         "packages": {k: (env.get("packages") or {}).get(k) for k in ("torch", "monai", "numpy")} | {"python": env.get("python")},
         "machine": {k: env.get(k) for k in ("platform", "cpu_count", "gpu_name", "gpu_count", "cuda_available")},
         "dataset_dir": (first.get("input") or {}).get("dataset_dir"),
-        "data_digest_sha256": data_digest(manifest),
+        "data_digest_sha256": digest,
         "pretrained_ckpt_sha256": ((first.get("input") or {}).get("pretrained_weights") or {}).get("sha256"),
         "model": first.get("model"),
         "margin_rule": (f"min = lowest seed - max({MARGIN_STD} std, {MARGIN_MIN}); max (pretrained only) = highest "
@@ -82,19 +84,37 @@ def provenance(sweep: dict[str, Any], docs: list[dict[str, Any]], manifest: dict
     }
 
 
-def card_from_sweep(sweep_dir: Path, about: str) -> dict[str, Any]:
-    sweep = json.loads((sweep_dir / SWEEP_FILE).read_text())
-    docs = [json.loads((seed_dir(sweep_dir, run["seed"]) / "output.json").read_text()) for run in sweep["runs"]]
-    passed = [(run["seed"], doc) for run, doc in zip(sweep["runs"], docs) if doc.get("status") == "passed"]
-    if len(passed) < 2:
-        raise ValueError(f"{sweep_dir / SWEEP_FILE}: {len(passed)} finished seeds; a distribution needs at least 2")
-    manifest = json.loads((seed_dir(sweep_dir, passed[0][0]) / "manifest.json").read_text())
-    runs = [{"seed": seed} | seed_numbers(doc) for seed, doc in passed]
+def finished_seeds(sweep_dir: Path) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any], str]]]:
+    """The sweep and its passed seeds as (seed, output.json, data digest)."""
+    sweep = json.loads((sweep_dir / SWEEP_FILE).read_text()) | {"out_dir": str(sweep_dir.resolve())}
+    found = []
+    for run in sweep["runs"]:
+        folder = seed_dir(sweep_dir, run["seed"])
+        doc = json.loads((folder / "output.json").read_text())
+        if doc.get("status") == "passed":
+            found.append((run["seed"], doc, data_digest(json.loads((folder / "manifest.json").read_text()))))
+    return sweep, found
+
+
+def card_from_sweeps(sweep_dirs: list[Path], about: str) -> dict[str, Any]:
+    sweeps, passed = [], []
+    for sweep_dir in sweep_dirs:
+        sweep, found = finished_seeds(sweep_dir)
+        sweeps.append(sweep)
+        passed += found
+    seeds = [seed for seed, _, _ in passed]
+    if len(passed) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"the sweeps hold finished seeds {seeds}; a distribution needs at least 2, each seed once")
+    digests = {digest for _, _, digest in passed}
+    checkpoints = {((d.get("input") or {}).get("pretrained_weights") or {}).get("sha256") for _, d, _ in passed}
+    if len(digests) > 1 or len(checkpoints) > 1:
+        raise ValueError("the sweeps used different data or pretrained checkpoints; pool only sweeps of the same run")
+    runs = [{"seed": seed} | seed_numbers(doc) for seed, doc, _ in passed]
     spreads = {f: distribution([r[f] for r in runs if r[f] is not None]) for f in FIELDS}
     low, high = ranges(spreads)
-    return {"about": about, "provenance": provenance(sweep, [d for _, d in passed], manifest),
-            "measured": {"runs": runs, "distribution": spreads, "recommended_seed": sweep.get("recommended_seed"),
-                         "recommendation_reason": sweep.get("recommendation_reason")},
+    return {"about": about, "provenance": provenance(sweeps, seeds, [d for _, d, _ in passed], digests.pop()),
+            "measured": {"runs": runs, "distribution": spreads,
+                         "recommended_seed": {s["out_dir"]: s.get("recommended_seed") for s in sweeps}},
             "min": low, "max": high}
 
 
@@ -109,17 +129,19 @@ def write_card(target: Path, name: str, card: dict[str, Any]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nvseg_bench.references",
                                      description="Turn a seed sweep (nvseg-finetune --seeds) into reference ranges.")
-    parser.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the --output-dir of a --seeds run")
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", metavar="SWEEP_DIR",
+                        help="the --output-dir of a --seeds run (several: their seeds are pooled)")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="reference file to write or update")
     parser.add_argument("--name", default="spleen_micro", help="entry name in FILE (default: spleen_micro)")
     parser.add_argument("--about", default="", help="one line on what the reference is for")
     args = parser.parse_args(argv)
-    if not (args.sweep_dir / SWEEP_FILE).is_file():
-        print(f"python -m nvseg_bench.references: {args.sweep_dir} has no {SWEEP_FILE}.\n  Pass the --output-dir "
+    missing = [str(d) for d in args.sweep_dirs if not (d / SWEEP_FILE).is_file()]
+    if missing:
+        print(f"python -m nvseg_bench.references: {', '.join(missing)} has no {SWEEP_FILE}.\n  Pass the --output-dir "
               "of an `nvseg-finetune ... --seeds 0,1,2,3,4` run.", file=sys.stderr)
         return 2
     try:
-        card = card_from_sweep(args.sweep_dir, args.about)
+        card = card_from_sweeps(args.sweep_dirs, args.about)
     except (ValueError, OSError, KeyError) as exc:
         print(f"python -m nvseg_bench.references: the sweep cannot make a reference: {exc}", file=sys.stderr)
         return 2

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from nvseg_bench.reference import REFERENCE_FILES, bounds, load_card
-from nvseg_bench.references import card_from_sweep, main
+from nvseg_bench.references import card_from_sweeps, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,18 +40,29 @@ def sweep_dir(tmp_path) -> Path:
     return tmp_path
 
 
+def test_two_sweeps_pool_their_seeds(sweep_dir, tmp_path):
+    other = tmp_path / "other"  # seeds 1 and 2 of the fixture's sweep become a second sweep's 11 and 12
+    other.mkdir()
+    for name in ("seed-1", "seed-2"):
+        shutil.move(sweep_dir / name, other / name.replace("seed-", "seed-1"))
+    (other / "sweep.json").write_text(json.dumps({"seeds": [11, 12], "runs": [{"seed": 11}, {"seed": 12}]}))
+    (sweep_dir / "sweep.json").write_text(json.dumps({"seeds": [0], "runs": [{"seed": 0}]}))
+    card = card_from_sweeps([sweep_dir, other], "pooled")
+    assert card["provenance"]["seeds"] == [0, 11, 12] and card["measured"]["distribution"]["formal_finetuned_val_dice"]["n"] == 3
+
+
 def test_a_sweep_gives_a_lower_bound_below_its_lowest_seed(sweep_dir):
-    card = card_from_sweep(sweep_dir, "test")
+    card = card_from_sweeps([sweep_dir], "test")
     assert card["min"]["formal_finetuned_val_dice"] == pytest.approx(0.37 - 4 * 0.03)  # 4 std below the lowest
 
 
 def test_a_deterministic_pretrained_score_gets_a_window_on_both_sides(sweep_dir):
-    card = card_from_sweep(sweep_dir, "test")
+    card = card_from_sweeps([sweep_dir], "test")
     assert (card["min"]["formal_pretrained_val_dice"], card["max"]["formal_pretrained_val_dice"]) == (0.15, 0.25)
 
 
 def test_the_reference_records_seeds_versions_machine_data_digest_and_date(sweep_dir):
-    prov = card_from_sweep(sweep_dir, "test")["provenance"]
+    prov = card_from_sweeps([sweep_dir], "test")["provenance"]
     assert prov["kind"] == "measured_sweep" and prov["seeds"] == [0, 1, 2]
     assert prov["packages"]["torch"] == "2.13.0+cpu" and prov["machine"]["cpu_count"] == 2
     assert len(prov["data_digest_sha256"]) == 64 and prov["date"].startswith("2026-11-27")
@@ -78,3 +90,14 @@ def test_the_verifier_holds_runs_to_the_same_ranges_as_the_gates():
     for name in REFERENCE_FILES:
         card = load_card(name)
         assert (verifier[name].get("min", {}), verifier[name].get("max", {})) == (card["min"], card.get("max", {}))
+
+
+def test_sweeps_of_different_data_are_not_pooled(sweep_dir, tmp_path):
+    other = tmp_path / "other"
+    (other / "seed-9").mkdir(parents=True)
+    shutil.copy(sweep_dir / "seed-0" / "output.json", other / "seed-9" / "output.json")
+    (other / "seed-9" / "manifest.json").write_text(json.dumps(
+        {"inputs": {"dataset": {"files": {"imagesTr/b.nii.gz": {"sha256": "22"}}}}}))
+    (other / "sweep.json").write_text(json.dumps({"seeds": [9], "runs": [{"seed": 9}]}))
+    with pytest.raises(ValueError, match="different data"):
+        card_from_sweeps([sweep_dir, other], "mixed")
