@@ -169,15 +169,17 @@ def run_seed(args: argparse.Namespace, argv: Sequence[str], seed: int, shared: A
         prepared.commands = {k: v for k, v in commands.items() if k != SHARED_PHASE}
     results, interrupted = run_phases(prepared, started_epoch)
     prepared.commands = commands
-    if shared is not None:  # evaluated once for the sweep: no time spent in this seed
+    if shared is not None:  # evaluated once for the sweep; its figures are that evaluation's
         log = str(prepared.out_dir / "logs" / f"{SHARED_PHASE}.log")
-        results = {SHARED_PHASE: replace(shared, log_path=log, seconds=0.0)} | results
+        results = {SHARED_PHASE: replace(shared, log_path=log)} | results
     doc, code = result.build(prepared, results, wall=time.monotonic() - started, started_epoch=started_epoch,
                              interrupted=interrupted)
     evidence.write_manifest(prepared.out_dir, {"pretrained_ckpt": prepared.weights.to_json(),
                                                "dataset": evidence.dataset_inputs(prepared.entries, prepared.dataset_dir)})
     path, errors = output.write(doc, prepared.out_dir)
     print(f"{PROG}: seed {seed}: {doc['headline']}\n  output.json: {path}")
+    if doc["output"].get("gain_warning"):
+        print(f"{PROG}: seed {seed}: warning: {doc['output']['gain_warning']}")
     if errors:
         print(f"{PROG}: seed {seed}: output.json does not match its schema ({errors[0]}); this is a bug.", file=sys.stderr)
     return doc, path, results.get(SHARED_PHASE), (130 if interrupted else max(code, 3 if errors else 0))

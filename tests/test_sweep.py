@@ -85,7 +85,7 @@ def test_a_three_seed_smoke_sweep_runs_in_one_command(tmp_path):
     assert [d["input"]["seed"] for d in docs] == [0, 1, 2]
     # one pretrained evaluation, shared: every seed reports the same pretrained scores
     assert len({json.dumps(d["output"]["formal_pretrained_per_case"]) for d in docs}) == 1
-    assert [d["runtime"]["phase_seconds"]["eval_pretrained"] > 0 for d in docs] == [True, False, False]
+    assert len({d["runtime"]["phase_seconds"]["eval_pretrained"] for d in docs}) == 1  # the one evaluation's time
     assert all(d["output"]["formal_gain_stats"]["n_cases"] >= 1 for d in docs)
 
 
