@@ -42,6 +42,7 @@ class RunPage:
                 ("formal Dice pretrained", number(out.get("formal_pretrained_val_dice"))),
                 ("formal Dice finetuned", number(out.get("formal_finetuned_val_dice"))),
                 ("improvement", number(out.get("formal_improvement_over_pretrained"), "+.4f")),
+                ("gain confidence", str(out.get("gain_confidence") or "-")),
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
                 ("evidence", f"{self.record.out} ({self.record.source})")]
