@@ -3,8 +3,9 @@
 Each file in nvseg_bench/data holds named cards with `min`/`max` bounds per output.json field and
 their provenance: smoke_reference.json (spleen_micro) is a measured seed sweep, written by
 `python -m nvseg_bench.references`; task06_reference.json holds the Task06 recipe's published
-single GPU run (Python 3.10.16, MONAI 1.4.0, Torch 2.7.0+cu126: formal pretrained 0.6697, formal
-finetuned 0.6836, training-time best 0.6905), marked as one published run, not a distribution.
+single-GPU run (docs/task06-and-results.md; Python 3.10.16, MONAI 1.4.0, Torch 2.7.0+cu126: formal
+pretrained 0.6697, formal finetuned 0.6836, training-time best 0.6905), marked as one published
+run, not a distribution.
 """
 from __future__ import annotations
 
