@@ -102,6 +102,7 @@ def card_from_sweeps(sweep_dirs: list[Path], about: str) -> dict[str, Any]:
         sweep, found = finished_seeds(sweep_dir)
         sweeps.append(sweep)
         passed += found
+    passed.sort(key=lambda found: found[0])
     seeds = [seed for seed, _, _ in passed]
     if len(passed) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"the sweeps hold finished seeds {seeds}; a distribution needs at least 2, each seed once")

@@ -85,6 +85,11 @@ def test_task06_is_marked_as_one_published_run():
     assert bounds("task06")[0]["formal_pretrained_val_dice"] == 0.65
 
 
+def test_the_shipped_smoke_reference_is_a_measured_sweep_of_at_least_five_seeds():
+    prov = load_card("spleen_micro")["provenance"]
+    assert prov["kind"] == "measured_sweep" and len(prov["seeds"]) >= 5
+
+
 def test_the_verifier_holds_runs_to_the_same_ranges_as_the_gates():
     verifier = json.loads((REPO / "eval_engine" / "reference_ranges.json").read_text())
     for name in REFERENCE_FILES:
