@@ -119,12 +119,15 @@ def check_checkpoints(pack: Pack) -> list[Finding]:
     changed = [k for k in set(new) & set(old) if new[k].shape != old[k].shape or not torch.equal(new[k], old[k])]
     identical = same_keys and not changed
     claimed = out.get("finetuned_ckpt_matches_pretrained_weights")
-    comparison = out.get("checkpoint_comparisons_to_pretrained") or {}
+    comparison = (out.get("checkpoint_comparisons_to_pretrained") or {}).get("best") or {}
     numbers = {"identical": identical, "changed": len(changed), "claimed_identical": claimed,
                "claimed_changed": comparison.get("n_changed")}
-    if claimed != identical or comparison.get("n_changed", len(changed)) != len(changed):
+    # the peer's graders read best.weights_identical: it must agree too
+    if (claimed != identical or comparison.get("weights_identical", identical) != identical
+            or comparison.get("n_changed", len(changed)) != len(changed)):
         findings.append(failed("checkpoint_claims", f"recomputed: {len(changed)} tensors changed (identical={identical}); "
-                               f"output.json claims identical={claimed}, n_changed={comparison.get('n_changed')}", **numbers))
+                               f"output.json claims identical={claimed} (best.weights_identical="
+                               f"{comparison.get('weights_identical')}), n_changed={comparison.get('n_changed')}", **numbers))
     else:
         findings.append(passed("checkpoint_claims", f"recomputed {len(changed)} changed tensors, as claimed", **numbers))
     return findings

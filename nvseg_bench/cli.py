@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and write evidence of what changed to OUT/output.json.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("fixture_or_dataset", nargs="?", type=Path, metavar="FIXTURE_OR_DATASET",
-                        help="dataset dir with imagesTr/ and labelsTr/ (same as --dataset-dir)")
+                        help="dataset dir with imagesTr/ and labelsTr/ (same as --dataset-dir); without one, --smoke "
+                             "runs the shipped fixture and --sanity $NVSEG_TASK06_DIR. Without a preset flag, a dir "
+                             "whose fixture.json names a preset, or an MSD Task06 folder, picks that preset")
     parser.add_argument("--output-dir", type=Path, required=True, metavar="OUT", help="where every output goes")
     mode = parser.add_argument_group("preset")
     mode.add_argument("--smoke", action="store_true", help="shortest workflow check (CPU-sized)")
@@ -74,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--datalist", type=Path, metavar="JSON",
                       help="{'training': [{'image', 'label', 'fold'}]}; fold 0 validates (default: DATASET/datalist.json, "
                            "else a seed-0 five-fold split)")
-    data.add_argument("--target-anatomy", metavar="NAME", help="VISTA3D class that local label 1 means, e.g. 'lung tumor'")
+    data.add_argument("--target-anatomy", metavar="NAME",
+                      help="VISTA3D class that local label value --user-label-idx means, e.g. 'lung tumor'")
+    data.add_argument("--user-label-idx", type=_positive_int, metavar="N",
+                      help="the local label value --target-anatomy means (default 1); checked against the labels")
     data.add_argument("--label-mapping", metavar="JSON", help="[[local, global], ...], e.g. '[[1, 23]]'; wins over --target-anatomy")
     data.add_argument("--auto-seg", action="store_true", help="train class prompts only (no point prompts)")
     recipe = parser.add_argument_group("recipe (caller values win over the preset)")
@@ -114,11 +119,19 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]):
     return Request(
         output_dir=args.output_dir, dataset_dir=args.dataset_dir or args.fixture_or_dataset, datalist=args.datalist,
         smoke=args.smoke, sanity=args.sanity, auto_seg=args.auto_seg, target_anatomy=args.target_anatomy,
-        label_mapping=args.label_mapping, patch_size=args.patch_size, epochs=args.epochs,
-        learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
+        label_mapping=args.label_mapping, user_label_idx=args.user_label_idx, patch_size=args.patch_size,
+        epochs=args.epochs, learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
         pretrained_ckpt=args.pretrained_ckpt, network_config=args.network_config, bundle_dir=args.bundle_dir,
         phase_timeout=args.phase_timeout, seed=args.seed, allow_cpu=args.allow_cpu, nnodes=args.nnodes,
         node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, command_line=shlex.join([PROG, *argv]))
+
+
+def print_warnings(warnings: list[str], shown: int = 10) -> None:
+    """Anatomy plausibility warnings: the run goes on; output.json keeps the full list."""
+    for line in warnings[:shown]:
+        print(f"  warning {line}")
+    if len(warnings) > shown:
+        print(f"  warning and {len(warnings) - shown} more (input.dataset_audit.anatomy_warnings in output.json)")
 
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -133,6 +146,7 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"{PROG}: {prepared.settings.preset} run of {prepared.dataset_dir} -> {prepared.out_dir}")
     for line in prepared.plan.rationale:
         print(f"  plan  {line}")
+    print_warnings(prepared.audit.get("anatomy_warnings", []))
     if args.dry_run:
         for name, command in prepared.commands.items():
             env = f"PYTHONPATH={shlex.quote(str(prepared.bundle_dir))} PYTHONDONTWRITEBYTECODE=1"

@@ -62,12 +62,15 @@ def training_trace(facts: LogFacts) -> dict[str, Any]:
 
 
 def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
-    """Tensor-by-tensor comparison; `identical` means same keys and every tensor equal."""
+    """Tensor-by-tensor comparison; `identical` means same keys and every tensor equal.
+
+    `total_abs_diff` sums |finetuned - pretrained| over every changed floating-point tensor.
+    """
     import torch
 
     new, old = read_state_dict(finetuned), read_state_dict(pretrained)
     shared = sorted(set(new) & set(old))
-    changed, max_diff, shape_mismatch = [], 0.0, []
+    changed, max_diff, total_diff, shape_mismatch = [], 0.0, 0.0, []
     for key in shared:
         a, b = new[key], old[key]
         if a.shape != b.shape:
@@ -76,7 +79,8 @@ def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
         if not torch.equal(a, b):
             changed.append(key)
             if a.is_floating_point():
-                max_diff = max(max_diff, float((a.float() - b.float()).abs().max()))
+                diff = (a.float() - b.float()).abs()
+                max_diff, total_diff = max(max_diff, float(diff.max())), total_diff + float(diff.sum())
     only_new, only_old = sorted(set(new) - set(old)), sorted(set(old) - set(new))
     return {
         "finetuned": str(finetuned),
@@ -85,6 +89,8 @@ def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
         "n_changed": len(changed),
         "n_equal": len(shared) - len(changed) - len(shape_mismatch),
         "max_abs_diff": max_diff,
+        "total_abs_diff": total_diff,
+        "same_keys": not only_new and not only_old,
         "shape_mismatch": shape_mismatch[:20],
         "keys_only_in_finetuned": only_new[:20],
         "keys_only_in_pretrained": only_old[:20],

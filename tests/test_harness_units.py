@@ -59,7 +59,7 @@ def test_a_failed_phase_is_named_with_its_code_and_cause(smoke_run):
 @pytest.mark.slow
 def test_unchanged_tensors_fail_unless_the_epoch_zero_trap_is_reported(smoke_run):
     def same(doc):
-        doc["output"]["checkpoint_comparisons_to_pretrained"].update(identical=True, n_changed=0)
+        doc["output"]["checkpoint_comparisons_to_pretrained"]["best"].update(identical=True, n_changed=0)
     assert judge("ckpt_changed", edited(smoke_run, same)).status == "failed"
 
     def trap(doc):

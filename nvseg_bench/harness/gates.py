@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..decision import MIN_GAIN
-from ..output import schema_errors
+from ..output import both_schema_errors
 from ..reference import bounds, measured
 from .runs import RunEvidence
 
@@ -40,11 +40,16 @@ def _out(run: RunEvidence) -> dict[str, Any]:
     return (run.doc or {}).get("output") or {}
 
 
+def _best_comparison(out: dict[str, Any]) -> dict[str, Any]:
+    """The finetuned (best) checkpoint's comparison with the pretrained one; {} when none was made."""
+    return (out.get("checkpoint_comparisons_to_pretrained") or {}).get("best") or {}
+
+
 def schema_valid(run: RunEvidence) -> Verdict:
-    errors = schema_errors(run.doc or {})
+    errors = both_schema_errors(run.doc or {})
     if errors:
-        return bad(f"output.json breaks its schema in {len(errors)} places; first: {errors[0]}")
-    return ok(f"output.json validates (status {run.doc['status']!r})")
+        return bad(f"output.json breaks its schema or the peer skill's in {len(errors)} places; first: {errors[0]}")
+    return ok(f"output.json validates against ours and the peer skill's schema (status {run.doc['status']!r})")
 
 
 def phases_returned_0(run: RunEvidence) -> Verdict:
@@ -86,7 +91,7 @@ def finetuned_ckpt_exists(run: RunEvidence) -> Verdict:
 
 def tensors_changed(run: RunEvidence) -> Verdict:
     out = _out(run)
-    comparison = out.get("checkpoint_comparisons_to_pretrained") or {}
+    comparison = _best_comparison(out)
     changed, total = comparison.get("n_changed"), comparison.get("n_tensors")
     if comparison.get("identical") is False and changed:
         return ok(f"{changed} of {total} tensors changed (max |diff| {comparison.get('max_abs_diff'):.3g})")
@@ -95,7 +100,7 @@ def tensors_changed(run: RunEvidence) -> Verdict:
         return ok(f"epoch-0 trap, reported as such: no epoch beat the epoch-0 score, so the best checkpoint "
                   f"holds the pretrained weights and the pretrained one is recommended ({reason})", note=True)
     if not comparison:
-        return bad("output.json has no checkpoint comparison (checkpoint_comparisons_to_pretrained)")
+        return bad("output.json has no checkpoint comparison (checkpoint_comparisons_to_pretrained.best)")
     return bad(f"the finetuned checkpoint equals the pretrained one ({changed} of {total} tensors changed) "
                f"and the run does not report the epoch-0 trap (decision: {reason!r})")
 
@@ -108,7 +113,7 @@ def decision_rule(run: RunEvidence, min_gain: float = MIN_GAIN) -> Verdict:
     else:
         before, after, basis = out.get("training_start_val_dice"), out.get("training_best_val_dice"), "training"
     gain = None if before is None or after is None else after - before
-    comparison = out.get("checkpoint_comparisons_to_pretrained") or {}
+    comparison = _best_comparison(out)
     keep = (gain is not None and gain > min_gain and comparison.get("identical") is False
             and bool(out.get("finetuned_ckpt_exists")))
     expected = out.get("finetuned_ckpt") if keep else out.get("pretrained_ckpt")
@@ -198,7 +203,7 @@ def inputs_untouched(run: RunEvidence) -> Verdict:
 
 
 GATES: dict[str, tuple[str, Callable[[RunEvidence], Verdict]]] = {
-    "schema": ("output.json is schema-valid", schema_valid),
+    "schema": ("output.json is valid under our schema and the peer skill's", schema_valid),
     "phases": ("every phase returned 0", phases_returned_0),
     "no_oom": ("no out-of-memory", no_oom),
     "loss_finite": ("train loss finite", loss_finite),
