@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import ArgumentError, NvsegError
+from .sweep import parse_seeds
 
 PROG = "nvseg-finetune"
 EXIT_CODES = """`nvseg-finetune fetch-weights` downloads the pinned NV-Segment-CT checkpoint ahead of time.
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--cache-rate", type=_fraction, metavar="RATE", help="share of training cases cached in RAM")
     recipe.add_argument("--seed", type=int, help="the bundle's set_determinism seed (default: the bundle's, 0); "
                         "vary it to measure run-to-run noise")
+    recipe.add_argument("--seeds", type=parse_seeds, metavar="LIST",
+                        help="a seed sweep, e.g. 0,1,2: one finetune per seed into OUT/seed-S, one shared pretrained "
+                             "evaluation, the gain's spread in OUT/sweep.json")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
     model = parser.add_argument_group("model and bundle")
     model.add_argument("--pretrained-ckpt", metavar="PATH", help="start from this checkpoint")
@@ -134,6 +138,9 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from . import evidence, output, result
     from .run import prepare, run_phases
 
+    if args.seeds:
+        from .sweep import execute_sweep
+        return execute_sweep(args, argv)
     started, started_epoch = time.monotonic(), time.time()
     prepared = prepare(to_request(args, argv))
     print(f"{PROG}: {prepared.settings.preset} run of {prepared.dataset_dir} -> {prepared.out_dir}")
@@ -153,6 +160,8 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
                                                "dataset": evidence.dataset_inputs(prepared.entries, prepared.dataset_dir)})
     path, errors = output.write(doc, prepared.out_dir)
     print(f"{PROG}: {doc['headline']}")
+    if doc["output"].get("gain_warning"):
+        print(f"{PROG}: warning: {doc['output']['gain_warning']}")
     print(f"  output.json: {path}")
     print(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
     if "error" in doc:

@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from . import evidence, peer
+from . import evidence, gain_stats, peer
 from .decision import decide
 from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
 from .logparse import LogFacts
@@ -125,6 +125,8 @@ def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: f
         "sanity_reference_checks": None,
         "sanity_recovery_demonstrated": None,
     }
+    out |= gain_stats.output_fields(out["formal_pretrained_per_case"], out["formal_finetuned_per_case"],
+                                    verdict["recommended_is_finetuned"])
     # the peer skill's names for the training-trace fields
     out |= {"baseline_val_dice": out["training_start_val_dice"], "best_val_dice": out["training_best_val_dice"],
             "best_epoch_index": out["training_best_epoch_index"]}
@@ -158,7 +160,7 @@ def headline(out: dict[str, Any], status: str) -> str:
     pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
     keep = "keep the finetuned checkpoint" if out["recommended_is_finetuned"] else "keep the pretrained checkpoint"
     if pre is not None and post is not None:
-        return f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}); {keep}"
+        return f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}{gain_stats.summary(out.get('formal_gain_stats'))}); {keep}"
     start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
     if start is not None and best is not None:
         return f"training-time Dice {start:.4f} -> best {best:.4f}; {keep}"
