@@ -149,3 +149,18 @@ def test_fetch_weights_reports_the_cached_file_offline(tmp_path, monkeypatch, ca
     assert f"sha256 {sha256_file(snapshot / HUB_FILE)}" in capsys.readouterr().out
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
     assert main(["fetch-weights"]) == 2 and "HF_HUB_OFFLINE" in capsys.readouterr().err
+
+
+def test_a_change_in_a_later_run_of_tensors_is_found(tmp_path, monkeypatch):
+    monkeypatch.setattr("nvseg_bench.evidence.GROUP_BYTES", 16)  # 4 float32 values: one mapping per tensor
+    weights = {f"t{i}": torch.full((4,), float(i)) for i in range(5)}
+    old = _save(tmp_path / "old.pt", **weights)
+    new = _save(tmp_path / "new.pt", **(weights | {"t3": torch.full((4,), 9.0)}))
+    result = compare_checkpoints(new, old)
+    assert result["changed_examples"] == ["t3"] and result["n_equal"] == 4 and result["max_abs_diff"] == 6.0
+
+
+def test_a_legacy_non_zip_checkpoint_is_compared_without_a_memory_map(tmp_path):
+    torch.save({"a": torch.ones(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    new = _save(tmp_path / "new.pt", a=torch.zeros(2))
+    assert compare_checkpoints(new, tmp_path / "legacy.pt")["n_changed"] == 1
