@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     multi.add_argument("--nnodes", type=_positive_int, help="number of machines taking part")
     multi.add_argument("--node-rank", type=int, metavar="RANK", help="this machine's rank, 0..nnodes-1")
     multi.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address of node 0")
+    cache = parser.add_argument_group("preprocessing cache (each case preprocessed once, for every phase and later runs)")
+    cache.add_argument("--preprocess-cache", type=Path, metavar="DIR",
+                       help="where (default: $XDG_CACHE_HOME/nvseg-bench, else ~/.cache/nvseg-bench)")
+    cache.add_argument("--no-preprocess-cache", action="store_true", help="preprocess every case in every phase")
     parser.add_argument("--allow-cpu", action="store_true", help="let --sanity run without a CUDA GPU")
     parser.add_argument("--dry-run", action="store_true",
                         help="check inputs, plan and stage configs, print the phase commands; start no phase")
@@ -114,7 +118,8 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]):
         learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
         pretrained_ckpt=args.pretrained_ckpt, network_config=args.network_config, bundle_dir=args.bundle_dir,
         phase_timeout=args.phase_timeout, seed=args.seed, allow_cpu=args.allow_cpu, nnodes=args.nnodes,
-        node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, command_line=shlex.join([PROG, *argv]))
+        node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, preprocess_cache=args.preprocess_cache,
+        no_preprocess_cache=args.no_preprocess_cache, command_line=shlex.join([PROG, *argv]))
 
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -126,6 +131,8 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"{PROG}: {prepared.settings.preset} run of {prepared.dataset_dir} -> {prepared.out_dir}")
     for line in prepared.plan.rationale:
         print(f"  plan  {line}")
+    if prepared.cache is None and prepared.cache_note and not args.no_preprocess_cache:
+        print(f"{PROG}: warning: {prepared.cache_note}", file=sys.stderr)
     if args.dry_run:
         for name, command in prepared.commands.items():
             env = f"PYTHONPATH={shlex.quote(str(prepared.bundle_dir))} PYTHONDONTWRITEBYTECODE=1"
@@ -141,6 +148,7 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"{PROG}: {doc['headline']}")
     print(f"  output.json: {path}")
     print(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
+    print(f"  preprocess cache: {result.cache_line(doc['runtime']['preprocess_cache'])}")
     if "error" in doc:
         print(f"  {doc['error']['message']}", file=sys.stderr)
     if errors:

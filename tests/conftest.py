@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ from nvseg_bench.harness.runs import RunEvidence
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "spleen_micro"
+# every run a test starts (and their children) keeps its preprocessing cache here, never in ~/.cache
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="nvseg-test-cache-")
 
 
 def tree_digest(root: Path) -> str:
