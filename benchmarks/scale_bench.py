@@ -43,11 +43,12 @@ def _paint(job: tuple[make_spleen_micro.CaseSpec, int, Path]) -> None:
     make_spleen_micro.make_case(*job)
 
 
-def make_dataset(root: Path, cases: int, val_cases: int, size: int, slices: int) -> Path:
+def make_dataset(root: Path, cases: int, val_cases: int, size: int, slices: int,
+                 spacing: tuple[float, float, float] = SPACING) -> Path:
     """N cases, the first `val_cases` in fold 0, the rest spread over folds 1-4; returns the datalist."""
     for sub in ("imagesTr", "labelsTr"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    specs = [make_spleen_micro.CaseSpec(f"case_{i:03d}", "RAS", (size, size, slices), SPACING,
+    specs = [make_spleen_micro.CaseSpec(f"case_{i:03d}", "RAS", (size, size, slices), spacing,
                                         fold=0 if i <= val_cases else 1 + (i - val_cases - 1) % 4)
              for i in range(1, cases + 1)]
     todo = [(spec, i, root) for i, spec in enumerate(specs, start=1)

@@ -143,7 +143,9 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     doc, code = result.build(prepared, results, wall=time.monotonic() - started, started_epoch=started_epoch,
                              interrupted=interrupted, planned=args.dry_run)
     evidence.write_manifest(prepared.out_dir, {"pretrained_ckpt": prepared.weights.to_json(),
-                                               "dataset": evidence.dataset_inputs(prepared.entries, prepared.dataset_dir)})
+                                               "dataset": evidence.dataset_inputs(
+                                                   prepared.entries, prepared.dataset_dir,
+                                                   prepared.cache.digests if prepared.cache else None)})
     path, errors = output.write(doc, prepared.out_dir)
     print(f"{PROG}: {doc['headline']}")
     print(f"  output.json: {path}")

@@ -138,13 +138,16 @@ def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
     }
 
 
-def dataset_inputs(entries: list[dict], dataset_dir: Path) -> dict[str, Any]:
-    """sha256 and size of every image and label the run used, keyed by path relative to the dataset."""
-    files = {}
+def dataset_inputs(entries: list[dict], dataset_dir: Path, known: dict[str, str] | None = None) -> dict[str, Any]:
+    """sha256 and size of every image and label the run used, keyed by path relative to the dataset.
+
+    `known` holds digests already taken this run (by absolute path), so those files are not read again."""
+    files, known = {}, known or {}
     for entry in entries:
         for key in ("image", "label"):
             path = dataset_dir / entry[key]
-            files[entry[key]] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            digest = known.get(str(path)) or sha256_file(path)
+            files[entry[key]] = {"sha256": digest, "bytes": path.stat().st_size}
     return {"dataset_dir": str(dataset_dir), "files": files}
 
 

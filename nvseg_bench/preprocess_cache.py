@@ -60,6 +60,7 @@ class PreprocessCache:
     key_dir: Path
     needed: dict[str, int]  # chain -> distinct entries this run reads
     before: dict[str, set[str]] | None = None  # entries found when the phases began
+    digests: dict[str, str] | None = None  # sha256 of every dataset file, by absolute path
     rebuilt: int = 0
 
     def chain_dir(self, chain: str) -> Path:
@@ -222,8 +223,8 @@ def attach(root: Path, *, staged: Staged, entries: list[dict], dataset_dir: Path
     needed = {"train": len(entries) - n_val, "validate": n_val} | ({EVAL_CHAIN: n_val} if formal_eval else {})
     cache = PreprocessCache(root=root, key_dir=key_dir, needed=needed)
     paths = [dataset_dir / e[k] for e in entries for k in ("image", "label")]
-    datalist = keyed_datalist(entries, dataset_dir, file_digests(paths, root / "digests.json"),
-                              staged.config_dir / "datalist_content_keyed.json")
+    cache.digests = file_digests(paths, root / "digests.json")
+    datalist = keyed_datalist(entries, dataset_dir, cache.digests, staged.config_dir / "datalist_content_keyed.json")
     train = _write(staged.config_dir / "preprocess_cache_train.json", train_override(cache, datalist))
     evaluate = _write(staged.config_dir / "preprocess_cache_eval.json", eval_override(cache, datalist))
     return cache, replace(staged, train_stack=_with_cache(staged.train_stack, train),
