@@ -1,8 +1,10 @@
 """Label mapping: local label values -> VISTA3D global class ids.
 
-Resolves --label-mapping and --target-anatomy against label_dict.json and refuses what the
-model cannot learn: an unknown name, an id VISTA3D does not have, a mapping that contradicts
-itself. Pure functions; never reads label voxels (the dataset audit does), no torch, no monai.
+Finds a bundle's class list (label_dict.json: `configs/` as upstream NV-Segment-CT keeps it,
+else the bundle root), resolves --label-mapping and --target-anatomy against it, and refuses what
+the model cannot learn: an unknown name, an id VISTA3D does not have, a mapping that contradicts
+itself. Messages name the class list file actually used. Pure functions; never reads label voxels
+(the dataset audit does), no torch, no monai.
 """
 from __future__ import annotations
 
@@ -13,7 +15,11 @@ from pathlib import Path
 
 from nvseg_bench.errors import MappingError
 
-LABEL_DICT_SOURCE = "bundle/label_dict.json"
+LABEL_DICT_NAME = "label_dict.json"
+# where bundles keep the class list, first match wins: upstream NV-Segment-CT (and this project's
+# bundle/) use configs/; a root copy is accepted for bundles laid out the older way
+LABEL_DICT_PLACES = (f"configs/{LABEL_DICT_NAME}", LABEL_DICT_NAME)
+LABEL_DICT_SOURCE = f"bundle/{LABEL_DICT_PLACES[0]}"
 MAPPING_EXAMPLE = "--label-mapping '[[1, 23]]' (local value 1 -> VISTA3D 23 'lung tumor')"
 NO_NEW_CLASS = "This tool maps your labels onto existing VISTA3D classes; it cannot add a new one."
 
@@ -32,6 +38,22 @@ class ResolvedMapping:
     names: dict[int, str] = field(default_factory=dict)
 
 
+def find_label_dict(bundle_dir: Path) -> Path:
+    """The bundle's class list: configs/label_dict.json, else label_dict.json at the bundle root."""
+    candidates = [Path(bundle_dir) / place for place in LABEL_DICT_PLACES]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise MappingError(
+        f"the bundle {bundle_dir} has no VISTA3D class list (nothing was run)",
+        [f"looked for {candidates[0]} and {candidates[1]}; neither is a file."],
+        [
+            f"Point --bundle-dir at a VISTA3D bundle with {LABEL_DICT_PLACES[0]} (name -> id), as",
+            "NV-Segment-CT ships it, or leave --bundle-dir out to use this project's bundle/.",
+        ],
+    )
+
+
 def load_label_dict(path: Path) -> dict[str, int]:
     """Read label_dict.json (class name -> global id) and check that it is one."""
     try:
@@ -40,20 +62,20 @@ def load_label_dict(path: Path) -> dict[str, int]:
         raise MappingError(
             f"cannot read the VISTA3D class list {path}",
             [f"{type(exc).__name__}: {exc}"],
-            ["Point --bundle-dir at a bundle that has label_dict.json (name -> id)."],
+            [f"Point --bundle-dir at a bundle that has {LABEL_DICT_PLACES[0]} (name -> id)."],
         ) from exc
     except json.JSONDecodeError as exc:
         raise MappingError(
             f"the VISTA3D class list {path} is not valid JSON",
             [f"line {exc.lineno}, column {exc.colno}: {exc.msg}"],
-            ["Restore label_dict.json from the bundle (a JSON object of name -> id)."],
+            [f"Restore {path} from the bundle's release (a JSON object of name -> id)."],
         ) from exc
     bad = _non_int_values(data)
     if not isinstance(data, dict) or not data or bad:
         raise MappingError(
             f"the VISTA3D class list {path} is not a JSON object of name -> integer id",
             [f"offending entries: {', '.join(bad[:5])}"] if bad else [],
-            ["Restore label_dict.json from the bundle (e.g. {\"spleen\": 3, ...})."],
+            [f"Restore {path} from the bundle's release (e.g. {{\"spleen\": 3, ...}})."],
         )
     return {str(name): int(value) for name, value in data.items()}
 
@@ -169,7 +191,7 @@ def resolve_mapping(
             ["The finetune needs to know which VISTA3D class each of your label values is."],
             [
                 f"Pass {MAPPING_EXAMPLE},",
-                "or --target-anatomy NAME (a label_dict.json class; label value 1 maps to it).",
+                f"or --target-anatomy NAME (a class in {source}; label value 1 maps to it).",
             ],
         )
     names_by_id = {v: k for k, v in label_dict.items()}

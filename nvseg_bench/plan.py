@@ -13,7 +13,7 @@ from .preset import Settings
 
 # Free GPU memory (MiB) -> patch edge, the peer skill's ladder. Peak allocated measured on an H200
 # (full model, fp16 autocast, AdamW, one class prompt): 3.9 GiB at 64^3, 5.1 at 96^3, 8.5 at 128^3,
-# 15.4 at 160^3 (DESIGN.md).
+# 15.4 at 160^3 (docs/design.md, Planning constants).
 PATCH_LADDER: list[tuple[int, list[int]]] = [
     (8000, [64, 64, 64]),
     (16000, [96, 96, 96]),

@@ -27,7 +27,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_interval": 1,
         "label_mapping": [[1, 3]],
     },
-    # the single-GPU MSD Task06 "DFW" reference recipe (DESIGN.md)
+    # the single-GPU MSD Task06 "DFW" reference recipe (docs/task06-and-results.md)
     "sanity": {
         "epochs": 5,
         "learning_rate": 5e-5,

@@ -1,7 +1,8 @@
 """Reference gates: the numbers a preset's run is held to, with where they came from.
 
-Task06 (sanity): the single-GPU "DFW" reference run of DESIGN.md (Python 3.10.16, MONAI 1.4.0,
-Torch 2.7.0+cu126): formal pretrained 0.6697, formal finetuned 0.6836, training-time best 0.6905.
+Task06 (sanity): the single-GPU "DFW" reference run in docs/task06-and-results.md (Python 3.10.16,
+MONAI 1.4.0, Torch 2.7.0+cu126): formal pretrained 0.6697, formal finetuned 0.6836, training-time
+best 0.6905.
 """
 from __future__ import annotations
 

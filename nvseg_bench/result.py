@@ -1,7 +1,7 @@
 """Turn a prepared run and its phase results into the output.json document.
 
 Reads the evidence (logs, metrics.csv, checkpoints), applies the decision rule, adds the sanity
-reference checks for that preset, and fills every field DESIGN.md lists, headline first.
+reference checks for that preset, and fills every field docs/design.md lists under output.json, headline first.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def _input_block(p: Prepared) -> dict[str, Any]:
         "n_val_cases": n_val,
         "label_mappings": {"default": p.mapping.pairs},
         "label_mapping_resolution": p.mapping.resolution,
+        "label_dict_path": str(p.label_dict_path),
         "label_names": {str(k): v for k, v in p.mapping.names.items()},
         "dataset_audit": p.audit,
         "smoke": p.settings.preset == "smoke",

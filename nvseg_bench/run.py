@@ -75,6 +75,7 @@ class Prepared:
     commands: dict[str, list[str]] = field(default_factory=dict)
     cache: preprocess_cache.PreprocessCache | None = None
     cache_note: str | None = None
+    label_dict_path: Path | None = None  # the class list the mapping was resolved against
 
 
 def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
@@ -123,7 +124,7 @@ def prepare(req: Request) -> Prepared:
     given = {"epochs": req.epochs, "learning_rate": req.learning_rate, "patch_size": req.patch_size,
              "cache_rate": req.cache_rate, "auto_seg": req.auto_seg}
     settings = settle(preset, given, card)
-    dict_path = bundle_dir / "label_dict.json"
+    dict_path = labels.find_label_dict(bundle_dir)
     mapping = resolve_label_mapping(req, settings, labels.load_label_dict(dict_path), str(dict_path))
     local = labels.local_values(mapping)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +170,7 @@ def prepare(req: Request) -> Prepared:
     prepared = Prepared(req, settings, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
                         findings, env, plan, weights, staged, cache=cache, cache_note=cache_note or why)
     prepared.commands = phase_commands(prepared)
+    prepared.label_dict_path = dict_path
     return prepared
 
 

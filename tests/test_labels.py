@@ -16,7 +16,7 @@ from nvseg_bench.labels import (
     resolve_target_anatomy,
 )
 
-LABEL_DICT = Path(__file__).resolve().parents[1] / "bundle" / "label_dict.json"
+LABEL_DICT = Path(__file__).resolve().parents[1] / "bundle" / "configs" / "label_dict.json"
 
 
 @pytest.fixture(scope="module")

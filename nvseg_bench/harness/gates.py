@@ -140,7 +140,7 @@ def formal_fields(run: RunEvidence) -> Verdict:
 def reference_bounds(reference: str | None) -> tuple[dict[str, float], dict[str, float], str] | None:
     """(min, max, source) for a run's reference, or None when the run has none."""
     if reference == "task06":
-        return TASK06_FIELD_MIN, {}, "Task06 reference gates (DESIGN.md, nvseg_bench/reference.py)"
+        return TASK06_FIELD_MIN, {}, "Task06 reference gates (docs/task06-and-results.md, nvseg_bench/reference.py)"
     if reference:
         card = json.loads(SMOKE_REFERENCE.read_text())[reference]
         return card.get("min", {}), card.get("max", {}), f"{reference} ranges ({SMOKE_REFERENCE.name})"
