@@ -1,7 +1,7 @@
 """Benchmark: the full-size path on the CPU, end to end, with the full vista3d132.
 
 A randomly initialised vista3d132 (218M parameters, standing in for the pretrained checkpoint) goes
-through all three phases on a tiny set (3 cases of 64^3 at 3 mm, one in fold 0), 1 epoch, patch
+through all three phases on a tiny set (3 cases of 64^3 at 1.5 mm, one in fold 0), 1 epoch, patch
 64^3, `--allow-cpu`: the full-size config, checkpoint load and save, the layout check, the
 checkpoint comparison, telemetry and sizes are exercised without a GPU. Prints the wall, the phase
 split and what the run recorded; asserts nothing. About 26 s per training step on 2 free cores.
@@ -32,7 +32,7 @@ def main() -> int:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    datalist = make_dataset(args.work / "ct_3x64", 3, 1, 64, 64, spacing=(3.0, 3.0, 3.0))
+    datalist = make_dataset(args.work / "ct_3x64", 3, 1, 64, 64, spacing=(1.5, 1.5, 1.5))
     ckpt = args.work / "vista3d132_random.pt"
     if not ckpt.is_file():
         random_checkpoint(ckpt, micro=False)
