@@ -23,7 +23,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 from gpu_check import random_checkpoint  # noqa: E402
 from scale_bench import MAPPING, make_dataset  # noqa: E402
 
-from nvseg_bench.phases import child_env  # noqa: E402
+from nvseg_bench.phases import bundle_env  # noqa: E402
 
 
 def main() -> int:
@@ -42,7 +42,7 @@ def main() -> int:
            "--label-mapping", json.dumps(MAPPING), "--auto-seg", "--epochs", "1", "--patch-size", "64",
            "--pretrained-ckpt", str(ckpt), "--allow-cpu", "--preprocess-cache", str(args.work / "preprocess_cache")]
     run_started = time.monotonic()
-    code = subprocess.run(cmd, cwd=REPO, env=child_env(REPO)).returncode
+    code = subprocess.run(cmd, cwd=REPO, env=bundle_env(REPO)).returncode
     wall = time.monotonic() - run_started
     doc = json.loads((out / "output.json").read_text())
     rt, o = doc["runtime"], doc["output"]

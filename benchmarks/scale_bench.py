@@ -31,7 +31,7 @@ sys.path[:0] = [str(REPO), str(REPO / "fixtures"), str(REPO / "benchmarks")]
 import make_spleen_micro  # noqa: E402
 from gpu_check import random_checkpoint  # noqa: E402
 
-from nvseg_bench.phases import PhaseSpec, bundle_command, child_env, command_prefix, run_phase  # noqa: E402
+from nvseg_bench.phases import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase  # noqa: E402
 
 BUNDLE = REPO / "bundle"
 MICRO = REPO / "fixtures" / "micro_model"
@@ -93,7 +93,7 @@ def by_hand(work: Path, data: Path, datalist: Path, ckpt: Path, network: Path | 
     for index, (name, (stack, extra)) in enumerate(calls.items(), start=1):
         cmd = bundle_command(command_prefix(1), [str(p) for p in stack], BUNDLE, recipe | extra)
         spec = PhaseSpec(name, index, 3, cmd, out / f"{name}.log")
-        result = run_phase(spec, cwd=out, env=child_env(BUNDLE), stream=io.StringIO())
+        result = run_phase(spec, cwd=out, env=bundle_env(BUNDLE), stream=io.StringIO())
         phases[name] = {"seconds": result.seconds, "return_code": result.return_code, **result.timing()}
     return {"wall_seconds": round(time.monotonic() - started, 1), "phases": phases}
 
@@ -108,7 +108,7 @@ def ours(work: Path, name: str, data: Path, datalist: Path, ckpt: Path, network:
     if network:
         cmd += ["--network-config", str(network)]
     started = time.monotonic()
-    code = subprocess.run(cmd, cwd=REPO, env=child_env(REPO), capture_output=True, text=True).returncode
+    code = subprocess.run(cmd, cwd=REPO, env=bundle_env(REPO), capture_output=True, text=True).returncode
     wall = time.monotonic() - started
     runtime = json.loads((out / "output.json").read_text())["runtime"]
     phases = {n: {"seconds": s, "return_code": runtime.get("phase_return_codes", {}).get(n),

@@ -5,3 +5,4 @@ The package never trains or infers in its own process; it plans, stages configs,
 Importing it must stay cheap: no torch, no monai at module level.
 """
 __version__ = "0.1.0"
+PROG = "nvseg-finetune"  # the command name, in every message the tool prints

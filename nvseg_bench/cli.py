@@ -1,8 +1,8 @@
 """Command line: `nvseg-finetune [FIXTURE_OR_DATASET] --output-dir OUT [options]`.
 
-A thin layer over run.py: parse, build a Request, prepare (refusing bad input with exit 2), run the
-phases, write output.json, print the headline. `--help` and argument errors answer without
-importing torch or monai.
+Only parsing and printing: the parsed arguments become a Request (request.py, field by field),
+run.run owns the flow and the exit code, and this module prints what stops a run before it starts
+(bad input: exit 2). `--help` and argument errors answer without importing torch or monai.
 """
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__
-from .errors import ArgumentError, NvsegError
+from . import PROG, __version__
+from .errors import NvsegError
+from .request import Request, from_namespace
 from .sweep import parse_seeds
 
-PROG = "nvseg-finetune"
 EXIT_CODES = """`nvseg-finetune fetch-weights` downloads the pinned NV-Segment-CT checkpoint ahead of time.
 
 exit codes: 0 ran (also when the finetune did not improve), 2 bad input (nothing ran),
@@ -81,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--user-label-idx", type=_positive_int, metavar="N",
                       help="the local label value --target-anatomy means (default 1); checked against the labels")
     data.add_argument("--label-mapping", metavar="JSON", help="[[local, global], ...], e.g. '[[1, 23]]'; wins over --target-anatomy")
-    data.add_argument("--auto-seg", action="store_true", help="train class prompts only (no point prompts)")
-    recipe = parser.add_argument_group("recipe (caller values win over the preset)")
+    prompts = data.add_mutually_exclusive_group()
+    prompts.add_argument("--auto-seg", action="store_true", default=None,
+                         help="train class prompts only (no point prompts); --smoke and --sanity do this already")
+    prompts.add_argument("--no-auto-seg", dest="auto_seg", action="store_false",
+                         help="train class and point prompts, also under --smoke or --sanity")
+    recipe = parser.add_argument_group("recipe (caller values win over the fixture card and the preset)")
     recipe.add_argument("--patch-size", type=_patch, metavar="JSON", help="e.g. '[128,128,128]'")
     recipe.add_argument("--epochs", type=_positive_int)
     recipe.add_argument("--learning-rate", type=_positive_float, metavar="LR")
@@ -114,73 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def to_request(args: argparse.Namespace, argv: Sequence[str]):
-    from .run import Request
-
-    if args.fixture_or_dataset and args.dataset_dir and args.fixture_or_dataset.resolve() != args.dataset_dir.resolve():
-        raise ArgumentError(f"two datasets were given: {args.fixture_or_dataset} and --dataset-dir {args.dataset_dir}.",
-                            fix=["Give the dataset once, as the first argument or with --dataset-dir."])
-    return Request(
-        output_dir=args.output_dir, dataset_dir=args.dataset_dir or args.fixture_or_dataset, datalist=args.datalist,
-        smoke=args.smoke, sanity=args.sanity, auto_seg=args.auto_seg, target_anatomy=args.target_anatomy,
-        label_mapping=args.label_mapping, user_label_idx=args.user_label_idx, patch_size=args.patch_size,
-        epochs=args.epochs, learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
-        pretrained_ckpt=args.pretrained_ckpt, network_config=args.network_config, bundle_dir=args.bundle_dir,
-        phase_timeout=args.phase_timeout, seed=args.seed, allow_cpu=args.allow_cpu, nnodes=args.nnodes,
-        node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, preprocess_cache=args.preprocess_cache,
-        no_preprocess_cache=args.no_preprocess_cache, command_line=shlex.join([PROG, *argv]))
-
-
-def print_warnings(warnings: list[str], shown: int = 10) -> None:
-    """Anatomy plausibility warnings: the run goes on; output.json keeps the full list."""
-    for line in warnings[:shown]:
-        print(f"  warning {line}")
-    if len(warnings) > shown:
-        print(f"  warning and {len(warnings) - shown} more (input.dataset_audit.anatomy_warnings in output.json)")
+def to_request(args: argparse.Namespace, argv: Sequence[str]) -> Request:
+    return from_namespace(args, command_line=shlex.join([PROG, *argv]))
 
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from . import evidence, output, result
-    from .run import prepare, run_phases
+    from .run import run
 
-    if args.seeds:
-        from .sweep import execute_sweep
-        return execute_sweep(args, argv)
-    started, started_epoch = time.monotonic(), time.time()
-    prepared = prepare(to_request(args, argv))
-    print(f"{PROG}: {prepared.settings.preset} run of {prepared.dataset_dir} -> {prepared.out_dir}")
-    for line in prepared.plan.rationale:
-        print(f"  plan  {line}")
-    print_warnings(prepared.audit.get("anatomy_warnings", []))
-    if prepared.cache is None and prepared.cache_note and not args.no_preprocess_cache:
-        print(f"{PROG}: warning: {prepared.cache_note}", file=sys.stderr)
-    if args.dry_run:
-        for name, command in prepared.commands.items():
-            env = f"PYTHONPATH={shlex.quote(str(prepared.bundle_dir))} PYTHONDONTWRITEBYTECODE=1"
-            print(f"  phase {name}: (cd {shlex.quote(str(prepared.out_dir))} && {env} {shlex.join(command)})")
-        results, interrupted = {}, False
-    else:
-        results, interrupted = run_phases(prepared, started_epoch)
-    doc, code = result.build(prepared, results, wall=time.monotonic() - started, started_epoch=started_epoch,
-                             interrupted=interrupted, planned=args.dry_run)
-    evidence.write_manifest(prepared.out_dir, {"pretrained_ckpt": prepared.weights.to_json(),
-                                               "dataset": evidence.dataset_inputs(
-                                                   prepared.entries, prepared.dataset_dir,
-                                                   prepared.cache.digests if prepared.cache else None)})
-    path, errors = output.write(doc, prepared.out_dir)
-    print(f"{PROG}: {doc['headline']}")
-    if doc["output"].get("gain_warning"):
-        print(f"{PROG}: warning: {doc['output']['gain_warning']}")
-    print(f"  output.json: {path}")
-    print(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
-    print(f"  preprocess cache: {result.cache_line(doc['runtime']['preprocess_cache'])}")
-    if "error" in doc:
-        print(f"  {doc['error']['message']}", file=sys.stderr)
-    if errors:
-        print(f"{PROG}: output.json does not match its schema ({len(errors)} problems, first: {errors[0]}); "
-              "this is a bug in nvseg-bench, please report it.", file=sys.stderr)
-        return max(code, 3)
-    return 130 if interrupted else code
+    return run(to_request(args, argv))
 
 
 def fetch_weights(argv: Sequence[str]) -> int:

@@ -90,10 +90,12 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_label_mapping(text: str) -> list[tuple[int, int]]:
-    """Parse --label-mapping JSON such as '[[1, 23]]' into (local value, global id) pairs."""
+def parse_label_mapping(given: str | list) -> list[tuple[int, int]]:
+    """Parse --label-mapping JSON such as '[[1, 23]]' (or the pairs a card or preset holds) into
+    (local value, global id) pairs."""
+    text = given if isinstance(given, str) else json.dumps(given)  # for the messages
     try:
-        data = json.loads(text)
+        data = json.loads(given) if isinstance(given, str) else given
     except json.JSONDecodeError as exc:
         raise _mapping_syntax_error(text, f"not JSON: {exc.msg} at character {exc.pos}") from exc
     if not isinstance(data, list) or not data:
@@ -169,7 +171,7 @@ def _closest(key: str, names: list[str], shown: int = 5) -> list[str]:
 
 
 def resolve_mapping(
-    label_mapping: str | None,
+    label_mapping: str | list | None,
     target_anatomy: str | None,
     label_dict: dict[str, int],
     source: str = LABEL_DICT_SOURCE,
@@ -184,7 +186,8 @@ def resolve_mapping(
         resolution = f"--label-mapping {json.dumps([list(p) for p in pairs])}"
         if target_anatomy is not None:
             resolution += f" (wins over --target-anatomy {target_anatomy!r}, which was ignored)"
-        _refuse_unknown_ids(label_mapping, pairs, label_dict, source)
+        _refuse_unknown_ids(label_mapping if isinstance(label_mapping, str) else json.dumps(label_mapping),
+                            pairs, label_dict, source)
     elif target_anatomy is not None:
         global_id = resolve_target_anatomy(target_anatomy, label_dict, source)
         pairs = [(user_label_idx, global_id)]

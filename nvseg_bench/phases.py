@@ -85,7 +85,7 @@ def bundle_command(prefix: list[str], stack: list[str], bundle_dir: Path, extra:
     return cmd
 
 
-def child_env(bundle_dir: Path) -> dict[str, str]:
+def bundle_env(bundle_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(bundle_dir), env.get("PYTHONPATH", "")] if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing may appear inside the bundle dir

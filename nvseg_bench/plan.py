@@ -1,6 +1,6 @@
 """Plan: the resources a run asks for, each value with one line that says why.
 
-Inputs are the settled preset values, the environment (GPUs, free memory, host RAM, CPUs) and the
+Inputs are the resolved values (resolve.py, each with its source), the environment (GPUs, free memory, host RAM, CPUs) and the
 dataset's size; output is a `Plan` that staging turns into bundle config values. Pure functions;
 no torch, no monai.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .preset import Settings
+from .resolve import Resolved
 
 # Free GPU memory (MiB) -> patch edge, the peer skill's ladder. Peak allocated measured on an H200
 # (full model, fp16 autocast, AdamW, one class prompt): 3.9 GiB at 64^3, 5.1 at 96^3, 8.5 at 128^3,
@@ -52,22 +52,22 @@ def patch_for_free_mb(free_mb: float) -> list[int]:
     return list(LARGEST_PATCH)
 
 
-def _why(settings: Settings, key: str, text: str) -> str:
-    source = settings.source(key)
-    if source.startswith("--"):
+def _why(resolved: Resolved, key: str, text: str) -> str:
+    source = resolved.source(key)
+    if resolved.values[key].from_caller:
         return f"{key}: {text} (your {source} wins over the preset)"
     return f"{key}: {text} ({source})"
 
 
-def _preset_line(settings: Settings) -> str:
+def _preset_line(resolved: Resolved) -> str:
     """'preset: smoke', with the reason when no preset flag chose it."""
-    why = settings.sources.get("preset", "")
-    return f"preset: {settings.preset}" + ("" if not why or why.startswith("--") else f" ({why})")
+    why = resolved.preset_why
+    return f"preset: {resolved.preset}" + ("" if not why or why.startswith("--") else f" ({why})")
 
 
-def choose_patch(settings: Settings, env: dict[str, Any]) -> tuple[list[int], str]:
-    if settings["patch_size"] is not None:
-        return list(settings["patch_size"]), _why(settings, "patch_size", f"{settings['patch_size']}")
+def choose_patch(resolved: Resolved, env: dict[str, Any]) -> tuple[list[int], str]:
+    if resolved["patch_size"] is not None:
+        return list(resolved["patch_size"]), _why(resolved, "patch_size", f"{resolved['patch_size']}")
     if not env.get("cuda_available"):
         return list(CPU_PATCH), f"patch_size: {CPU_PATCH}: no CUDA GPU, running on CPU where 64^3 keeps a step near 1 s"
     free = float(env.get("gpu_free_mb") or 0)
@@ -75,10 +75,10 @@ def choose_patch(settings: Settings, env: dict[str, Any]) -> tuple[list[int], st
     return patch, f"patch_size: {patch} from {free:.0f} MiB free GPU memory (ladder <8000:64, <16000:96, <32000:128, <48000:160)"
 
 
-def choose_cache_rate(settings: Settings, env: dict[str, Any], dataset_mb: float) -> tuple[float, str]:
-    if settings["cache_rate"] is not None:
-        rate = float(settings["cache_rate"])
-        return rate, _why(settings, "cache_rate", f"{rate}")
+def choose_cache_rate(resolved: Resolved, env: dict[str, Any], dataset_mb: float) -> tuple[float, str]:
+    if resolved["cache_rate"] is not None:
+        rate = float(resolved["cache_rate"])
+        return rate, _why(resolved, "cache_rate", f"{rate}")
     budget = float(env.get("host_ram_mb") or 0) * CACHE_RAM_SHARE
     if dataset_mb <= 0 or budget >= dataset_mb:
         return 1.0, f"cache_rate: 1.0, the resampled training set (~{dataset_mb:.0f} MiB) fits in {budget:.0f} MiB of host RAM"
@@ -109,36 +109,37 @@ def choose_workers(env: dict[str, Any], nproc: int) -> tuple[int, str]:
     return workers, f"num_workers: {workers} of {cpus} CPU cores per process"
 
 
-def make_plan(settings: Settings, env: dict[str, Any], dataset_mb: float, nproc_env: str | None = None) -> Plan:
-    patch, patch_why = choose_patch(settings, env)
-    cache, cache_why = choose_cache_rate(settings, env, dataset_mb)
-    nproc, nproc_why = choose_processes(settings.preset, env, nproc_env)
+def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_env: str | None = None) -> Plan:
+    patch, patch_why = choose_patch(resolved, env)
+    cache, cache_why = choose_cache_rate(resolved, env, dataset_mb)
+    nproc, nproc_why = choose_processes(resolved.preset, env, nproc_env)
     workers, workers_why = choose_workers(env, nproc)
     cuda = bool(env.get("cuda_available"))
     rationale = [
-        _preset_line(settings),
+        _preset_line(resolved),
         f"device: {'cuda' if cuda else 'cpu'}" + ("" if cuda else ", no CUDA GPU visible; expect CPU speed"),
         patch_why,
         cache_why,
-        _why(settings, "epochs", str(settings["epochs"])),
-        _why(settings, "learning_rate", f"{settings['learning_rate']:g}"),
+        _why(resolved, "epochs", str(resolved["epochs"])),
+        _why(resolved, "learning_rate", f"{resolved['learning_rate']:g}"),
         nproc_why,
         workers_why,
         f"amp: {cuda}, " + ("fp16 autocast on GPU" if cuda else "autocast is a GPU feature here"),
-        _why(settings, "sw_overlap", f"{settings['sw_overlap']} sliding-window overlap"),
+        _why(resolved, "sw_overlap", f"{resolved['sw_overlap']} sliding-window overlap"),
+        _why(resolved, "auto_seg", "class prompts only" if resolved["auto_seg"] else "class and point prompts"),
     ]
     return Plan(
-        preset=settings.preset,
+        preset=resolved.preset,
         device="cuda" if cuda else "cpu",
         patch_size=patch,
         train_dataset_cache_rate=cache,
-        epochs=int(settings["epochs"]),
-        learning_rate=float(settings["learning_rate"]),
+        epochs=int(resolved["epochs"]),
+        learning_rate=float(resolved["learning_rate"]),
         num_workers=workers,
         nproc_per_node=nproc,
         multi_gpu=nproc >= 2,
         amp=cuda,
-        sw_overlap=float(settings["sw_overlap"]),
-        val_interval=int(settings["val_interval"]),
+        sw_overlap=float(resolved["sw_overlap"]),
+        val_interval=int(resolved["val_interval"]),
         rationale=rationale,
     )

@@ -66,7 +66,7 @@ class PreprocessCache:
     def chain_dir(self, chain: str) -> Path:
         return self.key_dir / chain
 
-    def child_env(self) -> dict[str, str]:
+    def env_vars(self) -> dict[str, str]:
         return {"TMPDIR": str(self.root / "tmp")}
 
     def entries(self) -> dict[str, set[str]]:

@@ -1,14 +1,13 @@
 """Presets: the named recipes (smoke, sanity, finetune) and how caller flags override them.
 
-A preset is data: default values for the run. `settle` merges a preset with what the caller gave,
-caller flags always winning, and records where each value came from for the plan's rationale.
+A preset is data: default values for the run. resolve.py applies the caller's flags and the
+dataset's fixture card over them; this module only names the presets, chooses one and reads the card.
 No torch, no monai.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,24 +52,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "label_mapping": None,
     },
 }
-
-
-@dataclass
-class Settings:
-    """The values a run uses, each with its source ("preset smoke", "--epochs", "fixture.json").
-
-    sources["preset"] says why this preset ("--smoke", "named by DIR/fixture.json; ...").
-    """
-
-    preset: str
-    values: dict[str, Any]
-    sources: dict[str, str] = field(default_factory=dict)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.values.get(key)
-
-    def source(self, key: str) -> str:
-        return self.sources.get(key, "default")
 
 
 def preset_name(smoke: bool, sanity: bool) -> str:
@@ -136,22 +117,3 @@ def read_fixture_card(dataset_dir: Path) -> dict[str, Any]:
         if card.get(key):
             card[key] = str((dataset_dir / card[key]).resolve())
     return card
-
-
-def settle(preset: str, given: dict[str, Any], card: dict[str, Any], why: str = "") -> Settings:
-    """Preset values, then the dataset's fixture card, then the caller's flags (None = not given)."""
-    settings = Settings(preset=preset, values={}, sources={"preset": why} if why else {})
-    for key, value in PRESETS[preset].items():
-        settings.values[key] = value
-        settings.sources[key] = f"preset {preset}"
-    for key in ("label_mapping", "pretrained_ckpt", "network_config"):
-        if card.get(key) is not None:
-            settings.values[key] = card[key]
-            settings.sources[key] = FIXTURE_CARD
-    for key, value in given.items():
-        if value is not None and value is not False:
-            settings.values[key] = value
-            settings.sources[key] = "--" + key.replace("_", "-")
-        else:
-            settings.values.setdefault(key, value)
-    return settings

@@ -22,14 +22,14 @@ from .logparse import LogFacts
 from .output import skeleton
 from .phases import PhaseResult
 from .reference import task06_checks
-from .run import FINETUNED_NAME, Prepared
+from .prepared import FINETUNED_NAME, Prepared
 
 
 def _input_block(p: Prepared) -> dict[str, Any]:
     n_val = sum(1 for e in p.entries if int(e.get("fold", -1)) == 0)
     pairs, req = p.mapping.pairs, p.request
     resolution = peer.mapping_resolution(label_mapping=req.label_mapping, target_anatomy=req.target_anatomy,
-                                         given_by=p.settings.source("label_mapping"), pairs=pairs,
+                                         given_by=p.resolved.source("label_mapping"), pairs=pairs,
                                          names=p.mapping.names)
     return {
         "dataset_dir": str(p.dataset_dir),
@@ -43,9 +43,9 @@ def _input_block(p: Prepared) -> dict[str, Any]:
         "label_dict_path": str(p.label_dict_path),
         "label_names": {str(k): v for k, v in p.mapping.names.items()},
         "dataset_audit": p.audit,
-        "smoke": p.settings.preset == "smoke",
-        "sanity": p.settings.preset == "sanity",
-        "auto_seg": bool(p.settings["auto_seg"]),
+        "smoke": p.resolved.preset == "smoke",
+        "sanity": p.resolved.preset == "sanity",
+        "auto_seg": bool(p.resolved["auto_seg"]),
         "formal_eval": not p.request.skip_formal_eval,
         "pretrained_weights": p.weights.to_json(),
         "seed": p.request.seed,
@@ -174,7 +174,7 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
     status = "planned" if planned else "interrupted" if interrupted else "failed" if failed else "passed"
     out = _output_block(p, results, started_epoch)
     code = EXIT_OK if status in ("passed", "planned") else EXIT_PHASE_FAILED
-    if p.settings.preset == "sanity" and not planned:
+    if p.resolved.preset == "sanity" and not planned:
         checks = task06_checks(out, code)
         out["sanity_reference_checks"] = checks
         out["sanity_recovery_demonstrated"] = checks["passed"]

@@ -1,82 +1,35 @@
-"""One run, end to end: request -> preset -> data contract -> mapping -> plan -> weights -> staged
-configs -> phases -> evidence -> decision -> output.json -> exit code.
+"""One run, end to end: request -> resolved values -> data contract -> mapping -> plan -> weights ->
+staged configs -> phases -> evidence -> decision -> output.json -> exit code.
 
 `prepare` does everything that can refuse bad input before a phase starts (exit 2, nothing run);
-`execute` runs the phases and always writes output.json, also when a phase fails or Ctrl-C lands.
+`run` owns the whole flow (a single run, a dry run or a seed sweep): it runs the phases, always writes
+output.json, also when a phase fails or Ctrl-C lands, and returns the exit code. cli.py only parses
+the command line into a Request and prints what goes wrong before a run starts.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import shlex
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from . import audit, dataset, environment, labels, layout, pins, preprocess_cache
+from . import PROG, audit, dataset, environment, evidence, labels, layout, output, pins, preprocess_cache, result, sweep
 from .errors import ArgumentError
-from .phases import PhaseResult, PhaseSpec, bundle_command, child_env, command_prefix, run_phase
-from .plan import Plan, make_plan
-from .preset import Settings, choose_preset, default_dataset, preset_name, read_fixture_card, settle
-from .staging import Staged, missing_bundle_configs, override_values, stage
-from .weights import Weights, resolve_weights
+from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
+from .plan import make_plan
+from .prepared import FINETUNED_NAME, Prepared
+from .preset import default_dataset, preset_name
+from .request import Request
+from .resolve import Resolved, resolve_for
+from .staging import RECIPE_TO_BUNDLE, missing_bundle_configs, override_values, stage
+from .weights import resolve_weights
 
 REPO_BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
-FINETUNED_NAME = "model_finetune.pt"
-
-
-@dataclass
-class Request:
-    """What the caller asked for; None means 'not given' so presets can fill it."""
-
-    output_dir: Path
-    dataset_dir: Path | None = None
-    datalist: Path | None = None
-    smoke: bool = False
-    sanity: bool = False
-    auto_seg: bool = False
-    target_anatomy: str | None = None
-    user_label_idx: int | None = None  # the local value --target-anatomy means; None = 1
-    label_mapping: str | None = None
-    patch_size: list[int] | None = None
-    epochs: int | None = None
-    learning_rate: float | None = None
-    cache_rate: float | None = None
-    skip_formal_eval: bool = False
-    pretrained_ckpt: str | None = None
-    network_config: Path | None = None
-    bundle_dir: Path | None = None
-    phase_timeout: float | None = None
-    seed: int | None = None
-    allow_cpu: bool = False
-    nnodes: int | None = None
-    node_rank: int | None = None
-    rdzv_endpoint: str | None = None
-    preprocess_cache: Path | None = None
-    no_preprocess_cache: bool = False
-    command_line: str = ""
-
-
-@dataclass
-class Prepared:
-    request: Request
-    settings: Settings
-    bundle_dir: Path
-    dataset_dir: Path
-    out_dir: Path
-    mapping: labels.ResolvedMapping
-    entries: list[dict]
-    datalist_path: Path
-    audit: dict[str, Any]
-    env: dict[str, Any]
-    plan: Plan
-    weights: Weights
-    staged: Staged
-    commands: dict[str, list[str]] = field(default_factory=dict)
-    cache: preprocess_cache.PreprocessCache | None = None
-    cache_note: str | None = None
-    label_dict_path: Path | None = None  # the class list the mapping was resolved against
 
 
 def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
@@ -103,12 +56,13 @@ def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
     return bundle_dir, dataset_dir, out_dir
 
 
-def resolve_label_mapping(req: Request, settings: Settings, label_dict: dict[str, int], source: str) -> labels.ResolvedMapping:
-    if req.label_mapping or req.target_anatomy:
+def resolve_label_mapping(req: Request, resolved: Resolved, label_dict: dict[str, int], source: str) -> labels.ResolvedMapping:
+    chosen = resolved.values["label_mapping"]
+    if chosen.from_caller:  # --label-mapping, or --target-anatomy (with --user-label-idx)
         return labels.resolve_mapping(req.label_mapping, req.target_anatomy, label_dict, source, req.user_label_idx or 1)
-    if settings["label_mapping"]:
-        found = labels.resolve_mapping(json.dumps(settings["label_mapping"]), None, label_dict, source)
-        return labels.ResolvedMapping(found.pairs, f"{settings.source('label_mapping')}: {found.resolution}", found.names)
+    if chosen.value:
+        found = labels.resolve_mapping(chosen.value, None, label_dict, source)
+        return labels.ResolvedMapping(found.pairs, f"{chosen.source}: {found.resolution}", found.names)
     return labels.resolve_mapping(None, None, label_dict, source)
 
 
@@ -137,15 +91,12 @@ def refuse_multi_gpu_sanity(req: Request, preset: str) -> None:
 def prepare(req: Request) -> Prepared:
     preset_name(req.smoke, req.sanity)  # two preset flags are refused before anything else
     bundle_dir, dataset_dir, out_dir = resolve_dirs(req)
-    card = read_fixture_card(dataset_dir)
-    preset, why = choose_preset(req.smoke, req.sanity, dataset_dir, card)
+    resolved = resolve_for(req, dataset_dir)
+    preset = resolved.preset
     refuse_multi_gpu_sanity(req, preset)
     versions = pins.check_phase_versions()
-    given = {"epochs": req.epochs, "learning_rate": req.learning_rate, "patch_size": req.patch_size,
-             "cache_rate": req.cache_rate, "auto_seg": req.auto_seg}
-    settings = settle(preset, given, card, why)
     dict_path = labels.find_label_dict(bundle_dir)
-    mapping = resolve_label_mapping(req, settings, labels.load_label_dict(dict_path), str(dict_path))
+    mapping = resolve_label_mapping(req, resolved, labels.load_label_dict(dict_path), str(dict_path))
     local = labels.local_values(mapping)
     out_dir.mkdir(parents=True, exist_ok=True)
     entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
@@ -162,7 +113,7 @@ def prepare(req: Request) -> Prepared:
                                       f"{env.get('cuda_visible_devices')!r})."],
                             fix=["Run it on a GPU machine, or add --allow-cpu to run the recipe on the CPU anyway "
                                  "(hours, and the reference ranges assume the GPU run)."])
-    plan = make_plan(settings, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
+    plan = make_plan(resolved, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
     plan.rationale.append(versions)
     if (req.nnodes or 1) > 1:
         plan.multi_gpu = True
@@ -171,18 +122,21 @@ def prepare(req: Request) -> Prepared:
     if missing:
         raise ArgumentError(f"the bundle {bundle_dir} lacks {', '.join(missing)}.",
                             fix=["Use a complete VISTA3D bundle (configs/train.json, train_continual.json, evaluate.json)."])
-    network = req.network_config or (Path(card["network_config"]) if card.get("network_config") else None)
+    network, network_source = resolved["network_config"], resolved.source("network_config")
     if network is not None and not network.is_file():
-        raise ArgumentError(f"--network-config {network} does not exist.",
+        named = f"--network-config {network}" if network_source.startswith("--") else f"{network_source}'s network_config {network}"
+        raise ArgumentError(f"{named} does not exist.",
                             fix=["Point it at a JSON file that sets network_def, or leave it out for the bundle's network."])
-    weights = resolve_weights(req.pretrained_ckpt, card, bundle_dir)  # last: it may reach the hub
+    weights = resolve_weights(resolved["pretrained_ckpt"], resolved.source("pretrained_ckpt"), resolved["model_name"],
+                              bundle_dir)  # last: it may reach the hub
     if network is None:  # the bundle's own network_def: vista3d132 in this bundle and upstream's
         weights.layout_check = layout.check_layout(Path(weights.path), layout.expected_vista3d132(), "vista3d132")
     else:
         weights.layout_check = f"skipped: the network comes from {network.name}"
     values = override_values(plan, bundle_dir=bundle_dir, dataset_dir=dataset_dir, datalist=datalist_path,
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
-                             auto_seg=bool(settings["auto_seg"]), seed=req.seed)
+                             auto_seg=bool(resolved["auto_seg"]),
+                             recipe={key: resolved[key] for key in RECIPE_TO_BUNDLE})
     staged = stage(plan, bundle_dir=bundle_dir, out_dir=out_dir, override=values, network_config=network)
     cache, cache_note = None, "multi-GPU runs partition their datasets; not cached" if plan.multi_gpu else None
     root, why = preprocess_cache.choose_root(req.preprocess_cache, req.no_preprocess_cache or plan.multi_gpu,
@@ -190,7 +144,7 @@ def prepare(req: Request) -> Prepared:
     if root is not None:
         cache, staged = preprocess_cache.attach(root, staged=staged, entries=entries, dataset_dir=dataset_dir,
                                                 values=values, formal_eval=not req.skip_formal_eval)
-    prepared = Prepared(req, settings, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
+    prepared = Prepared(req, resolved, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
                         findings, env, plan, weights, staged, cache=cache, cache_note=cache_note or why)
     prepared.commands = phase_commands(prepared)
     prepared.label_dict_path = dict_path
@@ -224,10 +178,10 @@ def phase_commands(p: Prepared) -> dict[str, list[str]]:
 def run_phases(p: Prepared, started_wall: float) -> tuple[dict[str, PhaseResult], bool]:
     """Run in order; stop at the first failure. Returns the results and whether Ctrl-C ended it."""
     results: dict[str, PhaseResult] = {}
-    env = child_env(p.bundle_dir)
+    env = bundle_env(p.bundle_dir)
     if p.cache is not None:
         p.cache.begin()
-        env |= p.cache.child_env()
+        env |= p.cache.env_vars()
     (p.out_dir / "logs").mkdir(exist_ok=True)
     names = list(p.commands)
     for index, name in enumerate(names, start=1):
@@ -241,3 +195,109 @@ def run_phases(p: Prepared, started_wall: float) -> tuple[dict[str, PhaseResult]
         if results[name].return_code != 0:
             break
     return results, False
+
+
+Say = Callable[[str], None]
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def print_warnings(warnings: list[str], say: Say, shown: int = 10) -> None:
+    """Anatomy plausibility warnings: the run goes on; output.json keeps the full list."""
+    for line in warnings[:shown]:
+        say(f"  warning {line}")
+    if len(warnings) > shown:
+        say(f"  warning and {len(warnings) - shown} more (input.dataset_audit.anatomy_warnings in output.json)")
+
+
+def announce(p: Prepared, say: Say) -> None:
+    """The plan, before anything runs: preset, every choice with its reason, dry-run commands."""
+    say(f"{PROG}: {p.resolved.preset} run of {p.dataset_dir} -> {p.out_dir}")
+    for line in p.plan.rationale:
+        say(f"  plan  {line}")
+    print_warnings(p.audit.get("anatomy_warnings", []), say)
+    if p.cache is None and p.cache_note and not p.request.no_preprocess_cache:
+        _warn(f"{PROG}: warning: {p.cache_note}")
+    if p.request.dry_run:
+        for name, command in p.commands.items():
+            env = f"PYTHONPATH={shlex.quote(str(p.bundle_dir))} PYTHONDONTWRITEBYTECODE=1"
+            say(f"  phase {name}: (cd {shlex.quote(str(p.out_dir))} && {env} {shlex.join(command)})")
+
+
+def finish(p: Prepared, results: dict[str, PhaseResult], *, started: float, started_epoch: float,
+           interrupted: bool) -> tuple[dict[str, Any], Path, int]:
+    """output.json and the evidence manifest for a run that got this far; (doc, path, exit code)."""
+    doc, code = result.build(p, results, wall=time.monotonic() - started, started_epoch=started_epoch,
+                             interrupted=interrupted, planned=p.request.dry_run)
+    evidence.write_manifest(p.out_dir, {"pretrained_ckpt": p.weights.to_json(),
+                                        "dataset": evidence.dataset_inputs(p.entries, p.dataset_dir,
+                                                                           p.cache.digests if p.cache else None)})
+    path, errors = output.write(doc, p.out_dir)
+    if errors:
+        _warn(f"{PROG}: output.json does not match its schema ({len(errors)} problems, first: {errors[0]}); "
+              "this is a bug in nvseg-bench, please report it.")
+        code = max(code, 3)
+    return doc, path, 130 if interrupted else code
+
+
+def run(req: Request, say: Say = print) -> int:
+    """The whole flow for one request; returns the exit code. Bad input raises NvsegError before any phase."""
+    if req.seeds:
+        return run_sweep(req, say)
+    started, started_epoch = time.monotonic(), time.time()
+    prepared = prepare(req)
+    announce(prepared, say)
+    results, interrupted = ({}, False) if req.dry_run else run_phases(prepared, started_epoch)
+    doc, path, code = finish(prepared, results, started=started, started_epoch=started_epoch, interrupted=interrupted)
+    say(f"{PROG}: {doc['headline']}")
+    if doc["output"].get("gain_warning"):
+        say(f"{PROG}: warning: {doc['output']['gain_warning']}")
+    say(f"  output.json: {path}")
+    say(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
+    say(f"  preprocess cache: {result.cache_line(doc['runtime']['preprocess_cache'])}")
+    if "error" in doc:
+        _warn(f"  {doc['error']['message']}")
+    return code
+
+
+def run_seed(req: Request, seed: int, shared: PhaseResult | None, first_dir: Path | None,
+             say: Say) -> tuple[dict[str, Any], Path, PhaseResult | None, int]:
+    """One seed's run into OUT/seed-S; `shared` is the first seed's eval_pretrained result."""
+    started, started_epoch = time.monotonic(), time.time()
+    prepared = prepare(replace(req, output_dir=sweep.seed_dir(req.output_dir, seed), seed=seed, seeds=None))
+    commands = dict(prepared.commands)
+    if shared is not None:
+        sweep.share(first_dir, prepared.out_dir)
+        prepared.commands = {k: v for k, v in commands.items() if k != sweep.SHARED_PHASE}
+    results, interrupted = run_phases(prepared, started_epoch)
+    prepared.commands = commands
+    if shared is not None:  # evaluated once for the sweep; its figures are that evaluation's
+        log = str(prepared.out_dir / "logs" / f"{sweep.SHARED_PHASE}.log")
+        results = {sweep.SHARED_PHASE: replace(shared, log_path=log)} | results
+    doc, path, code = finish(prepared, results, started=started, started_epoch=started_epoch, interrupted=interrupted)
+    say(f"{PROG}: seed {seed}: {doc['headline']}\n  output.json: {path}")
+    if doc["output"].get("gain_warning"):
+        say(f"{PROG}: seed {seed}: warning: {doc['output']['gain_warning']}")
+    return doc, path, results.get(sweep.SHARED_PHASE), code
+
+
+def run_sweep(req: Request, say: Say = print) -> int:
+    """`--seeds`: run every seed, write OUT/sweep.json, print the spread and the recommendation."""
+    sweep.refuse_combinations(req.seed, req.dry_run, req.skip_formal_eval)
+    docs: dict[int, tuple[dict[str, Any], Path]] = {}
+    shared, first_dir, code = None, None, 0
+    seeds = req.seeds or []
+    for index, seed in enumerate(seeds, start=1):
+        say(f"{PROG}: sweep seed {seed} ({index} of {len(seeds)})")
+        doc, path, pre, seed_code = run_seed(req, seed, shared, first_dir, say)
+        docs[seed] = (doc, path)
+        code = code or seed_code
+        if shared is None:
+            shared, first_dir = pre, path.parent
+        if seed_code == 130 or pre is None or pre.return_code != 0:
+            break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
+    target, doc = sweep.write(docs, req.output_dir)
+    say(f"{PROG}: {sweep.sweep_line(doc)}\n  sweep.json: {target.resolve()}")
+    return code

@@ -18,6 +18,11 @@ NO_LOGGING = "dfw_no_logging.json"
 OVERRIDE_NAMES = {"sanity": "train_continual_task06_lung.json", "smoke": "auto_override.json",
                   "finetune": "auto_override.json"}
 RESAMPLE_MM = [1.5, 1.5, 1.5]
+# resolved values the bundle takes as they are: resolver key -> bundle config key, staged when not None.
+# A new pass-through recipe flag adds one row here (docs/contributing.md).
+RECIPE_TO_BUNDLE: dict[str, str] = {
+    "seed": "seed",  # set_determinism in the bundle's train.json
+}
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,9 @@ class Staged:
 
 def override_values(plan: Plan, *, bundle_dir: Path, dataset_dir: Path, datalist: Path, out_dir: Path,
                     pretrained: Path, pairs: list[list[int]], auto_seg: bool,
-                    seed: int | None = None) -> dict[str, Any]:
+                    recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The bundle override: paths, the plan's values, the mapping, and RECIPE_TO_BUNDLE's rows of `recipe`
+    (the resolved values by resolver key)."""
     values: dict[str, Any] = {
         "bundle_root": str(bundle_dir),
         "dataset_dir": str(dataset_dir),
@@ -59,8 +66,9 @@ def override_values(plan: Plan, *, bundle_dir: Path, dataset_dir: Path, datalist
         "sw_overlap": plan.sw_overlap,
         "amp": plan.amp,
     }
-    if seed is not None:
-        values["seed"] = seed
+    for key, bundle_key in RECIPE_TO_BUNDLE.items():
+        if (recipe or {}).get(key) is not None:
+            values[bundle_key] = recipe[key]
     if auto_seg:
         # class prompts only: never drop the label prompt, always drop point prompts
         values.update({"drop_label_prob": 0.0, "drop_point_prob": 1.0})

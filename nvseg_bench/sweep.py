@@ -16,17 +16,13 @@ median for an even count), else the pretrained checkpoint.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import shutil
 import statistics
-import sys
-import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import ArgumentError
 
@@ -145,7 +141,7 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link, dirs_exist_ok=True)
 
 
-def _share(first: Path, target: Path) -> None:
+def share(first: Path, target: Path) -> None:
     _link_tree(first / SHARED_PHASE, target / SHARED_PHASE)
     (target / "logs").mkdir(parents=True, exist_ok=True)
     log = first / "logs" / f"{SHARED_PHASE}.log"
@@ -153,62 +149,19 @@ def _share(first: Path, target: Path) -> None:
         shutil.copy2(log, target / "logs" / log.name)
 
 
-def run_seed(args: argparse.Namespace, argv: Sequence[str], seed: int, shared: Any, first_dir: Path | None):
-    """One seed's run into OUT/seed-S; `shared` is the first seed's eval_pretrained PhaseResult."""
-    from . import evidence, output, result
-    from .cli import PROG, to_request
-    from .run import prepare, run_phases
-
-    started, started_epoch = time.monotonic(), time.time()
-    seed_args = copy.copy(args)
-    seed_args.output_dir, seed_args.seed = seed_dir(args.output_dir, seed), seed
-    prepared = prepare(to_request(seed_args, argv))
-    commands = dict(prepared.commands)
-    if shared is not None:
-        _share(first_dir, prepared.out_dir)
-        prepared.commands = {k: v for k, v in commands.items() if k != SHARED_PHASE}
-    results, interrupted = run_phases(prepared, started_epoch)
-    prepared.commands = commands
-    if shared is not None:  # evaluated once for the sweep; its figures are that evaluation's
-        log = str(prepared.out_dir / "logs" / f"{SHARED_PHASE}.log")
-        results = {SHARED_PHASE: replace(shared, log_path=log)} | results
-    doc, code = result.build(prepared, results, wall=time.monotonic() - started, started_epoch=started_epoch,
-                             interrupted=interrupted)
-    evidence.write_manifest(prepared.out_dir, {"pretrained_ckpt": prepared.weights.to_json(),
-                                               "dataset": evidence.dataset_inputs(prepared.entries, prepared.dataset_dir)})
-    path, errors = output.write(doc, prepared.out_dir)
-    print(f"{PROG}: seed {seed}: {doc['headline']}\n  output.json: {path}")
-    if doc["output"].get("gain_warning"):
-        print(f"{PROG}: seed {seed}: warning: {doc['output']['gain_warning']}")
-    if errors:
-        print(f"{PROG}: seed {seed}: output.json does not match its schema ({errors[0]}); this is a bug.", file=sys.stderr)
-    return doc, path, results.get(SHARED_PHASE), (130 if interrupted else max(code, 3 if errors else 0))
-
-
-def execute_sweep(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """`--seeds`: run every seed, write OUT/sweep.json, print the spread and the recommendation."""
-    from .cli import PROG
-
-    if args.seed is not None or args.dry_run or args.skip_formal_eval:
+def refuse_combinations(seed: int | None, dry_run: bool, skip_formal_eval: bool) -> None:
+    if seed is not None or dry_run or skip_formal_eval:
         raise ArgumentError("--seeds runs one formal finetune per seed; it cannot be combined with --seed, "
                             "--dry-run or --skip-formal-eval.",
                             fix=["Drop --seed (the sweep sets it per run), or drop --seeds for a single run."])
-    docs: dict[int, tuple[dict[str, Any], Path]] = {}
-    shared, first_dir, code = None, None, 0
-    for index, seed in enumerate(args.seeds, start=1):
-        print(f"{PROG}: sweep seed {seed} ({index} of {len(args.seeds)})")
-        doc, path, pre, seed_code = run_seed(args, argv, seed, shared, first_dir)
-        docs[seed] = (doc, path)
-        code = code or seed_code
-        if shared is None:
-            shared, first_dir = pre, path.parent
-        if seed_code == 130 or pre is None or pre.return_code != 0:
-            break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
-    sweep = assemble(docs, args.output_dir.resolve())
-    target = args.output_dir / SWEEP_FILE
+
+
+def write(docs: dict[int, tuple[dict[str, Any], Path]], out_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """OUT/sweep.json from every seed's output.json; returns its path and content."""
+    sweep = assemble(docs, out_dir.resolve())
+    target = out_dir / SWEEP_FILE
     target.write_text(json.dumps(sweep, indent=2) + "\n")
-    print(f"{PROG}: {sweep_line(sweep)}\n  sweep.json: {target.resolve()}")
-    return code
+    return target, sweep
 
 
 def sweep_line(sweep: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """Pretrained weights: which checkpoint a run starts from, and proof of which file it was.
 
-Order: --pretrained-ckpt PATH; the dataset's fixture card; the bundle's models/model.pt; the
+Order: the resolver's choice (--pretrained-ckpt PATH, else the dataset's fixture card); the bundle's models/model.pt; the
 Hugging Face hub (repo nvidia/NV-Segment-CT at a pinned revision), which honours HF_HUB_OFFLINE,
 HF_HOME and the local cache. Never loads the weights (the bundle does); hashes the file.
 """
@@ -86,23 +86,19 @@ def _unavailable(mode: str, reason: str) -> Path:
     )
 
 
-def resolve_weights(given: str | None, card: dict[str, Any], bundle_dir: Path) -> Weights:
-    if given:
-        path = Path(given).expanduser()
+def resolve_weights(chosen: str | None, source: str, model_name: str | None, bundle_dir: Path) -> Weights:
+    """The resolver's checkpoint (from --pretrained-ckpt or the fixture card), else the bundle's, else the hub's."""
+    if chosen:
+        path = Path(chosen).expanduser()
+        by_caller = source.startswith("--")
         if not path.is_file():
             raise ArgumentError(
-                f"--pretrained-ckpt {given} does not exist.",
-                fix=["Point it at a VISTA3D checkpoint file (model.pt), or leave it out to use the default."],
+                f"--pretrained-ckpt {chosen} does not exist." if by_caller else
+                f"the dataset's {source} names {path}, which does not exist.",
+                fix=["Point it at a VISTA3D checkpoint file (model.pt), or leave it out to use the default."
+                     if by_caller else "Regenerate the fixture model, or pass --pretrained-ckpt PATH."],
             )
-        return _describe(path, "--pretrained-ckpt", card.get("model_name") or "user checkpoint")
-    if card.get("pretrained_ckpt"):
-        path = Path(card["pretrained_ckpt"])
-        if not path.is_file():
-            raise ArgumentError(
-                f"the dataset's fixture.json names {path}, which does not exist.",
-                fix=["Regenerate the fixture model, or pass --pretrained-ckpt PATH."],
-            )
-        return _describe(path, "fixture.json", card.get("model_name") or "fixture model")
+        return _describe(path, source, model_name or ("user checkpoint" if by_caller else "fixture model"))
     bundled = bundle_dir / "models" / "model.pt"
     if bundled.is_file():
         return _describe(bundled, "bundle models/model.pt", FULL_MODEL_NAME)

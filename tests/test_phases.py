@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from nvseg_bench.phases import PhaseSpec, bundle_command, child_env, command_prefix, run_phase
+from nvseg_bench.phases import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
 
 TRAINING_LIKE = """
 import sys
@@ -24,7 +24,7 @@ def _spec(tmp_path: Path, code: str, *args: str) -> PhaseSpec:
 
 def test_a_phase_records_its_trace_log_and_telemetry(tmp_path):
     stream = io.StringIO()
-    result = run_phase(_spec(tmp_path, TRAINING_LIKE, "0"), cwd=tmp_path, env=child_env(tmp_path), stream=stream)
+    result = run_phase(_spec(tmp_path, TRAINING_LIKE, "0"), cwd=tmp_path, env=bundle_env(tmp_path), stream=stream)
     assert result.return_code == 0 and result.failure is None
     assert result.facts.val_dice == {0: 0.5, 1: 0.6} and result.peak_gpu_mb == 123.0
     assert result.peak_rss_mb and result.peak_rss_mb > 1
@@ -35,30 +35,30 @@ def test_a_phase_records_its_trace_log_and_telemetry(tmp_path):
 def test_an_eval_phase_reports_its_score_as_formal_dice(tmp_path):
     stream = io.StringIO()
     spec = PhaseSpec("eval_finetuned", 3, 3, [sys.executable, "-c", TRAINING_LIKE, "0"], tmp_path / "e.log")
-    run_phase(spec, cwd=tmp_path, env=child_env(tmp_path), stream=stream)
+    run_phase(spec, cwd=tmp_path, env=bundle_env(tmp_path), stream=stream)
     assert "[3/3 eval_finetuned] formal Dice 0.6000" in stream.getvalue()
 
 
 def test_a_crashing_phase_is_classified_as_a_crash(tmp_path):
-    result = run_phase(_spec(tmp_path, TRAINING_LIKE, "7"), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO())
+    result = run_phase(_spec(tmp_path, TRAINING_LIKE, "7"), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO())
     assert result.return_code == 7 and result.failure == "crash"
     assert result.log_tail[-1].startswith("NVSEG_TELEMETRY")
 
 
 def test_an_oom_in_the_log_is_classified_as_oom(tmp_path):
     code = "import sys; print('torch.OutOfMemoryError: CUDA out of memory.'); sys.exit(1)"
-    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO())
+    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO())
     assert result.failure == "oom"
 
 
 def test_a_phase_past_its_timeout_is_stopped(tmp_path):
     code = "import time; print('started', flush=True); time.sleep(60)"
-    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=child_env(tmp_path), timeout=1.0, stream=io.StringIO())
+    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=bundle_env(tmp_path), timeout=1.0, stream=io.StringIO())
     assert result.failure == "timeout" and result.seconds < 30
 
 
-def test_child_env_puts_the_bundle_first_and_writes_no_bytecode(tmp_path):
-    env = child_env(tmp_path)
+def test_bundle_env_puts_the_bundle_first_and_writes_no_bytecode(tmp_path):
+    env = bundle_env(tmp_path)
     assert env["PYTHONPATH"].split(":")[0] == str(tmp_path) and env["PYTHONDONTWRITEBYTECODE"] == "1"
 
 
@@ -81,7 +81,7 @@ def test_nvidia_smi_samples_give_peak_memory_when_the_run_reports_none(tmp_path,
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     code = "import time; time.sleep(1.5); print('done')"
-    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO(),
+    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO(),
                        gpu_interval=0.2)
     assert result.gpu["smi_peak_gpu_mb"] == 2048 and result.peak_gpu_mb == 2048
     assert result.gpu["gpu_util_mean"] == 60 and result.gpu["gpu_samples"] >= 4
@@ -99,12 +99,12 @@ time.sleep(0.8)
 
 
 def test_a_phase_is_split_into_startup_engine_and_teardown_by_its_telemetry(tmp_path):
-    result = run_phase(_spec(tmp_path, TIMED), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO())
+    result = run_phase(_spec(tmp_path, TIMED), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO())
     timing = result.timing()
     assert timing["startup_s"] >= 0.6 and 0.4 <= timing["engine_s"] < 0.6 + 0.4 and timing["teardown_s"] >= 0.7
     assert abs(sum(timing.values()) - result.seconds) < 0.05
 
 
 def test_a_phase_without_telemetry_has_no_split(tmp_path):
-    result = run_phase(_spec(tmp_path, "print('hello')"), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO())
+    result = run_phase(_spec(tmp_path, "print('hello')"), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO())
     assert result.timing() == {"startup_s": None, "engine_s": None, "teardown_s": None}

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.plan import make_plan, patch_for_free_mb
-from nvseg_bench.preset import preset_name, read_fixture_card, settle
+from nvseg_bench.preset import preset_name, read_fixture_card
+from nvseg_bench.request import Request
+from nvseg_bench.resolve import resolve
 
 CPU_ENV = {"cuda_available": False, "gpu_count": 0, "host_ram_mb": 24000, "cpu_count": 2}
 
@@ -22,7 +25,7 @@ def test_smoke_and_sanity_together_are_refused():
 
 
 def test_caller_flags_win_over_the_preset_and_say_so():
-    settings = settle("smoke", {"epochs": 9, "learning_rate": None}, {})
+    settings = resolve(Request(Path("out"), epochs=9), {}, "smoke")
     assert settings["epochs"] == 9 and settings.source("epochs") == "--epochs"
     assert settings["learning_rate"] == 1e-3 and settings.source("learning_rate") == "preset smoke"
     plan = make_plan(settings, CPU_ENV, dataset_mb=10)
@@ -33,7 +36,7 @@ def test_fixture_card_paths_resolve_against_the_dataset_dir(tmp_path):
     (tmp_path / "fixture.json").write_text(json.dumps({"pretrained_ckpt": "../m/model.pt", "label_mapping": [[1, 3]]}))
     card = read_fixture_card(tmp_path)
     assert card["pretrained_ckpt"] == str((tmp_path.parent / "m" / "model.pt").resolve())
-    assert settle("smoke", {}, card).source("label_mapping") == "fixture.json"
+    assert resolve(Request(Path("out")), card, "smoke").source("label_mapping") == "fixture.json"
 
 
 def test_a_broken_fixture_card_is_a_clear_error(tmp_path):
@@ -52,27 +55,27 @@ def test_patch_ladder_tops_out_at_192_192_128():
 
 
 def test_user_finetune_on_cpu_plans_64_cubed_and_says_why():
-    plan = make_plan(settle("finetune", {}, {}), CPU_ENV, dataset_mb=10)
+    plan = make_plan(resolve(Request(Path("out")), {}, "finetune"), CPU_ENV, dataset_mb=10)
     assert plan.patch_size == [64, 64, 64] and plan.device == "cpu" and plan.amp is False
     assert any("no CUDA GPU" in line for line in plan.rationale)
 
 
 def test_user_finetune_on_gpu_takes_the_ladder_patch():
-    plan = make_plan(settle("finetune", {}, {}), gpu_env(20000), dataset_mb=10)
+    plan = make_plan(resolve(Request(Path("out")), {}, "finetune"), gpu_env(20000), dataset_mb=10)
     assert plan.patch_size == [128, 128, 128] and plan.amp is True
 
 
 def test_sanity_runs_on_one_gpu_even_when_several_are_visible():
-    plan = make_plan(settle("sanity", {}, {}), gpu_env(70000, count=4), dataset_mb=10, nproc_env="4")
+    plan = make_plan(resolve(Request(Path("out")), {}, "sanity"), gpu_env(70000, count=4), dataset_mb=10, nproc_env="4")
     assert plan.nproc_per_node == 1 and plan.multi_gpu is False
 
 
 def test_nproc_per_node_selects_multi_gpu_for_a_user_finetune():
-    plan = make_plan(settle("finetune", {}, {}), gpu_env(70000, count=2), dataset_mb=10, nproc_env="2")
+    plan = make_plan(resolve(Request(Path("out")), {}, "finetune"), gpu_env(70000, count=2), dataset_mb=10, nproc_env="2")
     assert plan.nproc_per_node == 2 and plan.multi_gpu is True
 
 
 def test_cache_rate_shrinks_when_the_dataset_outgrows_host_ram():
     env = dict(CPU_ENV, host_ram_mb=1000)
-    plan = make_plan(settle("finetune", {}, {}), env, dataset_mb=800)
+    plan = make_plan(resolve(Request(Path("out")), {}, "finetune"), env, dataset_mb=800)
     assert plan.train_dataset_cache_rate == pytest.approx(0.5)

@@ -11,7 +11,8 @@ from nvseg_bench.errors import ArgumentError
 from nvseg_bench.evidence import compare_checkpoints, dataset_inputs, formal_dice, write_manifest
 from nvseg_bench.output import schema_errors
 from nvseg_bench.plan import make_plan
-from nvseg_bench.preset import settle
+from nvseg_bench.request import Request
+from nvseg_bench.resolve import resolve
 from nvseg_bench.staging import override_values, stage
 from nvseg_bench.weights import resolve_weights, sha256_file
 
@@ -22,7 +23,7 @@ BUNDLE = REPO / "bundle"
 def _plan(multi_gpu: bool = False):
     env = {"cuda_available": multi_gpu, "gpu_count": 2 if multi_gpu else 0, "gpu_free_mb": 40000,
            "host_ram_mb": 24000, "cpu_count": 2}
-    return make_plan(settle("smoke", {}, {}), env, dataset_mb=1, nproc_env="2" if multi_gpu else None)
+    return make_plan(resolve(Request(Path("out")), {}, "smoke"), env, dataset_mb=1, nproc_env="2" if multi_gpu else None)
 
 
 def _stage(tmp_path: Path, multi_gpu: bool = False, network: Path | None = None):
@@ -105,12 +106,13 @@ def test_the_manifest_hashes_every_file_but_output_json(tmp_path):
 
 def test_a_missing_pretrained_checkpoint_is_refused(tmp_path):
     with pytest.raises(ArgumentError, match="does not exist"):
-        resolve_weights(str(tmp_path / "nope.pt"), {}, BUNDLE)
+        resolve_weights(str(tmp_path / "nope.pt"), "--pretrained-ckpt", None, BUNDLE)
 
 
 def test_the_fixture_card_model_is_used_and_hashed():
     model = REPO / "fixtures" / "micro_model" / "model.pt"
-    weights = resolve_weights(None, {"pretrained_ckpt": str(model), "model_name": "micro"}, BUNDLE)
+    resolved = resolve(Request(Path("out")), {"pretrained_ckpt": str(model), "model_name": "micro"}, "smoke")
+    weights = resolve_weights(resolved["pretrained_ckpt"], resolved.source("pretrained_ckpt"), resolved["model_name"], BUNDLE)
     assert weights.source == "fixture.json" and weights.sha256 == sha256_file(model)
 
 
@@ -129,7 +131,7 @@ def test_offline_without_a_cached_hub_file_is_a_clear_error(tmp_path, monkeypatc
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ArgumentError, match="offline .* not in the local cache"):
-        resolve_weights(None, {}, _no_bundle_model(tmp_path))
+        resolve_weights(None, "default", None, _no_bundle_model(tmp_path))
 
 
 def test_the_pinned_hub_file_resolves_from_the_local_cache_offline(tmp_path, monkeypatch):
@@ -140,7 +142,7 @@ def test_the_pinned_hub_file_resolves_from_the_local_cache_offline(tmp_path, mon
     torch.save({"a": torch.ones(2)}, snapshot / HUB_FILE)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    weights = resolve_weights(None, {}, _no_bundle_model(tmp_path))
+    weights = resolve_weights(None, "default", None, _no_bundle_model(tmp_path))
     assert Path(weights.path) == (snapshot / HUB_FILE).resolve() and weights.source.startswith("hub nvidia/NV-Segment-CT@")
 
 

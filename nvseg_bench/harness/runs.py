@@ -8,6 +8,8 @@ would start it; this module never trains, and never imports torch or monai.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..preset import read_fixture_card
+from ..errors import NvsegError
 from .options import HarnessOptions
 from .trust import Trust
 
@@ -118,13 +120,24 @@ def skip_reason(name: str, opts: HarnessOptions, gpu_count: int) -> str | None:
     return None
 
 
-def _model_inputs(dataset: Path | None, opts: HarnessOptions, own: bool) -> dict[str, Path | None]:
-    """The checkpoint and network config the run starts from: flags (user run) or the fixture card."""
-    card = read_fixture_card(dataset) if dataset is not None and dataset.is_dir() else {}
-    ckpt = opts.pretrained_ckpt if own else None
-    network = opts.network_config if own else None
-    return {"pretrained checkpoint": ckpt or (Path(card["pretrained_ckpt"]) if card.get("pretrained_ckpt") else None),
-            "network config": network or (Path(card["network_config"]) if card.get("network_config") else None)}
+def model_inputs(args: list[str]) -> dict[str, Path | None]:
+    """The checkpoint and network config a run starts from, as the run itself resolves them: the
+    same arguments through the same parser, request and resolver (flag, else fixture card)."""
+    from ..cli import build_parser
+    from ..request import from_namespace
+    from ..resolve import resolve_for
+
+    none: dict[str, Path | None] = {"pretrained checkpoint": None, "network config": None}
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # the run itself reports bad arguments
+            req = from_namespace(build_parser().parse_args([*args, "--output-dir", "unused"]))
+        if req.dataset_dir is None or not req.dataset_dir.is_dir():
+            return none
+        resolved = resolve_for(req, req.dataset_dir)
+    except (SystemExit, NvsegError):
+        return none
+    ckpt, network = resolved["pretrained_ckpt"], resolved["network_config"]
+    return {"pretrained checkpoint": Path(ckpt) if ckpt else None, "network config": network}
 
 
 def build_spec(name: str, opts: HarnessOptions) -> RunSpec:
@@ -144,7 +157,7 @@ def build_spec(name: str, opts: HarnessOptions) -> RunSpec:
         args += ["--bundle-dir", str(opts.bundle_dir)]
     args += opts.args
     inputs = {"bundle": bundle, "dataset": dataset, "datalist": opts.datalist if name == "user" else None}
-    inputs |= _model_inputs(dataset, opts, own=name == "user")
+    inputs |= model_inputs(args)
     return RunSpec(name, args, inputs, uses_gpu=opts.gpu, reference=REFERENCE[name])
 
 

@@ -1,0 +1,39 @@
+"""A prepared run: everything checked, planned and staged before the first phase starts.
+
+Its own module so that run.py (which makes it) and result.py (which reads it) do not import each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import labels, preprocess_cache
+from .plan import Plan
+from .request import Request
+from .resolve import Resolved
+from .staging import Staged
+from .weights import Weights
+
+FINETUNED_NAME = "model_finetune.pt"
+
+
+@dataclass
+class Prepared:
+    request: Request
+    resolved: Resolved
+    bundle_dir: Path
+    dataset_dir: Path
+    out_dir: Path
+    mapping: labels.ResolvedMapping
+    entries: list[dict]
+    datalist_path: Path
+    audit: dict[str, Any]
+    env: dict[str, Any]
+    plan: Plan
+    weights: Weights
+    staged: Staged
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    cache: preprocess_cache.PreprocessCache | None = None
+    cache_note: str | None = None
+    label_dict_path: Path | None = None  # the class list the mapping was resolved against

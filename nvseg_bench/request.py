@@ -1,0 +1,68 @@
+"""The request: what the caller asked for, built from the parsed command line field by field.
+
+Every parser destination is either a `Request` field of the same name or listed in `CLI_ONLY`; a new
+flag that is neither is refused at start-up (and by a test), so no flag is silently dropped on its
+way to the resolver. None means "not given", so the fixture card and the preset can fill it.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import ArgumentError
+
+# parser destinations the request does not carry: argparse's own, and the positional merged into dataset_dir
+CLI_ONLY = frozenset({"help", "version", "debug", "fixture_or_dataset"})
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the caller asked for; None means 'not given' so the card and the preset can fill it."""
+
+    output_dir: Path
+    dataset_dir: Path | None = None
+    datalist: Path | None = None
+    smoke: bool = False
+    sanity: bool = False
+    auto_seg: bool | None = None  # True --auto-seg, False --no-auto-seg, None: the preset decides
+    target_anatomy: str | None = None
+    user_label_idx: int | None = None  # the local value --target-anatomy means; None = 1
+    label_mapping: str | None = None
+    patch_size: list[int] | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    cache_rate: float | None = None
+    seed: int | None = None
+    seeds: list[int] | None = None
+    skip_formal_eval: bool = False
+    pretrained_ckpt: str | None = None
+    network_config: Path | None = None
+    bundle_dir: Path | None = None
+    nnodes: int | None = None
+    node_rank: int | None = None
+    rdzv_endpoint: str | None = None
+    preprocess_cache: Path | None = None
+    no_preprocess_cache: bool = False
+    allow_cpu: bool = False
+    dry_run: bool = False
+    phase_timeout: float | None = None
+    command_line: str = ""  # how the run was started, for output.json
+
+
+def uncarried(dests: set[str]) -> set[str]:
+    """Parser destinations that would be lost on the way to the request."""
+    return dests - CLI_ONLY - {f.name for f in fields(Request)}
+
+
+def from_namespace(args: argparse.Namespace, command_line: str = "") -> Request:
+    """The request for parsed arguments: every field of the same name, the positional as dataset_dir."""
+    lost = uncarried(set(vars(args)))
+    if lost:  # a programming error, caught by tests before it ships
+        raise RuntimeError(f"parser destinations {sorted(lost)} have no Request field; add them to request.Request")
+    if args.fixture_or_dataset and args.dataset_dir and args.fixture_or_dataset.resolve() != args.dataset_dir.resolve():
+        raise ArgumentError(f"two datasets were given: {args.fixture_or_dataset} and --dataset-dir {args.dataset_dir}.",
+                            fix=["Give the dataset once, as the first argument or with --dataset-dir."])
+    given = {f.name: getattr(args, f.name) for f in fields(Request) if hasattr(args, f.name)}
+    given["dataset_dir"] = args.dataset_dir or args.fixture_or_dataset
+    return Request(**given, command_line=command_line)

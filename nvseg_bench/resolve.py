@@ -1,0 +1,94 @@
+"""The resolver: every value a caller may override, with the one rule and where each value came from.
+
+The rule: the caller's flag wins over the dataset's fixture card, which wins over the preset. The
+plan (its rationale lines), the staging (the bundle override) and the harness's cache key all read
+the `Resolved` this module returns; nothing else re-reads the card or re-applies the rule.
+
+Adding a recipe flag: a parser argument (cli.py), a `Request` field (request.py), a key in
+`RESOLVED` here, and its line in staging.override_values (docs/contributing.md walks through it).
+No torch, no monai.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .preset import FIXTURE_CARD, PRESETS, choose_preset, read_fixture_card
+from .request import Request
+
+# the overridable values, in the order the plan reports them; CARD_KEYS may also come from fixture.json
+RESOLVED = ("epochs", "learning_rate", "patch_size", "cache_rate", "auto_seg", "sw_overlap", "val_interval",
+            "label_mapping", "pretrained_ckpt", "network_config", "model_name", "seed")
+CARD_KEYS = frozenset({"label_mapping", "pretrained_ckpt", "network_config", "model_name"})
+
+
+@dataclass(frozen=True)
+class Value:
+    """One resolved value and its source: '--epochs', '--no-auto-seg', 'fixture.json', 'preset smoke', 'default'."""
+
+    value: Any
+    source: str
+
+    @property
+    def from_caller(self) -> bool:
+        return self.source.startswith("--")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The run's preset (and why it was chosen) and every overridable value with its source."""
+
+    preset: str
+    preset_why: str
+    values: dict[str, Value]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key].value
+
+    def source(self, key: str) -> str:
+        return self.values[key].source
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        return {key: {"value": _plain(v.value), "source": v.source} for key, v in self.values.items()}
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+def _flag(key: str, value: Any) -> str:
+    name = key.replace("_", "-")
+    return f"--no-{name}" if value is False else f"--{name}"
+
+
+def _from_request(key: str, req: Request) -> Value | None:
+    if key == "label_mapping" and req.label_mapping is None and req.target_anatomy is not None:
+        return Value(None, "--target-anatomy")  # labels.resolve_mapping turns the name into the pair
+    value = getattr(req, key, None)
+    if value is None:
+        return None
+    return Value(Path(value) if key == "network_config" else value, _flag(key, value))
+
+
+def resolve(req: Request, card: dict[str, Any], preset: str, why: str = "") -> Resolved:
+    """Flag, else fixture card, else preset, else None ('default'), for every key in RESOLVED."""
+    values: dict[str, Value] = {}
+    for key in RESOLVED:
+        given = _from_request(key, req)
+        if given is not None:
+            values[key] = given
+        elif key in CARD_KEYS and card.get(key) is not None:
+            values[key] = Value(Path(card[key]) if key == "network_config" else card[key], FIXTURE_CARD)
+        elif key in PRESETS[preset]:
+            values[key] = Value(PRESETS[preset][key], f"preset {preset}")
+        else:
+            values[key] = Value(None, "default")
+    return Resolved(preset, why, values)
+
+
+def resolve_for(req: Request, dataset_dir: Path) -> Resolved:
+    """The preset a dataset dir and the preset flags choose, then `resolve` with that dir's card."""
+    card = read_fixture_card(dataset_dir)
+    preset, why = choose_preset(req.smoke, req.sanity, dataset_dir, card)
+    return resolve(req, card, preset, why)
