@@ -1,7 +1,7 @@
 """Phases: each step of a run is one `python -m monai.bundle run` child process.
 
-Builds the exact command, runs it with the output dir as working directory (bundle on PYTHONPATH,
-no bytecode written beside it), tees its output to a log file, shows progress on the console, and
+Builds the exact command, runs it (child.run_child) with the output dir as working directory (bundle
+on PYTHONPATH, no bytecode written beside it), tees its output to a log file, shows progress on the console, and
 records return code, wall time, peak memory and a failure class. Ctrl-C stops the whole child
 process group. Never imports monai.
 """
@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
+from .child import run_child
 from .gpusampler import GpuSampler
 from .logparse import LogFacts
 from .pins import phase_python
@@ -128,12 +125,10 @@ class Progress:
         self.stream.flush()
 
 
-def _pump(proc: subprocess.Popen, log: TextIO, result: PhaseResult, tail: deque, progress: Progress) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        log.write(line)
-        line = line.rstrip("\n")
-        tail.append(line)
+def _reader(result: PhaseResult, progress: Progress) -> Callable[[str], None]:
+    """What each output line of a phase does: feed the log facts, time the telemetry, show progress."""
+
+    def on_line(line: str) -> None:
         kind = result.facts.feed(line)
         if kind == "telemetry":
             event = str(result.facts.telemetry[-1].get("event"))
@@ -142,16 +137,7 @@ def _pump(proc: subprocess.Popen, log: TextIO, result: PhaseResult, tail: deque,
                 result.arrivals[event] = time.monotonic() - progress.started
         progress.show(result.facts, kind)
 
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    return on_line
 
 
 def run_phase(spec: PhaseSpec, cwd: Path, env: dict[str, str], timeout: float | None = None,
@@ -160,51 +146,27 @@ def run_phase(spec: PhaseSpec, cwd: Path, env: dict[str, str], timeout: float | 
     started = time.monotonic()
     stream.write(f"[{spec.index}/{spec.total} {spec.name}] started; log {spec.log_path}\n")
     stream.flush()
-    tail: deque = deque(maxlen=TAIL_LINES)
     with spec.log_path.open("w") as log:
         log.write("$ " + " ".join(spec.command) + "\n")
         log.flush()
-        proc = subprocess.Popen(spec.command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, errors="replace", start_new_session=True)
-        reader = threading.Thread(target=_pump, args=(proc, log, result, tail, Progress(spec, stream, started)))
-        reader.start()
         sampler = GpuSampler(gpu_interval).start()
         try:
-            _, status, usage = _wait(proc, timeout)
-            result.return_code = os.waitstatus_to_exitcode(status)
-            result.peak_rss_mb = round(usage.ru_maxrss / 1024, 1)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            result.failure, result.return_code = "timeout", proc.returncode
+            run = run_child(spec.command, cwd=cwd, env=env, on_line=_reader(result, Progress(spec, stream, started)),
+                            log=log, timeout=timeout, tail_lines=TAIL_LINES)
         except KeyboardInterrupt:
-            _kill_group(proc)
-            result.failure, result.return_code = "interrupted", proc.returncode
+            result.failure = "interrupted"
             raise
         finally:
-            reader.join(timeout=30)
-            if proc.stdout is not None:
-                proc.stdout.close()  # wait4 reaped the child, so Popen never closes its pipe itself
             result.gpu = sampler.stop()
-            result.seconds = round(time.monotonic() - started, 2)
-            result.log_tail = list(tail)
-            # torch's peak allocated from inside the run; nvidia-smi's whole-device peak when that is missing
-            result.peak_gpu_mb = result.facts.peak("peak_gpu_mb") or result.gpu.get("smi_peak_gpu_mb")
-            if result.failure is None and result.return_code != 0:
-                result.failure = "oom" if result.facts.oom else "crash"
+        result.return_code, result.peak_rss_mb, result.log_tail = run.return_code, run.peak_rss_mb, run.tail
+        result.seconds = round(time.monotonic() - started, 2)
+        # torch's peak allocated from inside the run; nvidia-smi's whole-device peak when that is missing
+        result.peak_gpu_mb = result.facts.peak("peak_gpu_mb") or result.gpu.get("smi_peak_gpu_mb")
+        if run.timed_out:
+            result.failure = "timeout"
+        elif result.return_code != 0:
+            result.failure = "oom" if result.facts.oom else "crash"
     state = "ok" if result.return_code == 0 else f"failed ({result.failure}, exit {result.return_code})"
     stream.write(f"[{spec.index}/{spec.total} {spec.name}] {state} in {result.seconds:.1f} s\n")
     stream.flush()
     return result
-
-
-def _wait(proc: subprocess.Popen, timeout: float | None) -> tuple[int, int, Any]:
-    """os.wait4 gives this child's own peak RSS, which Popen.wait does not."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return pid, status, usage
-        if deadline is not None and time.monotonic() > deadline:
-            raise subprocess.TimeoutExpired(proc.args, timeout or 0)
-        time.sleep(0.2)

@@ -12,14 +12,12 @@ import contextlib
 import io
 import json
 import os
-import subprocess
 import sys
-import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..child import run_child
 from ..errors import NvsegError
 from .options import HarnessOptions
 from .trust import Trust
@@ -171,15 +169,11 @@ def cli_env(uses_gpu: bool) -> dict[str, str]:
 def run_cli(spec: RunSpec, out: Path, say: Callable[[str], None]) -> tuple[int, float, list[str]]:
     """Run the CLI; stream its progress lines; return (exit code, seconds, last console lines)."""
     command = [sys.executable, "-m", "nvseg_bench", *spec.args, "--output-dir", str(out)]
-    tail: deque[str] = deque(maxlen=CONSOLE_TAIL)
-    started = time.monotonic()
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=cli_env(spec.uses_gpu), cwd=str(out.parent)) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n").split("\r")[-1]
-            tail.append(line)
-            if line.startswith("[") or line.startswith("nvseg-finetune:"):
-                say(f"  {spec.name}: {line.strip()}")
-        returncode = proc.wait()
-    return returncode, time.monotonic() - started, list(tail)
+
+    def on_line(line: str) -> None:
+        line = line.split("\r")[-1]
+        if line.startswith("[") or line.startswith("nvseg-finetune:"):
+            say(f"  {spec.name}: {line.strip()}")
+
+    run = run_child(command, cwd=out.parent, env=cli_env(spec.uses_gpu), on_line=on_line, tail_lines=CONSOLE_TAIL)
+    return run.return_code if run.return_code is not None else 1, run.seconds, [line.split("\r")[-1] for line in run.tail]
