@@ -65,7 +65,7 @@ def assess(rows: list[dict], pairs: list[list[int]], names: dict[int, str],
         warnings += found
     judged = [c for c in classes.values() if c["in_table"]]
     return {
-        "anatomy_classes": classes,
+        "anatomy": classes,
         "anatomy_volume_all_in_range": all(not c["cases_volume_out_of_range"] for c in judged) if judged else None,
         "anatomy_components_all_match": all(not c["cases_components_mismatch"] for c in judged) if judged else None,
         "anatomy_warnings": warnings,

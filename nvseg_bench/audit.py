@@ -174,16 +174,10 @@ def check_finite_images(audit: dict) -> None:
              "or remove those cases from the datalist."])
 
 
-def overview(audit: dict, pairs: list[list[int]], names: dict[int, str]) -> dict:
-    """The audit with the peer skill's summary fields first, then the anatomy verdicts, then the rest.
-
-    As the peer writes them, the per-case volumes and components and `anatomy` are those of the
-    first mapped class, whose local value is `user_label_idx` (--user-label-idx with
-    --target-anatomy); `anatomy_classes` judges every mapped class.
-    """
+def overview(audit: dict, pairs: list[list[int]], names: dict[int, str], user_label_idx: int) -> dict:
+    """The audit with the peer skill's summary fields first, then the anatomy verdicts, then the rest."""
     rows, summary = audit["samples"], audit["summary"]
-    local, class_id = pairs[0]
-    key = str(local)
+    locals_ = [str(local) for local, _ in pairs]
     head = {
         "n_pairs": audit["n_pairs"],
         "shape_consistent": not summary["shape_drift"],
@@ -191,10 +185,15 @@ def overview(audit: dict, pairs: list[list[int]], names: dict[int, str]) -> dict
         "orientation_codes_seen": sorted(summary["orientation_codes"]),
         "image_looks_like_ct": summary["looks_like_ct"],
         "image_hu_range_seen": summary["hu_range"],
-        "fg_volumes_ml_seen": [float(r["foreground_ml"].get(key, 0.0)) for r in rows],
-        "fg_components_seen": [int(r["components"].get(key, 0)) for r in rows],
-        "anatomy": names.get(class_id),
+        "fg_volumes_ml_seen": {k: _seen([r["foreground_ml"].get(k, 0.0) for r in rows]) for k in locals_},
+        "fg_components_seen": {k: _seen([r["components"].get(k, 0) for r in rows]) for k in locals_},
     }
     head |= anatomy.assess(rows, pairs, names)
-    head |= {"user_label_idx": local, "user_label_idx_present_in_sample": local in summary["label_values_seen"]}
+    head |= {"user_label_idx": user_label_idx,
+             "user_label_idx_present_in_sample": user_label_idx in summary["label_values_seen"]}
     return head | {k: v for k, v in audit.items() if k not in head}
+
+
+def _seen(values: list[float]) -> list[float]:
+    """[min, max] over the cases."""
+    return [min(values), max(values)] if values else []

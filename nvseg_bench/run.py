@@ -150,7 +150,7 @@ def prepare(req: Request) -> Prepared:
     findings["datalist_source"] = source
     audit.check_finite_images(findings)
     audit.check_mapped_values_present(findings, local)
-    findings = audit.overview(findings, mapping.pairs, mapping.names)
+    findings = audit.overview(findings, mapping.pairs, mapping.names, req.user_label_idx or 1)
     env = environment.collect()
     if preset == "sanity" and not env["cuda_available"] and not req.allow_cpu:
         raise ArgumentError("--sanity reproduces a single-GPU reference run, and no CUDA GPU is visible here.",

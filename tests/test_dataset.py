@@ -381,22 +381,20 @@ def test_an_image_with_nan_voxels_is_refused_naming_file_and_count(tmp_path):
 def test_the_overview_puts_the_peer_summary_first(tmp_path):
     add_case(tmp_path, "a")
     add_case(tmp_path, "b", affine=np.diag([-1.0, -1.0, 1.0, 1.0]))
-    audit = overview(audit_dataset([entry("a", 0), entry("b", 1)], tmp_path, [1]), [[1, 3]], {3: "spleen"})
+    audit = overview(audit_dataset([entry("a", 0), entry("b", 1)], tmp_path, [1]), [[1, 3]], {3: "spleen"}, 1)
     assert list(audit)[:8] == ["n_pairs", "shape_consistent", "orientation_consistent", "orientation_codes_seen",
                                "image_looks_like_ct", "image_hu_range_seen", "fg_volumes_ml_seen", "fg_components_seen"]
     assert (audit["shape_consistent"], audit["orientation_consistent"]) == (True, False)
     assert audit["orientation_codes_seen"] == ["LPS", "RAS"] and audit["image_hu_range_seen"] == [-1000.0, 1200.0]
-    assert audit["fg_volumes_ml_seen"] == [0.008, 0.008] and audit["fg_components_seen"] == [1, 1]
-    assert audit["anatomy"] == "spleen" and audit["anatomy_classes"]["1"]["class_id"] == 3
+    assert audit["fg_volumes_ml_seen"] == {"1": [0.008, 0.008]} and audit["fg_components_seen"] == {"1": [1, 1]}
     assert "samples" in audit and "summary" in audit
     json.dumps(audit, allow_nan=False)
 
 
 def test_the_overview_records_whether_the_user_label_idx_occurs(dataset):
-    audit = audit_dataset([entry("case_0", 0), entry("case_1", 1)], dataset, [1, 2])
-    assert overview(audit, [[1, 3]], {3: "spleen"})["user_label_idx_present_in_sample"] is True
-    absent = overview(audit, [[2, 3]], {3: "spleen"})
-    assert absent["user_label_idx"] == 2 and absent["user_label_idx_present_in_sample"] is False
+    audit = audit_dataset([entry("case_0", 0), entry("case_1", 1)], dataset, [1])
+    assert overview(audit, [[1, 3]], {3: "spleen"}, 1)["user_label_idx_present_in_sample"] is True
+    assert overview(audit, [[1, 3]], {3: "spleen"}, 2)["user_label_idx_present_in_sample"] is False
 
 
 def test_mapped_value_missing_from_training_is_refused(dataset):

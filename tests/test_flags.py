@@ -121,7 +121,7 @@ def test_a_spleen_of_plausible_size_in_one_piece_passes():
 def test_a_spleen_measured_in_the_wrong_units_is_a_warning_naming_the_case():
     found = anatomy.assess([row("a", 180.0, 1), row("b", 0.18, 1)], [[1, 3]], {3: "spleen"})
     assert found["anatomy_volume_all_in_range"] is False
-    assert found["anatomy_classes"]["1"]["cases_volume_out_of_range"] == ["b"]
+    assert found["anatomy"]["1"]["cases_volume_out_of_range"] == ["b"]
     assert found["anatomy_warnings"] == ["b: label 1 (spleen) is 0.18 mL, outside the plausible 40-1500 mL"]
 
 
@@ -138,13 +138,13 @@ def test_several_lung_tumours_in_one_case_are_plausible():
 
 def test_an_empty_label_is_out_of_range():
     found = anatomy.assess([{"name": "a", "foreground_ml": {}, "components": {}}], [[1, 3]], {3: "spleen"})
-    assert found["anatomy_classes"]["1"]["cases_volume_out_of_range"] == ["a"]
-    assert found["anatomy_classes"]["1"]["cases_components_mismatch"] == ["a"]
+    assert found["anatomy"]["1"]["cases_volume_out_of_range"] == ["a"]
+    assert found["anatomy"]["1"]["cases_components_mismatch"] == ["a"]
 
 
 def test_a_class_without_a_range_gives_no_verdict():
     found = anatomy.assess([row("a", 5.0, 1)], [[1, 6]], {6: "aorta"})
-    assert found["anatomy_classes"]["1"]["in_table"] is False
+    assert found["anatomy"]["1"]["in_table"] is False
     assert found["anatomy_volume_all_in_range"] is None and found["anatomy_warnings"] == []
 
 
