@@ -175,9 +175,16 @@ def check_finite_images(audit: dict) -> None:
 
 
 def overview(audit: dict, pairs: list[list[int]], names: dict[int, str], user_label_idx: int) -> dict:
-    """The audit with the peer skill's summary fields first, then the anatomy verdicts, then the rest."""
+    """The audit with the peer skill's summary fields first, then the anatomy verdicts, then the rest.
+
+    The peer's `fg_*_seen` are per-case values of one label, the one the target anatomy occupies
+    (`user_label_idx` when mapped, else the first mapped value), and its `anatomy` is that class's
+    name; the per-label ranges and verdicts of every mapped value keep our own keys.
+    """
     rows, summary = audit["samples"], audit["summary"]
     locals_ = [str(local) for local, _ in pairs]
+    target = next((pair for pair in pairs if pair[0] == user_label_idx), pairs[0])
+    key = str(target[0])
     head = {
         "n_pairs": audit["n_pairs"],
         "shape_consistent": not summary["shape_drift"],
@@ -185,12 +192,17 @@ def overview(audit: dict, pairs: list[list[int]], names: dict[int, str], user_la
         "orientation_codes_seen": sorted(summary["orientation_codes"]),
         "image_looks_like_ct": summary["looks_like_ct"],
         "image_hu_range_seen": summary["hu_range"],
-        "fg_volumes_ml_seen": {k: _seen([r["foreground_ml"].get(k, 0.0) for r in rows]) for k in locals_},
-        "fg_components_seen": {k: _seen([r["components"].get(k, 0) for r in rows]) for k in locals_},
+        "fg_volumes_ml_seen": [float(r["foreground_ml"].get(key, 0.0)) for r in rows],
+        "fg_components_seen": [int(r["components"].get(key, 0)) for r in rows],
+        "anatomy": names.get(target[1]),
     }
-    head |= anatomy.assess(rows, pairs, names)
+    verdicts = anatomy.assess(rows, pairs, names)
+    head |= {k: v for k, v in verdicts.items() if k != "anatomy"}
     head |= {"user_label_idx": user_label_idx,
-             "user_label_idx_present_in_sample": user_label_idx in summary["label_values_seen"]}
+             "user_label_idx_present_in_sample": user_label_idx in summary["label_values_seen"],
+             "anatomy_checks": verdicts["anatomy"],
+             "fg_volumes_ml_range_by_label": {k: _seen([r["foreground_ml"].get(k, 0.0) for r in rows]) for k in locals_},
+             "fg_components_range_by_label": {k: _seen([r["components"].get(k, 0) for r in rows]) for k in locals_}}
     return head | {k: v for k, v in audit.items() if k not in head}
 
 

@@ -51,30 +51,3 @@ def checkpoint_comparisons(comparison: dict[str, Any] | None) -> dict[str, Any]:
         return {"best": None}
     return {"best": {"weights_identical": comparison["identical"], "tensor_count": comparison["n_tensors"],
                      "differing_tensors": comparison["n_changed"], **comparison}}
-
-
-def audit_headline(audit: dict[str, Any], local_value: int, anatomy: str | None) -> dict[str, Any]:
-    """The peer's summary keys for the top of `input.dataset_audit`, derived from our audit.
-
-    Volumes and components are those of `local_value` (the label the target anatomy occupies) in
-    every audited case. Keys the audit already carries keep the audit's value.
-    """
-    summary, rows = audit.get("summary") or {}, audit.get("samples") or []
-    codes = sorted(summary.get("orientation_codes") or {})
-    key = str(local_value)
-    derived = {
-        "n_pairs": audit.get("n_pairs", len(rows)),
-        "shape_consistent": not summary.get("shape_drift", False),
-        "orientation_consistent": len(codes) <= 1,
-        "orientation_codes_seen": codes,
-        "image_looks_like_ct": bool(summary.get("looks_like_ct")),
-        "image_hu_range_seen": summary.get("hu_range"),
-        "fg_volumes_ml_seen": [float((r.get("foreground_ml") or {}).get(key, 0.0)) for r in rows],
-        "fg_components_seen": [int((r.get("components") or {}).get(key, 0)) for r in rows],
-        "anatomy": anatomy,
-        "anatomy_volume_all_in_range": None,  # no plausibility table ran: unknown, as the peer writes it
-        "anatomy_components_all_match": None,
-        "user_label_idx": local_value,
-        "user_label_idx_present_in_sample": local_value in (summary.get("label_values_seen") or []),
-    }
-    return {**derived, **audit}

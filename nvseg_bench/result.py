@@ -31,7 +31,6 @@ def _input_block(p: Prepared) -> dict[str, Any]:
     resolution = peer.mapping_resolution(label_mapping=req.label_mapping, target_anatomy=req.target_anatomy,
                                          given_by=p.settings.source("label_mapping"), pairs=pairs,
                                          names=p.mapping.names)
-    anatomy = req.target_anatomy or p.mapping.names.get(pairs[0][1])
     return {
         "dataset_dir": str(p.dataset_dir),
         "datalist": str(p.datalist_path),
@@ -43,7 +42,7 @@ def _input_block(p: Prepared) -> dict[str, Any]:
         "label_mapping_resolution_text": p.mapping.resolution,
         "label_dict_path": str(p.label_dict_path),
         "label_names": {str(k): v for k, v in p.mapping.names.items()},
-        "dataset_audit": peer.audit_headline(p.audit, pairs[0][0], anatomy),
+        "dataset_audit": p.audit,
         "smoke": p.settings.preset == "smoke",
         "sanity": p.settings.preset == "sanity",
         "auto_seg": bool(p.settings["auto_seg"]),

@@ -386,7 +386,10 @@ def test_the_overview_puts_the_peer_summary_first(tmp_path):
                                "image_looks_like_ct", "image_hu_range_seen", "fg_volumes_ml_seen", "fg_components_seen"]
     assert (audit["shape_consistent"], audit["orientation_consistent"]) == (True, False)
     assert audit["orientation_codes_seen"] == ["LPS", "RAS"] and audit["image_hu_range_seen"] == [-1000.0, 1200.0]
-    assert audit["fg_volumes_ml_seen"] == {"1": [0.008, 0.008]} and audit["fg_components_seen"] == {"1": [1, 1]}
+    assert audit["fg_volumes_ml_seen"] == [0.008, 0.008] and audit["fg_components_seen"] == [1, 1]
+    assert audit["anatomy"] == "spleen"
+    assert audit["fg_volumes_ml_range_by_label"] == {"1": [0.008, 0.008]}
+    assert audit["fg_components_range_by_label"] == {"1": [1, 1]}
     assert "samples" in audit and "summary" in audit
     json.dumps(audit, allow_nan=False)
 

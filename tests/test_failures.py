@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURE, REPO
+from .helpers import FIXTURE, REPO
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from nvseg_bench.cli import main
 from nvseg_bench.evidence import compare_checkpoints
 from nvseg_bench.output import PEER_SCHEMA_PATH, both_schema_errors, schema_errors
 
-from .conftest import FIXTURE, REPO
+from .helpers import FIXTURE, REPO
 
 DATA = Path(__file__).parent / "data"
 BUNDLE = REPO / "bundle"

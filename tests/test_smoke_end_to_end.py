@@ -11,7 +11,7 @@ import pytest
 
 from nvseg_bench.output import PEER_SCHEMA_PATH, schema_errors
 
-from .conftest import FIXTURE, REPO
+from .helpers import FIXTURE, REPO
 
 pytestmark = pytest.mark.slow
 

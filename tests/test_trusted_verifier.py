@@ -13,7 +13,7 @@ import pytest
 from eval_engine.pack import sha256_file
 from eval_engine.run_trusted import audit, main
 
-from .conftest import FIXTURE, REPO
+from .helpers import FIXTURE, REPO
 
 pytestmark = pytest.mark.slow
 
