@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import ArgumentError, NvsegError
+from .sweep import parse_seeds
 
 PROG = "nvseg-finetune"
 EXIT_CODES = """`nvseg-finetune fetch-weights` downloads the pinned NV-Segment-CT checkpoint ahead of time.
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--cache-rate", type=_fraction, metavar="RATE", help="share of training cases cached in RAM")
     recipe.add_argument("--seed", type=int, help="the bundle's set_determinism seed (default: the bundle's, 0); "
                         "vary it to measure run-to-run noise")
+    recipe.add_argument("--seeds", type=parse_seeds, metavar="LIST",
+                        help="a seed sweep, e.g. 0,1,2: one finetune per seed into OUT/seed-S, one shared pretrained "
+                             "evaluation, the gain's spread in OUT/sweep.json")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
     model = parser.add_argument_group("model and bundle")
     model.add_argument("--pretrained-ckpt", metavar="PATH", help="start from this checkpoint")
@@ -97,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     multi.add_argument("--nnodes", type=_positive_int, help="number of machines taking part")
     multi.add_argument("--node-rank", type=int, metavar="RANK", help="this machine's rank, 0..nnodes-1")
     multi.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address of node 0")
+    cache = parser.add_argument_group("preprocessing cache (each case preprocessed once, for every phase and later runs)")
+    cache.add_argument("--preprocess-cache", type=Path, metavar="DIR",
+                       help="where (default: $XDG_CACHE_HOME/nvseg-bench, else ~/.cache/nvseg-bench)")
+    cache.add_argument("--no-preprocess-cache", action="store_true", help="preprocess every case in every phase")
     parser.add_argument("--allow-cpu", action="store_true", help="let --sanity run without a CUDA GPU")
     parser.add_argument("--dry-run", action="store_true",
                         help="check inputs, plan and stage configs, print the phase commands; start no phase")
@@ -119,7 +127,8 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]):
         epochs=args.epochs, learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
         pretrained_ckpt=args.pretrained_ckpt, network_config=args.network_config, bundle_dir=args.bundle_dir,
         phase_timeout=args.phase_timeout, seed=args.seed, allow_cpu=args.allow_cpu, nnodes=args.nnodes,
-        node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, command_line=shlex.join([PROG, *argv]))
+        node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, preprocess_cache=args.preprocess_cache,
+        no_preprocess_cache=args.no_preprocess_cache, command_line=shlex.join([PROG, *argv]))
 
 
 def print_warnings(warnings: list[str], shown: int = 10) -> None:
@@ -134,12 +143,17 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from . import evidence, output, result
     from .run import prepare, run_phases
 
+    if args.seeds:
+        from .sweep import execute_sweep
+        return execute_sweep(args, argv)
     started, started_epoch = time.monotonic(), time.time()
     prepared = prepare(to_request(args, argv))
     print(f"{PROG}: {prepared.settings.preset} run of {prepared.dataset_dir} -> {prepared.out_dir}")
     for line in prepared.plan.rationale:
         print(f"  plan  {line}")
     print_warnings(prepared.audit.get("anatomy_warnings", []))
+    if prepared.cache is None and prepared.cache_note and not args.no_preprocess_cache:
+        print(f"{PROG}: warning: {prepared.cache_note}", file=sys.stderr)
     if args.dry_run:
         for name, command in prepared.commands.items():
             env = f"PYTHONPATH={shlex.quote(str(prepared.bundle_dir))} PYTHONDONTWRITEBYTECODE=1"
@@ -150,11 +164,16 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     doc, code = result.build(prepared, results, wall=time.monotonic() - started, started_epoch=started_epoch,
                              interrupted=interrupted, planned=args.dry_run)
     evidence.write_manifest(prepared.out_dir, {"pretrained_ckpt": prepared.weights.to_json(),
-                                               "dataset": evidence.dataset_inputs(prepared.entries, prepared.dataset_dir)})
+                                               "dataset": evidence.dataset_inputs(
+                                                   prepared.entries, prepared.dataset_dir,
+                                                   prepared.cache.digests if prepared.cache else None)})
     path, errors = output.write(doc, prepared.out_dir)
     print(f"{PROG}: {doc['headline']}")
+    if doc["output"].get("gain_warning"):
+        print(f"{PROG}: warning: {doc['output']['gain_warning']}")
     print(f"  output.json: {path}")
     print(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
+    print(f"  preprocess cache: {result.cache_line(doc['runtime']['preprocess_cache'])}")
     if "error" in doc:
         print(f"  {doc['error']['message']}", file=sys.stderr)
     if errors:

@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from . import evidence, peer
+from . import evidence, gain_stats, peer, preprocess_cache
 from .decision import decide
 from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
 from .logparse import LogFacts
@@ -125,6 +125,8 @@ def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: f
         "sanity_reference_checks": None,
         "sanity_recovery_demonstrated": None,
     }
+    out |= gain_stats.output_fields(out["formal_pretrained_per_case"], out["formal_finetuned_per_case"],
+                                    verdict["recommended_is_finetuned"])
     # the peer skill's names for the training-trace fields
     out |= {"baseline_val_dice": out["training_start_val_dice"], "best_val_dice": out["training_best_val_dice"],
             "best_epoch_index": out["training_best_epoch_index"]}
@@ -141,6 +143,7 @@ def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: in
         "phase_peak_gpu_mb": {n: r.peak_gpu_mb for n, r in results.items()},
         "phase_peak_rss_mb": {n: r.peak_rss_mb for n, r in results.items()},
         "phase_seconds": {n: r.seconds for n, r in results.items()},
+        "phase_timing": {n: r.timing() for n, r in results.items()},
         "phase_failures": {n: r.failure for n, r in results.items() if r.failure},
         "phase_gpu_samples": {n: r.gpu for n, r in results.items() if r.gpu.get("gpu_samples")},
         "return_code": return_code,
@@ -158,7 +161,7 @@ def headline(out: dict[str, Any], status: str) -> str:
     pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
     keep = "keep the finetuned checkpoint" if out["recommended_is_finetuned"] else "keep the pretrained checkpoint"
     if pre is not None and post is not None:
-        return f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}); {keep}"
+        return f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}{gain_stats.summary(out.get('formal_gain_stats'))}); {keep}"
     start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
     if start is not None and best is not None:
         return f"training-time Dice {start:.4f} -> best {best:.4f}; {keep}"
@@ -184,7 +187,7 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
         "plan": p.plan.to_json(),
         "invocation": _invocation_block(p, results),
         "output": out,
-        "runtime": _runtime_block(results, wall, code),
+        "runtime": _runtime_block(results, wall, code) | {"preprocess_cache": cache_block(p)},
         "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": peer.whole_mib(r.peak_gpu_mb)}
                            for n, r in results.items()],
                  "total_seconds": round(wall, 2)},
@@ -193,6 +196,19 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
         bad = failed or list(results.values())[-1]
         result["error"] = {"kind": bad.failure or "crash", "phase": bad.name, "message": failure_message(bad)}
     return result, code
+
+
+def cache_block(p: Prepared) -> dict[str, Any]:
+    if p.cache is None:
+        return preprocess_cache.disabled(p.cache_note or "off")
+    return p.cache.report()
+
+
+def cache_line(block: dict[str, Any]) -> str:
+    if not block["enabled"]:
+        return f"off ({block['note']})"
+    return (f"{block['hits']} hits, {block['misses']} misses, {block['rebuilt_bad_entries']} bad entries rebuilt, "
+            f"{block['bytes'] / 2**20:.1f} MiB in {block['dir']}")
 
 
 def failure_message(r: PhaseResult) -> str:

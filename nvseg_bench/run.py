@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import audit, dataset, environment, labels, layout, pins
+from . import audit, dataset, environment, labels, layout, pins, preprocess_cache
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, child_env, command_prefix, run_phase
 from .plan import Plan, make_plan
@@ -53,6 +53,8 @@ class Request:
     nnodes: int | None = None
     node_rank: int | None = None
     rdzv_endpoint: str | None = None
+    preprocess_cache: Path | None = None
+    no_preprocess_cache: bool = False
     command_line: str = ""
 
 
@@ -72,6 +74,8 @@ class Prepared:
     weights: Weights
     staged: Staged
     commands: dict[str, list[str]] = field(default_factory=dict)
+    cache: preprocess_cache.PreprocessCache | None = None
+    cache_note: str | None = None
     label_dict_path: Path | None = None  # the class list the mapping was resolved against
 
 
@@ -180,8 +184,14 @@ def prepare(req: Request) -> Prepared:
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
                              auto_seg=bool(settings["auto_seg"]), seed=req.seed)
     staged = stage(plan, bundle_dir=bundle_dir, out_dir=out_dir, override=values, network_config=network)
+    cache, cache_note = None, "multi-GPU runs partition their datasets; not cached" if plan.multi_gpu else None
+    root, why = preprocess_cache.choose_root(req.preprocess_cache, req.no_preprocess_cache or plan.multi_gpu,
+                                             {"dataset dir": dataset_dir, "bundle dir": bundle_dir})
+    if root is not None:
+        cache, staged = preprocess_cache.attach(root, staged=staged, entries=entries, dataset_dir=dataset_dir,
+                                                values=values, formal_eval=not req.skip_formal_eval)
     prepared = Prepared(req, settings, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
-                        findings, env, plan, weights, staged)
+                        findings, env, plan, weights, staged, cache=cache, cache_note=cache_note or why)
     prepared.commands = phase_commands(prepared)
     prepared.label_dict_path = dict_path
     return prepared
@@ -215,6 +225,9 @@ def run_phases(p: Prepared, started_wall: float) -> tuple[dict[str, PhaseResult]
     """Run in order; stop at the first failure. Returns the results and whether Ctrl-C ended it."""
     results: dict[str, PhaseResult] = {}
     env = child_env(p.bundle_dir)
+    if p.cache is not None:
+        p.cache.begin()
+        env |= p.cache.child_env()
     (p.out_dir / "logs").mkdir(exist_ok=True)
     names = list(p.commands)
     for index, name in enumerate(names, start=1):
