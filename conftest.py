@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 REAL_RUN_FIXTURES = {"nvseg_run", "nvseg_runs", "smoke_run"}
+pytest_plugins = ["pytester"]  # the plugin's own tests run whole sessions with it
 
 
 def pytest_configure(config: pytest.Config) -> None:

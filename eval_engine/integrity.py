@@ -8,7 +8,7 @@ from typing import Any, Iterator
 from .findings import Finding, failed, passed, skipped, warned
 from .pack import Pack, sha256_file
 
-NOT_IN_MANIFEST = {"output.json", "manifest.json"}
+NOT_IN_MANIFEST = {"output.json", "manifest.json", "trust_summary.json", "trust_summary.md"}  # the last two: this verifier's own output
 
 
 def check_manifest(pack: Pack) -> Finding:
@@ -85,7 +85,7 @@ def _paths(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
 
 # fields that legitimately point outside the pack: inputs, the environment, the commands
 ALLOWED_OUTSIDE = ("/input/", "/invocation/", "/environment/", "/output/pretrained_ckpt",
-                   "/output/checkpoint_comparisons_to_pretrained/pretrained", "/runtime/log_tail")
+                   "/output/checkpoint_comparisons_to_pretrained/best/pretrained", "/runtime/log_tail")
 
 
 def check_escaping_paths(pack: Pack) -> Finding:

@@ -156,12 +156,15 @@ def check_checkpoints(pack: Pack) -> list[Finding]:
     found = compare_state_files(readable["finetuned"], readable["pretrained"])
     identical, n_changed = found["identical"], found["n_changed"]
     claimed = out.get("finetuned_ckpt_matches_pretrained_weights")
-    comparison = out.get("checkpoint_comparisons_to_pretrained") or {}
+    comparison = (out.get("checkpoint_comparisons_to_pretrained") or {}).get("best") or {}
     numbers = {"identical": identical, "changed": n_changed, "claimed_identical": claimed,
                "claimed_changed": comparison.get("n_changed")}
-    if claimed != identical or comparison.get("n_changed", n_changed) != n_changed:
+    # the peer's graders read best.weights_identical: it must agree too
+    if (claimed != identical or comparison.get("weights_identical", identical) != identical
+            or comparison.get("n_changed", n_changed) != n_changed):
         findings.append(failed("checkpoint_claims", f"recomputed: {n_changed} tensors changed (identical={identical}); "
-                               f"output.json claims identical={claimed}, n_changed={comparison.get('n_changed')}", **numbers))
+                               f"output.json claims identical={claimed} (best.weights_identical="
+                               f"{comparison.get('weights_identical')}), n_changed={comparison.get('n_changed')}", **numbers))
     else:
         findings.append(passed("checkpoint_claims", f"recomputed {n_changed} changed tensors, as claimed", **numbers))
     return findings

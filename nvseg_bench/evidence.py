@@ -88,10 +88,10 @@ def _groups(state: dict, budget: int) -> list[list[str]]:
     return groups
 
 
-def _compare_run(new: dict, old: dict, keys: list[str]) -> tuple[list[str], list[str], float]:
+def _compare_run(new: dict, old: dict, keys: list[str]) -> tuple[list[str], list[str], float, float]:
     import torch
 
-    changed, shapes, max_diff = [], [], 0.0
+    changed, shapes, max_diff, total_diff = [], [], 0.0, 0.0
     for key in keys:
         a, b = new[key], old[key]
         if a.shape != b.shape:
@@ -99,13 +99,15 @@ def _compare_run(new: dict, old: dict, keys: list[str]) -> tuple[list[str], list
         elif not torch.equal(a, b):
             changed.append(key)
             if a.is_floating_point():
-                max_diff = max(max_diff, float((a.float() - b.float()).abs().max()))
-    return changed, shapes, max_diff
+                diff = (a.float() - b.float()).abs()
+                max_diff, total_diff = max(max_diff, float(diff.max())), total_diff + float(diff.sum())
+    return changed, shapes, max_diff, total_diff
 
 
 def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
     """Tensor-by-tensor comparison; `identical` means same keys and every tensor equal.
 
+    `total_abs_diff` sums |finetuned - pretrained| over every changed floating-point tensor.
     Both files are memory-mapped and compared one run of tensors at a time; the mapping is dropped
     after each run, because pages read through a mapping stay resident until it is unmapped. Two
     full-size vista3d132 checkpoints (832 MiB each) then cost about 2 x GROUP_BYTES of extra memory.
@@ -116,13 +118,13 @@ def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
     only_new, only_old = sorted(set(new) - set(old)), sorted(set(old) - set(new))
     groups = _groups({k: new[k] for k in shared}, GROUP_BYTES)
     del new, old  # only names and sizes were read: nothing resident yet
-    changed, max_diff, shape_mismatch = [], 0.0, []
+    changed, max_diff, total_diff, shape_mismatch = [], 0.0, 0.0, []
     for group in groups:
         # fresh mappings per run, passed in and dropped on return, so their pages go back
-        run_changed, run_shapes, run_diff = _compare_run(load_new(), load_old(), group)
+        run_changed, run_shapes, run_diff, run_total = _compare_run(load_new(), load_old(), group)
         changed += run_changed
         shape_mismatch += run_shapes
-        max_diff = max(max_diff, run_diff)
+        max_diff, total_diff = max(max_diff, run_diff), total_diff + run_total
     return {
         "finetuned": str(finetuned),
         "pretrained": str(pretrained),
@@ -130,6 +132,8 @@ def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
         "n_changed": len(changed),
         "n_equal": len(shared) - len(changed) - len(shape_mismatch),
         "max_abs_diff": max_diff,
+        "total_abs_diff": total_diff,
+        "same_keys": not only_new and not only_old,
         "shape_mismatch": shape_mismatch[:20],
         "keys_only_in_finetuned": only_new[:20],
         "keys_only_in_pretrained": only_old[:20],

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from .gpusampler import GpuSampler
 from .logparse import LogFacts
+from .pins import phase_python
 
 TAIL_LINES = 40
 
@@ -67,10 +68,11 @@ class PhaseResult:
 
 def command_prefix(nproc: int, torchrun_args: list[str] | None = None) -> list[str]:
     """`python -m monai.bundle run`, or torchrun around it for several processes or nodes."""
+    python = phase_python()
     if nproc >= 2 or torchrun_args:
-        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+        return [python, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
                 *(torchrun_args or []), "-m", "monai.bundle", "run"]
-    return [sys.executable, "-m", "monai.bundle", "run"]
+    return [python, "-m", "monai.bundle", "run"]
 
 
 def bundle_command(prefix: list[str], stack: list[str], bundle_dir: Path, extra: dict[str, str] | None = None) -> list[str]:

@@ -9,7 +9,7 @@ import nibabel
 import numpy as np
 import pytest
 
-from .conftest import FIXTURE, REPO, tree_digest
+from .helpers import FIXTURE, REPO, tree_digest
 
 pytestmark = pytest.mark.slow
 BUNDLE = REPO / "bundle"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .helpers import REPO
 
 THIS_FILE = Path(__file__).resolve().relative_to(REPO).as_posix()
 OUTSIDE = re.compile(r"DESIGN\.md|\.\./shared|/work/shared")

@@ -13,7 +13,7 @@ import pytest
 
 from nvseg_bench.evidence import per_case_dice
 
-from .conftest import FIXTURE, REPO
+from .helpers import FIXTURE, REPO
 
 SMOKE = ["--smoke", "--epochs", "1"]
 

@@ -74,6 +74,14 @@ def test_one_changed_tensor_is_counted_with_its_size(tmp_path):
     assert not result["identical"] and result["n_changed"] == 1 and result["max_abs_diff"] == pytest.approx(0.5)
 
 
+def test_the_comparison_sums_every_difference_and_says_whether_the_keys_match(tmp_path):
+    old = _save(tmp_path / "old.pt", a=torch.zeros(3), b=torch.zeros(2))
+    new = _save(tmp_path / "new.pt", a=torch.tensor([0.25, 0.0, -0.5]), b=torch.zeros(2), c=torch.ones(1))
+    result = compare_checkpoints(new, old)
+    assert result["total_abs_diff"] == pytest.approx(0.75) and result["max_abs_diff"] == pytest.approx(0.5)
+    assert result["same_keys"] is False and compare_checkpoints(old, old)["same_keys"] is True
+
+
 def test_a_model_wrapped_checkpoint_and_ddp_prefixes_compare_by_tensor(tmp_path):
     torch.save({"model": {"module.a": torch.ones(2)}}, tmp_path / "wrapped.pt")
     plain = _save(tmp_path / "plain.pt", a=torch.ones(2))

@@ -16,7 +16,7 @@ from nvseg_bench.errors import MappingError
 from nvseg_bench.labels import find_label_dict
 from nvseg_bench.output import schema_errors
 
-from .conftest import FIXTURE, REPO, tree_digest
+from .helpers import FIXTURE, REPO, tree_digest
 
 sys.path.insert(0, str(REPO / "fixtures"))
 import make_upstream_bundle  # noqa: E402

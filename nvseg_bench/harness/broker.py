@@ -4,18 +4,23 @@ Under a per-run file lock the broker looks up the cached entry; a matching key i
 --nvseg-rerun, which still shares a run made earlier in this same session with other xdist
 workers). A miss runs the CLI, with the GPU lock held when GPUs are allowed, and stores the entry.
 Only complete runs (exit 0, or 4: sanity references missed) are reused by later sessions; a
-crashed or refused run is re-tried next session.
+crashed or refused run is re-tried next session. Each entry keeps the digests of the pack its run
+left; in trusted mode the verifier's verdict is kept beside them (see trust.py). With
+--nvseg-trusted-only nothing runs: the one pack given is served as the run its plan names.
 """
 from __future__ import annotations
 
+import json
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
+from ..sweep import evidence_dir
 from .cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint, stat_listing
 from .options import HarnessOptions
-from .runs import RunEvidence, RunSkipped, RunSpec, build_spec, execute, skip_reason
+from .runs import RunEvidence, RunSkipped, RunSpec, build_spec, pack_run_name, run_cli, skip_reason
+from .trust import judge_pack, pack_digests
 
 REUSABLE_EXIT_CODES = (0, 4)
 
@@ -39,6 +44,8 @@ class RunBroker:
         return found
 
     def _obtain(self, name: str) -> RunEvidence:
+        if self.opts.trusted_only is not None:
+            return self._as_found(name, self.opts.trusted_only)
         reason = skip_reason(name, self.opts, self.gpu_count)
         if reason:
             raise RunSkipped(reason)
@@ -48,10 +55,36 @@ class RunBroker:
             key = cache_key(parts)
             entry = self.store.load(name)
             hit = self._usable(entry, key)
-            if hit:
-                return RunEvidence.from_entry(entry, hit)
-            why = self._why(entry, parts)
-            return self._run(spec, key, parts, entry, why)
+            if not hit:
+                entry, hit = self._run(spec, key, parts, entry, self._why(entry, parts)), "ran"
+            if self.opts.trusted:
+                self._trust(entry)
+            return RunEvidence.from_entry(entry, hit)
+
+    def _trust(self, entry: dict[str, Any]) -> None:
+        """Judge the run's pack (or re-use the kept verdict) and keep the verdict in its entry."""
+        out = Path(entry["out"])
+        if not (out / "output.json").is_file():
+            return
+        trust = judge_pack(out, self.memo, entry.get("pack"), entry.get("trust"))
+        if trust.source == "ran":
+            self.say(f"nvseg: the verifier judged {entry['name']}: {trust.verdict} ({trust.summary})")
+        entry["trust"] = trust.to_json()
+        self.store.save(entry["name"], entry)
+
+    def _as_found(self, name: str, pack: Path) -> RunEvidence:
+        doc = json.loads((pack / "output.json").read_text())
+        found = pack_run_name(doc)
+        if name != found:
+            raise RunSkipped(f"--nvseg-trusted-only judges the {found} run in {pack}; this is the {name} run")
+        run = RunEvidence.from_pack(name, pack, doc)
+        with self.store.lock(name):  # xdist workers share one verdict
+            kept = self.store.load(f"{name}-as-found") or {}
+            run.trust = judge_pack(pack, self.memo, None, kept.get("trust") if kept.get("out") == str(pack) else None)
+            self.store.save(f"{name}-as-found", {"out": str(pack), "trust": run.trust.to_json()})
+        if run.trust.source == "ran":
+            self.say(f"nvseg: the verifier judged the pack {pack}: {run.trust.verdict}")
+        return run
 
     def _usable(self, entry: dict[str, Any] | None, key: str) -> str | None:
         """'shared' or 'cache' when the entry can stand for this run, else None."""
@@ -75,22 +108,25 @@ class RunBroker:
             return "--nvseg-rerun"
         return f"the cached run exited {entry.get('returncode')}"
 
-    def _run(self, spec: RunSpec, key: str, parts: dict[str, str], old: dict[str, Any] | None, why: str) -> RunEvidence:
+    def _run(self, spec: RunSpec, key: str, parts: dict[str, str], old: dict[str, Any] | None,
+             why: str) -> dict[str, Any]:
         out = self.store.fresh_dir(spec.name, key)
         out.parent.mkdir(parents=True, exist_ok=True)
         self.say(f"nvseg: running {spec.name} ({why}) -> {out}")
         watched = [path for path in spec.inputs.values() if path is not None and path.exists()]
         before = stat_listing(watched)
         with self.store.device_lock() if spec.uses_gpu else nullcontext():
-            code, seconds, tail = execute(spec, out, self.say)
+            code, seconds, tail = run_cli(spec, out, self.say)
+        out = evidence_dir(out)  # a seed sweep (--nvseg-seeds): its representative seed's folder
         untouched = stat_listing(watched) == before
         entry = {"name": spec.name, "out": str(out), "returncode": code, "wall_seconds": round(seconds, 2),
                  "console_tail": tail, "key": key, "parts": parts, "session": self.session,
                  "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), "inputs_unchanged": untouched,
                  "reference": spec.reference, "args": spec.args,
-                 "executions": int((old or {}).get("executions", 0)) + 1}
+                 "executions": int((old or {}).get("executions", 0)) + 1,
+                 "pack": pack_digests(out, self.memo) if out.is_dir() else None}
         self.store.save(spec.name, entry)
         if old and old.get("out") and old["out"] != str(out):
             self.store.forget_dir(Path(old["out"]))
         self.say(f"nvseg: {spec.name} exited {code} after {seconds:.1f} s")
-        return RunEvidence.from_entry(entry, "ran")
+        return entry

@@ -4,8 +4,10 @@ The key hashes the run's CLI arguments, the bundle files, the dataset files, the
 network config it starts from, the wrapper code that plans and stages (the harness itself is left
 out: a report change does not change a result), package versions, and the machine facts the plan
 reads (GPUs, CPUs, RAM). Staged configs are a pure function of these. File digests are
-remembered by (path, size, mtime), so a cache hit re-reads no data. Entries live in pytest's cache (`config.cache`), so
-`--cache-clear` empties them; a file lock per run makes xdist workers share one execution.
+remembered by (path, size, mtime), so a cache hit re-reads no data. Entries live in pytest's cache
+(`config.cache`), so `--cache-clear` empties them; with the cache provider off (`-p no:cacheprovider`)
+they live in a `DirCache` under --nvseg-out, or, without it, in a folder of this session only
+(nothing is reused). A file lock per run makes xdist workers share one execution.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from filelock import FileLock
@@ -27,10 +30,59 @@ MEMO_KEY = "nvseg/sha256"
 SKIP_NAMES = {"__pycache__", ".git", ".pytest_cache"}
 
 
+class KeyValues(Protocol):
+    """What the harness uses of pytest's cache: JSON values by key, and folders of its own."""
+
+    def get(self, key: str, default: Any) -> Any: ...
+    def set(self, key: str, value: Any) -> None: ...
+    def mkdir(self, name: str) -> Path: ...
+
+
+class DirCache:
+    """pytest.Cache's get/set/mkdir over a folder, for sessions without the cache provider."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get(self, key: str, default: Any) -> Any:
+        path = self.root / "v" / key
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return default
+
+    def set(self, key: str, value: Any) -> None:
+        path = self.root / "v" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(value, indent=2, sort_keys=True))
+        partial.replace(path)
+
+    def mkdir(self, name: str) -> Path:
+        path = self.root / "d" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def choose_cache(config: pytest.Config, out: Path | None, session: str) -> tuple[KeyValues, str | None]:
+    """pytest's cache when the provider is on; else a DirCache, and a line for the header saying so."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return cache, None
+    off = "pytest's cache provider is off (-p no:cacheprovider)"
+    if out is not None:
+        root = out / ".nvseg-cache"
+        return DirCache(root), f"nvseg: {off}; run entries are kept under {root} (from --nvseg-out)"
+    root = Path(tempfile.gettempdir()) / f"nvseg-session-{session[:12]}"
+    return DirCache(root), (f"nvseg: {off} and no --nvseg-out was given, so nothing is cached: every session runs "
+                            f"its finetunes again (evidence under {root / 'd' / 'nvseg' / 'runs'}). "
+                            "Pass --nvseg-out=DIR to keep runs between sessions.")
+
+
 class DigestMemo:
     """sha256 of files, remembered across sessions by path, size and mtime."""
 
-    def __init__(self, cache: pytest.Cache) -> None:
+    def __init__(self, cache: KeyValues) -> None:
         self.cache = cache
         self.known: dict[str, str] = dict(cache.get(MEMO_KEY, {}))
         self.dirty = False
@@ -108,9 +160,9 @@ def changed_parts(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 
 class RunStore:
-    """Finished runs by name, in pytest's cache; run dirs under the evidence root."""
+    """Finished runs by name, in pytest's cache (or a DirCache); run dirs under the evidence root."""
 
-    def __init__(self, cache: pytest.Cache, evidence_root: Path | None) -> None:
+    def __init__(self, cache: KeyValues, evidence_root: Path | None) -> None:
         self.cache = cache
         self.home = cache.mkdir("nvseg")
         self.root = evidence_root or self.home / "runs"

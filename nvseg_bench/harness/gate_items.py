@@ -11,6 +11,7 @@ import warnings
 import pytest
 
 from .gates import judge
+from .plugin import OPTIONS
 from .runs import RunEvidence
 
 
@@ -18,11 +19,13 @@ class NvsegGateNote(UserWarning):
     """A gate passed with something a person should read (the epoch-0 trap)."""
 
 
-def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, record_property) -> None:
-    verdict = judge(nvseg_gate, nvseg_run)
-    record_property("nvseg_out", str(nvseg_run.out))
-    record_property("nvseg_source", nvseg_run.source)
-    record_property("nvseg_message", verdict.message)
+def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, request: pytest.FixtureRequest) -> None:
+    verdict = judge(nvseg_gate, nvseg_run, request.config.stash[OPTIONS].require_significant)
+    # straight into user_properties: the JUnit file gets them as with record_property, minus its xunit2 warning
+    request.node.user_properties += [("nvseg_out", str(nvseg_run.out)), ("nvseg_source", nvseg_run.source),
+                                     ("nvseg_message", verdict.message)]
+    if nvseg_gate == "trusted" and nvseg_run.trust is not None:
+        request.node.user_properties += nvseg_run.trust.properties()
     if verdict.note:
         warnings.warn(NvsegGateNote(f"{nvseg_run.name}/{nvseg_gate}: {verdict.message}"), stacklevel=1)
     if verdict.status == "skipped":

@@ -6,18 +6,15 @@ they never re-run anything.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..decision import MIN_GAIN
-from ..output import schema_errors
-from ..reference import TASK06_FIELD_MIN, measured
+from ..output import both_schema_errors
+from ..reference import bounds, measured
 from .runs import RunEvidence
-
-SMOKE_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "smoke_reference.json"
 
 
 @dataclass
@@ -44,10 +41,10 @@ def _out(run: RunEvidence) -> dict[str, Any]:
 
 
 def schema_valid(run: RunEvidence) -> Verdict:
-    errors = schema_errors(run.doc or {})
+    errors = both_schema_errors(run.doc or {})
     if errors:
-        return bad(f"output.json breaks its schema in {len(errors)} places; first: {errors[0]}")
-    return ok(f"output.json validates (status {run.doc['status']!r})")
+        return bad(f"output.json breaks its schema or the peer skill's in {len(errors)} places; first: {errors[0]}")
+    return ok(f"output.json validates against ours and the peer skill's schema (status {(run.doc or {}).get('status')!r})")
 
 
 def phases_returned_0(run: RunEvidence) -> Verdict:
@@ -80,26 +77,53 @@ def loss_finite(run: RunEvidence) -> Verdict:
 
 
 def finetuned_ckpt_exists(run: RunEvidence) -> Verdict:
-    path = _out(run).get("finetuned_ckpt")
-    if not path or not Path(path).is_file():
+    path = run.locate(_out(run).get("finetuned_ckpt"))
+    if path is None or not path.is_file():
         return bad(f"no finetuned checkpoint at {path} (output.finetuned_ckpt_exists is "
                    f"{_out(run).get('finetuned_ckpt_exists')})")
-    return ok(f"{Path(path).name}, {Path(path).stat().st_size / 2**20:.1f} MiB")
+    return ok(f"{path.name}, {path.stat().st_size / 2**20:.1f} MiB")
+
+
+@dataclass
+class Comparison:
+    """The finetuned-vs-pretrained tensor comparison, from the flat or the peer's `best`-nested shape."""
+
+    found: bool
+    identical: bool | None
+    changed: int | None
+    total: int | None
+    max_abs_diff: float | None
+
+
+def comparison(out: dict[str, Any]) -> Comparison:
+    raw = out.get("checkpoint_comparisons_to_pretrained") or {}
+    raw = raw if isinstance(raw, dict) else {}
+    places = [raw, raw["best"]] if isinstance(raw.get("best"), dict) else [raw]
+
+    def pick(*names: str) -> Any:
+        return next((p[n] for p in places for n in names if p.get(n) is not None), None)
+
+    identical = pick("identical", "weights_identical")
+    if identical is None:
+        identical = out.get("finetuned_ckpt_matches_pretrained_weights")
+    changed = pick("n_changed", "differing_tensors")
+    changed = len(changed) if isinstance(changed, (list, dict)) else changed
+    return Comparison(bool(raw), identical, changed, pick("n_tensors", "tensor_count"), pick("max_abs_diff"))
 
 
 def tensors_changed(run: RunEvidence) -> Verdict:
     out = _out(run)
-    comparison = out.get("checkpoint_comparisons_to_pretrained") or {}
-    changed, total = comparison.get("n_changed"), comparison.get("n_tensors")
-    if comparison.get("identical") is False and changed:
-        return ok(f"{changed} of {total} tensors changed (max |diff| {comparison.get('max_abs_diff'):.3g})")
+    cmp = comparison(out)
+    if cmp.identical is False and cmp.changed:
+        spread = "" if cmp.max_abs_diff is None else f" (max |diff| {cmp.max_abs_diff:.3g})"
+        return ok(f"{cmp.changed} of {cmp.total} tensors changed{spread}")
     reason = str(out.get("decision_reason", ""))
-    if comparison.get("identical") and "epoch-0" in reason and not out.get("recommended_is_finetuned"):
+    if cmp.identical and "epoch-0" in reason and not out.get("recommended_is_finetuned"):
         return ok(f"epoch-0 trap, reported as such: no epoch beat the epoch-0 score, so the best checkpoint "
                   f"holds the pretrained weights and the pretrained one is recommended ({reason})", note=True)
-    if not comparison:
+    if not cmp.found:
         return bad("output.json has no checkpoint comparison (checkpoint_comparisons_to_pretrained)")
-    return bad(f"the finetuned checkpoint equals the pretrained one ({changed} of {total} tensors changed) "
+    return bad(f"the finetuned checkpoint equals the pretrained one ({cmp.changed} of {cmp.total} tensors changed) "
                f"and the run does not report the epoch-0 trap (decision: {reason!r})")
 
 
@@ -111,8 +135,7 @@ def decision_rule(run: RunEvidence, min_gain: float = MIN_GAIN) -> Verdict:
     else:
         before, after, basis = out.get("training_start_val_dice"), out.get("training_best_val_dice"), "training"
     gain = None if before is None or after is None else after - before
-    comparison = out.get("checkpoint_comparisons_to_pretrained") or {}
-    keep = (gain is not None and gain > min_gain and comparison.get("identical") is False
+    keep = (gain is not None and gain > min_gain and comparison(out).identical is False
             and bool(out.get("finetuned_ckpt_exists")))
     expected = out.get("finetuned_ckpt") if keep else out.get("pretrained_ckpt")
     gain_text = "none" if gain is None else f"{gain:+.4f}"
@@ -138,13 +161,8 @@ def formal_fields(run: RunEvidence) -> Verdict:
 
 
 def reference_bounds(reference: str | None) -> tuple[dict[str, float], dict[str, float], str] | None:
-    """(min, max, source) for a run's reference, or None when the run has none."""
-    if reference == "task06":
-        return TASK06_FIELD_MIN, {}, "Task06 reference gates (docs/task06-and-results.md, nvseg_bench/reference.py)"
-    if reference:
-        card = json.loads(SMOKE_REFERENCE.read_text())[reference]
-        return card.get("min", {}), card.get("max", {}), f"{reference} ranges ({SMOKE_REFERENCE.name})"
-    return None
+    """(min, max, source) for a run's reference, read from its reference file, or None when it has none."""
+    return bounds(reference) if reference else None
 
 
 def reference_ranges(run: RunEvidence) -> Verdict:
@@ -168,11 +186,27 @@ def reference_ranges(run: RunEvidence) -> Verdict:
     return ok(", ".join(seen) + f" inside {source}")
 
 
+def significance(run: RunEvidence, required: bool = False) -> Verdict:
+    """Opt-in (--nvseg-require-significant): the formal gain's 95% interval must lie above 0."""
+    out = _out(run)
+    stats, confidence = out.get("formal_gain_stats") or {}, out.get("gain_confidence")
+    if stats.get("ci_low") is None:
+        said = f"no interval ({stats.get('interval_note') or 'no paired formal evaluation'})"
+    else:
+        said = (f"gain {stats['mean_gain']:+.4f}, 95% CI {stats['ci_low']:+.4f}..{stats['ci_high']:+.4f} over "
+                f"{stats['n_cases']} cases: {confidence}")
+    if not required:
+        return skip(f"off (--nvseg-require-significant turns it on); {said}")
+    if confidence == "clear":
+        return ok(said)
+    return bad(f"{said}; the gain is not clear of noise: add validation cases or run a seed sweep (--nvseg-seeds)")
+
+
 def telemetry(run: RunEvidence) -> Verdict:
     runtime = (run.doc or {}).get("runtime", {})
     phases = list((run.doc or {}).get("invocation", {}).get("phase_return_codes", {}))
     seconds = runtime.get("phase_seconds", {})
-    memory = runtime.get("phase_peak_gpu_mb", {}) if run.doc and run.doc["environment"].get("cuda_available") \
+    memory = runtime.get("phase_peak_gpu_mb", {}) if run.doc and (run.doc.get("environment") or {}).get("cuda_available") \
         else runtime.get("phase_peak_rss_mb", {})
     lacking = [f"seconds of {p}" for p in phases if not (seconds.get(p) or 0) > 0]
     lacking += [f"peak memory of {p}" for p in phases if not (memory.get(p) or 0) > 0]
@@ -183,32 +217,66 @@ def telemetry(run: RunEvidence) -> Verdict:
 
 
 def inputs_untouched(run: RunEvidence) -> Verdict:
+    if run.inputs_unchanged is None:
+        return skip("not recorded: this pack was judged as found (--nvseg-trusted-only), not run by this session's harness")
     if not run.inputs_unchanged:
         return bad("a file under the bundle, dataset or checkpoint inputs was written while the run ran; "
                    "a run must only write its output dir")
     return ok("no file under the bundle, dataset or checkpoint inputs was written during the run")
 
 
-GATES: dict[str, tuple[str, Callable[[RunEvidence], Verdict]]] = {
-    "schema": ("output.json is schema-valid", schema_valid),
-    "phases": ("every phase returned 0", phases_returned_0),
-    "no_oom": ("no out-of-memory", no_oom),
-    "loss_finite": ("train loss finite", loss_finite),
-    "ckpt_exists": ("finetuned checkpoint exists", finetuned_ckpt_exists),
-    "ckpt_changed": ("tensors changed (or epoch-0 trap reported)", tensors_changed),
-    "decision": ("recommended checkpoint follows the rule", decision_rule),
-    "formal_fields": ("formal Dice fields present", formal_fields),
-    "reference": ("Dice inside reference ranges", reference_ranges),
-    "telemetry": ("runtime telemetry present", telemetry),
-    "inputs_untouched": ("inputs untouched", inputs_untouched),
+def trusted(run: RunEvidence) -> Verdict:
+    """The verifier's verdict on the pack (trusted mode): failed fails, warn passes with its warnings."""
+    trust = run.trust
+    if trust is None:
+        return bad("trusted mode is on, but the verifier's verdict is missing for this run")
+    where = f" ({trust.summary})" if trust.summary else ""
+    if trust.changed:
+        return bad(f"the pack changed after its run: {', '.join(trust.changed[:6])}; the verifier says "
+                   f"{trust.verdict}{where}" + "".join(f"; {f}" for f in trust.failed[:3]))
+    if trust.verdict in ("failed", "error"):
+        return bad(f"verifier verdict {trust.verdict}{where}: " + "; ".join(trust.failed[:5]))
+    if trust.verdict == "warn":
+        return ok(f"verifier verdict warn{where}: " + "; ".join(trust.warnings[:5]), note=True)
+    return ok(f"verifier verdict {trust.verdict}{where}")
+
+
+@dataclass(frozen=True)
+class Gate:
+    title: str
+    check: Callable[[RunEvidence], Verdict]
+    trusted_only: bool = False  # an item only under --nvseg-trusted / --nvseg-trusted-only
+
+
+GATES: dict[str, Gate] = {
+    "schema": Gate("output.json is valid under our schema and the peer skill's", schema_valid),
+    "phases": Gate("every phase returned 0", phases_returned_0),
+    "no_oom": Gate("no out-of-memory", no_oom),
+    "loss_finite": Gate("train loss finite", loss_finite),
+    "ckpt_exists": Gate("finetuned checkpoint exists", finetuned_ckpt_exists),
+    "ckpt_changed": Gate("tensors changed (or epoch-0 trap reported)", tensors_changed),
+    "decision": Gate("recommended checkpoint follows the rule", decision_rule),
+    "formal_fields": Gate("formal Dice fields present", formal_fields),
+    "reference": Gate("Dice inside reference ranges", reference_ranges),
+    "significance": Gate("formal gain clear of noise (opt-in)", significance),
+    "telemetry": Gate("runtime telemetry present", telemetry),
+    "inputs_untouched": Gate("inputs untouched", inputs_untouched),
+    "trusted": Gate("the CPU verifier trusts the pack", trusted, trusted_only=True),
 }
 
 
+def gate_names(trusted: bool) -> list[str]:
+    """The gates a session judges: every gate, less the trusted-mode ones when that mode is off."""
+    return [name for name, gate in GATES.items() if trusted or not gate.trusted_only]
+
+
 def gate_title(gate: str) -> str:
-    return GATES[gate][0] if gate in GATES else gate
+    return GATES[gate].title if gate in GATES else gate
 
 
-def judge(gate: str, run: RunEvidence) -> Verdict:
+def judge(gate: str, run: RunEvidence, require_significant: bool = False) -> Verdict:
     if run.doc is None:
         return bad(f"the run wrote no output.json (exit {run.returncode}): " + " ".join(run.console_tail[-6:]))
-    return GATES[gate][1](run)
+    if gate == "significance":
+        return significance(run, require_significant)
+    return GATES[gate].check(run)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from .trust import Trust
+
 
 @dataclass
 class GateOutcome:
@@ -27,6 +29,7 @@ class RunRecord:
     gates: dict[str, GateOutcome] = field(default_factory=dict)
     schema_problems: list[str] = field(default_factory=list)  # of output.json once `gates` is in it
     doc: dict[str, Any] | None = None  # output.json, read once (see output_json)
+    trust: Trust | None = None  # the verifier's verdict as the `trusted` item reported it (trusted mode)
 
     def output_json(self) -> dict[str, Any] | None:
         """The run's output.json, read on first use and kept (also once `gates` is added to it)."""
@@ -37,10 +40,13 @@ class RunRecord:
 
     @property
     def source(self) -> str:
-        """'ran', 'ran, shared by xdist workers', or 'cache'."""
+        """'ran', 'ran, shared by xdist workers', 'cache', or 'pack' (judged as found)."""
         if "ran" in self.sources:
             return "ran, shared by xdist workers" if "shared" in self.sources else "ran"
-        return "cache" if "cache" in self.sources else "shared" if self.sources else "?"
+        for kind in ("cache", "pack", "shared"):
+            if kind in self.sources:
+                return kind
+        return "?"
 
     @property
     def failed(self) -> list[str]:
@@ -75,6 +81,7 @@ class Ledger:
         run.out = props.get("nvseg_out", run.out)
         if "nvseg_source" in props:
             run.sources.add(props["nvseg_source"])
+        run.trust = Trust.from_properties(props) or run.trust
         if report.when == "setup" and report.skipped:
             run.skip_reason = _reason(report)
         outcome = report.outcome if report.when == "call" else "skipped" if report.skipped else "error"

@@ -5,7 +5,9 @@ that names the option and the fix before any test runs.
 """
 from __future__ import annotations
 
+import argparse
 import difflib
+import json
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -25,10 +27,13 @@ PATH_OPTIONS = [
     ("bundle-dir", "VISTA3D bundle for every run (default: this project's bundle/)"),
     ("out", "evidence root: runs are written under DIR/<run>-<key> (default: pytest's cache dir)"),
     ("report", "write report.md and a self-contained report.html here"),
+    ("trusted-only", "judge the existing run dir DIR (its output.json) with the gate items and the verifier; "
+                     "run nothing"),
 ]
 TEXT_OPTIONS = [
     ("target-anatomy", "VISTA3D class that local label 1 means, for the user run"),
     ("label-mapping", "'[[local, global], ...]' for the user run"),
+    ("seeds", "a seed sweep for every run, e.g. 0,1,2 (nvseg-finetune --seeds); gates judge the sweep's representative seed"),
     ("args", "other nvseg-finetune flags for every run, e.g. \"--seed 1 --phase-timeout 3600\""),
 ]
 # the harness owns these: a run's identity and where it writes
@@ -39,12 +44,19 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("nvseg", GROUP)
     group.addoption("--gpu", action="store_true", help="allow runs on a CUDA GPU (without it every run sees no GPU)")
     group.addoption("--nvseg-rerun", action="store_true", help="ignore cached runs and run again")
+    group.addoption("--nvseg-trusted", action="store_true",
+                    help="after each run, judge its pack with the CPU verifier (python -m eval_engine.run_trusted) "
+                         "and add a `trusted` gate")
     for name, text in PATH_OPTIONS + TEXT_OPTIONS:
         dest = "nvseg_" + name.replace("-", "_")
         group.addoption(f"--nvseg-{name}", dest=dest, metavar="DIR" if (name, text) in PATH_OPTIONS else "VALUE",
                         help=text)
         parser.addini(dest, f"default for --nvseg-{name}", type="string", default="")
     parser.addini("nvseg_gpu", "default for --gpu", type="bool", default=False)
+    parser.addini("nvseg_trusted", "default for --nvseg-trusted", type="bool", default=False)
+    group.addoption("--nvseg-require-significant", action="store_true",
+                    help="turn on the significance gate: fail a run whose formal gain's 95%% interval is not above 0")
+    parser.addini("nvseg_require_significant", "default for --nvseg-require-significant", type="bool", default=False)
 
 
 def _value(config: pytest.Config, name: str) -> tuple[str | None, Path]:
@@ -114,6 +126,20 @@ def check_passthrough(text: str) -> list[str]:
     return tokens
 
 
+def check_pack(pack: Path | None) -> None:
+    """--nvseg-trusted-only must name a run dir: one with a readable output.json."""
+    if pack is None:
+        return
+    doc = pack / "output.json"
+    if not doc.is_file():
+        raise pytest.UsageError(f"--nvseg-trusted-only={pack} has no output.json. Pass the --output-dir of one "
+                                "nvseg-finetune run (the folder that holds output.json and manifest.json).")
+    try:
+        json.loads(doc.read_text())
+    except ValueError as exc:
+        raise pytest.UsageError(f"{doc} is not valid JSON ({exc}); copy the run dir again from where it ran.") from None
+
+
 @dataclass
 class HarnessOptions:
     gpu: bool = False
@@ -126,8 +152,12 @@ class HarnessOptions:
     bundle_dir: Path | None = None
     out: Path | None = None
     report: Path | None = None
+    trusted: bool = False
+    trusted_only: Path | None = None
     target_anatomy: str | None = None
     label_mapping: str | None = None
+    seeds: str | None = None
+    require_significant: bool = False
     args: list[str] = field(default_factory=list)
 
     @classmethod
@@ -137,4 +167,22 @@ class HarnessOptions:
         texts = {name.replace("-", "_"): _value(config, name)[0] for name, _ in TEXT_OPTIONS}
         args = check_passthrough(texts.pop("args") or "")
         gpu = bool(config.getoption("gpu") or config.getini("nvseg_gpu"))
-        return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), args=args, **paths, **texts)
+        check_pack(paths["trusted_only"])
+        trusted = bool(config.getoption("nvseg_trusted") or config.getini("nvseg_trusted") or paths["trusted_only"])
+        args += _seed_args(texts["seeds"])
+        significant = bool(config.getoption("nvseg_require_significant") or config.getini("nvseg_require_significant"))
+        return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), trusted=trusted, args=args,
+                   require_significant=significant, **paths, **texts)
+
+
+def _seed_args(seeds: str | None) -> list[str]:
+    """--nvseg-seeds=0,1,2 -> the CLI's --seeds, checked here so a typo is a usage error, not a failed run."""
+    if not seeds:
+        return []
+    from ..sweep import parse_seeds
+
+    try:
+        parse_seeds(seeds)
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"--nvseg-seeds: {exc}") from None
+    return ["--seeds", seeds]

@@ -17,8 +17,8 @@ import pytest
 from .. import __version__
 from ..environment import package_versions, visible_gpus_from_smi
 from .broker import RunBroker
-from .cache import DigestMemo, RunStore
-from .gates import GATES
+from .cache import DigestMemo, KeyValues, RunStore, choose_cache
+from .gates import gate_names
 from .ledger import Ledger
 from .options import HarnessOptions, add_options
 from .runs import RunEvidence, RunSkipped
@@ -39,6 +39,7 @@ SESSION = pytest.StashKey[str]()
 LEDGER = pytest.StashKey[Ledger]()
 BROKER = pytest.StashKey[RunBroker]()
 GPUS = pytest.StashKey[list]()
+CACHE = pytest.StashKey[tuple]()  # (KeyValues, header note or None)
 
 
 class XdistSession:
@@ -61,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS] = HarnessOptions.from_config(config)
     workerinput = getattr(config, "workerinput", None)
     config.stash[SESSION] = workerinput.get("nvseg_session", "") if workerinput else uuid.uuid4().hex
+    config.stash[CACHE] = choose_cache(config, config.stash[OPTIONS].out, config.stash[SESSION])
     config.stash[LEDGER] = Ledger()
     config.pluginmanager.register(config.stash[LEDGER], "nvseg-ledger")
     if workerinput is None and config.pluginmanager.hasplugin("xdist"):
@@ -73,7 +75,7 @@ def _gpus(config: pytest.Config) -> list[dict[str, Any]]:
     return config.stash[GPUS]
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     versions = package_versions()
     gpus = _gpus(config)
     if gpus:
@@ -82,8 +84,13 @@ def pytest_report_header(config: pytest.Config) -> str:
         device = f"GPU {names} x{len(gpus)}, {use}"
     else:
         device = "CPU only (no CUDA GPU visible)"
-    return (f"nvseg-bench {__version__}: torch {versions.get('torch')}, monai {versions.get('monai')}, "
-            f"numpy {versions.get('numpy')}; {device}")
+    lines = [f"nvseg-bench {__version__}: torch {versions.get('torch')}, monai {versions.get('monai')}, "
+             f"numpy {versions.get('numpy')}; {device}"]
+    note = config.stash[CACHE][1]
+    if config.stash[OPTIONS].trusted_only is not None:
+        lines.append(f"nvseg: judging the pack {config.stash[OPTIONS].trusted_only} as found; nothing runs")
+        note = None
+    return lines + ([note] if note else [])
 
 
 def _say(config: pytest.Config) -> Callable[[str], None]:
@@ -105,8 +112,8 @@ def nvseg_runs(pytestconfig: pytest.Config) -> RunBroker:
     config = pytestconfig
     if BROKER not in config.stash:
         opts = config.stash[OPTIONS]
-        store = RunStore(config.cache, opts.out)
-        config.stash[BROKER] = RunBroker(opts, store, DigestMemo(config.cache), config.stash[SESSION],
+        cache: KeyValues = config.stash[CACHE][0]
+        config.stash[BROKER] = RunBroker(opts, RunStore(cache, opts.out), DigestMemo(cache), config.stash[SESSION],
                                          len(_gpus(config)), _say(config))
     return config.stash[BROKER]
 
@@ -120,11 +127,12 @@ def _parametrized_by_caller(metafunc: pytest.Metafunc, name: str) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`nvseg_run` covers every run unless the test picks its own; then `nvseg_gate` every gate."""
+    """`nvseg_run` covers every run unless the test picks its own; then `nvseg_gate` every gate of the session."""
     if "nvseg_run" in metafunc.fixturenames and not _parametrized_by_caller(metafunc, "nvseg_run"):
         metafunc.parametrize("nvseg_run", RUN_PARAMS, indirect=True, scope="session")
     if "nvseg_gate" in metafunc.fixturenames:
-        metafunc.parametrize("nvseg_gate", list(GATES), ids=list(GATES))
+        names = gate_names(metafunc.config.stash[OPTIONS].trusted)
+        metafunc.parametrize("nvseg_gate", names, ids=names)
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +170,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             "`from nvseg_bench.harness.gate_items import test_gate` in a test file, or "
             "`--pyargs nvseg_bench.harness.gate_items`, and select a run with -m smoke / sanity / user.", yellow=True)
     if ledger.runs and not hasattr(config, "workerinput"):
-        from .finish import summary_lines
+        from .summary import summary_lines
 
         terminalreporter.section("nvseg-bench runs")
         for line in summary_lines(ledger, config.stash[OPTIONS]):

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..preset import read_fixture_card
 from .options import HarnessOptions
+from .trust import Trust
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_FIXTURE = REPO / "fixtures" / "spleen_micro"
@@ -51,12 +52,13 @@ class RunEvidence:
     returncode: int
     wall_seconds: float
     console_tail: list[str]
-    source: str  # "ran" (this process), "shared" (another xdist worker, this session), "cache"
+    source: str  # "ran" (this process), "shared" (another xdist worker, this session), "cache", "pack"
     key: str
     finished_at: str
-    inputs_unchanged: bool
+    inputs_unchanged: bool | None  # None: not known (a pack judged as found)
     reference: str | None
     args: list[str] = field(default_factory=list)
+    trust: Trust | None = None  # the verifier's verdict, in trusted mode
     _doc: dict[str, Any] | None = None
 
     @property
@@ -68,11 +70,37 @@ class RunEvidence:
                 self._doc = json.loads(path.read_text())
         return self._doc
 
+    def locate(self, recorded: str | None) -> Path | None:
+        """A path output.json recorded, re-rooted onto this run dir when it lay inside the dir the
+        run wrote (invocation.cwd): a pack copied elsewhere is judged on its own files."""
+        if not recorded:
+            return None
+        original = ((self.doc or {}).get("invocation") or {}).get("cwd")
+        try:
+            return self.out / Path(recorded).relative_to(original) if original else Path(recorded)
+        except ValueError:
+            return Path(recorded)
+
     @classmethod
     def from_entry(cls, entry: dict[str, Any], source: str) -> RunEvidence:
         fields = {k: entry[k] for k in ("name", "returncode", "wall_seconds", "console_tail", "key",
                                         "finished_at", "inputs_unchanged", "reference", "args")}
-        return cls(out=Path(entry["out"]), source=source, **fields)
+        trust = Trust.from_json(entry["trust"]) if entry.get("trust") else None
+        return cls(out=Path(entry["out"]), source=source, trust=trust, **fields)
+
+    @classmethod
+    def from_pack(cls, name: str, pack: Path, doc: dict[str, Any]) -> RunEvidence:
+        """A pack judged as found (--nvseg-trusted-only): nothing about how it ran is known but itself."""
+        runtime = doc.get("runtime") or {}
+        code = runtime.get("return_code")
+        return cls(name, pack, code if isinstance(code, int) else 0, float(runtime.get("wall_seconds") or 0), [],
+                   "pack", "", str(doc.get("finished_at", "")), None, REFERENCE.get(name), [], _doc=doc)
+
+
+def pack_run_name(doc: dict[str, Any]) -> str:
+    """Which run a pack is: its plan's preset (smoke or sanity), else the user run."""
+    preset = (doc.get("plan") or {}).get("preset")
+    return preset if preset in ("smoke", "sanity") else "user"
 
 
 def skip_reason(name: str, opts: HarnessOptions, gpu_count: int) -> str | None:
@@ -120,20 +148,20 @@ def build_spec(name: str, opts: HarnessOptions) -> RunSpec:
     return RunSpec(name, args, inputs, uses_gpu=opts.gpu, reference=REFERENCE[name])
 
 
-def child_env(uses_gpu: bool) -> dict[str, str]:
+def cli_env(uses_gpu: bool) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if not uses_gpu:
         env["CUDA_VISIBLE_DEVICES"] = ""  # without --gpu a run must not touch a GPU, even on a GPU host
     return env
 
 
-def execute(spec: RunSpec, out: Path, say: Callable[[str], None]) -> tuple[int, float, list[str]]:
+def run_cli(spec: RunSpec, out: Path, say: Callable[[str], None]) -> tuple[int, float, list[str]]:
     """Run the CLI; stream its progress lines; return (exit code, seconds, last console lines)."""
     command = [sys.executable, "-m", "nvseg_bench", *spec.args, "--output-dir", str(out)]
     tail: deque[str] = deque(maxlen=CONSOLE_TAIL)
     started = time.monotonic()
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=child_env(spec.uses_gpu), cwd=str(out.parent)) as proc:
+                          env=cli_env(spec.uses_gpu), cwd=str(out.parent)) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip("\n").split("\r")[-1]

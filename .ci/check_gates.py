@@ -1,0 +1,46 @@
+"""Check a JUnit XML file for a run's gate items: each gate the session should judge is there and passed.
+
+    python .ci/check_gates.py JUNIT_XML RUN [--trusted]
+
+pytest's exit code says whether something failed; this says whether the gates ran at all (a
+deselected or skipped gate item passes silently otherwise). Exit 0 when every gate item of RUN
+passed, 1 when one failed, was skipped or is missing, 2 when the file is not there.
+"""
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from nvseg_bench.harness.gates import gate_names
+
+
+def outcomes(junit: Path, run: str) -> dict[str, str]:
+    found = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "")
+        if not name.startswith(f"test_gate[{run}-"):
+            continue
+        gate = name.removeprefix(f"test_gate[{run}-").removesuffix("]")
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        found[gate] = kinds[0] if kinds else "passed"
+    return found
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or not Path(argv[0]).is_file():
+        print(__doc__, file=sys.stderr)
+        return 2
+    junit, run = Path(argv[0]), argv[1]
+    found = outcomes(junit, run)
+    problems = [f"{gate}: {found.get(gate, 'missing')}" for gate in gate_names(trusted="--trusted" in argv)
+                if found.get(gate) != "passed"]
+    if problems:
+        print(f"check_gates: {run} gates not passed in {junit}: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    print(f"check_gates: all {len(found)} {run} gates passed ({junit})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,38 @@
+"""Paths and helpers the test modules share (test files import from here, never from conftest.py)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from nvseg_bench.evidence import write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "fixtures" / "spleen_micro"
+PACKS = Path(__file__).resolve().parent / "packs"
+GATE_MODULE = "from nvseg_bench.harness.gate_items import test_gate  # noqa: F401\n"
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every file's path and bytes: any write under root changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def materialize_pack(name: str, dest: Path) -> Path:
+    """A stored pack (tests/packs/<name>, made by tests/packs/make_packs.py) as a run dir at dest.
+
+    The stored output.json and manifest inputs say @PACK@ and @REPO@ where the run had its own
+    paths; here they become dest and this checkout, and the manifest's file hashes are taken anew.
+    """
+    shutil.copytree(PACKS / name, dest)
+    fill = lambda text: text.replace("@PACK@", str(dest)).replace("@REPO@", str(REPO))  # noqa: E731
+    (dest / "output.json").write_text(fill((dest / "output.json").read_text()))
+    inputs = json.loads(fill((dest / "manifest.json").read_text()))["inputs"]
+    (dest / "manifest.json").unlink()
+    write_manifest(dest, inputs)
+    return dest
