@@ -8,7 +8,6 @@ the command line into a Request and prints what goes wrong before a run starts.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shlex
