@@ -19,7 +19,8 @@ from pathlib import Path
 import nibabel
 import numpy as np
 
-from .dataset import _UNUSABLE, _load, _voxels, case_name, entry_paths
+from . import anatomy
+from .dataset import _UNUSABLE, _load, _shown, _voxels, case_name, entry_paths
 from .errors import DataContractError
 
 CT_AIR_MAX_HU = -500.0
@@ -56,10 +57,13 @@ def _audit_case(entry: dict, dataset_dir: Path, local_values: list[int]) -> dict
     spacing = [float(z) for z in image.header.get_zooms()[:3]]
     voxel_ml = float(np.prod(spacing)) / 1000.0  # mm^3 -> mL
     flat = _flat(hu)
+    # NaN/Inf survive min/max and percentiles silently and turn into NaN losses in training
+    nonfinite = int(flat.size - np.count_nonzero(np.isfinite(flat))) if flat.dtype.kind in "fc" else 0
     sample = flat[:: max(1, flat.size // PERCENTILE_SAMPLES)]
     p01, p99 = np.percentile(sample, [1, 99])
     return {
         "name": case_name(entry["image"]),
+        "image": entry["image"],
         "fold": entry["fold"],
         "shape": [int(s) for s in image.shape],
         "spacing": [round(s, 6) for s in spacing],
@@ -69,6 +73,7 @@ def _audit_case(entry: dict, dataset_dir: Path, local_values: list[int]) -> dict
         "hu_max": float(flat.max()),
         "hu_p01": float(p01),
         "hu_p99": float(p99),
+        "nonfinite_voxels": nonfinite,
         "label_values": sorted(counts),
         "foreground_ml": {str(v): round(n * voxel_ml, 6) for v, n in sorted(counts.items()) if v},
         "components": {str(v): _components(labels, v) for v in local_values if v in counts},
@@ -154,5 +159,53 @@ def check_mapped_values_present(audit: dict, local_values: list[int]) -> None:
             _UNUSABLE,
             [f"mapped local value {', '.join(map(str, missing))} appears in no training label "
              f"({summary['n_train']} training cases; label values seen: {seen})"],
-            ["Correct --label-mapping / --target-anatomy to the values your labels use, "
-             "or fix the labels."])
+            ["Correct --label-mapping (or --target-anatomy with --user-label-idx) to the values "
+             "your labels use, or fix the labels."])
+
+
+def check_finite_images(audit: dict) -> None:
+    """Refuse images holding NaN or Inf voxels: training would turn them into NaN losses."""
+    bad = [f"{r['image']} holds {r['nonfinite_voxels']} NaN or Inf voxels (of {int(np.prod(r['shape']))})"
+           for r in audit["samples"] if r["nonfinite_voxels"]]
+    if bad:
+        raise DataContractError(
+            _UNUSABLE, [f"{len(bad)} image(s) hold voxels that are not numbers:", *_shown(bad)],
+            ["Replace them with a real value (air is about -1000 HU) when exporting, "
+             "or remove those cases from the datalist."])
+
+
+def overview(audit: dict, pairs: list[list[int]], names: dict[int, str], user_label_idx: int) -> dict:
+    """The audit with the peer skill's summary fields first, then the anatomy verdicts, then the rest.
+
+    The peer's `fg_*_seen` are per-case values of one label, the one the target anatomy occupies
+    (`user_label_idx` when mapped, else the first mapped value), and its `anatomy` is that class's
+    name; the per-label ranges and verdicts of every mapped value keep our own keys.
+    """
+    rows, summary = audit["samples"], audit["summary"]
+    locals_ = [str(local) for local, _ in pairs]
+    target = next((pair for pair in pairs if pair[0] == user_label_idx), pairs[0])
+    key = str(target[0])
+    head = {
+        "n_pairs": audit["n_pairs"],
+        "shape_consistent": not summary["shape_drift"],
+        "orientation_consistent": len(summary["orientation_codes"]) <= 1,
+        "orientation_codes_seen": sorted(summary["orientation_codes"]),
+        "image_looks_like_ct": summary["looks_like_ct"],
+        "image_hu_range_seen": summary["hu_range"],
+        "fg_volumes_ml_seen": [float(r["foreground_ml"].get(key, 0.0)) for r in rows],
+        "fg_components_seen": [int(r["components"].get(key, 0)) for r in rows],
+        "anatomy": names.get(target[1]),
+    }
+    verdicts = anatomy.assess(rows, pairs, names)
+    head |= {k: v for k, v in verdicts.items() if k != "anatomy"}
+    head |= {"user_label_idx": user_label_idx,
+             "user_label_idx_present_in_sample": user_label_idx in summary["label_values_seen"],
+             "anatomy_checks": verdicts["anatomy"],
+             "fg_volumes_ml_range_by_label": {k: _seen([r["foreground_ml"].get(k, 0.0) for r in rows]) for k in locals_},
+             "fg_components_range_by_label": {k: _seen([r["components"].get(k, 0) for r in rows]) for k in locals_}}
+    return head | {k: v for k, v in audit.items() if k not in head}
+
+
+def _seen(values: list[float]) -> list[float]:
+    """[min, max] over the cases."""
+    return [min(values), max(values)] if values else []

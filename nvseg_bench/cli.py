@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import ArgumentError, NvsegError
+from .sweep import parse_seeds
 
 PROG = "nvseg-finetune"
 EXIT_CODES = """`nvseg-finetune fetch-weights` downloads the pinned NV-Segment-CT checkpoint ahead of time.
@@ -63,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and write evidence of what changed to OUT/output.json.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("fixture_or_dataset", nargs="?", type=Path, metavar="FIXTURE_OR_DATASET",
-                        help="dataset dir with imagesTr/ and labelsTr/ (same as --dataset-dir)")
+                        help="dataset dir with imagesTr/ and labelsTr/ (same as --dataset-dir); without one, --smoke "
+                             "runs the shipped fixture and --sanity $NVSEG_TASK06_DIR. Without a preset flag, a dir "
+                             "whose fixture.json names a preset, or an MSD Task06 folder, picks that preset")
     parser.add_argument("--output-dir", type=Path, required=True, metavar="OUT", help="where every output goes")
     mode = parser.add_argument_group("preset")
     mode.add_argument("--smoke", action="store_true", help="shortest workflow check (CPU-sized)")
@@ -73,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--datalist", type=Path, metavar="JSON",
                       help="{'training': [{'image', 'label', 'fold'}]}; fold 0 validates (default: DATASET/datalist.json, "
                            "else a seed-0 five-fold split)")
-    data.add_argument("--target-anatomy", metavar="NAME", help="VISTA3D class that local label 1 means, e.g. 'lung tumor'")
+    data.add_argument("--target-anatomy", metavar="NAME",
+                      help="VISTA3D class that local label value --user-label-idx means, e.g. 'lung tumor'")
+    data.add_argument("--user-label-idx", type=_positive_int, metavar="N",
+                      help="the local label value --target-anatomy means (default 1); checked against the labels")
     data.add_argument("--label-mapping", metavar="JSON", help="[[local, global], ...], e.g. '[[1, 23]]'; wins over --target-anatomy")
     data.add_argument("--auto-seg", action="store_true", help="train class prompts only (no point prompts)")
     recipe = parser.add_argument_group("recipe (caller values win over the preset)")
@@ -83,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--cache-rate", type=_fraction, metavar="RATE", help="share of training cases cached in RAM")
     recipe.add_argument("--seed", type=int, help="the bundle's set_determinism seed (default: the bundle's, 0); "
                         "vary it to measure run-to-run noise")
+    recipe.add_argument("--seeds", type=parse_seeds, metavar="LIST",
+                        help="a seed sweep, e.g. 0,1,2: one finetune per seed into OUT/seed-S, one shared pretrained "
+                             "evaluation, the gain's spread in OUT/sweep.json")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
     model = parser.add_argument_group("model and bundle")
     model.add_argument("--pretrained-ckpt", metavar="PATH", help="start from this checkpoint")
@@ -92,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     multi.add_argument("--nnodes", type=_positive_int, help="number of machines taking part")
     multi.add_argument("--node-rank", type=int, metavar="RANK", help="this machine's rank, 0..nnodes-1")
     multi.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address of node 0")
+    cache = parser.add_argument_group("preprocessing cache (each case preprocessed once, for every phase and later runs)")
+    cache.add_argument("--preprocess-cache", type=Path, metavar="DIR",
+                       help="where (default: $XDG_CACHE_HOME/nvseg-bench, else ~/.cache/nvseg-bench)")
+    cache.add_argument("--no-preprocess-cache", action="store_true", help="preprocess every case in every phase")
     parser.add_argument("--allow-cpu", action="store_true", help="let --sanity run without a CUDA GPU")
     parser.add_argument("--dry-run", action="store_true",
                         help="check inputs, plan and stage configs, print the phase commands; start no phase")
@@ -110,22 +123,37 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]):
     return Request(
         output_dir=args.output_dir, dataset_dir=args.dataset_dir or args.fixture_or_dataset, datalist=args.datalist,
         smoke=args.smoke, sanity=args.sanity, auto_seg=args.auto_seg, target_anatomy=args.target_anatomy,
-        label_mapping=args.label_mapping, patch_size=args.patch_size, epochs=args.epochs,
-        learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
+        label_mapping=args.label_mapping, user_label_idx=args.user_label_idx, patch_size=args.patch_size,
+        epochs=args.epochs, learning_rate=args.learning_rate, cache_rate=args.cache_rate, skip_formal_eval=args.skip_formal_eval,
         pretrained_ckpt=args.pretrained_ckpt, network_config=args.network_config, bundle_dir=args.bundle_dir,
         phase_timeout=args.phase_timeout, seed=args.seed, allow_cpu=args.allow_cpu, nnodes=args.nnodes,
-        node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, command_line=shlex.join([PROG, *argv]))
+        node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, preprocess_cache=args.preprocess_cache,
+        no_preprocess_cache=args.no_preprocess_cache, command_line=shlex.join([PROG, *argv]))
+
+
+def print_warnings(warnings: list[str], shown: int = 10) -> None:
+    """Anatomy plausibility warnings: the run goes on; output.json keeps the full list."""
+    for line in warnings[:shown]:
+        print(f"  warning {line}")
+    if len(warnings) > shown:
+        print(f"  warning and {len(warnings) - shown} more (input.dataset_audit.anatomy_warnings in output.json)")
 
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from . import evidence, output, result
     from .run import prepare, run_phases
 
+    if args.seeds:
+        from .sweep import execute_sweep
+        return execute_sweep(args, argv)
     started, started_epoch = time.monotonic(), time.time()
     prepared = prepare(to_request(args, argv))
     print(f"{PROG}: {prepared.settings.preset} run of {prepared.dataset_dir} -> {prepared.out_dir}")
     for line in prepared.plan.rationale:
         print(f"  plan  {line}")
+    print_warnings(prepared.audit.get("anatomy_warnings", []))
+    if prepared.cache is None and prepared.cache_note and not args.no_preprocess_cache:
+        print(f"{PROG}: warning: {prepared.cache_note}", file=sys.stderr)
     if args.dry_run:
         for name, command in prepared.commands.items():
             env = f"PYTHONPATH={shlex.quote(str(prepared.bundle_dir))} PYTHONDONTWRITEBYTECODE=1"
@@ -136,11 +164,16 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     doc, code = result.build(prepared, results, wall=time.monotonic() - started, started_epoch=started_epoch,
                              interrupted=interrupted, planned=args.dry_run)
     evidence.write_manifest(prepared.out_dir, {"pretrained_ckpt": prepared.weights.to_json(),
-                                               "dataset": evidence.dataset_inputs(prepared.entries, prepared.dataset_dir)})
+                                               "dataset": evidence.dataset_inputs(
+                                                   prepared.entries, prepared.dataset_dir,
+                                                   prepared.cache.digests if prepared.cache else None)})
     path, errors = output.write(doc, prepared.out_dir)
     print(f"{PROG}: {doc['headline']}")
+    if doc["output"].get("gain_warning"):
+        print(f"{PROG}: warning: {doc['output']['gain_warning']}")
     print(f"  output.json: {path}")
     print(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
+    print(f"  preprocess cache: {result.cache_line(doc['runtime']['preprocess_cache'])}")
     if "error" in doc:
         print(f"  {doc['error']['message']}", file=sys.stderr)
     if errors:

@@ -165,7 +165,32 @@ def load_datalist(path: Path, dataset_dir: Path) -> list[dict]:
         raise DataContractError(
             _BAD_DATALIST, [f"No training cases: every entry in {path} has fold 0."],
             ["Give the training cases a fold other than 0 (fold 0 is validation)."])
+    _refuse_validation_leaks(entries, path, dataset_dir)
     return entries
+
+
+def _refuse_validation_leaks(entries: list[dict], path: Path, dataset_dir: Path) -> None:
+    """Refuse an image listed in fold 0 and in a training fold: validation would score training data.
+
+    Entries are compared by the image file they resolve to, so 'imagesTr/a.nii.gz' and
+    'imagesTr/../imagesTr/a.nii.gz' (or a link to it) are the same case, in whatever order listed.
+    """
+    folds_of: dict[Path, dict[int, str]] = {}
+    for entry in entries:
+        seen = folds_of.setdefault((dataset_dir / entry["image"]).resolve(), {})
+        seen.setdefault(entry["fold"], entry["image"])
+    leaks = []
+    for folds in folds_of.values():
+        trained = sorted(f for f in folds if f != 0)
+        if 0 in folds and trained:
+            as_trained = ", ".join(f"fold {f} as {folds[f]!r}" for f in trained)
+            leaks.append(f"{case_name(folds[0])}: fold 0 as {folds[0]!r} and {as_trained}")
+    if leaks:
+        raise DataContractError(
+            _BAD_DATALIST,
+            [f"{len(leaks)} validation image(s) in {path} are also training images, so validation Dice "
+             "would be measured on training data:", *_shown(leaks)],
+            ["List each image in one fold only: fold 0 to validate, any other fold to train."])
 
 
 def _check_entries(entries: list[Any], path: Path, dataset_dir: Path) -> None:

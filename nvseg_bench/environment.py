@@ -2,6 +2,8 @@
 
 GPU facts come from `nvidia-smi` when it exists, else from torch (imported only here, and only
 when asked). Package versions come from installed metadata, so monai is never imported.
+Memory figures are whole MiB, and a host without a visible GPU reports `gpu_name: "cpu"` with 0 MiB,
+the shapes the peer skill's output schema requires.
 """
 from __future__ import annotations
 
@@ -56,6 +58,9 @@ def visible_gpus_from_smi() -> list[dict[str, Any]] | None:
     return gpus
 
 
+NO_GPU_NAME = "cpu"
+
+
 def collect(probe_gpu: bool = True) -> dict[str, Any]:
     gpus = visible_gpus_from_smi() if probe_gpu else []
     gpus = gpus or []
@@ -63,10 +68,10 @@ def collect(probe_gpu: bool = True) -> dict[str, Any]:
     return {
         "cuda_available": bool(gpus),
         "gpu_count": len(gpus),
-        "gpu_name": first.get("name"),
-        "gpu_total_mb": first.get("total_mb"),
-        "gpu_free_mb": first.get("free_mb"),
-        "host_ram_mb": round(host_ram_mb(), 1),
+        "gpu_name": first.get("name", NO_GPU_NAME),
+        "gpu_total_mb": round(first.get("total_mb", 0)),
+        "gpu_free_mb": round(first.get("free_mb", 0)),
+        "host_ram_mb": round(host_ram_mb()),
         "cpu_count": os.cpu_count() or 1,
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -173,8 +173,12 @@ def resolve_mapping(
     target_anatomy: str | None,
     label_dict: dict[str, int],
     source: str = LABEL_DICT_SOURCE,
+    user_label_idx: int = 1,
 ) -> ResolvedMapping:
-    """Resolve the request into checked pairs; --label-mapping wins over --target-anatomy."""
+    """Resolve the request into checked pairs; --label-mapping wins over --target-anatomy.
+
+    user_label_idx is the local label value --target-anatomy means (--user-label-idx, default 1).
+    """
     if label_mapping is not None:
         pairs = parse_label_mapping(label_mapping)
         resolution = f"--label-mapping {json.dumps([list(p) for p in pairs])}"
@@ -183,15 +187,16 @@ def resolve_mapping(
         _refuse_unknown_ids(label_mapping, pairs, label_dict, source)
     elif target_anatomy is not None:
         global_id = resolve_target_anatomy(target_anatomy, label_dict, source)
-        pairs = [(1, global_id)]
-        resolution = f"--target-anatomy {target_anatomy!r} -> id {global_id} (local value 1)"
+        pairs = [(user_label_idx, global_id)]
+        resolution = f"--target-anatomy {target_anatomy!r} -> id {global_id} (local value {user_label_idx})"
     else:
         raise MappingError(
             "no label mapping was given (nothing was run)",
             ["The finetune needs to know which VISTA3D class each of your label values is."],
             [
                 f"Pass {MAPPING_EXAMPLE},",
-                f"or --target-anatomy NAME (a class in {source}; label value 1 maps to it).",
+                f"or --target-anatomy NAME (a class in {source}; label value 1, or --user-label-idx N,",
+                "maps to it).",
             ],
         )
     names_by_id = {v: k for k, v in label_dict.items()}

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from .gpusampler import GpuSampler
 from .logparse import LogFacts
+from .pins import phase_python
 
 TAIL_LINES = 40
 
@@ -47,19 +48,31 @@ class PhaseResult:
     gpu: dict[str, Any] = field(default_factory=dict)  # nvidia-smi samples, when it exists
     log_tail: list[str] = field(default_factory=list)
     facts: LogFacts = field(default_factory=LogFacts)
+    arrivals: dict[str, float] = field(default_factory=dict)  # telemetry event -> seconds after start, first/last
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("facts")
+        data.pop("arrivals")
         return data
+
+    def timing(self) -> dict[str, float | None]:
+        """Start-up (process start to the engine built: imports, network, dataset caching), engine (to its
+        last completion) and teardown (to process exit), from when the telemetry lines arrived."""
+        ready, done = self.arrivals.get("attached"), self.arrivals.get("completed")
+        if ready is None or done is None:
+            return {"startup_s": None, "engine_s": None, "teardown_s": None}
+        return {"startup_s": round(ready, 2), "engine_s": round(done - ready, 2),
+                "teardown_s": round(self.seconds - done, 2)}
 
 
 def command_prefix(nproc: int, torchrun_args: list[str] | None = None) -> list[str]:
     """`python -m monai.bundle run`, or torchrun around it for several processes or nodes."""
+    python = phase_python()
     if nproc >= 2 or torchrun_args:
-        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+        return [python, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
                 *(torchrun_args or []), "-m", "monai.bundle", "run"]
-    return [sys.executable, "-m", "monai.bundle", "run"]
+    return [python, "-m", "monai.bundle", "run"]
 
 
 def bundle_command(prefix: list[str], stack: list[str], bundle_dir: Path, extra: dict[str, str] | None = None) -> list[str]:
@@ -115,13 +128,19 @@ class Progress:
         self.stream.flush()
 
 
-def _pump(proc: subprocess.Popen, log: TextIO, facts: LogFacts, tail: deque, progress: Progress) -> None:
+def _pump(proc: subprocess.Popen, log: TextIO, result: PhaseResult, tail: deque, progress: Progress) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         log.write(line)
         line = line.rstrip("\n")
         tail.append(line)
-        progress.show(facts, facts.feed(line))
+        kind = result.facts.feed(line)
+        if kind == "telemetry":
+            event = str(result.facts.telemetry[-1].get("event"))
+            # the first engine built, the last completion
+            if event == "completed" or event not in result.arrivals:
+                result.arrivals[event] = time.monotonic() - progress.started
+        progress.show(result.facts, kind)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -147,7 +166,7 @@ def run_phase(spec: PhaseSpec, cwd: Path, env: dict[str, str], timeout: float | 
         log.flush()
         proc = subprocess.Popen(spec.command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True, errors="replace", start_new_session=True)
-        reader = threading.Thread(target=_pump, args=(proc, log, result.facts, tail, Progress(spec, stream, started)))
+        reader = threading.Thread(target=_pump, args=(proc, log, result, tail, Progress(spec, stream, started)))
         reader.start()
         sampler = GpuSampler(gpu_interval).start()
         try:

@@ -59,6 +59,12 @@ def _why(settings: Settings, key: str, text: str) -> str:
     return f"{key}: {text} ({source})"
 
 
+def _preset_line(settings: Settings) -> str:
+    """'preset: smoke', with the reason when no preset flag chose it."""
+    why = settings.sources.get("preset", "")
+    return f"preset: {settings.preset}" + ("" if not why or why.startswith("--") else f" ({why})")
+
+
 def choose_patch(settings: Settings, env: dict[str, Any]) -> tuple[list[int], str]:
     if settings["patch_size"] is not None:
         return list(settings["patch_size"]), _why(settings, "patch_size", f"{settings['patch_size']}")
@@ -110,7 +116,7 @@ def make_plan(settings: Settings, env: dict[str, Any], dataset_mb: float, nproc_
     workers, workers_why = choose_workers(env, nproc)
     cuda = bool(env.get("cuda_available"))
     rationale = [
-        f"preset: {settings.preset}",
+        _preset_line(settings),
         f"device: {'cuda' if cuda else 'cpu'}" + ("" if cuda else ", no CUDA GPU visible; expect CPU speed"),
         patch_why,
         cache_why,

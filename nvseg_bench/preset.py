@@ -7,13 +7,16 @@ No torch, no monai.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ArgumentError
 
-FIXTURE_CARD = "fixture.json"  # a dataset dir may name its own model and mapping (the shipped fixture does)
+FIXTURE_CARD = "fixture.json"  # a dataset dir may name its own preset, model and mapping (the shipped fixture does)
+SHIPPED_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spleen_micro"  # what --smoke runs on by default
+TASK06_ENV = "NVSEG_TASK06_DIR"  # where --sanity finds MSD Task06_Lung by default
 
 PRESETS: dict[str, dict[str, Any]] = {
     # shortest workflow check: CPU-sized, overlap kept low because CPU time goes to sliding windows
@@ -54,7 +57,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class Settings:
-    """The values a run uses, each with its source ("preset smoke", "--epochs", "fixture.json")."""
+    """The values a run uses, each with its source ("preset smoke", "--epochs", "fixture.json").
+
+    sources["preset"] says why this preset ("--smoke", "named by DIR/fixture.json; ...").
+    """
 
     preset: str
     values: dict[str, Any]
@@ -76,6 +82,44 @@ def preset_name(smoke: bool, sanity: bool) -> str:
     return "smoke" if smoke else "sanity" if sanity else "finetune"
 
 
+def default_dataset(smoke: bool, sanity: bool) -> Path:
+    """The dataset a preset flag implies when none is given: the shipped fixture, or $NVSEG_TASK06_DIR."""
+    if smoke and not sanity:
+        if not SHIPPED_FIXTURE.is_dir():
+            raise ArgumentError(f"--smoke without a dataset runs the shipped fixture {SHIPPED_FIXTURE}, which is not here.",
+                                fix=["Pass the dataset dir as the first argument, or run from a source checkout."])
+        return SHIPPED_FIXTURE
+    if sanity and not smoke:
+        found = os.environ.get(TASK06_ENV)
+        if not found:
+            raise ArgumentError(f"--sanity was given without a dataset, and ${TASK06_ENV} is not set.",
+                                fix=[f"Pass the MSD Task06_Lung folder as the first argument, or set {TASK06_ENV} to it."])
+        return Path(found)
+    raise ArgumentError("no dataset was given.", fix=["Pass the dataset dir as the first argument or with --dataset-dir."])
+
+
+def is_task06(dataset_dir: Path) -> bool:
+    """An MSD Task06 folder: named Task06_Lung, or Task06* with its dataset.json."""
+    name = dataset_dir.name
+    return name == "Task06_Lung" or (name.startswith("Task06") and (dataset_dir / "dataset.json").is_file())
+
+
+def choose_preset(smoke: bool, sanity: bool, dataset_dir: Path, card: dict[str, Any]) -> tuple[str, str]:
+    """The run's preset and why: a flag wins, then the dataset's fixture card, then an MSD Task06 folder."""
+    preset = preset_name(smoke, sanity)
+    if smoke or sanity:
+        return preset, f"--{preset}"
+    named = card.get("preset")
+    if named is not None:
+        if named not in PRESETS:
+            raise ArgumentError(f"{dataset_dir / FIXTURE_CARD} names the preset {named!r}, which does not exist.",
+                                fix=[f"Name one of {', '.join(sorted(PRESETS))} there, or pass --smoke or --sanity."])
+        return named, f"named by {dataset_dir / FIXTURE_CARD}; no --smoke or --sanity was given"
+    if is_task06(dataset_dir):
+        return "sanity", f"{dataset_dir} is an MSD Task06 folder; no --smoke or --sanity was given"
+    return preset, "a user finetune: no --smoke or --sanity, and the dataset names no preset"
+
+
 def read_fixture_card(dataset_dir: Path) -> dict[str, Any]:
     """The optional fixture.json of a dataset dir: paths in it are relative to that dir."""
     path = dataset_dir / FIXTURE_CARD
@@ -94,9 +138,9 @@ def read_fixture_card(dataset_dir: Path) -> dict[str, Any]:
     return card
 
 
-def settle(preset: str, given: dict[str, Any], card: dict[str, Any]) -> Settings:
+def settle(preset: str, given: dict[str, Any], card: dict[str, Any], why: str = "") -> Settings:
     """Preset values, then the dataset's fixture card, then the caller's flags (None = not given)."""
-    settings = Settings(preset=preset, values={})
+    settings = Settings(preset=preset, values={}, sources={"preset": why} if why else {})
     for key, value in PRESETS[preset].items():
         settings.values[key] = value
         settings.sources[key] = f"preset {preset}"

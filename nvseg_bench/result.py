@@ -1,15 +1,21 @@
 """Turn a prepared run and its phase results into the output.json document.
 
 Reads the evidence (logs, metrics.csv, checkpoints), applies the decision rule, adds the sanity
-reference checks for that preset, and fills every field docs/design.md lists under output.json, headline first.
+reference checks for that preset, and fills every field docs/design.md lists under output.json,
+headline first. Fields the peer skill shares keep the peer's shape (peer.py); where ours differs it
+is kept under another key: `input.n_train_fold_cases`, `input.label_mapping_resolution_text`,
+`invocation.command_prefix_argv`, `invocation.config_stack_paths` / `eval_config_stack_paths`,
+`invocation.override_path`, and `runtime.phase_peak_gpu_mb` (null where nothing was measured,
+while the peer's figures say 0).
 """
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
-from . import evidence
+from . import evidence, gain_stats, peer, preprocess_cache
 from .decision import decide
 from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
 from .logparse import LogFacts
@@ -21,13 +27,19 @@ from .run import FINETUNED_NAME, Prepared
 
 def _input_block(p: Prepared) -> dict[str, Any]:
     n_val = sum(1 for e in p.entries if int(e.get("fold", -1)) == 0)
+    pairs, req = p.mapping.pairs, p.request
+    resolution = peer.mapping_resolution(label_mapping=req.label_mapping, target_anatomy=req.target_anatomy,
+                                         given_by=p.settings.source("label_mapping"), pairs=pairs,
+                                         names=p.mapping.names)
     return {
         "dataset_dir": str(p.dataset_dir),
         "datalist": str(p.datalist_path),
-        "n_train_cases": len(p.entries) - n_val,
+        "n_train_cases": len(p.entries),  # the peer's count: every case in the datalist
+        "n_train_fold_cases": len(p.entries) - n_val,
         "n_val_cases": n_val,
-        "label_mappings": {"default": p.mapping.pairs},
-        "label_mapping_resolution": p.mapping.resolution,
+        "label_mappings": {"default": pairs},
+        "label_mapping_resolution": resolution,
+        "label_mapping_resolution_text": p.mapping.resolution,
         "label_dict_path": str(p.label_dict_path),
         "label_names": {str(k): v for k, v in p.mapping.names.items()},
         "dataset_audit": p.audit,
@@ -48,16 +60,25 @@ def _environment_block(p: Prepared) -> dict[str, Any]:
 
 def _invocation_block(p: Prepared, results: dict[str, PhaseResult]) -> dict[str, Any]:
     first = next(iter(p.commands.values()))
+    prefix = first[: first.index("--config_file")]
+
+    def names(stack: list[str]) -> list[str]:
+        return peer.stack_names(stack, p.bundle_dir, p.out_dir)
+
     return {
         "command": p.request.command_line,
         "commands": p.commands,
-        "command_prefix": first[: first.index("--config_file")],
-        "config_stack": p.staged.train_stack,
-        "eval_config_stack": p.staged.eval_stack,
+        "command_prefix": shlex.join(prefix),
+        "command_prefix_argv": prefix,
+        "config_stack": names(p.staged.train_stack),
+        "config_stack_paths": p.staged.train_stack,
+        "eval_config_stack": names(p.staged.eval_stack),
+        "eval_config_stack_paths": p.staged.eval_stack,
         "phase_return_codes": {name: r.return_code for name, r in results.items()},
         "multi_gpu": p.plan.multi_gpu,
         "cwd": str(p.out_dir),
-        "override_file": str(p.staged.override),
+        "override_file": names([str(p.staged.override)])[0],
+        "override_path": str(p.staged.override),
         "bundle_dir": str(p.bundle_dir),
     }
 
@@ -91,7 +112,7 @@ def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: f
         "finetuned_ckpt": str(finetuned),
         "finetuned_ckpt_exists": exists,
         "pretrained_ckpt": p.weights.path,
-        "checkpoint_comparisons_to_pretrained": comparison,
+        "checkpoint_comparisons_to_pretrained": peer.checkpoint_comparisons(comparison),
         "finetuned_ckpt_matches_pretrained_weights": identical,
         "formal_eval_enabled": formal_enabled,
         "formal_pretrained_val_dice": pre,
@@ -104,6 +125,8 @@ def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: f
         "sanity_reference_checks": None,
         "sanity_recovery_demonstrated": None,
     }
+    out |= gain_stats.output_fields(out["formal_pretrained_per_case"], out["formal_finetuned_per_case"],
+                                    verdict["recommended_is_finetuned"])
     # the peer skill's names for the training-trace fields
     out |= {"baseline_val_dice": out["training_start_val_dice"], "best_val_dice": out["training_best_val_dice"],
             "best_epoch_index": out["training_best_epoch_index"]}
@@ -116,10 +139,11 @@ def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: in
     return {
         "oom": any(r.facts.oom or r.failure == "oom" for r in results.values()),
         "wall_seconds": round(wall, 2),
-        "peak_gpu_mb": max(peaks) if peaks else None,
+        "peak_gpu_mb": peer.whole_mib(max(peaks) if peaks else None),
         "phase_peak_gpu_mb": {n: r.peak_gpu_mb for n, r in results.items()},
         "phase_peak_rss_mb": {n: r.peak_rss_mb for n, r in results.items()},
         "phase_seconds": {n: r.seconds for n, r in results.items()},
+        "phase_timing": {n: r.timing() for n, r in results.items()},
         "phase_failures": {n: r.failure for n, r in results.items() if r.failure},
         "phase_gpu_samples": {n: r.gpu for n, r in results.items() if r.gpu.get("gpu_samples")},
         "return_code": return_code,
@@ -137,7 +161,7 @@ def headline(out: dict[str, Any], status: str) -> str:
     pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
     keep = "keep the finetuned checkpoint" if out["recommended_is_finetuned"] else "keep the pretrained checkpoint"
     if pre is not None and post is not None:
-        return f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}); {keep}"
+        return f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}{gain_stats.summary(out.get('formal_gain_stats'))}); {keep}"
     start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
     if start is not None and best is not None:
         return f"training-time Dice {start:.4f} -> best {best:.4f}; {keep}"
@@ -163,14 +187,28 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
         "plan": p.plan.to_json(),
         "invocation": _invocation_block(p, results),
         "output": out,
-        "runtime": _runtime_block(results, wall, code),
-        "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": r.peak_gpu_mb} for n, r in results.items()],
+        "runtime": _runtime_block(results, wall, code) | {"preprocess_cache": cache_block(p)},
+        "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": peer.whole_mib(r.peak_gpu_mb)}
+                           for n, r in results.items()],
                  "total_seconds": round(wall, 2)},
     }
     if failed is not None or interrupted:
         bad = failed or list(results.values())[-1]
         result["error"] = {"kind": bad.failure or "crash", "phase": bad.name, "message": failure_message(bad)}
     return result, code
+
+
+def cache_block(p: Prepared) -> dict[str, Any]:
+    if p.cache is None:
+        return preprocess_cache.disabled(p.cache_note or "off")
+    return p.cache.report()
+
+
+def cache_line(block: dict[str, Any]) -> str:
+    if not block["enabled"]:
+        return f"off ({block['note']})"
+    return (f"{block['hits']} hits, {block['misses']} misses, {block['rebuilt_bad_entries']} bad entries rebuilt, "
+            f"{block['bytes'] / 2**20:.1f} MiB in {block['dir']}")
 
 
 def failure_message(r: PhaseResult) -> str:

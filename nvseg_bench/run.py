@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import audit, dataset, environment, labels, layout
+from . import audit, dataset, environment, labels, layout, pins, preprocess_cache
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, child_env, command_prefix, run_phase
 from .plan import Plan, make_plan
-from .preset import Settings, preset_name, read_fixture_card, settle
+from .preset import Settings, choose_preset, default_dataset, preset_name, read_fixture_card, settle
 from .staging import Staged, missing_bundle_configs, override_values, stage
 from .weights import Weights, resolve_weights
 
@@ -37,6 +37,7 @@ class Request:
     sanity: bool = False
     auto_seg: bool = False
     target_anatomy: str | None = None
+    user_label_idx: int | None = None  # the local value --target-anatomy means; None = 1
     label_mapping: str | None = None
     patch_size: list[int] | None = None
     epochs: int | None = None
@@ -52,6 +53,8 @@ class Request:
     nnodes: int | None = None
     node_rank: int | None = None
     rdzv_endpoint: str | None = None
+    preprocess_cache: Path | None = None
+    no_preprocess_cache: bool = False
     command_line: str = ""
 
 
@@ -71,6 +74,8 @@ class Prepared:
     weights: Weights
     staged: Staged
     commands: dict[str, list[str]] = field(default_factory=dict)
+    cache: preprocess_cache.PreprocessCache | None = None
+    cache_note: str | None = None
     label_dict_path: Path | None = None  # the class list the mapping was resolved against
 
 
@@ -79,13 +84,18 @@ def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
     if not (bundle_dir / "configs").is_dir():
         raise ArgumentError(f"--bundle-dir {bundle_dir} is not a MONAI bundle (no configs/ folder).",
                             fix=["Point --bundle-dir at a VISTA3D bundle, or leave it out to use this project's bundle/."])
-    if req.dataset_dir is None:
-        raise ArgumentError("no dataset was given.", fix=["Pass the dataset dir as the first argument or with --dataset-dir."])
-    dataset_dir = req.dataset_dir.expanduser().resolve()
+    given = req.dataset_dir or default_dataset(req.smoke, req.sanity)
+    dataset_dir = given.expanduser().resolve()
     if not dataset_dir.is_dir():
-        raise ArgumentError(f"the dataset dir {req.dataset_dir} does not exist.",
+        raise ArgumentError(f"the dataset dir {given} does not exist.",
                             fix=["Pass a folder with imagesTr/ and labelsTr/ (for example fixtures/spleen_micro)."])
     out_dir = req.output_dir.expanduser().resolve()
+    blocking = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not blocking.is_dir():
+        where = "is an existing file" if blocking == out_dir else f"lies under the existing file {blocking}"
+        raise ArgumentError(f"--output-dir {req.output_dir} {where}, not a directory.",
+                            fix=["Pass a new or existing directory, e.g. runs/NAME; this tool never overwrites a file "
+                                 "it did not write."])
     for name, protected in (("bundle dir", bundle_dir), ("dataset dir", dataset_dir)):
         if dataset.is_inside(out_dir, protected):
             raise ArgumentError(f"--output-dir {req.output_dir} lies inside the {name} {protected}.",
@@ -95,7 +105,7 @@ def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
 
 def resolve_label_mapping(req: Request, settings: Settings, label_dict: dict[str, int], source: str) -> labels.ResolvedMapping:
     if req.label_mapping or req.target_anatomy:
-        return labels.resolve_mapping(req.label_mapping, req.target_anatomy, label_dict, source)
+        return labels.resolve_mapping(req.label_mapping, req.target_anatomy, label_dict, source, req.user_label_idx or 1)
     if settings["label_mapping"]:
         found = labels.resolve_mapping(json.dumps(settings["label_mapping"]), None, label_dict, source)
         return labels.ResolvedMapping(found.pairs, f"{settings.source('label_mapping')}: {found.resolution}", found.names)
@@ -113,13 +123,27 @@ def resampled_mb(findings: dict[str, Any], spacing_mm: float = 1.5) -> float:
     return total / 2**20
 
 
+def refuse_multi_gpu_sanity(req: Request, preset: str) -> None:
+    """The Task06 reference recipe ran on one GPU; several processes would not reproduce it."""
+    nproc = os.environ.get("NPROC_PER_NODE", "")
+    asked = [f"--nnodes {req.nnodes}"] if (req.nnodes or 1) > 1 else []
+    asked += [f"NPROC_PER_NODE={nproc}"] if nproc.strip().isdigit() and int(nproc) > 1 else []
+    if preset == "sanity" and asked:
+        raise ArgumentError(f"--sanity reproduces a one-GPU reference run, and {' and '.join(asked)} asks for more.",
+                            fix=["Run --sanity on one GPU (unset NPROC_PER_NODE, drop --nnodes), or run your own "
+                                 "finetune without --sanity on several GPUs."])
+
+
 def prepare(req: Request) -> Prepared:
-    preset = preset_name(req.smoke, req.sanity)
+    preset_name(req.smoke, req.sanity)  # two preset flags are refused before anything else
     bundle_dir, dataset_dir, out_dir = resolve_dirs(req)
     card = read_fixture_card(dataset_dir)
+    preset, why = choose_preset(req.smoke, req.sanity, dataset_dir, card)
+    refuse_multi_gpu_sanity(req, preset)
+    versions = pins.check_phase_versions()
     given = {"epochs": req.epochs, "learning_rate": req.learning_rate, "patch_size": req.patch_size,
              "cache_rate": req.cache_rate, "auto_seg": req.auto_seg}
-    settings = settle(preset, given, card)
+    settings = settle(preset, given, card, why)
     dict_path = labels.find_label_dict(bundle_dir)
     mapping = resolve_label_mapping(req, settings, labels.load_label_dict(dict_path), str(dict_path))
     local = labels.local_values(mapping)
@@ -128,7 +152,9 @@ def prepare(req: Request) -> Prepared:
     dataset.check_pairs_geometry(entries, dataset_dir)
     findings = audit.audit_dataset(entries, dataset_dir, local)
     findings["datalist_source"] = source
+    audit.check_finite_images(findings)
     audit.check_mapped_values_present(findings, local)
+    findings = audit.overview(findings, mapping.pairs, mapping.names, req.user_label_idx or 1)
     env = environment.collect()
     if preset == "sanity" and not env["cuda_available"] and not req.allow_cpu:
         raise ArgumentError("--sanity reproduces a single-GPU reference run, and no CUDA GPU is visible here.",
@@ -137,6 +163,7 @@ def prepare(req: Request) -> Prepared:
                             fix=["Run it on a GPU machine, or add --allow-cpu to run the recipe on the CPU anyway "
                                  "(hours, and the reference ranges assume the GPU run)."])
     plan = make_plan(settings, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
+    plan.rationale.append(versions)
     if (req.nnodes or 1) > 1:
         plan.multi_gpu = True
         plan.rationale.append(f"multi_gpu: {req.nnodes} nodes x {plan.nproc_per_node} processes, DDP through torchrun")
@@ -157,8 +184,14 @@ def prepare(req: Request) -> Prepared:
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
                              auto_seg=bool(settings["auto_seg"]), seed=req.seed)
     staged = stage(plan, bundle_dir=bundle_dir, out_dir=out_dir, override=values, network_config=network)
+    cache, cache_note = None, "multi-GPU runs partition their datasets; not cached" if plan.multi_gpu else None
+    root, why = preprocess_cache.choose_root(req.preprocess_cache, req.no_preprocess_cache or plan.multi_gpu,
+                                             {"dataset dir": dataset_dir, "bundle dir": bundle_dir})
+    if root is not None:
+        cache, staged = preprocess_cache.attach(root, staged=staged, entries=entries, dataset_dir=dataset_dir,
+                                                values=values, formal_eval=not req.skip_formal_eval)
     prepared = Prepared(req, settings, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
-                        findings, env, plan, weights, staged)
+                        findings, env, plan, weights, staged, cache=cache, cache_note=cache_note or why)
     prepared.commands = phase_commands(prepared)
     prepared.label_dict_path = dict_path
     return prepared
@@ -192,6 +225,9 @@ def run_phases(p: Prepared, started_wall: float) -> tuple[dict[str, PhaseResult]
     """Run in order; stop at the first failure. Returns the results and whether Ctrl-C ended it."""
     results: dict[str, PhaseResult] = {}
     env = child_env(p.bundle_dir)
+    if p.cache is not None:
+        p.cache.begin()
+        env |= p.cache.child_env()
     (p.out_dir / "logs").mkdir(exist_ok=True)
     names = list(p.commands)
     for index, name in enumerate(names, start=1):

@@ -4,9 +4,15 @@ Paths and helpers live in tests/helpers.py; test modules import from there, neve
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
 from nvseg_bench.harness.runs import RunEvidence
+
+# every run a test starts (and their children) keeps its preprocessing cache here, never in ~/.cache
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="nvseg-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,20 @@ def _bad_json(d: Path) -> list[str]:
     return ["--datalist", str(d / "datalist.json")]
 
 
+def _nan_voxels(d: Path) -> list[str]:
+    image = np.asarray(nibabel.load(d / "imagesTr" / "case_1.nii.gz").dataobj).astype(np.float32)
+    image[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    nibabel.save(nibabel.Nifti1Image(image, AFFINE), d / "imagesTr" / "case_1.nii.gz")
+    return []
+
+
+def _fold0_also_trains(d: Path) -> list[str]:
+    # the same file under two spellings, the training entry listed first
+    return ["--datalist", str(datalist(d, [("imagesTr/case_0.nii.gz", "labelsTr/case_0.nii.gz", 2),
+                                          ("imagesTr/case_1.nii.gz", "labelsTr/case_1.nii.gz", 1),
+                                          ("./imagesTr/../imagesTr/case_0.nii.gz", "labelsTr/case_0.nii.gz", 0)]))]
+
+
 def _absent_value(d: Path) -> list[str]:
     return ["--label-mapping", "[[2, 3]]"]
 
@@ -98,6 +112,13 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str], str]] = {
     "unknown anatomy": (lambda d: [], ["--target-anatomy", "spleeen"], "Closest: 'spleen' (id 3)"),
     "duplicate local value": (lambda d: [], ["--label-mapping", "[[1, 3], [1, 5]]"], "1"),
     "mapped value absent": (_absent_value, [], "2"),
+    "user label idx absent": (lambda d: [], ["--target-anatomy", "spleen", "--user-label-idx", "2"],
+                              "mapped local value 2 appears in no training label"),
+    "nan voxels": (_nan_voxels, ["--target-anatomy", "spleen"],
+                   "imagesTr/case_1.nii.gz holds 3 NaN or Inf voxels (of 1728)"),
+    "fold 0 image also trains": (_fold0_also_trains, ["--target-anatomy", "spleen"],
+                                 "case_0: fold 0 as './imagesTr/../imagesTr/case_0.nii.gz' and fold 2 as "
+                                 "'imagesTr/case_0.nii.gz'"),
     "no mapping at all": (lambda d: [], [], "--target-anatomy"),
     "missing checkpoint": (lambda d: [], ["--target-anatomy", "spleen", "--pretrained-ckpt", "/nope/m.pt"], "/nope/m.pt"),
     "missing network config": (lambda d: [], ["--target-anatomy", "spleen", "--network-config", "/nope/n.json"],
@@ -129,3 +150,50 @@ def test_bad_input_is_answered_without_importing_monai(tmp_path):
             "print('RC', rc, 'MONAI', 'monai' in sys.modules, 'TORCH', 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "RC 2 MONAI False TORCH False" in out
+
+
+def test_an_output_dir_that_is_an_existing_file_exits_2_and_leaves_the_file(tmp_path, capsys):
+    data = good_dataset(tmp_path / "data")
+    out = tmp_path / "results.txt"
+    out.write_text("the user's own notes")
+    before = snapshot(tmp_path, tmp_path / "none")
+    code = main([str(data), "--output-dir", str(out), "--target-anatomy", "spleen"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"--output-dir {out} is an existing file, not a directory." in err and "Pass a new or existing directory" in err
+    assert snapshot(tmp_path, tmp_path / "none") == before
+
+
+def test_an_output_dir_below_an_existing_file_exits_2_naming_the_file(tmp_path, capsys):
+    data = good_dataset(tmp_path / "data")
+    (tmp_path / "notes").write_text("x")
+    before = snapshot(tmp_path, tmp_path / "none")
+    code = main([str(data), "--output-dir", str(tmp_path / "notes" / "run"), "--target-anatomy", "spleen"])
+    assert code == 2 and f"lies under the existing file {tmp_path / 'notes'}" in capsys.readouterr().err
+    assert snapshot(tmp_path, tmp_path / "none") == before
+
+
+def fake_python(folder: Path, monai: str, numpy: str) -> Path:
+    """An 'interpreter' that answers the version question the way an off-pin venv would."""
+    path = folder / "python"
+    path.write_text(f"#!/bin/sh\necho '{{\"monai\": \"{monai}\", \"numpy\": \"{numpy}\"}}'\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("monai, numpy, problem", [
+    ("1.5.0", "1.26.4", "MONAI is 1.5.0, not 1.4.x"),
+    ("1.4.0", "2.1.3", "numpy is 2.1.3, not < 2"),
+])
+def test_an_off_pin_phase_interpreter_exits_2_with_the_pip_line(tmp_path, capsys, monkeypatch, monai, numpy, problem):
+    data = good_dataset(tmp_path / "data")
+    python = fake_python(tmp_path, monai, numpy)
+    monkeypatch.setenv("NVSEG_PHASE_PYTHON", str(python))
+    monkeypatch.delenv("NVSEG_ALLOW_VERSION_DRIFT", raising=False)
+    out = tmp_path / "out"
+    before = snapshot(tmp_path, out)
+    code = main([str(data), "--output-dir", str(out), "--target-anatomy", "spleen"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and problem in err
+    assert f'  {python} -m pip install "monai==1.4.0" "numpy<2"' in err.splitlines()
+    assert snapshot(tmp_path, out) == before and not out.exists()

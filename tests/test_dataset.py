@@ -17,7 +17,7 @@ from nvseg_bench.dataset import (
     load_datalist,
     prepare_datalist,
 )
-from nvseg_bench.audit import audit_dataset, check_mapped_values_present
+from nvseg_bench.audit import audit_dataset, check_finite_images, check_mapped_values_present, overview
 from nvseg_bench.errors import ArgumentError, DataContractError
 
 SHAPE = (8, 8, 8)
@@ -187,6 +187,34 @@ def test_datalist_with_only_fold_0_has_no_training_cases(dataset, tmp_path):
         load_datalist(given, dataset)
 
 
+def test_an_image_in_fold_0_and_a_training_fold_is_refused_naming_both_folds(dataset, tmp_path):
+    given = write_datalist(tmp_path / "dl.json", [entry("case_0", 0), entry("case_1", 1), entry("case_0", 3)])
+    with pytest.raises(DataContractError, match="validation Dice would be measured on training data") as caught:
+        load_datalist(given, dataset)
+    assert "case_0: fold 0 as 'imagesTr/case_0.nii.gz' and fold 3 as 'imagesTr/case_0.nii.gz'" in str(caught.value)
+
+
+def test_the_same_image_file_under_another_spelling_counts_as_a_leak(dataset, tmp_path):
+    respelled = dict(entry("case_0", 0), image="labelsTr/../imagesTr/case_0.nii.gz")
+    given = write_datalist(tmp_path / "dl.json", [entry("case_0", 2), entry("case_1", 1), respelled])
+    with pytest.raises(DataContractError, match="fold 0 as 'labelsTr/../imagesTr/case_0.nii.gz' and fold 2"):
+        load_datalist(given, dataset)
+
+
+def test_a_linked_copy_of_a_validation_image_counts_as_a_leak(dataset, tmp_path):
+    (dataset / "imagesTr" / "again.nii.gz").symlink_to(dataset / "imagesTr" / "case_0.nii.gz")
+    linked = dict(entry("case_0", 1), image="imagesTr/again.nii.gz")
+    given = write_datalist(tmp_path / "dl.json", [entry("case_0", 0), linked])
+    with pytest.raises(DataContractError, match="case_0: fold 0 as 'imagesTr/case_0.nii.gz' and fold 1 as "
+                                                "'imagesTr/again.nii.gz'"):
+        load_datalist(given, dataset)
+
+
+def test_an_image_listed_twice_in_training_folds_is_not_a_leak(dataset, tmp_path):
+    given = write_datalist(tmp_path / "dl.json", [entry("case_0", 0), entry("case_1", 1), entry("case_1", 2)])
+    assert len(load_datalist(given, dataset)) == 3
+
+
 # --- five-fold split -----------------------------------------------------------------------
 
 def pairs_named(names: list[str]) -> list[CasePair]:
@@ -329,6 +357,47 @@ def test_fractional_label_values_are_refused(tmp_path):
     add_case(tmp_path, "f", cube_label().astype(np.float32) * 0.5)
     with pytest.raises(DataContractError, match="non-integer label values: \\[0.5\\]"):
         audit_dataset([entry("f", 1)], tmp_path, [1])
+
+
+def test_nan_and_inf_voxels_are_counted_per_image(tmp_path):
+    image = ct_image().astype(np.float32)
+    image[1, 1, :4] = [np.nan, np.nan, np.inf, -np.inf]
+    save(tmp_path / "imagesTr" / "f.nii.gz", image)
+    save(tmp_path / "labelsTr" / "f.nii.gz", cube_label())
+    add_case(tmp_path, "ok")
+    rows = audit_dataset([entry("f", 1), entry("ok", 0)], tmp_path, [1])["samples"]
+    assert [r["nonfinite_voxels"] for r in rows] == [4, 0]
+
+
+def test_an_image_with_nan_voxels_is_refused_naming_file_and_count(tmp_path):
+    image = ct_image().astype(np.float32)
+    image[1, 1, 1] = np.nan
+    save(tmp_path / "imagesTr" / "f.nii.gz", image)
+    save(tmp_path / "labelsTr" / "f.nii.gz", cube_label())
+    with pytest.raises(DataContractError, match=r"imagesTr/f.nii.gz holds 1 NaN or Inf voxels \(of 512\)"):
+        check_finite_images(audit_dataset([entry("f", 1)], tmp_path, [1]))
+
+
+def test_the_overview_puts_the_peer_summary_first(tmp_path):
+    add_case(tmp_path, "a")
+    add_case(tmp_path, "b", affine=np.diag([-1.0, -1.0, 1.0, 1.0]))
+    audit = overview(audit_dataset([entry("a", 0), entry("b", 1)], tmp_path, [1]), [[1, 3]], {3: "spleen"}, 1)
+    assert list(audit)[:8] == ["n_pairs", "shape_consistent", "orientation_consistent", "orientation_codes_seen",
+                               "image_looks_like_ct", "image_hu_range_seen", "fg_volumes_ml_seen", "fg_components_seen"]
+    assert (audit["shape_consistent"], audit["orientation_consistent"]) == (True, False)
+    assert audit["orientation_codes_seen"] == ["LPS", "RAS"] and audit["image_hu_range_seen"] == [-1000.0, 1200.0]
+    assert audit["fg_volumes_ml_seen"] == [0.008, 0.008] and audit["fg_components_seen"] == [1, 1]
+    assert audit["anatomy"] == "spleen"
+    assert audit["fg_volumes_ml_range_by_label"] == {"1": [0.008, 0.008]}
+    assert audit["fg_components_range_by_label"] == {"1": [1, 1]}
+    assert "samples" in audit and "summary" in audit
+    json.dumps(audit, allow_nan=False)
+
+
+def test_the_overview_records_whether_the_user_label_idx_occurs(dataset):
+    audit = audit_dataset([entry("case_0", 0), entry("case_1", 1)], dataset, [1])
+    assert overview(audit, [[1, 3]], {3: "spleen"}, 1)["user_label_idx_present_in_sample"] is True
+    assert overview(audit, [[1, 3]], {3: "spleen"}, 2)["user_label_idx_present_in_sample"] is False
 
 
 def test_mapped_value_missing_from_training_is_refused(dataset):

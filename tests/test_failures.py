@@ -44,7 +44,7 @@ def test_an_out_of_memory_phase_is_reported_with_the_fix(tmp_path):
     assert doc["error"]["kind"] == "oom" and doc["error"]["phase"] == "finetune"
     assert "--patch-size" in doc["error"]["message"] and "--cache-rate" in doc["error"]["message"]
     assert doc["runtime"]["oom"] is True and doc["output"]["oom"] is True
-    assert "schema_errors" not in doc
+    assert "schema_errors" not in doc and "peer_schema_errors" not in doc
 
 
 def test_a_crashing_phase_is_reported_with_its_log_tail(tmp_path):

@@ -85,3 +85,26 @@ def test_nvidia_smi_samples_give_peak_memory_when_the_run_reports_none(tmp_path,
                        gpu_interval=0.2)
     assert result.gpu["smi_peak_gpu_mb"] == 2048 and result.peak_gpu_mb == 2048
     assert result.gpu["gpu_util_mean"] == 60 and result.gpu["gpu_samples"] >= 4
+
+
+TIMED = """
+import time
+time.sleep(0.6)
+print('NVSEG_TELEMETRY {"event": "attached"}', flush=True)
+time.sleep(0.4)
+print('NVSEG_TELEMETRY {"event": "epoch"}', flush=True)
+print('NVSEG_TELEMETRY {"event": "completed"}', flush=True)
+time.sleep(0.8)
+"""
+
+
+def test_a_phase_is_split_into_startup_engine_and_teardown_by_its_telemetry(tmp_path):
+    result = run_phase(_spec(tmp_path, TIMED), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO())
+    timing = result.timing()
+    assert timing["startup_s"] >= 0.6 and 0.4 <= timing["engine_s"] < 0.6 + 0.4 and timing["teardown_s"] >= 0.7
+    assert abs(sum(timing.values()) - result.seconds) < 0.05
+
+
+def test_a_phase_without_telemetry_has_no_split(tmp_path):
+    result = run_phase(_spec(tmp_path, "print('hello')"), cwd=tmp_path, env=child_env(tmp_path), stream=io.StringIO())
+    assert result.timing() == {"startup_s": None, "engine_s": None, "teardown_s": None}

@@ -46,14 +46,23 @@ def plan_sanity(task06: Path, out: Path, *extra: str) -> dict:
 
 def test_sanity_splits_63_cases_into_13_validation_cases(task06, tmp_path):
     doc = plan_sanity(task06, tmp_path / "out")
-    assert (doc["input"]["n_train_cases"], doc["input"]["n_val_cases"]) == (50, 13)
+    inp = doc["input"]
+    assert (inp["n_train_cases"], inp["n_train_fold_cases"], inp["n_val_cases"]) == (63, 50, 13)
     assert doc["input"]["dataset_audit"]["datalist_source"] == "generated: seed-0 five-fold"
     datalist = json.loads((tmp_path / "out" / "datalist.json").read_text())["training"]
     assert not any("imagesTs" in e["image"] for e in datalist)
 
 
+def test_a_sanity_plan_validates_against_our_schema_and_the_peer_skills(task06, tmp_path):
+    from nvseg_bench.output import both_schema_errors
+
+    doc = plan_sanity(task06, tmp_path / "out")
+    assert doc["input"]["sanity"] and both_schema_errors(doc) == []
+    assert doc["invocation"]["override_file"] == "configs/train_continual_task06_lung.json"
+
+
 def test_sanity_stages_the_reference_recipe(task06, tmp_path, monkeypatch):
-    monkeypatch.setenv("NPROC_PER_NODE", "4")
+    monkeypatch.setenv("NPROC_PER_NODE", "1")
     doc = plan_sanity(task06, tmp_path / "out")
     override = json.loads((tmp_path / "out" / "configs" / "train_continual_task06_lung.json").read_text())
     assert override["label_mappings"] == {"default": [[1, 23]]}
@@ -62,9 +71,44 @@ def test_sanity_stages_the_reference_recipe(task06, tmp_path, monkeypatch):
     assert override["learning_rate"] == 5e-5 and override["lr_schedule#activate"] is False
     assert override["epochs"] == 5 and override["train_dataset_cache_rate"] == 1.0
     assert doc["plan"]["nproc_per_node"] == 1 and not doc["plan"]["multi_gpu"]
-    assert [Path(p).name for p in doc["invocation"]["eval_config_stack"]][:3] == \
-        ["train.json", "train_continual.json", "evaluate.json"]
-    assert doc["invocation"]["command_prefix"][1:] == ["-m", "monai.bundle", "run"]
+    assert doc["invocation"]["eval_config_stack"][:3] == \
+        ["configs/train.json", "configs/train_continual.json", "configs/evaluate.json"]
+    assert doc["invocation"]["command_prefix_argv"][1:] == ["-m", "monai.bundle", "run"]
+
+
+@pytest.mark.parametrize("extra, env, named", [
+    (["--nnodes", "2"], "1", "--nnodes 2"),
+    ([], "4", "NPROC_PER_NODE=4"),
+])
+def test_sanity_on_several_gpus_or_nodes_is_refused(task06, tmp_path, monkeypatch, capsys, extra, env, named):
+    monkeypatch.setenv("NPROC_PER_NODE", env)
+    code = main([str(task06), "--sanity", "--dry-run", "--allow-cpu", *extra, "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "one-GPU reference run" in err and named in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_task06_folder_without_a_preset_flag_runs_the_sanity_preset(task06, tmp_path):
+    code = main([str(task06), "--dry-run", "--allow-cpu", "--pretrained-ckpt", str(MICRO / "model.pt"),
+                 "--network-config", str(MICRO / "network.json"), "--output-dir", str(tmp_path / "out")])
+    doc = json.loads((tmp_path / "out" / "output.json").read_text())
+    assert code == 0 and doc["plan"]["preset"] == "sanity" and doc["input"]["sanity"]
+    assert doc["plan"]["rationale"][0] == f"preset: sanity ({task06} is an MSD Task06 folder; no --smoke or --sanity was given)"
+
+
+def test_sanity_without_a_dataset_takes_nvseg_task06_dir(task06, tmp_path, monkeypatch):
+    monkeypatch.setenv("NVSEG_TASK06_DIR", str(task06))
+    code = main(["--sanity", "--dry-run", "--allow-cpu", "--pretrained-ckpt", str(MICRO / "model.pt"),
+                 "--network-config", str(MICRO / "network.json"), "--output-dir", str(tmp_path / "out")])
+    doc = json.loads((tmp_path / "out" / "output.json").read_text())
+    assert code == 0 and doc["input"]["dataset_dir"] == str(task06.resolve())
+
+
+def test_sanity_without_a_dataset_or_nvseg_task06_dir_names_the_variable(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("NVSEG_TASK06_DIR", raising=False)
+    code = main(["--sanity", "--allow-cpu", "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "$NVSEG_TASK06_DIR is not set" in err and not (tmp_path / "out").exists()
 
 
 def test_sanity_without_a_gpu_is_refused_unless_allowed(task06, tmp_path, capsys):
@@ -77,10 +121,10 @@ def test_multi_node_flags_reach_torchrun(tmp_path):
     code = main([str(fixture), "--smoke", "--dry-run", "--nnodes", "2", "--node-rank", "1",
                  "--rdzv-endpoint", "node0:29400", "--output-dir", str(tmp_path / "out")])
     doc = json.loads((tmp_path / "out" / "output.json").read_text())
-    prefix = doc["invocation"]["command_prefix"]
+    prefix = doc["invocation"]["command_prefix_argv"]
     assert code == 0 and prefix[1:3] == ["-m", "torch.distributed.run"]
     assert {"--nnodes=2", "--node_rank=1", "--rdzv_endpoint=node0:29400"} <= set(prefix)
-    assert doc["plan"]["multi_gpu"] and "multi_gpu_train.json" in " ".join(doc["invocation"]["config_stack"])
+    assert doc["plan"]["multi_gpu"] and "configs/multi_gpu_train.json" in doc["invocation"]["config_stack"]
 
 
 def test_task06_checks_pass_the_reference_run_and_name_what_misses():

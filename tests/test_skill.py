@@ -21,7 +21,7 @@ from nvseg_bench.cli import build_parser
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = yaml.safe_load((REPO / "skill_manifest.yaml").read_text())
 SEED_INPUTS = {"dataset_dir", "datalist", "target_anatomy", "label_mapping", "smoke", "sanity", "auto_seg",
-               "skip_formal_eval"}
+               "skip_formal_eval", "user_label_idx"}  # the seed's inputs and the peer's --user-label-idx
 
 
 def cli_flags() -> dict[str, str]:
@@ -57,6 +57,12 @@ def test_the_declared_entrypoint_and_result_schema_exist():
     entry, schema = skill_paths(REPO)
     assert entry == REPO / MANIFEST["runtime"]["entrypoint"] and entry.is_file()
     assert schema.is_file() and json.loads(schema.read_text())["title"].startswith("nvseg-bench run result")
+
+
+def test_the_declared_peer_schema_is_the_one_output_json_is_checked_against():
+    from nvseg_bench.output import PEER_SCHEMA_PATH
+
+    assert REPO / MANIFEST["outputs"]["result_json"]["peer_schema"] == PEER_SCHEMA_PATH
 
 
 def skill_md() -> tuple[dict, str]:

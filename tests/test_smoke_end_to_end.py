@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.output import schema_errors
+from nvseg_bench.output import PEER_SCHEMA_PATH, schema_errors
 
 from .helpers import FIXTURE, REPO
 
@@ -23,6 +23,16 @@ def test_the_smoke_run_exits_0(smoke_run):
 def test_output_json_validates_against_the_schema(smoke_run):
     assert smoke_run.doc["status"] == "passed"
     assert schema_errors(smoke_run.doc) == []
+
+
+def test_output_json_validates_against_the_peer_skills_schema(smoke_run):
+    assert schema_errors(smoke_run.doc, PEER_SCHEMA_PATH) == []
+
+
+def test_the_peer_reads_the_best_checkpoint_as_changed(smoke_run):
+    best = smoke_run.doc["output"]["checkpoint_comparisons_to_pretrained"]["best"]
+    assert best["weights_identical"] is False and best["same_keys"] is True
+    assert best["differing_tensors"] == best["n_changed"] > 0 and best["total_abs_diff"] > best["max_abs_diff"] > 0
 
 
 def test_the_schema_holds_a_failed_result_to_carrying_an_error(smoke_run):
@@ -41,7 +51,7 @@ def test_the_three_phases_ran_through_monai_bundle_run(smoke_run):
 def test_finetuned_tensors_differ_from_the_pretrained_ones(smoke_run):
     out = smoke_run.doc["output"]
     assert out["finetuned_ckpt_matches_pretrained_weights"] is False
-    assert out["checkpoint_comparisons_to_pretrained"]["n_changed"] > 0
+    assert out["checkpoint_comparisons_to_pretrained"]["best"]["n_changed"] > 0
 
 
 def test_formal_finetuned_dice_beats_formal_pretrained_dice(smoke_run):
@@ -98,7 +108,7 @@ def test_two_gloo_processes_finetune_with_rank_0_alone_logging(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     doc = json.loads((tmp_path / "run" / "output.json").read_text())
     assert doc["plan"]["nproc_per_node"] == 2 and doc["invocation"]["multi_gpu"]
-    assert "torch.distributed.run" in doc["invocation"]["command_prefix"]
+    assert "torch.distributed.run" in doc["invocation"]["command_prefix_argv"]
     # 5 training cases over 2 ranks: 3 iterations each, logged by rank 0 only
     assert doc["output"]["train_iterations"] == 3
     assert doc["output"]["finetuned_ckpt_exists"] and len(doc["output"]["val_dice_per_epoch"]) == 2

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.evidence import compare_checkpoints, formal_dice, write_manifest
+from nvseg_bench.evidence import compare_checkpoints, dataset_inputs, formal_dice, write_manifest
 from nvseg_bench.output import schema_errors
 from nvseg_bench.plan import make_plan
 from nvseg_bench.preset import settle
@@ -72,6 +72,14 @@ def test_one_changed_tensor_is_counted_with_its_size(tmp_path):
     new = _save(tmp_path / "new.pt", a=torch.ones(3), b=torch.tensor([0.0, 0.5]))
     result = compare_checkpoints(new, old)
     assert not result["identical"] and result["n_changed"] == 1 and result["max_abs_diff"] == pytest.approx(0.5)
+
+
+def test_the_comparison_sums_every_difference_and_says_whether_the_keys_match(tmp_path):
+    old = _save(tmp_path / "old.pt", a=torch.zeros(3), b=torch.zeros(2))
+    new = _save(tmp_path / "new.pt", a=torch.tensor([0.25, 0.0, -0.5]), b=torch.zeros(2), c=torch.ones(1))
+    result = compare_checkpoints(new, old)
+    assert result["total_abs_diff"] == pytest.approx(0.75) and result["max_abs_diff"] == pytest.approx(0.5)
+    assert result["same_keys"] is False and compare_checkpoints(old, old)["same_keys"] is True
 
 
 def test_a_model_wrapped_checkpoint_and_ddp_prefixes_compare_by_tensor(tmp_path):
@@ -149,3 +157,27 @@ def test_fetch_weights_reports_the_cached_file_offline(tmp_path, monkeypatch, ca
     assert f"sha256 {sha256_file(snapshot / HUB_FILE)}" in capsys.readouterr().out
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
     assert main(["fetch-weights"]) == 2 and "HF_HUB_OFFLINE" in capsys.readouterr().err
+
+
+def test_a_change_in_a_later_run_of_tensors_is_found(tmp_path, monkeypatch):
+    monkeypatch.setattr("nvseg_bench.evidence.GROUP_BYTES", 16)  # 4 float32 values: one mapping per tensor
+    weights = {f"t{i}": torch.full((4,), float(i)) for i in range(5)}
+    old = _save(tmp_path / "old.pt", **weights)
+    new = _save(tmp_path / "new.pt", **(weights | {"t3": torch.full((4,), 9.0)}))
+    result = compare_checkpoints(new, old)
+    assert result["changed_examples"] == ["t3"] and result["n_equal"] == 4 and result["max_abs_diff"] == 6.0
+
+
+def test_a_legacy_non_zip_checkpoint_is_compared_without_a_memory_map(tmp_path):
+    torch.save({"a": torch.ones(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    new = _save(tmp_path / "new.pt", a=torch.zeros(2))
+    assert compare_checkpoints(new, tmp_path / "legacy.pt")["n_changed"] == 1
+
+
+def test_dataset_inputs_reuse_digests_taken_earlier_in_the_run(tmp_path, monkeypatch):
+    (tmp_path / "img.nii.gz").write_bytes(b"img")
+    (tmp_path / "lab.nii.gz").write_bytes(b"lab")
+    monkeypatch.setattr("nvseg_bench.evidence.sha256_file", lambda path: pytest.fail(f"read {path} again"))
+    known = {str(tmp_path / "img.nii.gz"): "a" * 64, str(tmp_path / "lab.nii.gz"): "b" * 64}
+    found = dataset_inputs([{"image": "img.nii.gz", "label": "lab.nii.gz"}], tmp_path, known)
+    assert found["files"]["img.nii.gz"] == {"sha256": "a" * 64, "bytes": 3}

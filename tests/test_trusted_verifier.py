@@ -42,7 +42,7 @@ def test_the_untouched_pack_passes_every_check(pack):
     found = statuses(pack)
     assert "fail" not in found.values(), found
     for name in ("integrity.manifest", "schema", "checkpoint_claims", "formal_dice.eval_pretrained",
-                 "formal_dice.eval_finetuned", "trajectory", "decision", "reference_ranges", "environment"):
+                 "formal_dice.eval_finetuned", "trajectory", "decision", "gain_stats", "reference_ranges", "environment"):
         assert found[name] == "pass", (name, found)
 
 
@@ -112,3 +112,17 @@ def test_fixture_mode_runs_the_smoke_finetune_and_audits_it(tmp_path):
     summary = json.loads((tmp_path / "trusted" / "trust_summary.json").read_text())
     assert summary["verdict"] == "passed" and summary["mode"] == "fixture"
     assert {f["name"]: f["status"] for f in summary["findings"]}["fixture_run"] == "pass"
+
+
+def test_a_tampered_per_case_dice_is_caught_by_the_gain_statistics(pack):
+    def raise_one(doc):
+        cases = doc["output"]["formal_finetuned_per_case"]
+        first = sorted(cases)[0]
+        cases[first] += 0.01
+    edit_output(pack, raise_one)
+    assert statuses(pack)["gain_stats"] == "fail"
+
+
+def test_a_narrowed_interval_is_caught_by_the_re_derived_bootstrap(pack):
+    edit_output(pack, lambda d: d["output"]["formal_gain_stats"].update(ci_low=d["output"]["formal_gain_stats"]["ci_low"] + 0.01))
+    assert statuses(pack)["gain_stats"] == "fail"

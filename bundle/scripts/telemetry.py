@@ -1,7 +1,9 @@
 """Runtime telemetry from inside a bundle run: peak GPU memory, host RSS, wall time.
 
-Prints one `NVSEG_TELEMETRY {json}` line when the engine completes (and after each epoch), so a
-wrapper can read it from the log without importing anything of the bundle's.
+Prints one `NVSEG_TELEMETRY {json}` line when the handler is attached (the engine is built: network,
+datasets and caches are ready), after each epoch and when the engine completes, so a wrapper can
+read it from the log, and split the phase into start-up, engine and teardown by when the lines
+arrive, without importing anything of the bundle's.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class TelemetryHandler:
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
 
+        self._emit(engine, "attached")
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._emit, "epoch")
         engine.add_event_handler(Events.COMPLETED, self._emit, "completed")
 

@@ -16,6 +16,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
+from ..sweep import evidence_dir
 from .cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint, stat_listing
 from .options import HarnessOptions
 from .runs import RunEvidence, RunSkipped, RunSpec, build_spec, pack_run_name, run_cli, skip_reason
@@ -116,6 +117,7 @@ class RunBroker:
         before = stat_listing(watched)
         with self.store.device_lock() if spec.uses_gpu else nullcontext():
             code, seconds, tail = run_cli(spec, out, self.say)
+        out = evidence_dir(out)  # a seed sweep (--nvseg-seeds): its representative seed's folder
         untouched = stat_listing(watched) == before
         entry = {"name": spec.name, "out": str(out), "returncode": code, "wall_seconds": round(seconds, 2),
                  "console_tail": tail, "key": key, "parts": parts, "session": self.session,

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..output import schema_errors
+from ..output import both_schema_errors
 from .gates import gate_title
 from .ledger import Ledger, RunRecord
 from .options import HarnessOptions
@@ -30,7 +30,7 @@ def write_gates(record: RunRecord, session: str) -> None:
     if doc is None:
         return
     doc["gates"] = gates_section(record, session)
-    record.schema_problems = schema_errors(doc)
+    record.schema_problems = both_schema_errors(doc)
     path = Path(record.out) / "output.json"
     partial = path.with_name(f".output.json.{os.getpid()}")
     partial.write_text(json.dumps(doc, indent=2) + "\n")

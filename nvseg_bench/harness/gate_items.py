@@ -11,6 +11,7 @@ import warnings
 import pytest
 
 from .gates import judge
+from .plugin import OPTIONS
 from .runs import RunEvidence
 
 
@@ -19,7 +20,7 @@ class NvsegGateNote(UserWarning):
 
 
 def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, request: pytest.FixtureRequest) -> None:
-    verdict = judge(nvseg_gate, nvseg_run)
+    verdict = judge(nvseg_gate, nvseg_run, request.config.stash[OPTIONS].require_significant)
     # straight into user_properties: the JUnit file gets them as with record_property, minus its xunit2 warning
     request.node.user_properties += [("nvseg_out", str(nvseg_run.out)), ("nvseg_source", nvseg_run.source),
                                      ("nvseg_message", verdict.message)]

@@ -6,18 +6,15 @@ they never re-run anything.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..decision import MIN_GAIN
-from ..output import schema_errors
-from ..reference import TASK06_FIELD_MIN, measured
+from ..output import both_schema_errors
+from ..reference import bounds, measured
 from .runs import RunEvidence
-
-SMOKE_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "smoke_reference.json"
 
 
 @dataclass
@@ -44,10 +41,10 @@ def _out(run: RunEvidence) -> dict[str, Any]:
 
 
 def schema_valid(run: RunEvidence) -> Verdict:
-    errors = schema_errors(run.doc or {})
+    errors = both_schema_errors(run.doc or {})
     if errors:
-        return bad(f"output.json breaks its schema in {len(errors)} places; first: {errors[0]}")
-    return ok(f"output.json validates (status {(run.doc or {}).get('status')!r})")
+        return bad(f"output.json breaks its schema or the peer skill's in {len(errors)} places; first: {errors[0]}")
+    return ok(f"output.json validates against ours and the peer skill's schema (status {(run.doc or {}).get('status')!r})")
 
 
 def phases_returned_0(run: RunEvidence) -> Verdict:
@@ -164,13 +161,8 @@ def formal_fields(run: RunEvidence) -> Verdict:
 
 
 def reference_bounds(reference: str | None) -> tuple[dict[str, float], dict[str, float], str] | None:
-    """(min, max, source) for a run's reference, or None when the run has none."""
-    if reference == "task06":
-        return TASK06_FIELD_MIN, {}, "Task06 reference gates (docs/task06-and-results.md, nvseg_bench/reference.py)"
-    if reference:
-        card = json.loads(SMOKE_REFERENCE.read_text())[reference]
-        return card.get("min", {}), card.get("max", {}), f"{reference} ranges ({SMOKE_REFERENCE.name})"
-    return None
+    """(min, max, source) for a run's reference, read from its reference file, or None when it has none."""
+    return bounds(reference) if reference else None
 
 
 def reference_ranges(run: RunEvidence) -> Verdict:
@@ -192,6 +184,22 @@ def reference_ranges(run: RunEvidence) -> Verdict:
     if misses:
         return bad("; ".join(misses) + f" [{source}]")
     return ok(", ".join(seen) + f" inside {source}")
+
+
+def significance(run: RunEvidence, required: bool = False) -> Verdict:
+    """Opt-in (--nvseg-require-significant): the formal gain's 95% interval must lie above 0."""
+    out = _out(run)
+    stats, confidence = out.get("formal_gain_stats") or {}, out.get("gain_confidence")
+    if stats.get("ci_low") is None:
+        said = f"no interval ({stats.get('interval_note') or 'no paired formal evaluation'})"
+    else:
+        said = (f"gain {stats['mean_gain']:+.4f}, 95% CI {stats['ci_low']:+.4f}..{stats['ci_high']:+.4f} over "
+                f"{stats['n_cases']} cases: {confidence}")
+    if not required:
+        return skip(f"off (--nvseg-require-significant turns it on); {said}")
+    if confidence == "clear":
+        return ok(said)
+    return bad(f"{said}; the gain is not clear of noise: add validation cases or run a seed sweep (--nvseg-seeds)")
 
 
 def telemetry(run: RunEvidence) -> Verdict:
@@ -241,7 +249,7 @@ class Gate:
 
 
 GATES: dict[str, Gate] = {
-    "schema": Gate("output.json is schema-valid", schema_valid),
+    "schema": Gate("output.json is valid under our schema and the peer skill's", schema_valid),
     "phases": Gate("every phase returned 0", phases_returned_0),
     "no_oom": Gate("no out-of-memory", no_oom),
     "loss_finite": Gate("train loss finite", loss_finite),
@@ -250,6 +258,7 @@ GATES: dict[str, Gate] = {
     "decision": Gate("recommended checkpoint follows the rule", decision_rule),
     "formal_fields": Gate("formal Dice fields present", formal_fields),
     "reference": Gate("Dice inside reference ranges", reference_ranges),
+    "significance": Gate("formal gain clear of noise (opt-in)", significance),
     "telemetry": Gate("runtime telemetry present", telemetry),
     "inputs_untouched": Gate("inputs untouched", inputs_untouched),
     "trusted": Gate("the CPU verifier trusts the pack", trusted, trusted_only=True),
@@ -265,7 +274,9 @@ def gate_title(gate: str) -> str:
     return GATES[gate].title if gate in GATES else gate
 
 
-def judge(gate: str, run: RunEvidence) -> Verdict:
+def judge(gate: str, run: RunEvidence, require_significant: bool = False) -> Verdict:
     if run.doc is None:
         return bad(f"the run wrote no output.json (exit {run.returncode}): " + " ".join(run.console_tail[-6:]))
+    if gate == "significance":
+        return significance(run, require_significant)
     return GATES[gate].check(run)

@@ -5,6 +5,7 @@ that names the option and the fix before any test runs.
 """
 from __future__ import annotations
 
+import argparse
 import difflib
 import json
 import os
@@ -32,6 +33,7 @@ PATH_OPTIONS = [
 TEXT_OPTIONS = [
     ("target-anatomy", "VISTA3D class that local label 1 means, for the user run"),
     ("label-mapping", "'[[local, global], ...]' for the user run"),
+    ("seeds", "a seed sweep for every run, e.g. 0,1,2 (nvseg-finetune --seeds); gates judge the sweep's representative seed"),
     ("args", "other nvseg-finetune flags for every run, e.g. \"--seed 1 --phase-timeout 3600\""),
 ]
 # the harness owns these: a run's identity and where it writes
@@ -52,6 +54,9 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(dest, f"default for --nvseg-{name}", type="string", default="")
     parser.addini("nvseg_gpu", "default for --gpu", type="bool", default=False)
     parser.addini("nvseg_trusted", "default for --nvseg-trusted", type="bool", default=False)
+    group.addoption("--nvseg-require-significant", action="store_true",
+                    help="turn on the significance gate: fail a run whose formal gain's 95%% interval is not above 0")
+    parser.addini("nvseg_require_significant", "default for --nvseg-require-significant", type="bool", default=False)
 
 
 def _value(config: pytest.Config, name: str) -> tuple[str | None, Path]:
@@ -151,6 +156,8 @@ class HarnessOptions:
     trusted_only: Path | None = None
     target_anatomy: str | None = None
     label_mapping: str | None = None
+    seeds: str | None = None
+    require_significant: bool = False
     args: list[str] = field(default_factory=list)
 
     @classmethod
@@ -162,4 +169,20 @@ class HarnessOptions:
         gpu = bool(config.getoption("gpu") or config.getini("nvseg_gpu"))
         check_pack(paths["trusted_only"])
         trusted = bool(config.getoption("nvseg_trusted") or config.getini("nvseg_trusted") or paths["trusted_only"])
-        return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), trusted=trusted, args=args, **paths, **texts)
+        args += _seed_args(texts["seeds"])
+        significant = bool(config.getoption("nvseg_require_significant") or config.getini("nvseg_require_significant"))
+        return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), trusted=trusted, args=args,
+                   require_significant=significant, **paths, **texts)
+
+
+def _seed_args(seeds: str | None) -> list[str]:
+    """--nvseg-seeds=0,1,2 -> the CLI's --seeds, checked here so a typo is a usage error, not a failed run."""
+    if not seeds:
+        return []
+    from ..sweep import parse_seeds
+
+    try:
+        parse_seeds(seeds)
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"--nvseg-seeds: {exc}") from None
+    return ["--seeds", seeds]

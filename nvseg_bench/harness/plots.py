@@ -112,3 +112,32 @@ def overlay_plot(doc: dict[str, Any], run_dir: Path) -> bytes | None:
     where = f"axial slice {z} of {image.shape[2]} through the label's middle; patient right on the left"
     figure.suptitle(f"{case}: {where}", fontsize=9)
     return _png(figure)
+
+
+def slope_plot(doc: dict[str, Any]) -> bytes | None:
+    """Paired slope chart: one line per validation case, formal Dice before -> after finetuning."""
+    from matplotlib.figure import Figure
+
+    out = doc.get("output", {})
+    before, after = out.get("formal_pretrained_per_case") or {}, out.get("formal_finetuned_per_case") or {}
+    cases = sorted(set(before) & set(after))
+    if not cases:
+        return None
+    figure = Figure(figsize=(4.8, 4.2))
+    ax = figure.add_subplot()
+    for case in cases:
+        gain = after[case] - before[case]
+        color = FINETUNED_COLOR if gain > 0 else PRETRAINED_COLOR if gain < 0 else "#888888"
+        ax.plot([0, 1], [before[case], after[case]], "o-", color=color, alpha=0.75, lw=1.2)
+    stats = out.get("formal_gain_stats") or {}
+    if stats.get("ci_low") is not None:
+        title = (f"mean gain {stats['mean_gain']:+.4f}, 95% CI {stats['ci_low']:+.4f}..{stats['ci_high']:+.4f}\n"
+                 f"{stats['n_better']} of {stats['n_cases']} cases better ({out.get('gain_confidence')})")
+    else:
+        title = f"{len(cases)} cases"
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([0, 1], ["pretrained", "finetuned"])
+    ax.set_xlim(-0.25, 1.25)
+    ax.set_ylabel("formal Dice per case")
+    ax.grid(alpha=0.3, axis="y")
+    return _png(figure)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .gates import gate_title, reference_bounds
 from .ledger import Ledger, RunRecord
-from .plots import dice_plot, overlay_plot
+from .plots import dice_plot, overlay_plot, slope_plot
 from .runs import REFERENCE
 from .summary import number
 
@@ -24,6 +24,9 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 .passed{color:#1b7e3a}.failed,.error{color:#b00020;font-weight:bold}.skipped{color:#777}.warn{color:#a86b00}
 .PASS{background:#e3f4e8}.FAIL{background:#fbe3e6}.SKIPPED{background:#eee}img{max-width:100%}
 code{font-size:13px}"""
+# (image key, caption) in the order the report shows them
+FIGURES = (("dice", "Validation Dice per epoch"), ("slope", "Formal Dice per case, pretrained -> finetuned"),
+           ("overlay", "Mid-slice overlay"))
 
 
 @dataclass
@@ -39,6 +42,7 @@ class RunPage:
                 ("formal Dice pretrained", number(out.get("formal_pretrained_val_dice"))),
                 ("formal Dice finetuned", number(out.get("formal_finetuned_val_dice"))),
                 ("improvement", number(out.get("formal_improvement_over_pretrained"), "+.4f")),
+                ("gain confidence", str(out.get("gain_confidence") or "-")),
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
                 ("evidence", f"{self.record.out} ({self.record.source})")]
@@ -79,7 +83,8 @@ def build_page(record: RunRecord) -> RunPage:
         return page
     bounds = reference_bounds(REFERENCE.get(record.name))
     for name, make in (("dice", lambda: dice_plot(page.doc, bounds[0] if bounds else None)),
-                       ("overlay", lambda: overlay_plot(page.doc, Path(record.out)))):
+                       ("overlay", lambda: overlay_plot(page.doc, Path(record.out))),
+                       ("slope", lambda: slope_plot(page.doc))):
         try:
             png = make()
         except Exception as exc:  # a broken figure must not cost the rest of the report
@@ -111,7 +116,7 @@ def markdown(pages: list[RunPage], report_dir: Path) -> str:
         if page.trust():
             said, rows = page.trust()
             lines += ["### Verifier", "", said, ""] + (_md_table(["status", "finding"], rows) + [""] if rows else [])
-        for kind, caption in (("dice", "Validation Dice per epoch"), ("overlay", "Mid-slice overlay")):
+        for kind, caption in FIGURES:
             if kind in page.images:
                 file = report_dir / f"{name}_{kind}.png"
                 file.write_bytes(page.images[kind])
@@ -146,7 +151,7 @@ def html_page(pages: list[RunPage]) -> str:
             said, rows = page.trust()
             parts.append(f"<h3>Verifier</h3><p>{html.escape(said)}</p>" + (_html_table(["status", "finding"], rows, 0)
                                                                           if rows else ""))
-        for kind, caption in (("dice", "Validation Dice per epoch"), ("overlay", "Mid-slice overlay")):
+        for kind, caption in FIGURES:
             if kind in page.images:
                 data = base64.b64encode(page.images[kind]).decode()
                 parts.append(f"<h3>{caption}</h3><img alt='{caption}' src='data:image/png;base64,{data}'>")

@@ -1,0 +1,138 @@
+"""Re-derive the paired gain statistics (output.formal_gain_stats) from the pack's per-case CSVs.
+
+Reads each eval phase's val_mean_dice_raw.csv itself, pairs cases by file name, and recomputes
+the mean gain, the bootstrap interval with the recorded seed and resample count (the documented
+draw: numpy's default_rng(seed).integers(0, n, size=(resamples, n)) over cases in sorted name
+order, bounds by linear interpolation between order statistics), the exact two-sided Wilcoxon
+signed-rank p-value where it is exact (no ties, no zero gains, up to 50 cases), the counts of cases
+better, worse and unchanged, and the confidence class. Own code; nothing of the producer's.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .findings import Finding, failed, passed, skipped, warned
+from .pack import Pack
+
+DECIMALS_TOLERANCE = 5e-5  # "the same to 4 decimals"
+CSV_NAME = "val_mean_dice_raw.csv"
+EXACT_MAX_CASES = 50
+
+
+def read_per_case(pack: Pack, phase: str) -> dict[str, float] | None:
+    path = pack.root / phase / CSV_NAME
+    if not path.is_file():
+        return None
+    pack.note(path)
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    values = {}
+    for row in rows:
+        text = (row.get("mean") or "").strip()
+        if text and text.lower() != "nan":
+            values[Path(row["filename"]).name] = float(text)
+    return values
+
+
+def percentile(sorted_values: np.ndarray, q: float) -> float:
+    """q-th percentile (0..100), linear between the two nearest order statistics."""
+    position = (len(sorted_values) - 1) * q / 100.0
+    below = math.floor(position)
+    above = min(below + 1, len(sorted_values) - 1)
+    weight = position - below
+    return float(sorted_values[below] * (1 - weight) + sorted_values[above] * weight)
+
+
+def bootstrap(gains: np.ndarray, seed: int, resamples: int, level: float) -> tuple[float, float]:
+    draws = np.random.default_rng(seed).integers(0, len(gains), size=(resamples, len(gains)))
+    means = np.sort(np.array([gains[row].sum() / len(gains) for row in draws]))
+    tail = (1.0 - level) / 2 * 100
+    return percentile(means, tail), percentile(means, 100 - tail)
+
+
+def exact_signed_rank_p(gains: np.ndarray) -> float | None:
+    """Exact two-sided p of the signed-rank test, or None where it is not exact (ties, zeros, > 50)."""
+    size = np.abs(gains)
+    if len(gains) > EXACT_MAX_CASES or np.any(size == 0) or len(np.unique(size)) != len(size):
+        return None
+    n = len(gains)
+    ranks = np.argsort(np.argsort(size)) + 1
+    positive = int(ranks[gains > 0].sum())
+    statistic = min(positive, n * (n + 1) // 2 - positive)
+    ways = [1] + [0] * (n * (n + 1) // 2)  # ways[s]: subsets of ranks 1..n summing to s
+    for rank in range(1, n + 1):
+        for total in range(len(ways) - 1, rank - 1, -1):
+            ways[total] += ways[total - rank]
+    return min(1.0, 2 * sum(ways[: statistic + 1]) / 2**n)
+
+
+def _near(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(float(a) - float(b)) <= DECIMALS_TOLERANCE
+
+
+def _class(low: float, high: float) -> str:
+    return "clear" if low > 0 else "clear_loss" if high < 0 else "within_noise"
+
+
+def check_gain_stats(pack: Pack) -> Finding:
+    name = "gain_stats"
+    out = pack.output.get("output") or {}
+    if not out.get("formal_eval_enabled") or out.get("formal_finetuned_val_dice") is None:
+        return skipped(name, "no paired formal evaluation in this run")
+    claimed = out.get("formal_gain_stats")
+    if not claimed:
+        return warned(name, "output.json carries no formal_gain_stats (written by an older nvseg-bench?)")
+    before, after = read_per_case(pack, "eval_pretrained"), read_per_case(pack, "eval_finetuned")
+    if before is None or after is None:
+        return failed(name, f"the pack lacks eval_pretrained/{CSV_NAME} or eval_finetuned/{CSV_NAME}")
+    problems = []
+    for side, csv_values in (("formal_pretrained_per_case", before), ("formal_finetuned_per_case", after)):
+        reported = out.get(side) or {}
+        off = sorted(k for k in csv_values.keys() | reported.keys()
+                     if not _near(csv_values.get(k), reported.get(k)))
+        if off:
+            problems.append(f"{side} differs from the CSV for {', '.join(off)}")
+    names = sorted(before.keys() & after.keys())
+    gains = np.array([after[k] - before[k] for k in names])
+    same = before.keys() == after.keys()
+    if claimed.get("same_cases") != same or claimed.get("n_cases") != len(names):
+        problems.append(f"{len(names)} paired cases (same cases: {same}); output.json claims {claimed.get('n_cases')} "
+                        f"(same cases: {claimed.get('same_cases')})")
+    numbers: dict[str, Any] = {"n_cases": len(names)}
+    if len(names):
+        numbers["mean_gain"] = float(gains.mean())
+        if not _near(numbers["mean_gain"], claimed.get("mean_gain")):
+            problems.append(f"mean gain {numbers['mean_gain']:+.4f}, claimed {claimed.get('mean_gain')}")
+        tol = float(claimed.get("unchanged_tolerance") or 0.0)
+        counts = (int((gains > tol).sum()), int((gains < -tol).sum()), int((np.abs(gains) <= tol).sum()))
+        numbers["better_worse_unchanged"] = counts
+        if counts != (claimed.get("n_better"), claimed.get("n_worse"), claimed.get("n_unchanged")):
+            problems.append(f"better/worse/unchanged {counts}, claimed {(claimed.get('n_better'), claimed.get('n_worse'), claimed.get('n_unchanged'))}")
+    boot = claimed.get("bootstrap") or {}
+    if same and len(names) >= 2 and "seed" in boot and "resamples" in boot:
+        low, high = bootstrap(gains, int(boot["seed"]), int(boot["resamples"]), float(claimed.get("ci_level", 0.95)))
+        numbers |= {"ci_low": low, "ci_high": high, "seed": boot["seed"], "resamples": boot["resamples"]}
+        if not (_near(low, claimed.get("ci_low")) and _near(high, claimed.get("ci_high"))):
+            problems.append(f"bootstrap interval {low:+.4f}..{high:+.4f} (seed {boot['seed']}), claimed "
+                            f"{claimed.get('ci_low')}..{claimed.get('ci_high')}")
+        elif claimed.get("confidence") != _class(low, high) or out.get("gain_confidence") != _class(low, high):
+            problems.append(f"confidence is {_class(low, high)}, claimed {claimed.get('confidence')} / "
+                            f"gain_confidence {out.get('gain_confidence')}")
+    elif claimed.get("ci_low") is not None:
+        problems.append("an interval is claimed where the cases do not support one")
+    exact = exact_signed_rank_p(gains) if same and len(names) >= 5 else None
+    if exact is not None:
+        numbers["wilcoxon_p"] = exact
+        if not _near(exact, claimed.get("wilcoxon_p")):
+            problems.append(f"Wilcoxon p {exact:.4f}, claimed {claimed.get('wilcoxon_p')}")
+    if problems:
+        return failed(name, "; ".join(problems), **numbers)
+    interval = f", interval {numbers['ci_low']:+.4f}..{numbers['ci_high']:+.4f}" if "ci_low" in numbers else ""
+    return passed(name, f"re-derived from the per-case CSVs: {len(names)} cases{interval}", **numbers)

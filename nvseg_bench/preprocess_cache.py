@@ -1,0 +1,236 @@
+"""Preprocessing cache: each case's deterministic transform head, computed once for every phase and later run.
+
+Switches the bundle's datasets (train#dataset, validate#dataset) to MONAI's own PersistentDataset by
+config override files only, so an upstream bundle given with --bundle-dir runs unchanged. The head of
+each chain (load, crop, intensity window, orientation, spacing, up to the first random transform)
+is stored once per case and read by eval_pretrained, the finetune's training and validation,
+eval_finetuned, and the next run on the same files (a seed sweep, another learning rate).
+
+Keys: one folder per chain under ROOT/<key>/, where the key hashes the bundle config files of the
+stack, the run's config values that can change preprocessing (all but the run-only ones below) and
+the MONAI version; inside it PersistentDataset names each entry by the datalist item, which this
+module extends with the sha256 of the image and label (so an edited file is a new entry). Digests
+are remembered by (path, size, mtime) in ROOT/digests.json, so a later run does not read the data
+again to key it. Writes are atomic: the children get TMPDIR=ROOT/tmp, on the same file system, so
+PersistentDataset's temp-file-then-move is a rename. Entries that do not open as a torch archive of
+allowed types are removed before the phases start, so MONAI rebuilds them instead of failing.
+The cache never lives under the dataset or bundle dir. No monai import; torch only for the scrub.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .dataset import is_inside
+from .errors import ArgumentError
+from .staging import Staged
+from .weights import sha256_file
+
+TRAIN_CHAINS = ("train", "validate")  # train#dataset and validate#dataset of the train stack
+EVAL_CHAIN = "evaluate"  # validate#dataset of the eval stack (evaluate.json's own chain)
+# Config values that never change what the deterministic transforms produce.
+RUN_ONLY = {"bundle_root", "dataset_dir", "data_list_file_path", "fold", "ckpt_dir", "output_dir", "finetune",
+            "finetune_model_path", "epochs", "learning_rate", "lr_schedule#activate", "val_interval", "val_at_start",
+            "train_dataset_cache_rate", "val_dataset_cache_rate", "num_cache_workers", "num_workers", "sw_overlap",
+            "sw_batch_size", "amp", "seed", "drop_label_prob", "drop_point_prob", "patch_size_valid"}
+# What a cached entry may contain: MetaTensors with their metadata and transform trace (names as
+# torch's weights-only loader reports them; the bundle side allowlists the same classes).
+ALLOWED_GLOBALS = ("monai.data.meta_tensor.MetaTensor", "monai.utils.enums.TraceKeys", "monai.utils.enums.MetaKeys",
+                   "monai.utils.enums.SpaceKeys", "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
+                   "numpy.ndarray", "numpy.dtype")
+NUMPY_DTYPES = "[t for t in vars(numpy.dtypes).values() if isinstance(t, type) and issubclass(t, numpy.dtype)]"
+
+
+def default_root(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ if env is None else env)
+    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path(env.get("HOME", "~")).expanduser() / ".cache"
+    return base / "nvseg-bench" / "preprocess"
+
+
+@dataclass
+class PreprocessCache:
+    root: Path
+    key_dir: Path
+    needed: dict[str, int]  # chain -> distinct entries this run reads
+    before: dict[str, set[str]] | None = None  # entries found when the phases began
+    digests: dict[str, str] | None = None  # sha256 of every dataset file, by absolute path
+    rebuilt: int = 0
+
+    def chain_dir(self, chain: str) -> Path:
+        return self.key_dir / chain
+
+    def child_env(self) -> dict[str, str]:
+        return {"TMPDIR": str(self.root / "tmp")}
+
+    def entries(self) -> dict[str, set[str]]:
+        return {c: {p.name for p in self.chain_dir(c).glob("*.pt")} for c in self.needed}
+
+    def begin(self) -> None:
+        """Remove entries MONAI could not load, then note what is there."""
+        self.rebuilt = scrub([self.chain_dir(c) for c in self.needed])
+        self.before = self.entries()
+
+    def report(self) -> dict[str, Any]:
+        after = self.entries()
+        before = after if self.before is None else self.before  # no phase ran: nothing read, nothing written
+        misses = {c: len(after[c] - before[c]) for c in self.needed}
+        hits = {c: max(0, self.needed[c] - misses[c]) if self.before is not None else 0 for c in self.needed}
+        size = sum(p.stat().st_size for p in self.key_dir.rglob("*.pt"))
+        return {"enabled": True, "dir": str(self.key_dir), "hits": sum(hits.values()), "misses": sum(misses.values()),
+                "per_chain": {c: {"needed": self.needed[c], "hits": hits[c], "misses": misses[c]} for c in self.needed},
+                "rebuilt_bad_entries": self.rebuilt, "bytes": size, "note": None}
+
+
+def disabled(note: str) -> dict[str, Any]:
+    return {"enabled": False, "dir": None, "hits": 0, "misses": 0, "per_chain": {}, "rebuilt_bad_entries": 0,
+            "bytes": 0, "note": note}
+
+
+def choose_root(given: Path | None, off: bool, protected: dict[str, Path]) -> tuple[Path | None, str | None]:
+    """The cache root, or None and why. A dir inside the dataset or bundle is refused; one that cannot be
+    written falls back to no cache with a warning (returned as the note)."""
+    if off:
+        return None, "--no-preprocess-cache"
+    root = (given.expanduser() if given else default_root()).resolve()
+    for name, folder in protected.items():
+        if is_inside(root, folder):
+            raise ArgumentError(f"--preprocess-cache {root} lies inside the {name} {folder}.",
+                                fix=["Choose a cache dir elsewhere (default: $XDG_CACHE_HOME/nvseg-bench, else "
+                                     "~/.cache/nvseg-bench), or pass --no-preprocess-cache."])
+    try:
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root / "tmp"):
+            pass
+    except OSError as exc:
+        return None, f"the preprocess cache dir {root} cannot be written ({exc.strerror or exc}); running without it"
+    return root, None
+
+
+def file_digests(paths: list[Path], memo_path: Path) -> dict[str, str]:
+    """sha256 of each file, reusing the memo when (path, size, mtime) is unchanged."""
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    digests, changed = {}, False
+    for path in paths:
+        stat = path.stat()
+        stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+        known = memo.get(str(path))
+        if not (isinstance(known, dict) and known.get("stamp") == stamp):
+            known, changed = {"stamp": stamp, "sha256": sha256_file(path)}, True
+            memo[str(path)] = known
+        digests[str(path)] = known["sha256"]
+    if changed:
+        _write_atomic(memo_path, json.dumps(memo, indent=1) + "\n")
+    return digests
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def keyed_datalist(entries: list[dict], dataset_dir: Path, digests: dict[str, str], path: Path) -> Path:
+    """The run's datalist with each file's sha256 beside it: PersistentDataset keys entries by the whole item."""
+    keyed = []
+    for entry in entries:
+        item = dict(entry)
+        for key in ("image", "label"):
+            item[f"{key}_sha256"] = digests[str(dataset_dir / entry[key])]
+        keyed.append(item)
+    path.write_text(json.dumps({"training": keyed}, indent=2) + "\n")
+    return path
+
+
+def chain_key(config_files: list[Path], values: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for path in config_files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    kept = {k: v for k, v in sorted(values.items()) if k not in RUN_ONLY}
+    digest.update(json.dumps(kept, sort_keys=True, default=str).encode())
+    digest.update(metadata.version("monai").encode())
+    return digest.hexdigest()[:20]
+
+
+def _persistent(data: str, transform: str, cache_dir: Path) -> dict[str, Any]:
+    allowed = ", ".join(ALLOWED_GLOBALS)
+    return {
+        "_target_": "PersistentDataset",
+        # MONAI 1.4 loads entries with torch.load's default, weights-only under torch >= 2.6: allow its types
+        "_requires_": f"$torch.serialization.add_safe_globals([{allowed}] + {NUMPY_DTYPES})",
+        "data": data,
+        "transform": transform,
+        "cache_dir": str(cache_dir),
+        "hash_transform": "$monai.data.utils.json_hashing",
+    }
+
+
+def train_override(cache: PreprocessCache, datalist: Path) -> dict[str, Any]:
+    return {"data_list_file_path": str(datalist),
+            "train#dataset": _persistent("@train_datalist", "@train#preprocessing", cache.chain_dir("train")),
+            "validate#dataset": _persistent("$list(@val_datalist)", "@validate#preprocessing", cache.chain_dir("validate"))}
+
+
+def eval_override(cache: PreprocessCache, datalist: Path) -> dict[str, Any]:
+    return {"data_list_file_path": str(datalist),
+            "validate#dataset": _persistent("$list(@val_datalist)", "@validate#preprocessing", cache.chain_dir(EVAL_CHAIN))}
+
+
+def scrub(folders: list[Path]) -> int:
+    """Remove entries that are not complete torch archives of allowed types; return how many."""
+    removed = 0
+    for folder in folders:
+        for path in folder.glob("*.pt"):
+            if not _loadable(path):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _loadable(path: Path) -> bool:
+    import torch
+
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # torch raises several types for a damaged archive
+        return False
+    return all(name in ALLOWED_GLOBALS or name.startswith("numpy.dtypes.") for name in found)
+
+
+def _with_cache(stack: list[str], path: Path) -> list[str]:
+    return [*stack[:-1], str(path), stack[-1]]  # after the run's override, before the logging switch
+
+
+def attach(root: Path, *, staged: Staged, entries: list[dict], dataset_dir: Path, values: dict[str, Any],
+           formal_eval: bool) -> tuple[PreprocessCache, Staged]:
+    """Key the cache for this run, write the two override files, and put them into the config stacks."""
+    run_files = {str(staged.override), str(staged.no_logging)}
+    bundle_files = [Path(f) for f in dict.fromkeys(staged.train_stack + staged.eval_stack) if f not in run_files]
+    key_dir = root / chain_key(bundle_files, values)
+    n_val = sum(1 for e in entries if int(e.get("fold", -1)) == 0)
+    needed = {"train": len(entries) - n_val, "validate": n_val} | ({EVAL_CHAIN: n_val} if formal_eval else {})
+    cache = PreprocessCache(root=root, key_dir=key_dir, needed=needed)
+    paths = [dataset_dir / e[k] for e in entries for k in ("image", "label")]
+    cache.digests = file_digests(paths, root / "digests.json")
+    datalist = keyed_datalist(entries, dataset_dir, cache.digests, staged.config_dir / "datalist_content_keyed.json")
+    train = _write(staged.config_dir / "preprocess_cache_train.json", train_override(cache, datalist))
+    evaluate = _write(staged.config_dir / "preprocess_cache_eval.json", eval_override(cache, datalist))
+    return cache, replace(staged, train_stack=_with_cache(staged.train_stack, train),
+                          eval_stack=_with_cache(staged.eval_stack, evaluate))
+
+
+def _write(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

@@ -1,0 +1,221 @@
+"""Seed sweeps: one finetune under several seeds, and the spread of its formal gain.
+
+`nvseg-finetune ... --seeds 0,1,2 --output-dir OUT` evaluates the pretrained checkpoint once (in
+OUT/seed-<first seed>/eval_pretrained; its scores do not depend on the seed), then runs finetune and
+eval_finetuned once per seed into OUT/seed-S/. The shared evaluation folder and log are linked (or
+copied) into every seed's folder, so each OUT/seed-S/ is a complete evidence pack with its own
+output.json. OUT/sweep.json holds the gain per seed, its mean, min, max and standard deviation, and
+the checkpoint the sweep recommends.
+
+The recommendation never takes the best seed: the seeds are scored on the same validation cases
+that would choose among them, so the maximum is the luckiest draw of noise and overstates what the
+next run gives. The finetuned checkpoint is recommended only when every seed's own run kept it
+(gain above the decision's 0.001, tensors changed); then the seed with the median gain (the lower
+median for an even count), else the pretrained checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ArgumentError
+
+SWEEP_FILE = "sweep.json"
+SHARED_PHASE = "eval_pretrained"
+RULE = ("finetuned only when every seed's own run kept its finetuned checkpoint; then the median-gain seed "
+        "(lower median for an even count), never the best: the seeds are ranked on the validation cases that "
+        "score them, so the maximum overstates the next run")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0,1,2` -> [0, 1, 2]; refuses repeats and non-integers."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated whole numbers, e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} must name at least one seed, each once, e.g. 0,1,2")
+    return seeds
+
+
+def seed_dir(out_dir: Path, seed: int) -> Path:
+    return out_dir / f"seed-{seed}"
+
+
+def _gain(doc: dict[str, Any]) -> float | None:
+    return doc.get("output", {}).get("formal_improvement_over_pretrained")
+
+
+def _run_row(seed: int, doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    out = doc.get("output", {})
+    stats = out.get("formal_gain_stats") or {}
+    keys = ("formal_pretrained_val_dice", "formal_finetuned_val_dice", "training_start_val_dice",
+            "training_best_val_dice", "recommended_is_finetuned", "finetuned_ckpt", "pretrained_ckpt",
+            "gain_confidence")
+    return {"seed": seed, "output_json": str(path), "status": doc.get("status"), "formal_gain": _gain(doc),
+            "ci_low": stats.get("ci_low"), "ci_high": stats.get("ci_high")} | {k: out.get(k) for k in keys}
+
+
+def distribution(values: list[float]) -> dict[str, Any]:
+    """mean, min, max and sample standard deviation (null below 2 values)."""
+    if not values:
+        return {"n": 0, "mean": None, "min": None, "max": None, "std": None}
+    return {"n": len(values), "mean": statistics.fmean(values), "min": min(values), "max": max(values),
+            "std": statistics.stdev(values) if len(values) >= 2 else None}
+
+
+def recommend(rows: list[dict[str, Any]]) -> tuple[int | None, str | None, str]:
+    """(seed, checkpoint, reason) by RULE; seed None means the pretrained checkpoint."""
+    pretrained = next((r["pretrained_ckpt"] for r in rows if r.get("pretrained_ckpt")), None)
+    failed = [r["seed"] for r in rows if r["status"] != "passed" or r["formal_gain"] is None]
+    if failed:
+        return None, pretrained, f"seeds {failed} did not finish with a formal gain; keep the pretrained checkpoint"
+    kept = [r for r in rows if r["recommended_is_finetuned"]]
+    if len(kept) < len(rows):
+        return None, pretrained, (f"only {len(kept)} of {len(rows)} seeds kept their finetuned checkpoint: the gain "
+                                  "is not consistent across seeds; keep the pretrained checkpoint")
+    ranked = sorted(rows, key=lambda r: (r["formal_gain"], r["seed"]))
+    median = ranked[(len(ranked) - 1) // 2]
+    return median["seed"], median["finetuned_ckpt"], (
+        f"every seed kept its finetuned checkpoint (gains {ranked[0]['formal_gain']:+.4f}..{ranked[-1]['formal_gain']:+.4f}); "
+        f"seed {median['seed']} has the median gain {median['formal_gain']:+.4f}; the best seed is not taken because "
+        "it was picked on the same validation cases")
+
+
+def assemble(docs: dict[int, tuple[dict[str, Any], Path]], out_dir: Path) -> dict[str, Any]:
+    """sweep.json from each seed's output.json document (and its path), in seed order as given."""
+    rows = [_run_row(seed, doc, path) for seed, (doc, path) in docs.items()]
+    seed, ckpt, reason = recommend(rows)
+    gains = [r["formal_gain"] for r in rows if r["formal_gain"] is not None]
+    sweep = {
+        "kind": "nvseg_seed_sweep",
+        "out_dir": str(out_dir),
+        "seeds": list(docs),
+        "shared_phase": SHARED_PHASE,
+        "shared_from_seed": next(iter(docs), None),
+        "runs": rows,
+        "formal_gain": distribution(gains),
+        "n_clear": sum(1 for r in rows if r["gain_confidence"] == "clear"),
+        "recommended_seed": seed,
+        "recommended_ckpt": ckpt,
+        "recommended_is_finetuned": seed is not None,
+        "recommendation_rule": RULE,
+        "recommendation_reason": reason,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return sweep | {"representative_seed": representative(sweep)}
+
+
+def representative(sweep: dict[str, Any]) -> int | None:
+    """The seed whose run stands for the sweep where one run is judged: the recommended seed, else the
+    median-gain seed, else the first."""
+    if sweep["recommended_seed"] is not None:
+        return sweep["recommended_seed"]
+    rows = sorted((r for r in sweep["runs"] if r["formal_gain"] is not None), key=lambda r: (r["formal_gain"], r["seed"]))
+    return rows[(len(rows) - 1) // 2]["seed"] if rows else next(iter(sweep["seeds"]), None)
+
+
+def evidence_dir(out_dir: Path) -> Path:
+    """out_dir itself for a single run; for a sweep, its representative seed's folder."""
+    path = out_dir / SWEEP_FILE
+    if (out_dir / "output.json").is_file() or not path.is_file():
+        return out_dir
+    seed = json.loads(path.read_text()).get("representative_seed")
+    return seed_dir(out_dir, seed) if seed is not None else out_dir
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard links where the file system allows (no extra disk), copies elsewhere."""
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link, dirs_exist_ok=True)
+
+
+def _share(first: Path, target: Path) -> None:
+    _link_tree(first / SHARED_PHASE, target / SHARED_PHASE)
+    (target / "logs").mkdir(parents=True, exist_ok=True)
+    log = first / "logs" / f"{SHARED_PHASE}.log"
+    if log.is_file():
+        shutil.copy2(log, target / "logs" / log.name)
+
+
+def run_seed(args: argparse.Namespace, argv: Sequence[str], seed: int, shared: Any, first_dir: Path | None):
+    """One seed's run into OUT/seed-S; `shared` is the first seed's eval_pretrained PhaseResult."""
+    from . import evidence, output, result
+    from .cli import PROG, to_request
+    from .run import prepare, run_phases
+
+    started, started_epoch = time.monotonic(), time.time()
+    seed_args = copy.copy(args)
+    seed_args.output_dir, seed_args.seed = seed_dir(args.output_dir, seed), seed
+    prepared = prepare(to_request(seed_args, argv))
+    commands = dict(prepared.commands)
+    if shared is not None:
+        _share(first_dir, prepared.out_dir)
+        prepared.commands = {k: v for k, v in commands.items() if k != SHARED_PHASE}
+    results, interrupted = run_phases(prepared, started_epoch)
+    prepared.commands = commands
+    if shared is not None:  # evaluated once for the sweep; its figures are that evaluation's
+        log = str(prepared.out_dir / "logs" / f"{SHARED_PHASE}.log")
+        results = {SHARED_PHASE: replace(shared, log_path=log)} | results
+    doc, code = result.build(prepared, results, wall=time.monotonic() - started, started_epoch=started_epoch,
+                             interrupted=interrupted)
+    evidence.write_manifest(prepared.out_dir, {"pretrained_ckpt": prepared.weights.to_json(),
+                                               "dataset": evidence.dataset_inputs(prepared.entries, prepared.dataset_dir)})
+    path, errors = output.write(doc, prepared.out_dir)
+    print(f"{PROG}: seed {seed}: {doc['headline']}\n  output.json: {path}")
+    if doc["output"].get("gain_warning"):
+        print(f"{PROG}: seed {seed}: warning: {doc['output']['gain_warning']}")
+    if errors:
+        print(f"{PROG}: seed {seed}: output.json does not match its schema ({errors[0]}); this is a bug.", file=sys.stderr)
+    return doc, path, results.get(SHARED_PHASE), (130 if interrupted else max(code, 3 if errors else 0))
+
+
+def execute_sweep(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """`--seeds`: run every seed, write OUT/sweep.json, print the spread and the recommendation."""
+    from .cli import PROG
+
+    if args.seed is not None or args.dry_run or args.skip_formal_eval:
+        raise ArgumentError("--seeds runs one formal finetune per seed; it cannot be combined with --seed, "
+                            "--dry-run or --skip-formal-eval.",
+                            fix=["Drop --seed (the sweep sets it per run), or drop --seeds for a single run."])
+    docs: dict[int, tuple[dict[str, Any], Path]] = {}
+    shared, first_dir, code = None, None, 0
+    for index, seed in enumerate(args.seeds, start=1):
+        print(f"{PROG}: sweep seed {seed} ({index} of {len(args.seeds)})")
+        doc, path, pre, seed_code = run_seed(args, argv, seed, shared, first_dir)
+        docs[seed] = (doc, path)
+        code = code or seed_code
+        if shared is None:
+            shared, first_dir = pre, path.parent
+        if seed_code == 130 or pre is None or pre.return_code != 0:
+            break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
+    sweep = assemble(docs, args.output_dir.resolve())
+    target = args.output_dir / SWEEP_FILE
+    target.write_text(json.dumps(sweep, indent=2) + "\n")
+    print(f"{PROG}: {sweep_line(sweep)}\n  sweep.json: {target.resolve()}")
+    return code
+
+
+def sweep_line(sweep: dict[str, Any]) -> str:
+    gain = sweep["formal_gain"]
+    spread = ("no formal gain" if not gain["n"] else
+              f"formal gain mean {gain['mean']:+.4f} (min {gain['min']:+.4f}, max {gain['max']:+.4f}"
+              + (f", std {gain['std']:.4f}" if gain["std"] is not None else "") + ")")
+    keep = (f"keep seed {sweep['recommended_seed']}'s finetuned checkpoint" if sweep["recommended_is_finetuned"]
+            else "keep the pretrained checkpoint")
+    return f"sweep of {len(sweep['runs'])} seeds: {spread}; {keep} ({sweep['recommendation_reason']})"

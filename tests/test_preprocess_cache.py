@@ -1,0 +1,70 @@
+"""The preprocessing cache's own rules: where it lives, what keys it, what it throws away."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nvseg_bench import preprocess_cache as pc
+from nvseg_bench.errors import ArgumentError
+
+
+def test_the_default_root_follows_xdg_cache_home_else_home():
+    assert pc.default_root({"XDG_CACHE_HOME": "/x/cache", "HOME": "/h"}) == Path("/x/cache/nvseg-bench/preprocess")
+    assert pc.default_root({"HOME": "/h"}) == Path("/h/.cache/nvseg-bench/preprocess")
+
+
+def test_a_cache_dir_inside_the_dataset_is_refused(tmp_path):
+    with pytest.raises(ArgumentError, match="lies inside the dataset dir"):
+        pc.choose_root(tmp_path / "data" / "cache", False, {"dataset dir": tmp_path / "data"})
+
+
+def test_an_unwritable_cache_dir_falls_back_to_no_cache_with_a_reason(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    root, note = pc.choose_root(tmp_path / "a_file" / "cache", False, {})
+    assert root is None and "cannot be written" in note
+
+
+def test_digests_are_remembered_by_path_size_and_mtime(tmp_path, monkeypatch):
+    data = tmp_path / "case.nii.gz"
+    data.write_bytes(b"voxels")
+    memo = tmp_path / "digests.json"
+    first = pc.file_digests([data], memo)
+    monkeypatch.setattr(pc, "sha256_file", lambda path: pytest.fail("re-read a file whose stamp is unchanged"))
+    assert pc.file_digests([data], memo) == first
+
+
+def test_an_edited_file_gets_a_new_digest(tmp_path):
+    data, memo = tmp_path / "case.nii.gz", tmp_path / "digests.json"
+    data.write_bytes(b"voxels")
+    first = pc.file_digests([data], memo)[str(data)]
+    data.write_bytes(b"other voxels")
+    assert pc.file_digests([data], memo)[str(data)] != first
+
+
+def test_the_key_follows_preprocessing_values_but_not_run_only_ones(tmp_path):
+    config = tmp_path / "train.json"
+    config.write_text("{}")
+    base = {"resample_to_spacing": [1.5] * 3, "learning_rate": 1e-4, "seed": 0, "ckpt_dir": "/a"}
+    key = pc.chain_key([config], base)
+    assert pc.chain_key([config], base | {"learning_rate": 5e-5, "seed": 3, "ckpt_dir": "/b"}) == key
+    assert pc.chain_key([config], base | {"resample_to_spacing": [1.0] * 3}) != key
+
+
+def test_an_edited_bundle_config_changes_the_key(tmp_path):
+    config = tmp_path / "train.json"
+    config.write_text("{}")
+    key = pc.chain_key([config], {})
+    config.write_text('{"hu_window": [-1000, 1000]}')
+    assert pc.chain_key([config], {}) != key
+
+
+def test_the_scrub_removes_damaged_and_foreign_entries_and_keeps_good_ones(tmp_path):
+    torch.save({"image": torch.zeros(2)}, tmp_path / "good.pt")
+    torch.save({"image": torch.zeros(2)}, tmp_path / "cut.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "cut.pt").read_bytes()[:100])
+    (tmp_path / "garbage.pt").write_bytes(b"not a torch file")
+    torch.save({"what": Path("/etc/passwd")}, tmp_path / "foreign.pt")  # a pickled class nobody allowed
+    assert pc.scrub([tmp_path]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.pt"]
