@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.harness.gates import GATES, gate_names, judge
+from nvseg_bench.harness.gates import GATES, gate_names, judge, opt_in_gates
 from nvseg_bench.harness.runs import RunEvidence
 from nvseg_bench.harness.trust import Trust
 
@@ -32,9 +32,9 @@ def edited(run: RunEvidence, change) -> RunEvidence:
     return dataclasses.replace(run, _doc=doc)
 
 
-def test_every_gate_of_an_untrusted_session_passes_on_the_stored_pack(run):
-    assert {gate: judge(gate, run).status for gate in gate_names(trusted=False)} == \
-        dict.fromkeys(gate_names(trusted=False), "passed")
+def test_every_gate_of_an_untrusted_session_passes_on_the_stored_pack_and_opt_in_gates_skip(run):
+    expected = {gate: "skipped" if gate in opt_in_gates() else "passed" for gate in gate_names(trusted=False)}
+    assert {gate: judge(gate, run).status for gate in gate_names(trusted=False)} == expected
 
 
 def test_the_trusted_gate_is_an_item_only_in_trusted_mode():
@@ -63,7 +63,9 @@ def test_a_failed_phase_is_named_with_its_code_and_cause(run):
 
 def test_unchanged_tensors_fail_when_the_epoch_zero_trap_is_not_reported(run):
     def same(doc):
-        doc["output"]["checkpoint_comparisons_to_pretrained"].update(identical=True, n_changed=0)
+        comparison = doc["output"]["checkpoint_comparisons_to_pretrained"]
+        (comparison.get("best") or comparison).update(identical=True, weights_identical=True, n_changed=0,
+                                                       differing_tensors=0)
     assert judge("ckpt_changed", edited(run, same)).status == "failed"
 
 
