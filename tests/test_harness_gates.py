@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.harness.gates import GATES, gate_names, judge
+from nvseg_bench.harness.gates import GATES, gate_names, judge, opt_in_gates, reference_bounds
 from nvseg_bench.harness.runs import RunEvidence
 from nvseg_bench.harness.trust import Trust
 
@@ -32,9 +32,9 @@ def edited(run: RunEvidence, change) -> RunEvidence:
     return dataclasses.replace(run, _doc=doc)
 
 
-def test_every_gate_of_an_untrusted_session_passes_on_the_stored_pack(run):
-    assert {gate: judge(gate, run).status for gate in gate_names(trusted=False)} == \
-        dict.fromkeys(gate_names(trusted=False), "passed")
+def test_every_gate_of_an_untrusted_session_passes_on_the_stored_pack_and_opt_in_gates_skip(run):
+    expected = {gate: "skipped" if gate in opt_in_gates() else "passed" for gate in gate_names(trusted=False)}
+    assert {gate: judge(gate, run).status for gate in gate_names(trusted=False)} == expected
 
 
 def test_the_trusted_gate_is_an_item_only_in_trusted_mode():
@@ -43,14 +43,16 @@ def test_the_trusted_gate_is_an_item_only_in_trusted_mode():
 
 
 def test_a_dice_below_its_reference_names_the_number_and_the_bound(run):
-    verdict = judge("reference", edited(run, lambda d: d["output"].update(formal_finetuned_val_dice=0.21)))
+    low = reference_bounds("spleen_micro")[0]["formal_finetuned_val_dice"]
+    verdict = judge("reference", edited(run, lambda d: d["output"].update(formal_finetuned_val_dice=low - 0.01)))
     assert verdict.status == "failed"
-    assert "formal_finetuned_val_dice 0.2100 < 0.3 (min)" in verdict.message
+    assert f"formal_finetuned_val_dice {low - 0.01:.4f} < {low} (min)" in verdict.message
 
 
 def test_a_pretrained_score_above_its_window_fails_too(run):
-    verdict = judge("reference", edited(run, lambda d: d["output"].update(formal_pretrained_val_dice=0.31)))
-    assert "formal_pretrained_val_dice 0.3100 > 0.25 (max)" in verdict.message
+    high = reference_bounds("spleen_micro")[1]["formal_pretrained_val_dice"]
+    verdict = judge("reference", edited(run, lambda d: d["output"].update(formal_pretrained_val_dice=high + 0.01)))
+    assert f"formal_pretrained_val_dice {high + 0.01:.4f} > {high} (max)" in verdict.message
 
 
 def test_a_failed_phase_is_named_with_its_code_and_cause(run):
@@ -63,7 +65,9 @@ def test_a_failed_phase_is_named_with_its_code_and_cause(run):
 
 def test_unchanged_tensors_fail_when_the_epoch_zero_trap_is_not_reported(run):
     def same(doc):
-        doc["output"]["checkpoint_comparisons_to_pretrained"].update(identical=True, n_changed=0)
+        comparison = doc["output"]["checkpoint_comparisons_to_pretrained"]
+        (comparison.get("best") or comparison).update(identical=True, weights_identical=True, n_changed=0,
+                                                       differing_tensors=0)
     assert judge("ckpt_changed", edited(run, same)).status == "failed"
 
 

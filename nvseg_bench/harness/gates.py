@@ -246,6 +246,7 @@ class Gate:
     title: str
     check: Callable[[RunEvidence], Verdict]
     trusted_only: bool = False  # an item only under --nvseg-trusted / --nvseg-trusted-only
+    opt_in: bool = False  # an item always, but it skips unless its option turns it on
 
 
 GATES: dict[str, Gate] = {
@@ -258,11 +259,16 @@ GATES: dict[str, Gate] = {
     "decision": Gate("recommended checkpoint follows the rule", decision_rule),
     "formal_fields": Gate("formal Dice fields present", formal_fields),
     "reference": Gate("Dice inside reference ranges", reference_ranges),
-    "significance": Gate("formal gain clear of noise (opt-in)", significance),
+    "significance": Gate("formal gain clear of noise (opt-in)", significance, opt_in=True),
     "telemetry": Gate("runtime telemetry present", telemetry),
     "inputs_untouched": Gate("inputs untouched", inputs_untouched),
     "trusted": Gate("the CPU verifier trusts the pack", trusted, trusted_only=True),
 }
+
+
+def opt_in_gates() -> list[str]:
+    """Gates that skip unless asked for (--nvseg-require-significant): a session's default skips."""
+    return [name for name, gate in GATES.items() if gate.opt_in]
 
 
 def gate_names(trusted: bool) -> list[str]:

@@ -8,7 +8,7 @@ its predictions and logs (the verifier recomputes Dice and the trajectory from t
 the two checkpoints with tiny ones, so a pack is about 40 kB:
   smoke/         the finetuned checkpoint differs from the pretrained one in one tensor;
   smoke_epoch0/  both are the same, and output.json reports the epoch-0 trap.
-The comparison fields come from the project's own compare_checkpoints, and manifest.json keeps
+The comparison fields come from the project's own compare_checkpoints (in output.json's shape), and manifest.json keeps
 only the run's `inputs` (tests/helpers.py `materialize_pack` hashes the files anew). Re-run this
 script when output.json's shape changes.
 """
@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 
 from nvseg_bench.evidence import compare_checkpoints
+from nvseg_bench.peer import checkpoint_comparisons
 from nvseg_bench.weights import sha256_file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 FINETUNED = "checkpoints/model_finetune.pt"
-KEPT = ("eval_pretrained/*_seg.nii.gz", "eval_finetuned/*_seg.nii.gz", "logs/*.log")  # what the verifier re-reads
+KEPT = ("eval_pretrained/*_seg.nii.gz", "eval_finetuned/*_seg.nii.gz", "eval_*/val_mean_dice_raw.csv", "logs/*.log")  # what the verifier re-reads
 PRETRAINED = "pretrained.pt"
 EPOCH0_REASON = ("no epoch beat the epoch-0 score, so the best checkpoint holds the pretrained weights "
                  "(epoch-0 trap); keep the pretrained checkpoint")
@@ -67,7 +68,8 @@ def make(run_dir: Path, name: str, changed: bool) -> None:
     finetuned, pretrained = str(run_dir / FINETUNED), str(run_dir / PRETRAINED)
     comparison = compare_checkpoints(pack / FINETUNED, pack / PRETRAINED)
     comparison.update(finetuned=finetuned, pretrained=pretrained)
-    out.update(finetuned_ckpt=finetuned, pretrained_ckpt=pretrained, checkpoint_comparisons_to_pretrained=comparison,
+    out.update(finetuned_ckpt=finetuned, pretrained_ckpt=pretrained,
+               checkpoint_comparisons_to_pretrained=checkpoint_comparisons(comparison),
                finetuned_ckpt_matches_pretrained_weights=comparison["identical"])
     if changed:
         out["recommended_ckpt"] = finetuned if out.get("recommended_is_finetuned") else pretrained
