@@ -16,6 +16,7 @@ from nvseg_bench.environment import visible_gpus_from_smi
 from nvseg_bench.harness.gates import gate_names, opt_in_gates
 from nvseg_bench.harness import trust as trust_module
 from nvseg_bench.harness.options import HarnessOptions
+from nvseg_bench.harness.report import FIGURES
 from nvseg_bench.harness.trust import Trust
 from nvseg_bench.output import schema_errors
 
@@ -242,7 +243,8 @@ def test_the_report_embeds_both_plots_and_names_the_verdict(pytester, cached_smo
     pytester.runpytest("-m", "smoke", "--nvseg-report", "report")
     page = (pytester.path / "report" / "report.html").read_text()
     images = [chunk.split("'", 1)[0] for chunk in page.split("data:image/png;base64,")[1:]]
-    assert len(images) == 2 and all(base64.b64decode(i).startswith(PNG_SIGNATURE) for i in images)
+    # one image per figure the report draws (Dice trace, per-case slope chart, overlay)
+    assert len(images) == len(FIGURES) and all(base64.b64decode(i).startswith(PNG_SIGNATURE) for i in images)
     assert "smoke: PASS" in page and "<td class='passed'>passed</td>" in page
     markdown = (pytester.path / "report" / "report.md").read_text()
     assert "![Validation Dice per epoch](smoke_dice.png)" in markdown
