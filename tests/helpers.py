@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -36,3 +37,13 @@ def materialize_pack(name: str, dest: Path) -> Path:
     (dest / "manifest.json").unlink()
     write_manifest(dest, inputs)
     return dest
+
+
+def fake_nvidia_smi(tmp_path: Path, monkeypatch, lines: list[str]) -> Path:
+    """Put an `nvidia-smi` on PATH that prints `lines` (CSV rows, as the real one with --format=csv)."""
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in lines))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    return fake

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from nvseg_bench.cli import main
 from nvseg_bench.evidence import compare_checkpoints
 from nvseg_bench.output import PEER_SCHEMA_PATH, both_schema_errors, schema_errors
 
-from .helpers import FIXTURE, REPO
+from .helpers import FIXTURE, REPO, fake_nvidia_smi
 
 DATA = Path(__file__).parent / "data"
 BUNDLE = REPO / "bundle"
@@ -92,11 +91,7 @@ def test_a_cpu_host_reports_gpu_name_cpu_and_0_mib(smoke_plan):
 
 
 def test_a_gpu_host_reports_its_memory_in_whole_mib(tmp_path, monkeypatch):
-    fake = tmp_path / "bin" / "nvidia-smi"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, 81559.0, 80212.6'\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    fake_nvidia_smi(tmp_path, monkeypatch, ["0, NVIDIA H100 80GB HBM3, 81559.0, 80212.6"])
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     env = environment.collect()
     assert (env["gpu_name"], env["gpu_total_mb"], env["gpu_free_mb"]) == ("NVIDIA H100 80GB HBM3", 81559, 80213)

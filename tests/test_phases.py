@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import io
-import os
 import sys
 from pathlib import Path
 
 from nvseg_bench.phases import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
+
+from .helpers import fake_nvidia_smi
 
 TRAINING_LIKE = """
 import sys
@@ -75,11 +76,7 @@ def test_bundle_command_passes_the_config_stack_in_order(tmp_path):
 
 
 def test_nvidia_smi_samples_give_peak_memory_when_the_run_reports_none(tmp_path, monkeypatch):
-    fake = tmp_path / "bin" / "nvidia-smi"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho '1234, 80'\necho '2048, 40'\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    fake_nvidia_smi(tmp_path, monkeypatch, ["1234, 80", "2048, 40"])
     code = "import time; time.sleep(1.5); print('done')"
     result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO(),
                        gpu_interval=0.2)
