@@ -70,32 +70,41 @@ def weights(work: Path, full: bool) -> tuple[Path, Path | None]:
     return ckpt, None
 
 
-def by_hand(work: Path, data: Path, datalist: Path, ckpt: Path, network: Path | None, args: argparse.Namespace) -> dict:
-    """The three bundle runs a user would type, timed with the wrapper's own phase runner."""
+def by_hand(work: Path, data: Path, datalist: Path, ckpt: Path, network: Path | None, *, epochs: int, patch: int,
+            recipe: dict[str, str] | None = None, budget: float | None = None,
+            device_env: dict[str, str] | None = None) -> dict:
+    """The three bundle runs a user would type, timed with the wrapper's own phase runner (GPU sampled).
+    `recipe` adds overrides beyond the spleen mapping; a phase gets at most what is left of `budget`."""
     out = work / "by_hand"
     out.mkdir(parents=True, exist_ok=True)
     configs = BUNDLE / "configs"
     tail = [network] if network else []
     train = [configs / "train.json", configs / "train_continual.json", *tail]
     evaluate = [configs / "train.json", configs / "train_continual.json", configs / "evaluate.json", *tail]
-    patch = json.dumps([args.patch] * 3)
-    recipe = {"dataset_dir": str(data), "data_list_file_path": str(datalist), "fold": "0",
-              "label_mappings": json.dumps({"default": MAPPING}), "patch_size": patch, "patch_size_valid": patch,
-              "drop_label_prob": "0.0", "drop_point_prob": "1.0"}
+    edge = json.dumps([patch] * 3)
+    values = {"dataset_dir": str(data), "data_list_file_path": str(datalist), "fold": "0",
+              "label_mappings": json.dumps({"default": MAPPING}), "patch_size": edge, "patch_size_valid": edge,
+              "drop_label_prob": "0.0", "drop_point_prob": "1.0"} | (recipe or {})
     finetuned = out / "checkpoints" / "model_finetune.pt"
     calls = {
         "eval_pretrained": (evaluate, {"ckpt_path": str(ckpt), "output_dir": str(out / "eval_pretrained")}),
-        "finetune": (train, {"epochs": str(args.epochs), "finetune_model_path": str(ckpt),
+        "finetune": (train, {"epochs": str(epochs), "finetune_model_path": str(ckpt),
                              "ckpt_dir": str(out / "checkpoints"), "output_dir": str(out / "train")}),
         "eval_finetuned": (evaluate, {"ckpt_path": str(finetuned), "output_dir": str(out / "eval_finetuned")}),
     }
+    env = bundle_env(BUNDLE) | (device_env or {})
     started, phases = time.monotonic(), {}
     for index, (name, (stack, extra)) in enumerate(calls.items(), start=1):
-        cmd = bundle_command(command_prefix(1), [str(p) for p in stack], BUNDLE, recipe | extra)
+        left = None if budget is None else budget - (time.monotonic() - started)
+        if left is not None and left < 30:
+            break
+        cmd = bundle_command(command_prefix(1), [str(p) for p in stack], BUNDLE, values | extra)
         spec = PhaseSpec(name, index, 3, cmd, out / f"{name}.log")
-        result = run_phase(spec, cwd=out, env=bundle_env(BUNDLE), stream=io.StringIO())
-        phases[name] = {"seconds": result.seconds, "return_code": result.return_code, **result.timing()}
-    return {"wall_seconds": round(time.monotonic() - started, 1), "phases": phases}
+        result = run_phase(spec, cwd=out, env=env, timeout=left, stream=io.StringIO())
+        phases[name] = {"seconds": result.seconds, "return_code": result.return_code, "failure": result.failure,
+                        "peak_gpu_mb": result.peak_gpu_mb, **result.timing(), **result.gpu}
+    complete = len(phases) == 3 and all(p["return_code"] == 0 for p in phases.values())
+    return {"wall_seconds": round(time.monotonic() - started, 1), "complete": complete, "phases": phases}
 
 
 def ours(work: Path, name: str, data: Path, datalist: Path, ckpt: Path, network: Path | None,
@@ -169,7 +178,7 @@ def main() -> int:
     summary: dict = {"cases": args.cases, "size": args.size, "slices": args.slices, "epochs": args.epochs,
                      "patch": args.patch, "full": args.full}
     if not args.skip_by_hand:
-        summary["by_hand"] = by_hand(args.work, data, datalist, ckpt, network, args)
+        summary["by_hand"] = by_hand(args.work, data, datalist, ckpt, network, epochs=args.epochs, patch=args.patch)
     summary["ours"] = [ours(args.work, f"ours_{i}", data, datalist, ckpt, network, args) for i in range(1, args.repeat + 1)]
     (args.work / "scale_bench_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     report(summary)

@@ -21,6 +21,8 @@ PATCH_LADDER: list[tuple[int, list[int]]] = [
     (48000, [160, 160, 160]),
 ]
 LARGEST_PATCH = [192, 192, 128]
+# Those peaks by patch voxels (MiB): the expectation a GPU run's measured peak is held against.
+PEAK_GPU_MB_BY_VOXELS: list[tuple[int, float]] = [(64**3, 3994.0), (96**3, 5222.0), (128**3, 8704.0), (160**3, 15770.0)]
 CPU_PATCH = [64, 64, 64]
 CACHE_RAM_SHARE = 0.4  # cache may use this share of host RAM; the rest is for workers and the model
 
@@ -39,6 +41,7 @@ class Plan:
     amp: bool
     sw_overlap: float
     val_interval: int
+    expected_peak_gpu_mb: float | None = None  # full vista3d132 training step; None on CPU
     rationale: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -50,6 +53,15 @@ def patch_for_free_mb(free_mb: float) -> list[int]:
         if free_mb < limit:
             return list(patch)
     return list(LARGEST_PATCH)
+
+
+def expected_peak_gpu_mb(patch: list[int]) -> float:
+    """Peak allocated GPU memory for one training step of the full model at this patch: linear in the
+    patch's voxels between the measured points, extended along the last segment beyond them."""
+    voxels = patch[0] * patch[1] * patch[2]
+    points = PEAK_GPU_MB_BY_VOXELS
+    (v0, m0), (v1, m1) = next(((a, b) for a, b in zip(points, points[1:]) if voxels <= b[0]), (points[-2], points[-1]))
+    return round(max(points[0][1] * 0.5, m0 + (m1 - m0) * (voxels - v0) / (v1 - v0)), 0)
 
 
 def _why(resolved: Resolved, key: str, text: str) -> str:
@@ -128,6 +140,10 @@ def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_
         _why(resolved, "sw_overlap", f"{resolved['sw_overlap']} sliding-window overlap"),
         _why(resolved, "auto_seg", "class prompts only" if resolved["auto_seg"] else "class and point prompts"),
     ]
+    expected = expected_peak_gpu_mb(patch) if cuda else None
+    if expected is not None:
+        rationale.append(f"expected peak GPU memory: {expected:.0f} MiB for a {patch} training step of the full "
+                         "vista3d132 (fp16, one class prompt; docs/design.md, Planning constants)")
     return Plan(
         preset=resolved.preset,
         device="cuda" if cuda else "cpu",
@@ -141,5 +157,6 @@ def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_
         amp=cuda,
         sw_overlap=float(resolved["sw_overlap"]),
         val_interval=int(resolved["val_interval"]),
+        expected_peak_gpu_mb=expected,
         rationale=rationale,
     )

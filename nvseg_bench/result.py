@@ -10,6 +10,7 @@ while the peer's figures say 0).
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from pathlib import Path
@@ -21,6 +22,7 @@ from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
 from .logparse import LogFacts
 from .output import skeleton
 from .phases import PhaseResult
+from .plan import LARGEST_PATCH, PATCH_LADDER
 from .reference import task06_checks
 from .prepared import FINETUNED_NAME, Prepared
 
@@ -194,7 +196,8 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
     }
     if failed is not None or interrupted:
         bad = failed or list(results.values())[-1]
-        result["error"] = {"kind": bad.failure or "crash", "phase": bad.name, "message": failure_message(bad)}
+        result["error"] = {"kind": bad.failure or "crash", "phase": bad.name,
+                           "message": failure_message(bad, p.plan.patch_size)}
     return result, code
 
 
@@ -211,10 +214,21 @@ def cache_line(block: dict[str, Any]) -> str:
             f"{block['bytes'] / 2**20:.1f} MiB in {block['dir']}")
 
 
-def failure_message(r: PhaseResult) -> str:
+def smaller_patch(patch: list[int]) -> list[int]:
+    """The next ladder rung below `patch` (by voxels), or 64^3 at the bottom."""
+    voxels = patch[0] * patch[1] * patch[2]
+    rungs = [LARGEST_PATCH, *(rung for _, rung in reversed(PATCH_LADDER))]
+    below = [rung for rung in rungs if rung[0] * rung[1] * rung[2] < voxels]
+    return list(below[0]) if below else [64, 64, 64]
+
+
+def failure_message(r: PhaseResult, patch: list[int] | None = None) -> str:
     if r.failure == "oom":
-        return (f"phase {r.name} ran out of memory. Try a smaller --patch-size (e.g. '[96,96,96]'), a lower "
-                f"--cache-rate, or fewer workers; see {r.log_path}.")
+        at = f" at patch_size {json.dumps(patch)}" if patch else ""
+        smaller = json.dumps(smaller_patch(patch) if patch else [96, 96, 96]).replace(" ", "")
+        return (f"phase {r.name} ran out of memory{at}. Rerun with a smaller patch, --patch-size '{smaller}' (or "
+                f"leave --patch-size out for the plan's choice from free GPU memory), a lower --cache-rate, or "
+                f"fewer workers; see {r.log_path}.")
     if r.failure == "timeout":
         return f"phase {r.name} exceeded the phase timeout and was stopped; see {r.log_path}."
     if r.failure == "interrupted":

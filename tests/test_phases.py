@@ -52,6 +52,18 @@ def test_an_oom_in_the_log_is_classified_as_oom(tmp_path):
     assert result.failure == "oom"
 
 
+def test_an_oom_message_names_the_patch_that_failed_and_a_smaller_rung(tmp_path):
+    from nvseg_bench.result import failure_message
+
+    code = "import sys; print('torch.OutOfMemoryError: CUDA out of memory.'); sys.exit(1)"
+    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO())
+    message = failure_message(result, [512, 512, 512])
+    assert "ran out of memory at patch_size [512, 512, 512]" in message
+    assert "--patch-size '[192,192,128]'" in message and str(tmp_path / "finetune.log") in message
+    assert "--patch-size '[96,96,96]'" in failure_message(result, [128, 128, 128])
+    assert "--patch-size '[64,64,64]'" in failure_message(result, [64, 64, 64])
+
+
 def test_a_phase_past_its_timeout_is_stopped(tmp_path):
     code = "import time; print('started', flush=True); time.sleep(60)"
     result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=bundle_env(tmp_path), timeout=1.0, stream=io.StringIO())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.plan import make_plan, patch_for_free_mb
+from nvseg_bench.plan import PEAK_GPU_MB_BY_VOXELS, expected_peak_gpu_mb, make_plan, patch_for_free_mb
 from nvseg_bench.preset import preset_name, read_fixture_card
 from nvseg_bench.request import Request
 from nvseg_bench.resolve import resolve
@@ -63,6 +63,23 @@ def test_user_finetune_on_cpu_plans_64_cubed_and_says_why():
 def test_user_finetune_on_gpu_takes_the_ladder_patch():
     plan = make_plan(resolve(Request(Path("out")), {}, "finetune"), gpu_env(20000), dataset_mb=10)
     assert plan.patch_size == [128, 128, 128] and plan.amp is True
+
+
+@pytest.mark.parametrize("voxels, peak", PEAK_GPU_MB_BY_VOXELS)
+def test_expected_peak_gpu_memory_is_the_measured_value_at_each_measured_patch(voxels, peak):
+    edge = round(voxels ** (1 / 3))
+    assert expected_peak_gpu_mb([edge] * 3) == peak
+
+
+def test_expected_peak_gpu_memory_grows_with_the_patch_between_and_beyond_the_measured_points():
+    small, mid, large = (expected_peak_gpu_mb(p) for p in ([112] * 3, [192, 192, 128], [512] * 3))
+    assert 5222 < small < 8704 and 15770 < mid < large
+
+
+def test_a_gpu_plan_states_its_expected_peak_and_a_cpu_plan_none():
+    gpu = make_plan(resolve(Request(Path("out")), {}, "sanity"), gpu_env(70000), dataset_mb=10)
+    assert gpu.expected_peak_gpu_mb == 8704 and any("expected peak GPU memory: 8704 MiB" in r for r in gpu.rationale)
+    assert make_plan(resolve(Request(Path("out")), {}, "finetune"), CPU_ENV, dataset_mb=10).expected_peak_gpu_mb is None
 
 
 def test_sanity_runs_on_one_gpu_even_when_several_are_visible():
