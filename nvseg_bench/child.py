@@ -1,5 +1,5 @@
 """Child processes: start one in its own process group, stream its output lines to a callback (and a
-log file), keep the last lines, and stop the whole group on a timeout or Ctrl-C.
+log file), keep the last lines, and stop the whole group on a timeout, Ctrl-C or SIGTERM.
 
 The one implementation behind the bundle phases (phases.py) and the harness's CLI runs
 (harness/runs.py). os.wait4 reaps the child so its own peak RSS is known, which Popen.wait is not.
@@ -12,9 +12,10 @@ import subprocess
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 
 @dataclass
@@ -60,9 +61,30 @@ def _wait(proc: subprocess.Popen, timeout: float | None) -> tuple[int, float]:
         time.sleep(0.2)
 
 
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a CI job's timeout or cancel, `kill`) as Ctrl-C while inside: the child's group is
+    stopped and the run reports itself interrupted. Without this the default action ends only this
+    process, and a phase in its own session runs on, holding the GPU (seen on an H100: 77.7 GiB held
+    by an orphaned phase made the next run fail with out-of-memory)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_child(command: list[str], *, cwd: Path, env: dict[str, str], on_line: Callable[[str], None] = lambda _: None,
               log: TextIO | None = None, timeout: float | None = None, tail_lines: int = 40) -> ChildRun:
-    """Run to the end (or the timeout); Ctrl-C stops the child's whole group and is raised again."""
+    """Run to the end (or the timeout); Ctrl-C or SIGTERM stops the child's whole group and is raised again
+    (as KeyboardInterrupt)."""
     tail: deque[str] = deque(maxlen=tail_lines)
     started = time.monotonic()
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -71,7 +93,8 @@ def run_child(command: list[str], *, cwd: Path, env: dict[str, str], on_line: Ca
     reader.start()
     run = ChildRun(return_code=None, seconds=0.0)
     try:
-        run.return_code, run.peak_rss_mb = _wait(proc, timeout)
+        with sigterm_as_interrupt():
+            run.return_code, run.peak_rss_mb = _wait(proc, timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         run.return_code, run.timed_out = proc.returncode, True

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import PROG, __version__
+from .child import sigterm_as_interrupt
 from .errors import NvsegError
 from .request import Request, from_namespace
 from .sweep import parse_seeds
@@ -150,14 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fetch_weights(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return execute(args, argv)
+        with sigterm_as_interrupt():
+            return execute(args, argv)
     except NvsegError as exc:
         if args.debug:
             raise
         print(exc.render(PROG), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted before any phase started; nothing ran.", file=sys.stderr)
+        print(f"{PROG}: interrupted (Ctrl-C or SIGTERM) before any phase started; nothing ran.", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
         if args.debug:

@@ -96,6 +96,7 @@ class Progress:
     def __init__(self, spec: PhaseSpec, stream: TextIO, started: float) -> None:
         self.spec, self.stream, self.started = spec, stream, started
         self.tty = stream.isatty()
+        self.oom_said = False
 
     def _elapsed(self) -> str:
         seconds = int(time.monotonic() - self.started)
@@ -118,7 +119,8 @@ class Progress:
             best_epoch = max(facts.val_dice, key=lambda k: facts.val_dice[k])
             best = " (best)" if best_epoch == epoch else f" (best {facts.val_dice[best_epoch]:.4f}, epoch {best_epoch})"
             self.stream.write(("\r" if self.tty else "") + f"{tag} val Dice {facts.val_dice[epoch]:.4f} at epoch {epoch}{best}  {self._elapsed()}\n")
-        elif kind == "oom":
+        elif kind == "oom" and not self.oom_said:  # one traceback repeats the message several times
+            self.oom_said = True
             self.stream.write(f"{tag} out of memory reported in the log\n")
         else:
             return

@@ -232,5 +232,5 @@ def failure_message(r: PhaseResult, patch: list[int] | None = None) -> str:
     if r.failure == "timeout":
         return f"phase {r.name} exceeded the phase timeout and was stopped; see {r.log_path}."
     if r.failure == "interrupted":
-        return f"phase {r.name} was interrupted (Ctrl-C); its process group was stopped."
+        return f"phase {r.name} was interrupted (Ctrl-C or SIGTERM); its process group was stopped."
     return f"phase {r.name} exited with code {r.return_code}; the last log lines are in runtime.log_tail, all of it in {r.log_path}."

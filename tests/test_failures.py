@@ -66,7 +66,8 @@ def _children_of(pgid: int) -> list[str]:
     return [line for line in out.splitlines() if line.split()[0] == str(pgid)]
 
 
-def test_ctrl_c_stops_the_phase_group_and_still_writes_output_json(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_the_phase_group_and_still_writes_output_json(tmp_path, signum):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "nvseg_bench", str(FIXTURE), "--smoke", "--output-dir", str(out)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -77,7 +78,7 @@ def test_ctrl_c_stops_the_phase_group_and_still_writes_output_json(tmp_path):
     time.sleep(3)  # let the child get going
     child_pgids = {int(l.split()[0]) for l in subprocess.run(["ps", "-eo", "pgid=,ppid="], capture_output=True,
                    text=True).stdout.splitlines() if int(l.split()[1]) == proc.pid}
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     proc.communicate(timeout=120)
     assert proc.returncode == 130
     doc = json.loads((out / "output.json").read_text())

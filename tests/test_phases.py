@@ -46,10 +46,11 @@ def test_a_crashing_phase_is_classified_as_a_crash(tmp_path):
     assert result.log_tail[-1].startswith("NVSEG_TELEMETRY")
 
 
-def test_an_oom_in_the_log_is_classified_as_oom(tmp_path):
-    code = "import sys; print('torch.OutOfMemoryError: CUDA out of memory.'); sys.exit(1)"
-    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO())
-    assert result.failure == "oom"
+def test_an_oom_in_the_log_is_classified_as_oom_and_said_once(tmp_path):
+    code = "import sys; [print('torch.OutOfMemoryError: CUDA out of memory.') for _ in range(4)]; sys.exit(1)"
+    stream = io.StringIO()
+    result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=bundle_env(tmp_path), stream=stream)
+    assert result.failure == "oom" and stream.getvalue().count("out of memory reported in the log") == 1
 
 
 def test_an_oom_message_names_the_patch_that_failed_and_a_smaller_rung(tmp_path):

@@ -82,6 +82,15 @@ def test_a_gpu_plan_states_its_expected_peak_and_a_cpu_plan_none():
     assert make_plan(resolve(Request(Path("out")), {}, "finetune"), CPU_ENV, dataset_mb=10).expected_peak_gpu_mb is None
 
 
+def test_a_patch_too_large_for_the_free_gpu_memory_is_warned_about_in_the_plan():
+    request = Request(Path("out"), patch_size=[512, 512, 512])
+    plan = make_plan(resolve(request, {}, "finetune"), gpu_env(81000), dataset_mb=10)
+    warning = [line for line in plan.rationale if line.startswith("warning:")]
+    assert len(warning) == 1 and "81000 MiB free" in warning[0] and "out-of-memory" in warning[0]
+    fits = make_plan(resolve(Request(Path("out")), {}, "finetune"), gpu_env(81000), dataset_mb=10)
+    assert not any(line.startswith("warning:") for line in fits.rationale)
+
+
 def test_sanity_runs_on_one_gpu_even_when_several_are_visible():
     plan = make_plan(resolve(Request(Path("out")), {}, "sanity"), gpu_env(70000, count=4), dataset_mb=10, nproc_env="4")
     assert plan.nproc_per_node == 1 and plan.multi_gpu is False
