@@ -144,7 +144,10 @@ def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_
     if expected is not None:
         rationale.append(f"expected peak GPU memory: {expected:.0f} MiB for a {patch} training step of the full "
                          "vista3d132 (fp16, one class prompt; docs/design.md, Planning constants)")
-        free = float(env.get("gpu_free_mb") or 0)
+        free, total = float(env.get("gpu_free_mb") or 0), float(env.get("gpu_total_mb") or 0)
+        if free and total and free < 0.5 * total:
+            rationale.append(f"warning: only {free:.0f} of {total:.0f} MiB GPU memory is free; another process "
+                             "holds the rest (nvidia-smi shows which). A run beside it may run out of memory")
         if free and expected > free:
             rationale.append(f"warning: {expected:.0f} MiB expected is more than the {free:.0f} MiB free on this GPU; "
                              f"expect an out-of-memory failure. Leave out --patch-size for the plan's choice, or pass "

@@ -42,7 +42,8 @@ def test_an_out_of_memory_phase_is_reported_with_the_fix(tmp_path):
     proc, doc = run(tmp_path, "--bundle-dir", str(broken_bundle(tmp_path, OOM)))
     assert proc.returncode == 3 and doc["status"] == "failed"
     assert doc["error"]["kind"] == "oom" and doc["error"]["phase"] == "finetune"
-    assert "--patch-size" in doc["error"]["message"] and "--cache-rate" in doc["error"]["message"]
+    assert "at patch_size [64, 64, 64]" in doc["error"]["message"] and "--patch-size '[64,64,64]'" in doc["error"]["message"]
+    assert "--cache-rate" in doc["error"]["message"]
     assert doc["runtime"]["oom"] is True and doc["output"]["oom"] is True
     assert "schema_errors" not in doc and "peer_schema_errors" not in doc
 

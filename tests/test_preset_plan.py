@@ -91,6 +91,14 @@ def test_a_patch_too_large_for_the_free_gpu_memory_is_warned_about_in_the_plan()
     assert not any(line.startswith("warning:") for line in fits.rationale)
 
 
+def test_a_gpu_mostly_held_by_another_process_is_warned_about_in_the_plan():
+    env = gpu_env(16451) | {"gpu_total_mb": 81559}  # seen on an H100: an orphaned phase held 77.7 GiB
+    plan = make_plan(resolve(Request(Path("out")), {}, "sanity"), env, dataset_mb=10)
+    assert any(line.startswith("warning: only 16451 of 81559 MiB") for line in plan.rationale)
+    idle = make_plan(resolve(Request(Path("out")), {}, "sanity"), gpu_env(81000) | {"gpu_total_mb": 81559}, dataset_mb=10)
+    assert not any(line.startswith("warning:") for line in idle.rationale)
+
+
 def test_sanity_runs_on_one_gpu_even_when_several_are_visible():
     plan = make_plan(resolve(Request(Path("out")), {}, "sanity"), gpu_env(70000, count=4), dataset_mb=10, nproc_env="4")
     assert plan.nproc_per_node == 1 and plan.multi_gpu is False
