@@ -2,15 +2,22 @@
 
 Per case: shape, spacing, origin, orientation code, HU range and percentiles, label values,
 foreground volume in mL, connected components of each mapped value. Summary: drift, ranges,
-whether the intensities look like CT, which mapped values training lacks. Each file's voxels are
-read once; cases are audited on a thread pool (gzip inflation and numpy release the GIL), and
+whether the intensities look like CT, which mapped values training lacks. Each file is read once:
+its sha256 (for the manifest, the preprocessing cache and the harness) is taken from the same bytes
+the voxels are decoded from. With a memo dir, a case whose two files are known by digest (from the
+caller's (path, size, mtime) memo) is not read at all: its row comes from the memo. Cases are
+audited on a thread pool (gzip inflation and numpy release the GIL), and
 percentiles and components work on a subsample and a bounding box, so hundreds of large volumes
 audit in about a minute. No torch, no monai.
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +25,10 @@ from pathlib import Path
 
 import nibabel
 import numpy as np
+from nibabel.spatialimages import HeaderDataError
 
 from . import anatomy
-from .dataset import _UNUSABLE, _load, _shown, _voxels, case_name, entry_paths
+from .dataset import _NIFTI_ERRORS, _UNUSABLE, _shown, _unreadable, _voxels, case_name, entry_paths
 from .errors import DataContractError
 
 CT_AIR_MAX_HU = -500.0
@@ -29,28 +37,96 @@ PERCENTILE_SAMPLES = 1_000_000  # percentiles of a strided sample this size: exa
 PROGRESS_EVERY_S = 5.0
 
 
-def audit_dataset(entries: list[dict], dataset_dir: Path, local_values: list[int], workers: int | None = None) -> dict:
-    """Per-case rows and a summary for `input.dataset_audit`; reads each file's voxels once."""
+NIFTI2_SIZEOF_HDR = 540  # a NIfTI-2 header's first field; NIfTI-1 has 348
+MEMO_VERSION = 1  # bump when a row's content changes: older memo entries are then never read
+ENTRY_FIELDS = ("name", "image", "fold")  # a row's fields that come from the datalist, not the files
+
+
+def audit_dataset(entries: list[dict], dataset_dir: Path, local_values: list[int], workers: int | None = None,
+                  digests: dict[str, str] | None = None, memo_dir: Path | None = None) -> dict:
+    """Per-case rows and a summary for `input.dataset_audit`; reads each file once, or not at all.
+
+    `digests` (absolute path -> sha256) is read and completed in place: the digests of every file read
+    are added. `memo_dir` keeps each case's row under the digests of its two files."""
     workers = workers or min(8, os.cpu_count() or 1)
+    digests = {} if digests is None else digests
     started, last = time.monotonic(), time.monotonic()
     rows: list[dict] = []
+    hits = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for row in pool.map(lambda e: _audit_case(e, dataset_dir, local_values), entries):
+        for row, hit in pool.map(lambda e: _audit_or_recall(e, dataset_dir, local_values, digests, memo_dir), entries):
             rows.append(row)
+            hits += hit
             if time.monotonic() - last > PROGRESS_EVERY_S:
                 last = time.monotonic()
                 print(f"[audit] {len(rows)}/{len(entries)} cases, {last - started:.0f} s", file=sys.stderr, flush=True)
     return {"n_pairs": len(rows), "samples": rows, "summary": _summarise(rows, local_values),
-            "seconds": round(time.monotonic() - started, 3)}
+            "seconds": round(time.monotonic() - started, 3),
+            "files_read": 2 * (len(rows) - hits), "memo_hits": hits}
+
+
+def _memo_path(memo_dir: Path, image_sha: str, label_sha: str, local_values: list[int]) -> Path:
+    key = hashlib.sha256(f"{MEMO_VERSION}|{image_sha}|{label_sha}|{sorted(local_values)}".encode()).hexdigest()
+    return memo_dir / f"{key[:32]}.json"
+
+
+def _recall(memo: Path) -> dict | None:
+    try:
+        row = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        return None  # missing, or damaged: audit the case again
+    return row if isinstance(row, dict) and "hu_min" in row else None
+
+
+def _remember(memo: Path, row: dict) -> None:
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=memo.parent, prefix=f".{memo.name}.")
+        with os.fdopen(handle, "w") as out:
+            json.dump({k: v for k, v in row.items() if k not in ENTRY_FIELDS}, out)
+        os.replace(tmp, memo)  # atomic: a concurrent run sees the whole row or none
+    except OSError:
+        pass  # an unwritable memo costs the next run a read, nothing more
+
+
+def _audit_or_recall(entry: dict, dataset_dir: Path, local_values: list[int], digests: dict[str, str],
+                     memo_dir: Path | None) -> tuple[dict, bool]:
+    image_path, label_path = entry_paths(entry, dataset_dir)
+    known = digests.get(str(image_path)), digests.get(str(label_path))
+    head = {"name": case_name(entry["image"]), "image": entry["image"], "fold": entry["fold"]}
+    if memo_dir is not None and known[0] and known[1]:
+        row = _recall(_memo_path(memo_dir, known[0], known[1], local_values))
+        if row is not None:
+            return head | row, True
+    row = head | _audit_case(image_path, label_path, local_values, digests)
+    if memo_dir is not None:
+        _remember(_memo_path(memo_dir, digests[str(image_path)], digests[str(label_path)], local_values), row)
+    return row, False
 
 
 def _flat(array: np.ndarray) -> np.ndarray:
     return array.ravel(order="K")  # a view for C- and F-ordered arrays alike (NIfTI loads F-ordered)
 
 
-def _audit_case(entry: dict, dataset_dir: Path, local_values: list[int]) -> dict:
-    image_path, label_path = entry_paths(entry, dataset_dir)
-    image, label_image = _load(image_path), _load(label_path)
+def load_hashed(path: Path) -> tuple[nibabel.Nifti1Image, str]:
+    """The image and the sha256 of its file, from one read: the bytes are hashed, then decoded in memory."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        del raw
+        nifti2 = data[:4] in (NIFTI2_SIZEOF_HDR.to_bytes(4, "little"), NIFTI2_SIZEOF_HDR.to_bytes(4, "big"))
+        return (nibabel.Nifti2Image if nifti2 else nibabel.Nifti1Image).from_bytes(data), digest
+    except (*_NIFTI_ERRORS, HeaderDataError) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _audit_case(image_path: Path, label_path: Path, local_values: list[int], digests: dict[str, str]) -> dict:
+    image, digests[str(image_path)] = load_hashed(image_path)
+    label_image, digests[str(label_path)] = load_hashed(label_path)
     hu = _voxels(image, image_path)
     labels = _voxels(label_image, label_path)
     counts = _label_counts(labels, label_path)
@@ -62,9 +138,6 @@ def _audit_case(entry: dict, dataset_dir: Path, local_values: list[int]) -> dict
     sample = flat[:: max(1, flat.size // PERCENTILE_SAMPLES)]
     p01, p99 = np.percentile(sample, [1, 99])
     return {
-        "name": case_name(entry["image"]),
-        "image": entry["image"],
-        "fold": entry["fold"],
         "shape": [int(s) for s in image.shape],
         "spacing": [round(s, 6) for s in spacing],
         "origin": [round(float(v), 4) for v in image.affine[:3, 3]],

@@ -35,5 +35,6 @@ class Prepared:
     staged: Staged
     commands: dict[str, list[str]] = field(default_factory=dict)
     cache: preprocess_cache.PreprocessCache | None = None
+    digests: dict[str, str] = field(default_factory=dict)  # sha256 of every dataset file, by absolute path
     cache_note: str | None = None
     label_dict_path: Path | None = None  # the class list the mapping was resolved against

@@ -11,7 +11,8 @@ stack, the run's config values that can change preprocessing (all but the run-on
 the MONAI version; inside it PersistentDataset names each entry by the datalist item, which this
 module extends with the sha256 of the image and label (so an edited file is a new entry). Digests
 are remembered by (path, size, mtime) in ROOT/digests.json, so a later run does not read the data
-again to key it. Writes are atomic: the children get TMPDIR=ROOT/tmp, on the same file system, so
+again to key it; the audit (audit.py) takes them from the bytes it reads anyway, and keeps its
+per-case rows under ROOT/audit/. Writes are atomic: the children get TMPDIR=ROOT/tmp, on the same file system, so
 PersistentDataset's temp-file-then-move is a rename. Entries that do not open as a torch archive of
 allowed types are removed before the phases start, so MONAI rebuilds them instead of failing.
 The cache never lives under the dataset or bundle dir. No monai import; torch only for the scrub.
@@ -113,24 +114,47 @@ def choose_root(given: Path | None, off: bool, protected: dict[str, Path]) -> tu
     return root, None
 
 
-def file_digests(paths: list[Path], memo_path: Path) -> dict[str, str]:
-    """sha256 of each file, reusing the memo when (path, size, mtime) is unchanged."""
+def read_digest_memo(memo_path: Path) -> dict[str, Any]:
     try:
         memo = json.loads(memo_path.read_text())
     except (OSError, ValueError):
-        memo = {}
-    digests, changed = {}, False
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def file_stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def known_digests(paths: list[Path], memo_path: Path) -> dict[str, str]:
+    """The remembered sha256 of each file whose (path, size, mtime) is unchanged; reads no file."""
+    memo, known = read_digest_memo(memo_path), {}
     for path in paths:
-        stat = path.stat()
-        stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
-        known = memo.get(str(path))
-        if not (isinstance(known, dict) and known.get("stamp") == stamp):
-            known, changed = {"stamp": stamp, "sha256": sha256_file(path)}, True
-            memo[str(path)] = known
-        digests[str(path)] = known["sha256"]
-    if changed:
-        _write_atomic(memo_path, json.dumps(memo, indent=1) + "\n")
-    return digests
+        entry = memo.get(str(path))
+        if isinstance(entry, dict) and entry.get("stamp") == file_stamp(path) and entry.get("sha256"):
+            known[str(path)] = entry["sha256"]
+    return known
+
+
+def remember_digests(digests: dict[str, str], memo_path: Path) -> None:
+    """Add these digests (taken this run) to the memo under each file's current stamp."""
+    memo = read_digest_memo(memo_path)
+    fresh = {path: {"stamp": file_stamp(Path(path)), "sha256": sha} for path, sha in digests.items()}
+    if any(memo.get(path) != entry for path, entry in fresh.items()):
+        try:
+            _write_atomic(memo_path, json.dumps(memo | fresh, indent=1) + "\n")
+        except OSError:
+            pass  # the next run hashes again; nothing else depends on the memo
+
+
+def file_digests(paths: list[Path], memo_path: Path) -> dict[str, str]:
+    """sha256 of each file, reusing the memo when (path, size, mtime) is unchanged."""
+    digests = known_digests(paths, memo_path)
+    missing = {str(path): sha256_file(path) for path in paths if str(path) not in digests}
+    if missing:
+        remember_digests(missing, memo_path)
+    return digests | missing
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -214,7 +238,7 @@ def _with_cache(stack: list[str], path: Path) -> list[str]:
 
 
 def attach(root: Path, *, staged: Staged, entries: list[dict], dataset_dir: Path, values: dict[str, Any],
-           formal_eval: bool) -> tuple[PreprocessCache, Staged]:
+           formal_eval: bool, digests: dict[str, str] | None = None) -> tuple[PreprocessCache, Staged]:
     """Key the cache for this run, write the two override files, and put them into the config stacks."""
     run_files = {str(staged.override), str(staged.no_logging)}
     bundle_files = [Path(f) for f in dict.fromkeys(staged.train_stack + staged.eval_stack) if f not in run_files]
@@ -223,7 +247,8 @@ def attach(root: Path, *, staged: Staged, entries: list[dict], dataset_dir: Path
     needed = {"train": len(entries) - n_val, "validate": n_val} | ({EVAL_CHAIN: n_val} if formal_eval else {})
     cache = PreprocessCache(root=root, key_dir=key_dir, needed=needed)
     paths = [dataset_dir / e[k] for e in entries for k in ("image", "label")]
-    cache.digests = file_digests(paths, root / "digests.json")
+    have = digests or {}
+    cache.digests = have if all(str(p) in have for p in paths) else file_digests(paths, root / "digests.json")
     datalist = keyed_datalist(entries, dataset_dir, cache.digests, staged.config_dir / "datalist_content_keyed.json")
     train = _write(staged.config_dir / "preprocess_cache_train.json", train_override(cache, datalist))
     evaluate = _write(staged.config_dir / "preprocess_cache_eval.json", eval_override(cache, datalist))

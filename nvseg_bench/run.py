@@ -87,6 +87,14 @@ def refuse_multi_gpu_sanity(req: Request, preset: str) -> None:
                                  "finetune without --sanity on several GPUs."])
 
 
+def audited_digests(entries: list[dict], dataset_dir: Path, root: Path | None) -> dict[str, str]:
+    """Digests the cache root remembers for unchanged files; the audit adds those of the files it reads."""
+    if root is None:
+        return {}
+    paths = [dataset_dir / e[k] for e in entries for k in ("image", "label")]
+    return preprocess_cache.known_digests(paths, root / "digests.json")
+
+
 def prepare(req: Request) -> Prepared:
     preset_name(req.smoke, req.sanity)  # two preset flags are refused before anything else
     bundle_dir, dataset_dir, out_dir = resolve_dirs(req)
@@ -100,7 +108,13 @@ def prepare(req: Request) -> Prepared:
     out_dir.mkdir(parents=True, exist_ok=True)
     entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
     dataset.check_pairs_geometry(entries, dataset_dir)
-    findings = audit.audit_dataset(entries, dataset_dir, local)
+    root, why = preprocess_cache.choose_root(req.preprocess_cache, req.no_preprocess_cache,
+                                             {"dataset dir": dataset_dir, "bundle dir": bundle_dir})
+    digests = audited_digests(entries, dataset_dir, root)
+    findings = audit.audit_dataset(entries, dataset_dir, local, digests=digests,
+                                   memo_dir=root / "audit" if root else None)
+    if root is not None:
+        preprocess_cache.remember_digests(digests, root / "digests.json")
     findings["datalist_source"] = source
     audit.check_finite_images(findings)
     audit.check_mapped_values_present(findings, local)
@@ -138,13 +152,12 @@ def prepare(req: Request) -> Prepared:
                              recipe={key: resolved[key] for key in RECIPE_TO_BUNDLE})
     staged = stage(plan, bundle_dir=bundle_dir, out_dir=out_dir, override=values, network_config=network)
     cache, cache_note = None, "multi-GPU runs partition their datasets; not cached" if plan.multi_gpu else None
-    root, why = preprocess_cache.choose_root(req.preprocess_cache, req.no_preprocess_cache or plan.multi_gpu,
-                                             {"dataset dir": dataset_dir, "bundle dir": bundle_dir})
-    if root is not None:
+    if root is not None and not plan.multi_gpu:
         cache, staged = preprocess_cache.attach(root, staged=staged, entries=entries, dataset_dir=dataset_dir,
-                                                values=values, formal_eval=not req.skip_formal_eval)
+                                                values=values, formal_eval=not req.skip_formal_eval, digests=digests)
     prepared = Prepared(req, resolved, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
-                        findings, env, plan, weights, staged, cache=cache, cache_note=cache_note or why)
+                        findings, env, plan, weights, staged, cache=cache, cache_note=cache_note or why,
+                        digests=digests)
     prepared.commands = phase_commands(prepared)
     prepared.label_dict_path = dict_path
     return prepared
@@ -231,8 +244,7 @@ def finish(p: Prepared, results: dict[str, PhaseResult], *, started: float, star
     doc, code = result.build(p, results, wall=time.monotonic() - started, started_epoch=started_epoch,
                              interrupted=interrupted, planned=p.request.dry_run)
     evidence.write_manifest(p.out_dir, {"pretrained_ckpt": p.weights.to_json(),
-                                        "dataset": evidence.dataset_inputs(p.entries, p.dataset_dir,
-                                                                           p.cache.digests if p.cache else None)})
+                                        "dataset": evidence.dataset_inputs(p.entries, p.dataset_dir, p.digests)})
     path, errors = output.write(doc, p.out_dir)
     if errors:
         _warn(f"{PROG}: output.json does not match its schema ({len(errors)} problems, first: {errors[0]}); "

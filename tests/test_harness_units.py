@@ -113,3 +113,22 @@ def test_an_evidence_root_of_the_users_is_never_written_over_nor_deleted(tmp_pat
     assert store.fresh_dir("user", "ab" * 32).name == "user-abababababab-2"
     store.forget_dir(first)
     assert first.is_dir()
+
+
+def test_the_harness_takes_digests_the_cli_remembered_and_leaves_its_own_for_the_cli(tmp_path, monkeypatch):
+    from nvseg_bench.harness.cache import DirCache, shared_digest_memo
+    from nvseg_bench.preprocess_cache import known_digests, remember_digests
+
+    shared = shared_digest_memo(["--preprocess-cache", str(tmp_path / "pc")])
+    assert shared == (tmp_path / "pc").resolve() / "digests.json"
+    seen_by_cli, fresh = tmp_path / "a.bin", tmp_path / "b.bin"
+    seen_by_cli.write_bytes(b"a" * 100)
+    fresh.write_bytes(b"b" * 100)
+    shared.parent.mkdir(parents=True)
+    remember_digests({str(seen_by_cli): "digest-the-cli-took"}, shared)
+    memo = DigestMemo(DirCache(tmp_path / "pytest-cache"), shared)
+    assert memo.file(seen_by_cli) == "digest-the-cli-took"  # not read: the CLI's audit already hashed it
+    taken = memo.file(fresh)
+    memo.save()
+    assert known_digests([fresh], shared) == {str(fresh): taken}  # the next CLI run will not hash it
+    assert shared_digest_memo(["--no-preprocess-cache"]) is None

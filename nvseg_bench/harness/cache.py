@@ -23,6 +23,7 @@ import pytest
 from filelock import FileLock
 
 from ..environment import host_ram_mb, package_versions, visible_gpus_from_smi
+from ..preprocess_cache import default_root, file_stamp, read_digest_memo, remember_digests
 from ..weights import HUB_REPO, HUB_REVISION, sha256_file
 
 WRAPPER = Path(__file__).resolve().parents[1]
@@ -80,20 +81,41 @@ def choose_cache(config: pytest.Config, out: Path | None, session: str) -> tuple
 
 
 class DigestMemo:
-    """sha256 of files, remembered across sessions by path, size and mtime."""
+    """sha256 of files, remembered across sessions by path, size and mtime.
 
-    def __init__(self, cache: KeyValues) -> None:
+    `shared` is the CLI's digest memo (the preprocessing cache's digests.json): digests found there
+    are not taken again, and those taken here are added to it, so the harness's cache key and the run
+    it starts read each dataset file once between them."""
+
+    def __init__(self, cache: KeyValues, shared: Path | None = None) -> None:
         self.cache = cache
         self.known: dict[str, str] = dict(cache.get(MEMO_KEY, {}))
         self.dirty = False
+        self.shared = shared
+        self.shared_memo: dict[str, Any] | None = None
+        self.taken: dict[str, str] = {}
 
     def file(self, path: Path) -> str:
         stat = path.stat()
         tag = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
         if tag not in self.known:
-            self.known[tag] = sha256_file(path)
+            self.known[tag] = self._from_shared(path) or self._take(path)
             self.dirty = True
         return self.known[tag]
+
+    def _from_shared(self, path: Path) -> str | None:
+        if self.shared is None:
+            return None
+        if self.shared_memo is None:
+            self.shared_memo = read_digest_memo(self.shared)
+        entry = self.shared_memo.get(str(path))
+        if isinstance(entry, dict) and entry.get("stamp") == file_stamp(path):
+            return entry.get("sha256")
+        return None
+
+    def _take(self, path: Path) -> str:
+        self.taken[str(path)] = sha256_file(path)
+        return self.taken[str(path)]
 
     def tree(self, root: Path, leave_out: tuple[Path, ...] = ()) -> str:
         digest = hashlib.sha256()
@@ -105,6 +127,27 @@ class DigestMemo:
         if self.dirty:
             self.cache.set(MEMO_KEY, self.known)
             self.dirty = False
+        if self.shared is not None and self.taken:
+            try:
+                self.shared.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                return  # an unwritable cache dir: the run it starts hashes again, nothing worse
+            remember_digests(self.taken, self.shared)
+            self.taken = {}
+
+
+def shared_digest_memo(cli_args: list[str]) -> Path | None:
+    """The digest memo the CLI runs will use: under --preprocess-cache DIR if the runs' flags name one,
+    else the default cache root; none with --no-preprocess-cache."""
+    if "--no-preprocess-cache" in cli_args:
+        return None
+    root = default_root()
+    for index, arg in enumerate(cli_args):
+        if arg == "--preprocess-cache" and index + 1 < len(cli_args):
+            root = Path(cli_args[index + 1]).expanduser()
+        elif arg.startswith("--preprocess-cache="):
+            root = Path(arg.split("=", 1)[1]).expanduser()
+    return root.resolve() / "digests.json"
 
 
 def _files(root: Path, leave_out: tuple[Path, ...]) -> list[Path]:

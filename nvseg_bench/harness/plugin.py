@@ -17,7 +17,7 @@ import pytest
 from .. import __version__
 from ..environment import package_versions, visible_gpus_from_smi
 from .broker import RunBroker
-from .cache import DigestMemo, KeyValues, RunStore, choose_cache
+from .cache import DigestMemo, KeyValues, RunStore, choose_cache, shared_digest_memo
 from .gates import gate_names
 from .ledger import Ledger
 from .options import HarnessOptions, add_options
@@ -113,7 +113,8 @@ def nvseg_runs(pytestconfig: pytest.Config) -> RunBroker:
     if BROKER not in config.stash:
         opts = config.stash[OPTIONS]
         cache: KeyValues = config.stash[CACHE][0]
-        config.stash[BROKER] = RunBroker(opts, RunStore(cache, opts.out), DigestMemo(cache), config.stash[SESSION],
+        memo = DigestMemo(cache, shared_digest_memo(opts.args))
+        config.stash[BROKER] = RunBroker(opts, RunStore(cache, opts.out), memo, config.stash[SESSION],
                                          len(_gpus(config)), _say(config))
     return config.stash[BROKER]
 
