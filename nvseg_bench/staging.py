@@ -64,6 +64,7 @@ def override_values(plan: Plan, *, bundle_dir: Path, dataset_dir: Path, datalist
         "num_cache_workers": max(1, plan.num_workers),
         "num_workers": plan.num_workers,
         "sw_overlap": plan.sw_overlap,
+        "sw_batch_size": plan.sw_batch_size,
         "amp": plan.amp,
     }
     for key, bundle_key in RECIPE_TO_BUNDLE.items():

@@ -99,6 +99,13 @@ def test_a_gpu_mostly_held_by_another_process_is_warned_about_in_the_plan():
     assert not any(line.startswith("warning:") for line in idle.rationale)
 
 
+def test_the_cpu_scores_two_windows_per_pass_and_a_gpu_keeps_the_bundle_default():
+    cpu = make_plan(resolve(Request(Path("out")), {}, "finetune"), CPU_ENV, dataset_mb=10)
+    gpu = make_plan(resolve(Request(Path("out")), {}, "finetune"), gpu_env(20000), dataset_mb=10)
+    assert (cpu.sw_batch_size, gpu.sw_batch_size) == (2, 1)
+    assert any(line.startswith("sw_batch_size: 2") for line in cpu.rationale)
+
+
 def test_sanity_runs_on_one_gpu_even_when_several_are_visible():
     plan = make_plan(resolve(Request(Path("out")), {}, "sanity"), gpu_env(70000, count=4), dataset_mb=10, nproc_env="4")
     assert plan.nproc_per_node == 1 and plan.multi_gpu is False
