@@ -22,8 +22,6 @@ import json
 import os
 import re
 import shlex
-import signal
-import subprocess
 import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -36,6 +34,10 @@ import nibabel
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nvseg_bench.child import run_child  # noqa: E402
+
 MICRO = REPO / "fixtures" / "micro_model"
 MAPPING = [[1, 23]]  # MSD Task06 label 1 (tumour) -> VISTA3D lung tumor
 ITER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Iter: \d+/\d+ -- train_loss")
@@ -107,22 +109,12 @@ def iterations_per_second(log: Path) -> float | None:
     return round((len(stamps) - 1) / (stamps[-1] - stamps[0]).total_seconds(), 2)
 
 
-def run_bounded(cmd: list[str], timeout: float, log: Path, env: dict[str, str] | None = None) -> tuple[int | None, float]:
-    """Run `cmd` in its own process group, output to `log`; on timeout stop the whole group (bundle
-    phases are grandchildren and would otherwise keep the GPU). Returns (exit code or None, seconds)."""
-    started = time.monotonic()
+def run_bounded(cmd: list[str], timeout: float, log: Path, env: dict[str, str]) -> tuple[int | None, float]:
+    """Run `cmd` with output to `log`; on timeout the whole process group is stopped (the bundle phases
+    are grandchildren and would otherwise keep the GPU). Returns (exit code or None, seconds)."""
     with log.open("w") as sink:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            return proc.wait(timeout=max(1.0, timeout)), round(time.monotonic() - started, 1)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            return None, round(time.monotonic() - started, 1)
+        run = run_child(cmd, cwd=REPO, env=env, log=sink, timeout=max(1.0, timeout))
+    return (None if run.timed_out else run.return_code), run.seconds
 
 
 def run_figures(run: Path) -> dict[str, Any]:

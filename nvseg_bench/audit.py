@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from nibabel.spatialimages import HeaderDataError
 from . import anatomy
 from .dataset import _NIFTI_ERRORS, _UNUSABLE, _shown, _unreadable, _voxels, case_name, entry_paths
 from .errors import DataContractError
+from .preprocess_cache import write_atomic
 
 CT_AIR_MAX_HU = -500.0
 CT_DENSE_MIN_HU = 200.0
@@ -81,10 +81,8 @@ def _recall(memo: Path) -> dict | None:
 def _remember(memo: Path, row: dict) -> None:
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=memo.parent, prefix=f".{memo.name}.")
-        with os.fdopen(handle, "w") as out:
-            json.dump({k: v for k, v in row.items() if k not in ENTRY_FIELDS}, out)
-        os.replace(tmp, memo)  # atomic: a concurrent run sees the whole row or none
+        # atomic: a concurrent run sees the whole row or none
+        write_atomic(memo, json.dumps({k: v for k, v in row.items() if k not in ENTRY_FIELDS}))
     except OSError:
         pass  # an unwritable memo costs the next run a read, nothing more
 

@@ -132,6 +132,7 @@ def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_
     nproc, nproc_why = choose_processes(resolved.preset, env, nproc_env)
     workers, workers_why = choose_workers(env, nproc)
     cuda = bool(env.get("cuda_available"))
+    sw_batch = 1 if cuda else CPU_SW_BATCH
     rationale = [
         _preset_line(resolved),
         f"device: {'cuda' if cuda else 'cpu'}" + ("" if cuda else ", no CUDA GPU visible; expect CPU speed"),
@@ -143,7 +144,7 @@ def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_
         workers_why,
         f"amp: {cuda}, " + ("fp16 autocast on GPU" if cuda else "autocast is a GPU feature here"),
         _why(resolved, "sw_overlap", f"{resolved['sw_overlap']} sliding-window overlap"),
-        f"sw_batch_size: {1 if cuda else CPU_SW_BATCH}, " + (
+        f"sw_batch_size: {sw_batch}, " + (
             "the bundle's default on a GPU" if cuda else
             "windows scored two at a time on the CPU: about 0.75x the time, the same predictions"),
         _why(resolved, "auto_seg", "class prompts only" if resolved["auto_seg"] else "class and point prompts"),
@@ -173,7 +174,7 @@ def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_
         amp=cuda,
         sw_overlap=float(resolved["sw_overlap"]),
         val_interval=int(resolved["val_interval"]),
-        sw_batch_size=1 if cuda else CPU_SW_BATCH,
+        sw_batch_size=sw_batch,
         expected_peak_gpu_mb=expected,
         rationale=rationale,
     )

@@ -55,6 +55,11 @@ def default_root(env: dict[str, str] | None = None) -> Path:
     return base / "nvseg-bench" / "preprocess"
 
 
+def root_path(given: Path | None) -> Path:
+    """--preprocess-cache DIR, else the default root; absolute."""
+    return (given.expanduser() if given else default_root()).resolve()
+
+
 @dataclass
 class PreprocessCache:
     root: Path
@@ -99,7 +104,7 @@ def choose_root(given: Path | None, off: bool, protected: dict[str, Path]) -> tu
     written falls back to no cache with a warning (returned as the note)."""
     if off:
         return None, "--no-preprocess-cache"
-    root = (given.expanduser() if given else default_root()).resolve()
+    root = root_path(given)
     for name, folder in protected.items():
         if is_inside(root, folder):
             raise ArgumentError(f"--preprocess-cache {root} lies inside the {name} {folder}.",
@@ -127,14 +132,18 @@ def file_stamp(path: Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
+def remembered(memo: dict[str, Any], path: Path) -> str | None:
+    """The memo's sha256 of this file if its size and mtime are those it was taken at."""
+    entry = memo.get(str(path))
+    if isinstance(entry, dict) and entry.get("stamp") == file_stamp(path) and entry.get("sha256"):
+        return entry["sha256"]
+    return None
+
+
 def known_digests(paths: list[Path], memo_path: Path) -> dict[str, str]:
     """The remembered sha256 of each file whose (path, size, mtime) is unchanged; reads no file."""
-    memo, known = read_digest_memo(memo_path), {}
-    for path in paths:
-        entry = memo.get(str(path))
-        if isinstance(entry, dict) and entry.get("stamp") == file_stamp(path) and entry.get("sha256"):
-            known[str(path)] = entry["sha256"]
-    return known
+    memo = read_digest_memo(memo_path)
+    return {str(path): sha for path in paths if (sha := remembered(memo, path))}
 
 
 def remember_digests(digests: dict[str, str], memo_path: Path) -> None:
@@ -143,7 +152,7 @@ def remember_digests(digests: dict[str, str], memo_path: Path) -> None:
     fresh = {path: {"stamp": file_stamp(Path(path)), "sha256": sha} for path, sha in digests.items()}
     if any(memo.get(path) != entry for path, entry in fresh.items()):
         try:
-            _write_atomic(memo_path, json.dumps(memo | fresh, indent=1) + "\n")
+            write_atomic(memo_path, json.dumps(memo | fresh, indent=1) + "\n")
         except OSError:
             pass  # the next run hashes again; nothing else depends on the memo
 
@@ -157,7 +166,7 @@ def file_digests(paths: list[Path], memo_path: Path) -> dict[str, str]:
     return digests | missing
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:
         out.write(text)
@@ -247,8 +256,7 @@ def attach(root: Path, *, staged: Staged, entries: list[dict], dataset_dir: Path
     needed = {"train": len(entries) - n_val, "validate": n_val} | ({EVAL_CHAIN: n_val} if formal_eval else {})
     cache = PreprocessCache(root=root, key_dir=key_dir, needed=needed)
     paths = [dataset_dir / e[k] for e in entries for k in ("image", "label")]
-    have = digests or {}
-    cache.digests = have if all(str(p) in have for p in paths) else file_digests(paths, root / "digests.json")
+    cache.digests = digests or file_digests(paths, root / "digests.json")
     datalist = keyed_datalist(entries, dataset_dir, cache.digests, staged.config_dir / "datalist_content_keyed.json")
     train = _write(staged.config_dir / "preprocess_cache_train.json", train_override(cache, datalist))
     evaluate = _write(staged.config_dir / "preprocess_cache_eval.json", eval_override(cache, datalist))

@@ -23,7 +23,7 @@ import pytest
 from filelock import FileLock
 
 from ..environment import host_ram_mb, package_versions, visible_gpus_from_smi
-from ..preprocess_cache import default_root, file_stamp, read_digest_memo, remember_digests
+from ..preprocess_cache import read_digest_memo, remember_digests, remembered, root_path
 from ..weights import HUB_REPO, HUB_REVISION, sha256_file
 
 WRAPPER = Path(__file__).resolve().parents[1]
@@ -108,10 +108,7 @@ class DigestMemo:
             return None
         if self.shared_memo is None:
             self.shared_memo = read_digest_memo(self.shared)
-        entry = self.shared_memo.get(str(path))
-        if isinstance(entry, dict) and entry.get("stamp") == file_stamp(path):
-            return entry.get("sha256")
-        return None
+        return remembered(self.shared_memo, path)
 
     def _take(self, path: Path) -> str:
         self.taken[str(path)] = sha256_file(path)
@@ -137,17 +134,14 @@ class DigestMemo:
 
 
 def shared_digest_memo(cli_args: list[str]) -> Path | None:
-    """The digest memo the CLI runs will use: under --preprocess-cache DIR if the runs' flags name one,
-    else the default cache root; none with --no-preprocess-cache."""
-    if "--no-preprocess-cache" in cli_args:
+    """The digest memo the CLI runs will use: the cache root their flags choose (read by the CLI's own
+    parser), else the default root; none with --no-preprocess-cache."""
+    from ..cli import build_parser  # the CLI's parser: --help-free, no torch
+
+    known, _ = build_parser().parse_known_args([*cli_args, "--output-dir", "unused"])
+    if known.no_preprocess_cache:
         return None
-    root = default_root()
-    for index, arg in enumerate(cli_args):
-        if arg == "--preprocess-cache" and index + 1 < len(cli_args):
-            root = Path(cli_args[index + 1]).expanduser()
-        elif arg.startswith("--preprocess-cache="):
-            root = Path(arg.split("=", 1)[1]).expanduser()
-    return root.resolve() / "digests.json"
+    return root_path(known.preprocess_cache) / "digests.json"
 
 
 def _files(root: Path, leave_out: tuple[Path, ...]) -> list[Path]:
