@@ -1,7 +1,8 @@
 """Phases: each step of a run is one `python -m monai.bundle run` child process.
 
-Builds the exact command, runs it (child.run_child) with the output dir as working directory (bundle
-on PYTHONPATH, no bytecode written beside it), tees its output to a log file, shows progress on the console, and
+Builds the exact command, runs it (child.run_child, forked from the warm-start server when one is
+given: warm.py) with the output dir as working directory (bundle on PYTHONPATH, no bytecode written
+beside it), tees its output to a log file, shows progress on the console, and
 records return code, wall time, peak memory and a failure class. Ctrl-C stops the whole child
 process group. Never imports monai.
 """
@@ -19,6 +20,7 @@ from .child import run_child
 from .gpusampler import GpuSampler
 from .logparse import LogFacts
 from .pins import phase_python
+from .warm import WarmStarter
 
 TAIL_LINES = 40
 
@@ -46,11 +48,13 @@ class PhaseResult:
     log_tail: list[str] = field(default_factory=list)
     facts: LogFacts = field(default_factory=LogFacts)
     arrivals: dict[str, float] = field(default_factory=dict)  # telemetry event -> seconds after start, first/last
+    start: str = "cold"  # or "warm": forked from the warm-start server (warm.py)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("facts")
         data.pop("arrivals")
+        data.pop("start")
         return data
 
     def timing(self) -> dict[str, float | None]:
@@ -143,7 +147,7 @@ def _reader(result: PhaseResult, progress: Progress) -> Callable[[str], None]:
 
 
 def run_phase(spec: PhaseSpec, cwd: Path, env: dict[str, str], timeout: float | None = None,
-              stream: TextIO = sys.stdout, gpu_interval: float = 1.0) -> PhaseResult:
+              stream: TextIO = sys.stdout, gpu_interval: float = 1.0, warm: WarmStarter | None = None) -> PhaseResult:
     result = PhaseResult(name=spec.name, command=spec.command, log_path=str(spec.log_path))
     started = time.monotonic()
     stream.write(f"[{spec.index}/{spec.total} {spec.name}] started; log {spec.log_path}\n")
@@ -154,13 +158,14 @@ def run_phase(spec: PhaseSpec, cwd: Path, env: dict[str, str], timeout: float | 
         sampler = GpuSampler(gpu_interval).start()
         try:
             run = run_child(spec.command, cwd=cwd, env=env, on_line=_reader(result, Progress(spec, stream, started)),
-                            log=log, timeout=timeout, tail_lines=TAIL_LINES)
+                            log=log, timeout=timeout, tail_lines=TAIL_LINES, warm=warm)
         except KeyboardInterrupt:
             result.failure = "interrupted"
             raise
         finally:
             result.gpu = sampler.stop()
         result.return_code, result.peak_rss_mb, result.log_tail = run.return_code, run.peak_rss_mb, run.tail
+        result.start = run.start
         result.seconds = round(time.monotonic() - started, 2)
         # torch's peak allocated from inside the run; nvidia-smi's whole-device peak when that is missing
         result.peak_gpu_mb = result.facts.peak("peak_gpu_mb") or result.gpu.get("smi_peak_gpu_mb")

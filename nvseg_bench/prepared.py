@@ -37,4 +37,5 @@ class Prepared:
     cache: preprocess_cache.PreprocessCache | None = None
     digests: dict[str, str] = field(default_factory=dict)  # sha256 of every dataset file, by absolute path
     cache_note: str | None = None
+    warm_note: str | None = None  # why phases started cold, when they did (warm.py)
     label_dict_path: Path | None = None  # the class list the mapping was resolved against

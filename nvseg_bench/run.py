@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import PROG, audit, dataset, environment, evidence, labels, layout, output, pins, preprocess_cache, result, sweep
+from . import PROG, audit, dataset, environment, evidence, labels, layout, output, pins, preprocess_cache, result, sweep, warm
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
 from .plan import make_plan
@@ -195,17 +195,24 @@ def run_phases(p: Prepared, started_wall: float) -> tuple[dict[str, PhaseResult]
         p.cache.begin()
         env |= p.cache.env_vars()
     (p.out_dir / "logs").mkdir(exist_ok=True)
+    p.warm_note = warm.choose(p.plan.device, p.plan.nproc_per_node, p.plan.multi_gpu, os.environ)
+    starter = None if p.warm_note else warm.WarmStarter(pins.phase_python(), p.out_dir, env, p.out_dir / "logs" / "warm_start.log")
     names = list(p.commands)
-    for index, name in enumerate(names, start=1):
-        spec = PhaseSpec(name, index, len(names), p.commands[name], p.out_dir / "logs" / f"{name}.log")
-        try:
-            results[name] = run_phase(spec, cwd=p.out_dir, env=env, timeout=p.request.phase_timeout)
-        except KeyboardInterrupt:
-            results[name] = PhaseResult(name=name, command=spec.command, log_path=str(spec.log_path),
-                                        failure="interrupted", seconds=round(time.time() - started_wall, 2))
-            return results, True
-        if results[name].return_code != 0:
-            break
+    try:
+        for index, name in enumerate(names, start=1):
+            spec = PhaseSpec(name, index, len(names), p.commands[name], p.out_dir / "logs" / f"{name}.log")
+            try:
+                results[name] = run_phase(spec, cwd=p.out_dir, env=env, timeout=p.request.phase_timeout, warm=starter)
+            except KeyboardInterrupt:
+                results[name] = PhaseResult(name=name, command=spec.command, log_path=str(spec.log_path),
+                                            failure="interrupted", seconds=round(time.time() - started_wall, 2))
+                return results, True
+            if results[name].return_code != 0:
+                break
+    finally:
+        if starter is not None:
+            starter.close()
+            p.warm_note = starter.note
     return results, False
 
 

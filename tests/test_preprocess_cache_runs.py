@@ -3,6 +3,7 @@ and an unwritable cache dir falls back to running without one."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,20 +19,21 @@ from .helpers import FIXTURE, REPO
 SMOKE = ["--smoke", "--epochs", "1"]
 
 
-def _run(out: Path, *flags: str) -> dict:
+def _run(out: Path, *flags: str, env: dict[str, str] | None = None) -> dict:
     cmd = [sys.executable, "-m", "nvseg_bench", str(FIXTURE), *SMOKE, "--output-dir", str(out), *flags]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "output.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
-    """A cold cache, no cache, then the warm cache with one entry damaged in between."""
+    """A cold cache, no cache (and phases started cold, not forked from the warm-start server), then the warm
+    cache with one entry damaged in between."""
     root = tmp_path_factory.mktemp("runs")
     cache = root / "cache"
     found = {"cold": (root / "cold", _run(root / "cold", "--preprocess-cache", str(cache)))}
-    found["off"] = (root / "off", _run(root / "off", "--no-preprocess-cache"))
+    found["off"] = (root / "off", _run(root / "off", "--no-preprocess-cache", env=os.environ | {"NVSEG_WARM_START": "0"}))
     entry = sorted(cache.rglob("evaluate/*.pt"))[0]
     entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
     found["warm"] = (root / "warm", _run(root / "warm", "--preprocess-cache", str(cache)))
@@ -40,6 +42,8 @@ def runs(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
 
 @pytest.mark.slow
 def test_formal_and_per_case_dice_are_the_same_with_a_cold_cache_a_warm_one_and_none(runs):
+    starts = {name: set(doc["runtime"]["warm_start"]["phases"].values()) for name, (_, doc) in runs.items()}
+    assert starts == {"cold": {"warm"}, "off": {"cold"}, "warm": {"warm"}}  # forked phases give the same numbers too
     numbers = {}
     for name, (out, doc) in runs.items():
         o = doc["output"]
