@@ -187,8 +187,10 @@ def phase_commands(p: Prepared) -> dict[str, list[str]]:
     return {name: commands[name] for name in order if name in commands}
 
 
-def run_phases(p: Prepared, started_wall: float) -> tuple[dict[str, PhaseResult], bool]:
-    """Run in order; stop at the first failure. Returns the results and whether Ctrl-C ended it."""
+def run_phases(p: Prepared, started_wall: float,
+               starter: warm.WarmStarter | None = None) -> tuple[dict[str, PhaseResult], bool]:
+    """Run in order; stop at the first failure. Returns the results and whether Ctrl-C ended it.
+    `starter` is a warm-start server started early; it is used when warm start applies, and closed."""
     results: dict[str, PhaseResult] = {}
     env = bundle_env(p.bundle_dir)
     if p.cache is not None:
@@ -196,7 +198,11 @@ def run_phases(p: Prepared, started_wall: float) -> tuple[dict[str, PhaseResult]
         env |= p.cache.env_vars()
     (p.out_dir / "logs").mkdir(exist_ok=True)
     p.warm_note = warm.choose(p.plan.device, p.plan.nproc_per_node, p.plan.multi_gpu, os.environ)
-    starter = None if p.warm_note else warm.WarmStarter(pins.phase_python(), p.out_dir, env, p.out_dir / "logs" / "warm_start.log")
+    if p.warm_note and starter is not None:
+        starter.close()
+        starter = None
+    elif not p.warm_note and starter is None:
+        starter = warm.WarmStarter(pins.phase_python(), p.out_dir, env)
     names = list(p.commands)
     try:
         for index, name in enumerate(names, start=1):
@@ -211,7 +217,7 @@ def run_phases(p: Prepared, started_wall: float) -> tuple[dict[str, PhaseResult]
                 break
     finally:
         if starter is not None:
-            starter.close()
+            starter.close(p.out_dir / "logs" / "warm_start.log")
             p.warm_note = starter.note
     return results, False
 
@@ -265,9 +271,15 @@ def run(req: Request, say: Say = print) -> int:
     if req.seeds:
         return run_sweep(req, say)
     started, started_epoch = time.monotonic(), time.time()
-    prepared = prepare(req)
+    starter = None if req.dry_run else warm.start_early(pins.phase_python(), os.environ)
+    try:
+        prepared = prepare(req)
+    except BaseException:
+        if starter is not None:
+            starter.close()
+        raise
     announce(prepared, say)
-    results, interrupted = ({}, False) if req.dry_run else run_phases(prepared, started_epoch)
+    results, interrupted = ({}, False) if req.dry_run else run_phases(prepared, started_epoch, starter)
     doc, path, code = finish(prepared, results, started=started, started_epoch=started_epoch, interrupted=interrupted)
     say(f"{PROG}: {doc['headline']}")
     if doc["output"].get("gain_warning"):

@@ -16,7 +16,10 @@ import os
 import select
 import signal
 import socket
+import shutil
 import subprocess
+import threading
+from collections import deque
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
@@ -61,14 +64,16 @@ class WarmChild:
 class WarmStarter:
     """Starts zygote.py under the phase interpreter; `spawn` forks a phase or returns None (start it cold)."""
 
-    def __init__(self, python: str, cwd: Path, env: dict[str, str], log_path: Path) -> None:
-        self.python, self.note = python, None
+    def __init__(self, python: str, cwd: Path, env: dict[str, str]) -> None:
+        self.python, self.note, self.requests = python, None, 0
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with log_path.open("w") as log:
-            self.proc = subprocess.Popen([python, str(ZYGOTE), str(theirs.fileno())], cwd=cwd, env=env,
-                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen([python, str(ZYGOTE), str(theirs.fileno())], cwd=cwd, env=env,
+                                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
         theirs.close()
+        # its own output (import warnings, a crash) is kept for logs/warm_start.log: it may start before OUT exists
+        self.output: deque[str] = deque(maxlen=200)
+        threading.Thread(target=self.output.extend, args=(self.proc.stdout,), daemon=True).start()
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
         """The server's next message; {"gone": True} once it has exited, None when nothing came in time."""
@@ -84,6 +89,7 @@ class WarmStarter:
         read_end, write_end = os.pipe()
         request = {"module": command[2], "argv": command[3:], "cwd": str(cwd), "env": env}
         try:
+            self.requests += 1
             socket.send_fds(self.sock, [json.dumps(request).encode()], [write_end])
         except OSError as exc:
             self.note = f"the warm-start server did not take a request ({exc})"
@@ -93,17 +99,30 @@ class WarmStarter:
         if reply is None or "pid" not in reply:
             os.close(read_end)
             self.note = self.note or (reply or {}).get("unavailable") or (
-                "the warm-start server exited (its log: logs/warm_start.log)" if reply else
+                "the warm-start server exited (its output: logs/warm_start.log)" if reply else
                 f"the warm-start server did not answer in {READY_LIMIT_S:.0f} s")
             self.close()
             return None
         return WarmChild(self, reply["pid"], os.fdopen(read_end, "r", errors="replace"))
 
-    def close(self) -> None:
-        """End the server (it stops any phase it still runs) and wait for it."""
+    def close(self, log_path: Path | None = None) -> None:
+        """End the server (it stops any phase it still runs), wait for it, and keep what it printed. One that was
+        never asked for a phase may still be importing, so it is killed at once: a refused run answers fast."""
         self.sock.close()
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=10 if self.requests else 0)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        if log_path is not None and self.output and log_path.parent.is_dir():
+            log_path.write_text("".join(self.output))
+
+
+def start_early(python: str, environ: Mapping[str, str]) -> WarmStarter | None:
+    """A server started before the run prepares (audit, plan, staging), so its imports overlap that work.
+    Only where warm start is likely to be used: not turned off, and no NVIDIA GPU in sight unless asked."""
+    asked = environ.get(ENV, "").strip()
+    if asked == "0" or (asked != "1" and (shutil.which("nvidia-smi") or environ.get("CUDA_VISIBLE_DEVICES"))):
+        return None
+    env = dict(environ) | {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    return WarmStarter(python, Path.cwd(), env)

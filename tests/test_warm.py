@@ -56,7 +56,7 @@ def _env(probe_dir: Path, **extra: str) -> dict[str, str]:
 def starter(probe_dir, tmp_path_factory):
     """One server for the module: its imports of torch and MONAI take seconds."""
     home = tmp_path_factory.mktemp("zygote")
-    found = warm.WarmStarter(sys.executable, home, _env(probe_dir, ZYGOTE_ONLY="yes"), home / "warm_start.log")
+    found = warm.WarmStarter(sys.executable, home, _env(probe_dir, ZYGOTE_ONLY="yes"))
     yield found
     found.close()
 
@@ -117,7 +117,7 @@ def test_failed_imports_in_the_server_mean_cold_starts_with_the_reason(probe_dir
     broken.mkdir()
     (broken / "torch.py").write_text("raise ImportError('no torch in this interpreter')\n")
     env = _env(probe_dir) | {"PYTHONPATH": os.pathsep.join([str(broken), str(probe_dir)])}
-    starter = warm.WarmStarter(sys.executable, tmp_path, env, tmp_path / "warm_start.log")
+    starter = warm.WarmStarter(sys.executable, tmp_path, env)
     try:
         lines: list[str] = []
         run = run_child([sys.executable, "-m", "probe_mod", "exit", "0"], cwd=tmp_path, env=_env(probe_dir),
@@ -125,12 +125,12 @@ def test_failed_imports_in_the_server_mean_cold_starts_with_the_reason(probe_dir
         assert (run.start, run.return_code, lines) == ("cold", 0, ["leaving"])
         assert "import torch failed" in starter.note and "no torch in this interpreter" in starter.note
     finally:
-        starter.close()
+        starter.close(tmp_path / "warm_start.log")
     assert starter.proc.returncode is not None  # the server ended with its socket
 
 
 def test_closing_the_server_stops_a_phase_it_still_runs(probe_dir, tmp_path):
-    starter = warm.WarmStarter(sys.executable, tmp_path, _env(probe_dir), tmp_path / "warm_start.log")
+    starter = warm.WarmStarter(sys.executable, tmp_path, _env(probe_dir))
     child = starter.spawn([sys.executable, "-m", "probe_mod", "sleep"], tmp_path, _env(probe_dir))
     assert child is not None and child.stdout.readline() == "sleeping\n"
     starter.close()
@@ -160,3 +160,22 @@ def _alive(pid: int) -> bool:
 def test_warm_start_is_on_for_single_process_cpu_phases_unless_asked(device, nproc, multi, env, expected):
     note = warm.choose(device, nproc, multi, env)
     assert note is None if expected is None else expected in note
+
+
+def test_a_server_never_asked_for_a_phase_is_stopped_at_once(probe_dir, tmp_path):
+    starter = warm.WarmStarter(sys.executable, tmp_path, _env(probe_dir))
+    started = time.monotonic()
+    starter.close(tmp_path / "warm_start.log")
+    assert time.monotonic() - started < 2 and starter.proc.returncode is not None
+
+
+@pytest.mark.parametrize(("environ", "started"), [({}, True), ({"NVSEG_WARM_START": "0"}, False),
+                                                   ({"CUDA_VISIBLE_DEVICES": "0"}, False),
+                                                   ({"CUDA_VISIBLE_DEVICES": "0", "NVSEG_WARM_START": "1"}, True)])
+def test_the_early_server_starts_only_where_warm_start_is_likely(environ, started, monkeypatch):
+    monkeypatch.setattr(warm.shutil, "which", lambda _: None)
+    base = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "NVSEG_WARM_START")}
+    starter = warm.start_early(sys.executable, base | environ)
+    assert (starter is not None) == started
+    if starter is not None:
+        starter.close()
