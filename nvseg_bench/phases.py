@@ -49,12 +49,14 @@ class PhaseResult:
     facts: LogFacts = field(default_factory=LogFacts)
     arrivals: dict[str, float] = field(default_factory=dict)  # telemetry event -> seconds after start, first/last
     start: str = "cold"  # or "warm": forked from the warm-start server (warm.py)
+    reused_from: str | None = None  # the key of the kept identical evaluation this is (eval_memo.py)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("facts")
         data.pop("arrivals")
         data.pop("start")
+        data.pop("reused_from")
         return data
 
     def timing(self) -> dict[str, float | None]:

@@ -191,7 +191,9 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
         "output": out,
         "runtime": _runtime_block(results, wall, code) | {"preprocess_cache": cache_block(p),
                                                            "warm_start": {"phases": {n: r.start for n, r in results.items()},
-                                                                          "note": p.warm_note}},
+                                                                          "note": p.warm_note},
+                                                           "reused_phases": {n: r.reused_from for n, r in results.items()
+                                                                             if r.reused_from}},
         "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": peer.whole_mib(r.peak_gpu_mb)}
                            for n, r in results.items()],
                  "total_seconds": round(wall, 2)},

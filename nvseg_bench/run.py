@@ -17,7 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import PROG, audit, dataset, environment, evidence, labels, layout, output, pins, preprocess_cache, result, sweep, warm
+from . import (PROG, audit, dataset, environment, eval_memo, evidence, labels, layout, output, pins, preprocess_cache,
+               result, sweep, warm)
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
 from .plan import make_plan
@@ -204,15 +205,24 @@ def run_phases(p: Prepared, started_wall: float,
     elif not p.warm_note and starter is None:
         starter = warm.WarmStarter(pins.phase_python(), p.out_dir, env)
     names = list(p.commands)
+    memo_key = eval_memo.key(p) if p.cache is not None and eval_memo.PHASE in names else None
     try:
         for index, name in enumerate(names, start=1):
             spec = PhaseSpec(name, index, len(names), p.commands[name], p.out_dir / "logs" / f"{name}.log")
+            kept = eval_memo.recall(p.cache.root, memo_key, p) if memo_key and name == eval_memo.PHASE else None
+            if kept is not None:
+                results[name] = kept[0]
+                print(f"[{index}/{len(names)} {name}] reused: the run in {kept[1]} scored the same checkpoint on the "
+                      "same cases with the same configs and versions; its predictions, metrics and log are copied")
+                continue
             try:
                 results[name] = run_phase(spec, cwd=p.out_dir, env=env, timeout=p.request.phase_timeout, warm=starter)
             except KeyboardInterrupt:
                 results[name] = PhaseResult(name=name, command=spec.command, log_path=str(spec.log_path),
                                             failure="interrupted", seconds=round(time.time() - started_wall, 2))
                 return results, True
+            if memo_key and name == eval_memo.PHASE:
+                eval_memo.keep(p.cache.root, memo_key, results[name], p)
             if results[name].return_code != 0:
                 break
     finally:

@@ -88,3 +88,13 @@ def test_an_unwritable_cache_dir_falls_back_with_a_warning(tmp_path):
     block = doc["runtime"]["preprocess_cache"]
     assert not block["enabled"] and "cannot be written" in block["note"]
     assert not any("preprocess_cache" in f for f in doc["invocation"]["eval_config_stack"])
+
+
+@pytest.mark.slow
+def test_a_later_run_on_the_same_cache_reuses_the_pretrained_evaluation(runs):
+    """eval_memo.py: the damaged-entry run scores the same checkpoint on the same cases, so it takes the
+    first run's evaluation; the numbers above are the same either way."""
+    assert list(runs["warm"][1]["runtime"]["reused_phases"]) == ["eval_pretrained"]
+    assert not runs["cold"][1]["runtime"]["reused_phases"] and not runs["off"][1]["runtime"]["reused_phases"]
+    assert (runs["warm"][0] / "logs" / "eval_pretrained.log").read_text() == \
+        (runs["cold"][0] / "logs" / "eval_pretrained.log").read_text()
