@@ -120,9 +120,10 @@ def ours(work: Path, name: str, data: Path, datalist: Path, ckpt: Path, network:
     code = subprocess.run(cmd, cwd=REPO, env=bundle_env(REPO), capture_output=True, text=True).returncode
     wall = time.monotonic() - started
     runtime = json.loads((out / "output.json").read_text())["runtime"]
-    phases = {n: {"seconds": s, "return_code": runtime.get("phase_return_codes", {}).get(n),
+    reused = runtime.get("reused_phases") or {}  # kept from an earlier run: its seconds were not spent here
+    phases = {n: {"seconds": s, "return_code": runtime.get("phase_return_codes", {}).get(n), "reused": n in reused,
                   **(runtime.get("phase_timing") or {}).get(n, {})} for n, s in runtime["phase_seconds"].items()}
-    outside = wall - sum(runtime["phase_seconds"].values())
+    outside = wall - sum(s for n, s in runtime["phase_seconds"].items() if n not in reused)
     return {"wall_seconds": round(wall, 1), "exit": code, "outside_phases_seconds": round(outside, 1),
             "outside_phases_share": round(outside / wall, 3), "phases": phases,
             "preprocess_cache": runtime.get("preprocess_cache")}
@@ -131,6 +132,9 @@ def ours(work: Path, name: str, data: Path, datalist: Path, ckpt: Path, network:
 def _row(name: str, phase: dict) -> str:
     def f(v: float | None) -> str:
         return "    -" if v is None else f"{v:5.1f}"
+
+    if phase.get("reused"):
+        return f"  {name:16s} reused from an earlier identical run (runtime.reused_phases)"
 
     return (f"  {name:16s} {phase['seconds']:6.1f} s  start-up {f(phase.get('startup_s'))}  engine {f(phase.get('engine_s'))}"
             f"  teardown {f(phase.get('teardown_s'))}")
