@@ -28,6 +28,8 @@ RESULT = "result.json"
 # override keys that only the training run reads (staging.py writes them; the bundle's train.json uses them)
 TRAINING_ONLY = frozenset({"seed", "epochs", "learning_rate", "lr_schedule#activate", "val_interval", "val_at_start",
                            "finetune", "finetune_model_path", "ckpt_dir", "train_dataset_cache_rate"})
+# the phase's figures kept beside its files, as PhaseResult names them
+FIGURES = ("seconds", "peak_gpu_mb", "peak_rss_mb", "gpu", "log_tail", "arrivals", "start")
 BUNDLE_CODE = ("configs", "scripts")  # what of the bundle the eval phase executes; models/ is the checkpoint's
 
 
@@ -90,9 +92,8 @@ def recall(root: Path, found_key: str, p: Prepared) -> tuple[PhaseResult, str] |
     facts = LogFacts()
     for line in log_text.splitlines():
         facts.feed(line)
-    fields = {k: saved[k] for k in ("seconds", "peak_gpu_mb", "peak_rss_mb", "gpu", "log_tail", "arrivals", "start")}
     kept_result = PhaseResult(name=PHASE, command=p.commands[PHASE], log_path=str(log_path), return_code=0,
-                              facts=facts, reused_from=found_key, **fields)
+                              facts=facts, reused_from=found_key, **{k: saved[k] for k in FIGURES})
     return kept_result, str(saved.get("run_dir"))
 
 
@@ -107,10 +108,9 @@ def keep(root: Path, found_key: str, result: PhaseResult, p: Prepared) -> None:
         staging = Path(tempfile.mkdtemp(dir=root / KEPT, prefix=f".{found_key}."))
         shutil.copytree(p.out_dir / PHASE, staging / PHASE)
         shutil.copy2(result.log_path, staging / "phase.log")
-        saved: dict[str, Any] = {k: getattr(result, k) for k in
-                                 ("return_code", "seconds", "peak_gpu_mb", "peak_rss_mb", "gpu", "log_tail",
-                                  "arrivals", "start")}
-        (staging / RESULT).write_text(json.dumps(saved | {"run_dir": str(p.out_dir)}, indent=1) + "\n")
+        saved: dict[str, Any] = {k: getattr(result, k) for k in FIGURES}
+        saved |= {"return_code": result.return_code, "run_dir": str(p.out_dir)}
+        (staging / RESULT).write_text(json.dumps(saved, indent=1) + "\n")
         os.replace(staging, target)  # whole or not at all; a concurrent run that won the race keeps its copy
     except OSError:
         if staging is not None:

@@ -135,7 +135,8 @@ def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: f
     return out
 
 
-def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: int) -> dict[str, Any]:
+def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: int,
+                   warm_note: str | None = None) -> dict[str, Any]:
     peaks = [r.peak_gpu_mb for r in results.values() if r.peak_gpu_mb is not None]
     last = list(results.values())[-1] if results else None
     return {
@@ -152,6 +153,8 @@ def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: in
         "log_path": last.log_path if last else None,
         "phase_logs": {n: r.log_path for n, r in results.items()},
         "log_tail": last.log_tail[-20:] if last else [],
+        "warm_start": {"phases": {n: r.start for n, r in results.items()}, "note": warm_note},
+        "reused_phases": {n: r.reused_from for n, r in results.items() if r.reused_from},
     }
 
 
@@ -189,11 +192,7 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
         "plan": p.plan.to_json(),
         "invocation": _invocation_block(p, results),
         "output": out,
-        "runtime": _runtime_block(results, wall, code) | {"preprocess_cache": cache_block(p),
-                                                           "warm_start": {"phases": {n: r.start for n, r in results.items()},
-                                                                          "note": p.warm_note},
-                                                           "reused_phases": {n: r.reused_from for n, r in results.items()
-                                                                             if r.reused_from}},
+        "runtime": _runtime_block(results, wall, code, p.warm_note) | {"preprocess_cache": cache_block(p)},
         "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": peer.whole_mib(r.peak_gpu_mb)}
                            for n, r in results.items()],
                  "total_seconds": round(wall, 2)},

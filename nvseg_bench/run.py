@@ -281,7 +281,7 @@ def run(req: Request, say: Say = print) -> int:
     if req.seeds:
         return run_sweep(req, say)
     started, started_epoch = time.monotonic(), time.time()
-    starter = None if req.dry_run else warm.start_early(pins.phase_python(), os.environ)
+    starter = None if req.dry_run else warm.start_early(pins.phase_python(), bundle_env(req.bundle_dir or REPO_BUNDLE))
     try:
         prepared = prepare(req)
     except BaseException:

@@ -118,11 +118,11 @@ class WarmStarter:
             log_path.write_text("".join(self.output))
 
 
-def start_early(python: str, environ: Mapping[str, str]) -> WarmStarter | None:
-    """A server started before the run prepares (audit, plan, staging), so its imports overlap that work.
-    Only where warm start is likely to be used: not turned off, and no NVIDIA GPU in sight unless asked."""
-    asked = environ.get(ENV, "").strip()
-    if asked == "0" or (asked != "1" and (shutil.which("nvidia-smi") or environ.get("CUDA_VISIBLE_DEVICES"))):
+def start_early(python: str, env: dict[str, str]) -> WarmStarter | None:
+    """A server started before the run prepares (audit, plan, staging), so its imports overlap that work;
+    `env` is the phases' environment (phases.bundle_env). Only where warm start is likely to be used: not
+    turned off, and no NVIDIA GPU in sight unless asked."""
+    asked = env.get(ENV, "").strip()
+    if asked == "0" or (asked != "1" and (shutil.which("nvidia-smi") or env.get("CUDA_VISIBLE_DEVICES"))):
         return None
-    env = dict(environ) | {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
     return WarmStarter(python, Path.cwd(), env)

@@ -4,6 +4,7 @@ server cannot do falls back to a cold start with the reason."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import textwrap
@@ -70,8 +71,6 @@ def _run(starter, probe_dir: Path, cwd: Path, *args: str, timeout: float | None 
 
 
 def test_a_warm_child_gets_the_commands_argv_cwd_env_and_its_own_session(starter, probe_dir, tmp_path):
-    import json
-
     run, lines = _run(starter, probe_dir, tmp_path, "facts", "--flag", "value with spaces")
     assert run.start == "warm" and run.return_code == 0, (run, lines, starter.note)
     facts = json.loads(lines[-1])
