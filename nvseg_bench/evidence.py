@@ -2,20 +2,19 @@
 
 Formal Dice from each eval phase's metrics.csv, the training trace from the finetune log, a
 tensor-by-tensor comparison of the finetuned and pretrained checkpoints (a re-saved identical state
-hashes differently, so hashes cannot tell), and sha256 of every artifact. torch is imported only
-for the checkpoint comparison.
+hashes differently, so hashes cannot tell), and sha256 of every artifact. No torch import: the
+checkpoints are read by torchzip (torch only for a legacy-format file).
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
-import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .layout import read_state_dict
+from . import torchzip
+from .layout import read_tensors
 from .logparse import LogFacts
 from .weights import sha256_file
 
@@ -63,68 +62,26 @@ def training_trace(facts: LogFacts) -> dict[str, Any]:
     }
 
 
-GROUP_BYTES = 128 * 2**20
-
-
-def _mapped(path: Path) -> Callable[[], dict]:
-    """A loader of the checkpoint's tensors: memory-mapped when the file allows it, else read once and kept."""
-    if zipfile.is_zipfile(path):
-        return lambda: read_state_dict(path, mmap=True)
-    state = read_state_dict(path)
-    return lambda: state
-
-
-def _groups(state: dict, budget: int) -> list[list[str]]:
-    """Keys in runs of about `budget` bytes of tensor data (a larger tensor gets a run of its own)."""
-    groups: list[list[str]] = []
-    used = budget
-    for key in sorted(state):
-        size = state[key].numel() * state[key].element_size()
-        if not groups or (groups[-1] and used + size > budget):
-            groups.append([])
-            used = 0
-        groups[-1].append(key)
-        used += size
-    return groups
-
-
-def _compare_run(new: dict, old: dict, keys: list[str]) -> tuple[list[str], list[str], float, float]:
-    import torch
-
-    changed, shapes, max_diff, total_diff = [], [], 0.0, 0.0
-    for key in keys:
-        a, b = new[key], old[key]
-        if a.shape != b.shape:
-            shapes.append(key)
-        elif not torch.equal(a, b):
-            changed.append(key)
-            if a.is_floating_point():
-                diff = (a.float() - b.float()).abs()
-                max_diff, total_diff = max(max_diff, float(diff.max())), total_diff + float(diff.sum())
-    return changed, shapes, max_diff, total_diff
-
-
 def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
     """Tensor-by-tensor comparison; `identical` means same keys and every tensor equal.
 
-    `total_abs_diff` sums |finetuned - pretrained| over every changed floating-point tensor.
-    Both files are memory-mapped and compared one run of tensors at a time; the mapping is dropped
-    after each run, because pages read through a mapping stay resident until it is unmapped. Two
-    full-size vista3d132 checkpoints (832 MiB each) then cost about 2 x GROUP_BYTES of extra memory.
+    `total_abs_diff` sums |finetuned - pretrained| over every changed floating-point tensor. Both
+    files are read through torchzip without torch: each tensor is memory-mapped while it is compared
+    and unmapped after, because pages read through a mapping stay resident until it is gone. Two
+    full-size vista3d132 checkpoints (832 MiB each) then cost about two tensors of extra memory.
     """
-    load_new, load_old = _mapped(finetuned), _mapped(pretrained)
-    new, old = load_new(), load_old()
-    shared = set(new) & set(old)
+    new, old = read_tensors(finetuned), read_tensors(pretrained)
+    shared = sorted(set(new) & set(old))
     only_new, only_old = sorted(set(new) - set(old)), sorted(set(old) - set(new))
-    groups = _groups({k: new[k] for k in shared}, GROUP_BYTES)
-    del new, old  # only names and sizes were read: nothing resident yet
     changed, max_diff, total_diff, shape_mismatch = [], 0.0, 0.0, []
-    for group in groups:
-        # fresh mappings per run, passed in and dropped on return, so their pages go back
-        run_changed, run_shapes, run_diff, run_total = _compare_run(load_new(), load_old(), group)
-        changed += run_changed
-        shape_mismatch += run_shapes
-        max_diff, total_diff = max(max_diff, run_diff), total_diff + run_total
+    for key in shared:
+        if new[key].shape != old[key].shape:
+            shape_mismatch.append(key)
+            continue
+        equal, tensor_max, tensor_total = torchzip.compare(new[key], old[key])
+        if not equal:
+            changed.append(key)
+            max_diff, total_diff = max(max_diff, tensor_max), total_diff + tensor_total
     return {
         "finetuned": str(finetuned),
         "pretrained": str(pretrained),

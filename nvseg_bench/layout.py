@@ -4,13 +4,16 @@ Checked before any phase starts, because the bundle loads finetune weights non-s
 checkpoint of another layout (an older VISTA3D bundle's, another architecture) would otherwise
 train from mostly random weights without a word. The expected layout of vista3d132 is data
 (nvseg_bench/data/vista3d132_layout.json, written by scripts/make_vista3d132_layout.py), so no
-monai import is needed; torch reads the checkpoint with weights_only (no pickled code runs).
+monai import is needed; the checkpoint is read by torchzip (no torch import, no pickled code runs),
+and by torch.load(weights_only=True) only for a file torchzip does not read.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from . import torchzip
 from .errors import ArgumentError
 
 VISTA3D132_LAYOUT = Path(__file__).with_name("data") / "vista3d132_layout.json"
@@ -21,24 +24,53 @@ def expected_vista3d132() -> dict[str, list[int]]:
     return json.loads(VISTA3D132_LAYOUT.read_text())["keys"]
 
 
-def read_state_dict(path: Path, mmap: bool = False) -> dict:
-    """A checkpoint's tensors by name: unwraps {"model": ...} / {"state_dict": ...}, drops DDP's "module."."""
+class Loaded:
+    """A tensor torch loaded whole, for files torchzip does not read (legacy format, unusual pickles)."""
+
+    def __init__(self, tensor: Any) -> None:
+        self.shape = tuple(tensor.shape)
+        self._floating = bool(tensor.is_floating_point())
+        self._size = int(tensor.element_size())
+        # numpy has no bfloat16; float32 holds every bfloat16 value exactly
+        self._array = (tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor).detach().contiguous().numpy()
+
+    def numel(self) -> int:
+        return int(self._array.size)
+
+    def element_size(self) -> int:
+        return self._size
+
+    def is_floating_point(self) -> bool:
+        return self._floating
+
+    def array(self) -> Any:
+        return self._array
+
+    def floats(self, array: Any = None) -> Any:
+        return (self._array if array is None else array).astype("float32", copy=False)
+
+
+def _torch_state_dict(path: Path) -> dict[str, Loaded]:
     import torch
 
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except RuntimeError:
-        if not mmap:
-            raise
-        data = torch.load(path, map_location="cpu", weights_only=True)  # not zip format: mmap is not possible
+    data = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("model", "state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
-    return {k.removeprefix("module."): v for k, v in data.items() if hasattr(v, "shape")}
+    return {str(k).removeprefix("module."): Loaded(v) for k, v in data.items() if isinstance(v, torch.Tensor)}
+
+
+def read_tensors(path: Path) -> dict[str, Any]:
+    """A checkpoint's tensors by name (torchzip.Stored, memory-mapped; Loaded for a file only torch reads):
+    unwraps {"model": ...} / {"state_dict": ...}, drops DDP's "module."."""
+    try:
+        return torchzip.read_tensors(path)
+    except torchzip.NotTorchZip:
+        return _torch_state_dict(path)
 
 
 def checkpoint_layout(path: Path) -> dict[str, list[int]]:
-    return {k: list(v.shape) for k, v in read_state_dict(path, mmap=True).items()}
+    return {k: list(v.shape) for k, v in read_tensors(path).items()}
 
 
 def layout_problems(found: dict[str, list[int]], expected: dict[str, list[int]]) -> list[str]:

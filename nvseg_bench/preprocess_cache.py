@@ -15,7 +15,7 @@ again to key it; the audit (audit.py) takes them from the bytes it reads anyway,
 per-case rows under ROOT/audit/. Writes are atomic: the children get TMPDIR=ROOT/tmp, on the same file system, so
 PersistentDataset's temp-file-then-move is a rename. Entries that do not open as a torch archive of
 allowed types are removed before the phases start, so MONAI rebuilds them instead of failing.
-The cache never lives under the dataset or bundle dir. No monai import; torch only for the scrub.
+The cache never lives under the dataset or bundle dir. No monai or torch import (torchzip vets entries).
 """
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import torchzip
 from .dataset import is_inside
 from .errors import ArgumentError
 from .staging import Staged
@@ -231,15 +231,11 @@ def scrub(folders: list[Path]) -> int:
 
 
 def _loadable(path: Path) -> bool:
-    import torch
-
-    if not zipfile.is_zipfile(path):
+    found = torchzip.pickle_globals(path)
+    if found is None:
         return False
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # torch raises several types for a damaged archive
-        return False
-    return all(name in ALLOWED_GLOBALS or name.startswith("numpy.dtypes.") for name in found)
+    return all(name in torchzip.PLAIN_GLOBALS or name in ALLOWED_GLOBALS or name.startswith("numpy.dtypes.")
+               for name in found)
 
 
 def _with_cache(stack: list[str], path: Path) -> list[str]:
