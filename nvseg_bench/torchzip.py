@@ -151,8 +151,9 @@ def _data_offsets(path: Path, archive: zipfile.ZipFile, prefix: str) -> dict[str
     return offsets
 
 
-def read_tensors(path: Path) -> dict[str, Stored]:
+def read_tensors(path: Path | str) -> dict[str, Stored]:
     """The checkpoint's tensors by name, unwrapping {"model": ...} / {"state_dict": ...}, dropping DDP's "module."."""
+    path = Path(path)
     archive, prefix = _archive(path)
     with archive:
         order = archive.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in archive.namelist() else "little"
@@ -173,7 +174,7 @@ def read_tensors(path: Path) -> dict[str, Stored]:
     return {str(k).removeprefix("module."): v for k, v in data.items() if isinstance(v, Stored)}
 
 
-def pickle_globals(path: Path) -> set[str] | None:
+def pickle_globals(path: Path | str) -> set[str] | None:
     """Every global the archive's pickle names ('module.name'), or None when it is no complete torch archive.
 
     Read from the opcodes without unpickling, as torch's weights-only loader vets a file. A

@@ -124,3 +124,8 @@ def test_the_checkpoint_comparison_runs_without_importing_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(new), str(old)], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert json.loads(out) == [1, 1.0, False]
+
+
+def test_a_path_given_as_text_reads_the_same(tmp_path):
+    path = _saved(tmp_path / "t.pt", {"w": torch.arange(4.0)})
+    assert torchzip.read_tensors(str(path))["w"].shape == (4,) and torchzip.pickle_globals(str(path))
