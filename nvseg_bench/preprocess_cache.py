@@ -46,6 +46,9 @@ RUN_ONLY = {"bundle_root", "dataset_dir", "data_list_file_path", "fold", "ckpt_d
 ALLOWED_GLOBALS = ("monai.data.meta_tensor.MetaTensor", "monai.utils.enums.TraceKeys", "monai.utils.enums.MetaKeys",
                    "monai.utils.enums.SpaceKeys", "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
                    "numpy.ndarray", "numpy.dtype")
+# numpy 2 pickles the same functions under numpy._core (a GPU machine may run it with the drift
+# allowed); the bundle side's names resolve either way, the scrub compares names, so it takes both
+SCRUB_ACCEPTS = frozenset(ALLOWED_GLOBALS) | {n.replace("numpy.core.", "numpy._core.") for n in ALLOWED_GLOBALS}
 NUMPY_DTYPES = "[t for t in vars(numpy.dtypes).values() if isinstance(t, type) and issubclass(t, numpy.dtype)]"
 
 
@@ -234,7 +237,7 @@ def _loadable(path: Path) -> bool:
     found = torchzip.pickle_globals(path)
     if found is None:
         return False
-    return all(name in torchzip.PLAIN_GLOBALS or name in ALLOWED_GLOBALS or name.startswith("numpy.dtypes.")
+    return all(name in torchzip.PLAIN_GLOBALS or name in SCRUB_ACCEPTS or name.startswith("numpy.dtypes.")
                for name in found)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,3 +69,18 @@ def test_the_scrub_removes_damaged_and_foreign_entries_and_keeps_good_ones(tmp_p
     torch.save({"what": Path("/etc/passwd")}, tmp_path / "foreign.pt")  # a pickled class nobody allowed
     assert pc.scrub([tmp_path]) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.pt"]
+
+
+def test_the_scrub_keeps_an_entry_numpy_2_pickled_under_its_new_module_names(tmp_path):
+    import zipfile
+
+    torch.save({"image": torch.zeros(2), "affine": np.eye(2)}, tmp_path / "np1.pt")
+    with zipfile.ZipFile(tmp_path / "np1.pt") as old, zipfile.ZipFile(tmp_path / "np2.pt", "w") as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename.endswith("data.pkl"):
+                assert b"numpy.core.multiarray" in data
+                data = data.replace(b"numpy.core.multiarray", b"numpy._core.multiarray")  # numpy 2's spelling
+            new.writestr(info, data)
+    (tmp_path / "np1.pt").unlink()
+    assert pc.scrub([tmp_path]) == 0 and (tmp_path / "np2.pt").is_file()
