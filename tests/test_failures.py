@@ -70,12 +70,18 @@ def _children_of(pgid: int) -> list[str]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_the_phase_group_and_still_writes_output_json(tmp_path, signum):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "nvseg_bench", str(FIXTURE), "--smoke", "--output-dir", str(out)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a private cache, so no earlier run's kept evaluation stands in for this phase; and Ctrl-C as a terminal
+    # sends it even where this test runs in the background, whose SIGINT the child would inherit ignored
+    proc = subprocess.Popen([sys.executable, "-m", "nvseg_bench", str(FIXTURE), "--smoke", "--output-dir", str(out),
+                             "--preprocess-cache", str(tmp_path / "cache")],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     for line in proc.stdout:
         if "[1/3 eval_pretrained] started" in line:
             break
+    else:
+        pytest.fail("eval_pretrained never started")
     time.sleep(3)  # let the child get going
     child_pgids = {int(l.split()[0]) for l in subprocess.run(["ps", "-eo", "pgid=,ppid="], capture_output=True,
                    text=True).stdout.splitlines() if int(l.split()[1]) == proc.pid}
