@@ -237,7 +237,7 @@ def _loadable(path: Path) -> bool:
     found = torchzip.pickle_globals(path)
     if found is None:
         return False
-    return all(name in torchzip.PLAIN_GLOBALS or name in SCRUB_ACCEPTS or name.startswith("numpy.dtypes.")
+    return all(name in torchzip.TORCH_GLOBALS or name in SCRUB_ACCEPTS or name.startswith("numpy.dtypes.")
                for name in found)
 
 

@@ -28,8 +28,10 @@ STORAGES: dict[str, tuple[str, bool]] = {
     "ShortStorage": ("<i2", False), "CharStorage": ("i1", False), "ByteStorage": ("u1", False),
     "BoolStorage": ("?", False),
 }
-# what a pickle may name and still be plain tensors in plain containers (the scrub adds its own)
-PLAIN_GLOBALS = frozenset({"collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
+# torch's own names that its weights-only loader accepts and saved tensors use (tensor subclasses
+# such as MONAI's MetaTensor included): the base of the cache scrub's allowlist. read_tensors
+# accepts fewer, only what a state dict needs.
+TORCH_GLOBALS = frozenset({"collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
                            "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
                            "torch._tensor._rebuild_from_type_v2", "_codecs.encode", "torch.Size", "torch.Tensor",
                            "torch.nn.parameter.Parameter"} | {f"torch.{name}" for name in STORAGES})
