@@ -20,7 +20,7 @@ from typing import Any
 
 from .logparse import LogFacts
 from .phases import PhaseResult
-from .prepared import Prepared
+from .prepared import Prepared, phase_log
 
 PHASE = "eval_pretrained"
 KEPT = "evaluations"
@@ -87,7 +87,7 @@ def recall(root: Path, found_key: str, p: Prepared) -> tuple[PhaseResult, str] |
     except (OSError, ValueError):
         return None
     shutil.copytree(kept / PHASE, p.out_dir / PHASE, dirs_exist_ok=True)
-    log_path = p.out_dir / "logs" / f"{PHASE}.log"
+    log_path = phase_log(p.out_dir, PHASE)
     log_path.write_text(log_text)
     facts = LogFacts()
     for line in log_text.splitlines():

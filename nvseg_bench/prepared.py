@@ -16,6 +16,12 @@ from .staging import Staged
 from .weights import Weights
 
 FINETUNED_NAME = "model_finetune.pt"
+LOGS = "logs"  # OUT/logs/NAME.log: each phase's console output
+
+
+def phase_log(out_dir: Path, name: str) -> Path:
+    """Where phase `name` of the run in out_dir writes its log."""
+    return out_dir / LOGS / f"{name}.log"
 
 
 @dataclass
@@ -39,3 +45,7 @@ class Prepared:
     cache_note: str | None = None
     warm_note: str | None = None  # why phases started cold, when they did (warm.py)
     label_dict_path: Path | None = None  # the class list the mapping was resolved against
+
+    def planned_log(self) -> Path | None:
+        """The log the first phase writes: runtime.log_path of a run that started no phase."""
+        return phase_log(self.out_dir, next(iter(self.commands))) if self.commands else None

@@ -136,7 +136,7 @@ def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: f
 
 
 def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: int,
-                   warm_note: str | None = None) -> dict[str, Any]:
+                   warm_note: str | None = None, planned_log: Path | None = None) -> dict[str, Any]:
     peaks = [r.peak_gpu_mb for r in results.values() if r.peak_gpu_mb is not None]
     last = list(results.values())[-1] if results else None
     return {
@@ -150,7 +150,7 @@ def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: in
         "phase_failures": {n: r.failure for n, r in results.items() if r.failure},
         "phase_gpu_samples": {n: r.gpu for n, r in results.items() if r.gpu.get("gpu_samples")},
         "return_code": return_code,
-        "log_path": last.log_path if last else None,
+        "log_path": last.log_path if last else str(planned_log),  # a string always, as the peer's schema wants
         "phase_logs": {n: r.log_path for n, r in results.items()},
         "log_tail": last.log_tail[-20:] if last else [],
         "warm_start": {"phases": {n: r.start for n, r in results.items()}, "note": warm_note},
@@ -192,7 +192,7 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
         "plan": p.plan.to_json(),
         "invocation": _invocation_block(p, results),
         "output": out,
-        "runtime": _runtime_block(results, wall, code, p.warm_note) | {"preprocess_cache": cache_block(p)},
+        "runtime": _runtime_block(results, wall, code, p.warm_note, p.planned_log()) | {"preprocess_cache": cache_block(p)},
         "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": peer.whole_mib(r.peak_gpu_mb)}
                            for n, r in results.items()],
                  "total_seconds": round(wall, 2)},

@@ -22,7 +22,7 @@ from . import (PROG, audit, dataset, environment, eval_memo, evidence, labels, l
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
 from .plan import make_plan
-from .prepared import FINETUNED_NAME, Prepared
+from .prepared import FINETUNED_NAME, Prepared, phase_log
 from .preset import default_dataset, preset_name
 from .request import Request
 from .resolve import Resolved, resolve_for
@@ -208,7 +208,7 @@ def run_phases(p: Prepared, started_wall: float,
     memo_key = eval_memo.key(p) if p.cache is not None and eval_memo.PHASE in names else None
     try:
         for index, name in enumerate(names, start=1):
-            spec = PhaseSpec(name, index, len(names), p.commands[name], p.out_dir / "logs" / f"{name}.log")
+            spec = PhaseSpec(name, index, len(names), p.commands[name], phase_log(p.out_dir, name))
             kept = eval_memo.recall(p.cache.root, memo_key, p) if memo_key and name == eval_memo.PHASE else None
             if kept is not None:
                 results[name] = kept[0]
@@ -314,7 +314,7 @@ def run_seed(req: Request, seed: int, shared: PhaseResult | None, first_dir: Pat
     results, interrupted = run_phases(prepared, started_epoch)
     prepared.commands = commands
     if shared is not None:  # evaluated once for the sweep; its figures are that evaluation's
-        log = str(prepared.out_dir / "logs" / f"{sweep.SHARED_PHASE}.log")
+        log = str(phase_log(prepared.out_dir, sweep.SHARED_PHASE))
         results = {sweep.SHARED_PHASE: replace(shared, log_path=log)} | results
     doc, path, code = finish(prepared, results, started=started, started_epoch=started_epoch, interrupted=interrupted)
     say(f"{PROG}: seed {seed}: {doc['headline']}\n  output.json: {path}")

@@ -16,7 +16,7 @@ import torch
 from nvseg_bench import environment, peer, run
 from nvseg_bench.cli import main
 from nvseg_bench.evidence import compare_checkpoints
-from nvseg_bench.output import PEER_SCHEMA_PATH, both_schema_errors, schema_errors
+from nvseg_bench.output import PEER_SCHEMA_PATH, SCHEMA_PATH, both_schema_errors, schema_errors
 
 from .helpers import FIXTURE, REPO, fake_nvidia_smi
 
@@ -188,4 +188,69 @@ def test_the_old_dry_run_output_fails_the_peer_schema_exactly_where_it_differed(
     assert _failing_fields(doc) == {
         "environment/gpu_name", "environment/gpu_total_mb", "environment/gpu_free_mb", "environment/host_ram_mb",
         "input/label_mapping_resolution", "invocation/command_prefix", "invocation/config_stack",
-        "invocation/eval_config_stack", "output/checkpoint_comparisons_to_pretrained", "runtime/peak_gpu_mb"}
+        "invocation/eval_config_stack", "output/checkpoint_comparisons_to_pretrained", "runtime/peak_gpu_mb",
+        "runtime/log_path"}  # null in a dry run then; the peer's real schema wants a string
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory) -> tuple[dict, int]:
+    """A run that Ctrl-C stopped while its first phase ran (the real signal path is tests/test_failures.py's)."""
+    out = tmp_path_factory.mktemp("interrupted_run")
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run, "run_phase", ctrl_c)
+        code = main([str(FIXTURE), "--smoke", "--no-preprocess-cache", "--output-dir", str(out)])
+    return json.loads((out / "output.json").read_text()), code
+
+
+STATUS_FIXTURES = {"planned": "smoke_plan", "failed": "failed_run", "interrupted": "interrupted_run"}
+
+
+def test_every_status_our_schema_allows_has_a_run_here_that_writes_it():
+    statuses = json.loads(SCHEMA_PATH.read_text())["properties"]["status"]["enum"]
+    assert set(statuses) == set(STATUS_FIXTURES) | {"passed"}  # passed: the real smoke run, below
+
+
+@pytest.mark.parametrize("status", sorted(STATUS_FIXTURES))
+def test_each_status_output_validates_against_the_peer_restatement_and_ours(status, request):
+    doc = request.getfixturevalue(STATUS_FIXTURES[status])[0]
+    assert doc["status"] == status
+    assert peer_errors(doc) == [] and schema_errors(doc) == []
+
+
+@pytest.mark.slow
+def test_a_passed_run_validates_against_the_peer_restatement_and_ours(smoke_run):
+    assert smoke_run.doc["status"] == "passed"
+    assert peer_errors(smoke_run.doc) == [] and schema_errors(smoke_run.doc) == []
+
+
+def test_an_interrupted_run_exits_130_naming_the_phase_it_stopped(interrupted_run):
+    doc, code = interrupted_run
+    assert code == 130 and doc["error"]["phase"] == "eval_pretrained"
+
+
+def test_a_dry_run_names_the_log_its_first_phase_will_write(smoke_plan):
+    doc, out = smoke_plan
+    assert doc["runtime"]["log_path"] == str(out / "logs" / "eval_pretrained.log")
+
+
+# fields the peer's real schema names, each with a value it rejects: the restatement must reject it too
+PEER_NAMED_FIELDS = [
+    ("runtime/log_path", None),
+    ("invocation/config_stack", ["configs/train.json", "configs/train_continual.json"]),
+    ("input/dataset_audit/datalist_source", 3),
+    ("input/dataset_audit/affine_max_drift_max", "0.1"),
+    ("input/dataset_audit/label_uniques_sampled", "0,1"),
+    ("input/dataset_audit/image_dtypes_seen", "int16"),
+    ("input/dataset_audit/label_dtypes_seen", "uint8"),
+    ("input/dataset_audit/per_sample", {}),
+    ("cost/steps/0/label", 1),
+]
+
+
+@pytest.mark.parametrize("path,bad", PEER_NAMED_FIELDS, ids=[p for p, _ in PEER_NAMED_FIELDS])
+def test_the_restatement_rejects_what_the_peers_real_schema_rejects(failed_run, path, bad):
+    assert any(e.startswith(path + ":") for e in peer_errors(_set(failed_run[0], path, bad)))
