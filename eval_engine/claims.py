@@ -102,6 +102,8 @@ def check_dataset_audit(pack: Pack) -> Finding:
     problems, notes = [], []
     if summary.get("mapped_values_missing"):
         problems.append(f"mapped values {summary['mapped_values_missing']} occur in no training label")
+    if summary.get("mapped_values_missing_in_validation"):
+        problems.append(f"mapped values {summary['mapped_values_missing_in_validation']} occur in no validation label")
     if not summary.get("n_val"):
         problems.append("no validation cases")
     if summary.get("looks_like_ct") is False:

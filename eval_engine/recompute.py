@@ -2,6 +2,7 @@
 comparison of the finetuned and pretrained checkpoints. Own code; nothing of the producer's."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -11,9 +12,11 @@ import nibabel
 import numpy as np
 
 from .findings import Finding, failed, passed, skipped
+from .gain_check import CSV_NAME, read_per_case
 from .pack import Pack
 
 DICE_TOLERANCE = 1e-3
+METRICS_NAME = "metrics.csv"  # MetricsSaver's summary: the bundle's own val_mean_dice row
 
 
 def _case(image_rel: str) -> str:
@@ -42,16 +45,8 @@ def _validation_entries(pack: Pack) -> tuple[list[dict], Path] | None:
     return entries, dataset_dir
 
 
-def recompute_formal(pack: Pack, phase: str, field: str) -> Finding:
-    name = f"formal_dice.{phase}"
-    out = pack.output.get("output") or {}
-    reported = out.get(field)
-    if not out.get("formal_eval_enabled"):
-        return skipped(name, "formal evaluation was not part of this run")
-    found = _validation_entries(pack)
-    if found is None:
-        return skipped(name, "the datalist or dataset is not reachable here, so the labels cannot be read")
-    entries, dataset_dir = found
+def _recomputed_per_case(pack: Pack, phase: str, entries: list[dict], dataset_dir: Path) -> dict[str, float] | str:
+    """Dice per validation case (by image file name) from the saved predictions, or why it cannot be had."""
     pairs = (pack.output.get("input") or {}).get("label_mappings", {}).get("default", [])
     local_to_global = {int(l): int(g) for l, g in pairs}
     classes = list(local_to_global.values())
@@ -68,17 +63,78 @@ def recompute_formal(pack: Pack, phase: str, field: str) -> Finding:
         for lv, gv in local_to_global.items():
             label[local == lv] = gv
         if pred.shape != label.shape:
-            return failed(name, f"{pred_path.name} has shape {pred.shape}, its label {label.shape}: not on the original grid")
+            return f"{pred_path.name} has shape {pred.shape}, its label {label.shape}: not on the original grid"
         scores = [s for s in dice_per_class(pred, label, classes) if not math.isnan(s)]
         per_case[Path(entry["image"]).name] = float(np.mean(scores)) if scores else math.nan
     if missing:
-        return failed(name, f"{len(missing)} predictions are missing from the pack: {', '.join(missing)}", missing=missing)
+        return f"{len(missing)} predictions are missing from the pack: {', '.join(missing)}"
+    return per_case
+
+
+def bundle_mean_dice(pack: Pack, phase: str) -> float | None:
+    """The bundle's own claim: the `val_mean_dice` row of the phase's metrics.csv (None when absent)."""
+    path = pack.root / phase / METRICS_NAME
+    if not path.is_file():
+        return None
+    pack.note(path)
+    with path.open(newline="") as handle:
+        for row in csv.reader(handle):
+            if len(row) >= 2 and row[0].strip() == "val_mean_dice":
+                return float(row[1])
+    return math.nan  # a metrics.csv without the row claims nothing usable: it cannot match
+
+
+def _disagreements(recomputed: dict[str, float], mean: float | None, claims: dict[str, Any]) -> list[str]:
+    """Each claim of the pack that differs from what was recomputed from the predictions."""
+    off = []
+    for source, claim in claims.items():
+        if claim is None:
+            continue
+        if isinstance(claim, dict):
+            cases = sorted(k for k in recomputed.keys() | claim.keys()
+                           if not _close(recomputed.get(k), claim.get(k)))
+            off += [f"{source} gives {claim.get(k)} for {k}, recomputed {recomputed.get(k)}" for k in cases[:5]]
+        elif not _close(mean, claim):
+            off.append(f"{source} gives {claim}, recomputed {mean}")
+    return off
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None or math.isnan(a) or math.isnan(b):
+        return a is b or (a is not None and b is not None and math.isnan(a) and math.isnan(b))
+    return abs(a - b) <= DICE_TOLERANCE
+
+
+def recompute_formal(pack: Pack, phase: str, field: str) -> Finding:
+    """Dice from the saved predictions and the dataset's labels, against every claim the pack makes of it:
+    output.json's mean and per-case values, and the bundle's own metrics.csv and per-case CSV."""
+    name = f"formal_dice.{phase}"
+    out = pack.output.get("output") or {}
+    if not out.get("formal_eval_enabled"):
+        return skipped(name, "formal evaluation was not part of this run")
+    found = _validation_entries(pack)
+    if found is None:
+        return skipped(name, "the datalist or dataset is not reachable here, so the labels cannot be read")
+    per_case = _recomputed_per_case(pack, phase, *found)
+    if isinstance(per_case, str):
+        return failed(name, per_case)
     valid = [v for v in per_case.values() if not math.isnan(v)]
     mean = float(np.mean(valid)) if valid else None
-    numbers = {"recomputed": mean, "reported": reported, "per_case": per_case, "tolerance": DICE_TOLERANCE}
-    if mean is None or reported is None or abs(mean - reported) > DICE_TOLERANCE:
-        return failed(name, f"recomputed Dice {mean} differs from the reported {field} {reported}", **numbers)
-    return passed(name, f"recomputed Dice {mean:.4f} matches the reported {reported:.4f}", **numbers)
+    side = field.replace("_val_dice", "_per_case")  # formal_pretrained_val_dice -> formal_pretrained_per_case
+    csv_cases = read_per_case(pack, phase)
+    claims = {f"output.json {field}": out.get(field), f"output.json {side}": out.get(side),
+              f"{phase}/{METRICS_NAME} val_mean_dice": bundle_mean_dice(pack, phase),
+              f"{phase}/{CSV_NAME}": csv_cases}
+    numbers = {"recomputed": mean, "reported": out.get(field), "per_case": per_case, "tolerance": DICE_TOLERANCE,
+               "claims_checked": sorted(k for k, v in claims.items() if v is not None)}
+    off = _disagreements({k: v for k, v in per_case.items() if not math.isnan(v)}, mean, claims)
+    if mean is None or out.get(field) is None:
+        off.insert(0, f"recomputed Dice {mean}, reported {field} {out.get(field)}")
+    if off:
+        return failed(name, "the pack's claims differ from the Dice recomputed from its predictions: " + "; ".join(off),
+                      **numbers)
+    return passed(name, f"recomputed Dice {mean:.4f} matches {len(numbers['claims_checked'])} claims "
+                        f"({', '.join(numbers['claims_checked'])})", **numbers)
 
 
 MAPPED_BYTES = 128 * 2**20

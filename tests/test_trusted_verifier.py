@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from eval_engine.findings import verdict
 from eval_engine.pack import sha256_file
 from eval_engine.run_trusted import audit, main
 
@@ -126,3 +127,33 @@ def test_a_tampered_per_case_dice_is_caught_by_the_gain_statistics(pack):
 def test_a_narrowed_interval_is_caught_by_the_re_derived_bootstrap(pack):
     edit_output(pack, lambda d: d["output"]["formal_gain_stats"].update(ci_low=d["output"]["formal_gain_stats"]["ci_low"] + 0.01))
     assert statuses(pack)["gain_stats"] == "fail"
+
+
+def rehash(pack_dir: Path, *rels: str) -> None:
+    """Mend the manifest after an edit, as a careful forger would."""
+    manifest = json.loads((pack_dir / "manifest.json").read_text())
+    for rel in rels:
+        manifest["files"][rel] = {"sha256": sha256_file(pack_dir / rel), "bytes": (pack_dir / rel).stat().st_size}
+    (pack_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_an_edited_metrics_csv_with_a_rehashed_manifest_fails_the_verdict(pack):
+    (pack / "eval_finetuned" / "metrics.csv").write_text("val_mean_dice,0.55\n")
+    rehash(pack, "eval_finetuned/metrics.csv")
+    findings, _ = audit(pack)
+    found = {f.name: f for f in findings}
+    assert found["integrity.manifest"].status == "pass"  # the manifest alone cannot tell
+    assert found["formal_dice.eval_finetuned"].status == "fail" and verdict(findings) == "failed"
+    assert "eval_finetuned/metrics.csv val_mean_dice gives 0.55" in found["formal_dice.eval_finetuned"].detail
+
+
+def test_an_edited_per_case_csv_agreeing_with_output_json_fails_against_the_predictions(pack):
+    path = pack / "eval_pretrained" / "val_mean_dice_raw.csv"
+    lines = path.read_text().splitlines()
+    name, _, _ = lines[1].split(",")
+    lines[1] = f"{name},0.9,0.9"  # the first case's Dice, in the bundle's CSV and output.json alike
+    path.write_text("\n".join(lines) + "\n")
+    edit_output(pack, lambda d: d["output"]["formal_pretrained_per_case"].update({Path(name).name: 0.9}))
+    rehash(pack, "eval_pretrained/val_mean_dice_raw.csv")
+    found = statuses(pack)
+    assert found["integrity.manifest"] == "pass" and found["formal_dice.eval_pretrained"] == "fail"
