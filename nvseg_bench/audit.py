@@ -35,11 +35,15 @@ CT_AIR_MAX_HU = -500.0
 CT_DENSE_MIN_HU = 200.0
 PERCENTILE_SAMPLES = 1_000_000  # percentiles of a strided sample this size: exact enough, far cheaper
 PROGRESS_EVERY_S = 5.0
+SHOWN_CASES = 5  # validation cases named in a message, then "..."
 
 
 NIFTI2_SIZEOF_HDR = 540  # a NIfTI-2 header's first field; NIfTI-1 has 348
 MEMO_VERSION = 1  # bump when a row's content changes: older memo entries are then never read
-ENTRY_FIELDS = ("name", "image", "fold")  # a row's fields that come from the datalist, not the files
+ENTRY_FIELDS = ("name", "image", "label", "fold")  # a row's fields that come from the datalist, not the files
+# A label map holds class values: VISTA3D has 132 classes and the largest public CT label sets
+# (TotalSegmentator's 117) stay far below this; a CT image holds thousands of distinct intensities.
+MAX_LABEL_VALUES = 256
 
 
 def audit_dataset(entries: list[dict], dataset_dir: Path, local_values: list[int], workers: int | None = None,
@@ -91,7 +95,7 @@ def _audit_or_recall(entry: dict, dataset_dir: Path, local_values: list[int], di
                      memo_dir: Path | None) -> tuple[dict, bool]:
     image_path, label_path = entry_paths(entry, dataset_dir)
     known = digests.get(str(image_path)), digests.get(str(label_path))
-    head = {"name": case_name(entry["image"]), "image": entry["image"], "fold": entry["fold"]}
+    head = {"name": case_name(entry["image"]), "image": entry["image"], "label": entry["label"], "fold": entry["fold"]}
     if memo_dir is not None and known[0] and known[1]:
         row = _recall(_memo_path(memo_dir, known[0], known[1], local_values))
         if row is not None:
@@ -182,6 +186,7 @@ def _summarise(rows: list[dict], local_values: list[int]) -> dict:
     looks_like_ct, reason = _ct_verdict(hu_min, hu_max)
     shapes = sorted({tuple(r["shape"]) for r in rows})
     train_seen = {v for r in rows if r["fold"] != 0 for v in r["label_values"]}
+    val_seen = {v for r in rows if r["fold"] == 0 for v in r["label_values"]}
     return {
         "n_train": sum(r["fold"] != 0 for r in rows),
         "n_val": sum(r["fold"] == 0 for r in rows),
@@ -195,7 +200,9 @@ def _summarise(rows: list[dict], local_values: list[int]) -> dict:
         "looks_like_ct_reason": reason,
         "label_values_seen": sorted({v for r in rows for v in r["label_values"]}),
         "label_values_seen_in_training": sorted(train_seen),
+        "label_values_seen_in_validation": sorted(val_seen),
         "mapped_values_missing": [v for v in local_values if v not in train_seen],
+        "mapped_values_missing_in_validation": [v for v in local_values if v not in val_seen],
     }
 
 
@@ -232,6 +239,35 @@ def check_mapped_values_present(audit: dict, local_values: list[int]) -> None:
              f"({summary['n_train']} training cases; label values seen: {seen})"],
             ["Correct --label-mapping (or --target-anatomy with --user-label-idx) to the values "
              "your labels use, or fix the labels."])
+
+
+def check_mapped_values_validated(audit: dict, local_values: list[int]) -> None:
+    """Refuse a mapped local value that no validation (fold 0) label contains: its Dice would be empty."""
+    rows = [r for r in audit["samples"] if r["fold"] == 0]
+    seen = sorted({v for r in rows for v in r["label_values"]})
+    missing = [v for v in local_values if v not in seen]
+    if missing:
+        names = ", ".join(r["name"] for r in rows[:SHOWN_CASES]) + (" ..." if len(rows) > SHOWN_CASES else "")
+        raise DataContractError(
+            _UNUSABLE,
+            [f"mapped local value {', '.join(map(str, missing))} occurs in training labels but in no validation "
+             f"label: fold 0 ({len(rows)} case{'s' if len(rows) != 1 else ''}: {names}) holds only label values "
+             f"{seen}, so its Dice would measure nothing"],
+            ["Move a case whose label holds that value into fold 0 of the datalist (or give a --datalist whose "
+             "fold 0 has one), or leave that value out of the mapping."])
+
+
+def check_labels_look_like_labels(audit: dict) -> None:
+    """Refuse a label file with more distinct values than any label map holds: an image put in labelsTr/."""
+    bad = [f"{r['label']} holds {len(r['label_values'])} distinct values from {min(r['label_values'])} to "
+           f"{max(r['label_values'])}" for r in audit["samples"] if len(r["label_values"]) > MAX_LABEL_VALUES]
+    if bad:
+        raise DataContractError(
+            _UNUSABLE,
+            [f"{len(bad)} label file(s) look like images, not labels (a label map holds at most "
+             f"{MAX_LABEL_VALUES} class values):", *_shown(bad)],
+            ["Put the segmentation of each case in labelsTr/ (integer class values, 0 = background), not "
+             "a copy of its image."])
 
 
 def check_finite_images(audit: dict) -> None:

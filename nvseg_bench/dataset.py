@@ -9,6 +9,7 @@ OUT/datalist.json, never into the dataset dir. No torch, no monai.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import zlib
@@ -24,6 +25,7 @@ from nvseg_bench.errors import ArgumentError, DataContractError
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 SHOWN = 10  # list at most this many offending files, then "and N more"
 AFFINE_ATOL = 1e-3
+MIN_SPACING_MM = 1e-3  # below a micrometre an axis has no real extent: a broken header, not a scan
 N_FOLDS = 5
 GENERATED_SOURCE = "generated: seed-0 five-fold"
 DATASET_DATALIST = "datalist.json"  # a dataset's own split, used when --datalist is not given
@@ -166,7 +168,26 @@ def load_datalist(path: Path, dataset_dir: Path) -> list[dict]:
             _BAD_DATALIST, [f"No training cases: every entry in {path} has fold 0."],
             ["Give the training cases a fold other than 0 (fold 0 is validation)."])
     _refuse_validation_leaks(entries, path, dataset_dir)
+    _refuse_repeated_validation(entries, path, dataset_dir)
     return entries
+
+
+def _refuse_repeated_validation(entries: list[dict], path: Path, dataset_dir: Path) -> None:
+    """Refuse a validation image listed more than once: it would count twice in every mean Dice.
+
+    A training image listed twice is left alone: repeating a case is a way to oversample it."""
+    spellings: dict[Path, list[str]] = {}
+    for entry in entries:
+        if entry["fold"] == 0:
+            spellings.setdefault((dataset_dir / entry["image"]).resolve(), []).append(entry["image"])
+    repeated = [f"{case_name(names[0])}: {len(names)} times, as " + ", ".join(repr(n) for n in names)
+                for names in spellings.values() if len(names) > 1]
+    if repeated:
+        raise DataContractError(
+            _BAD_DATALIST,
+            [f"{len(repeated)} validation image(s) are listed more than once in fold 0 of {path}, so they "
+             "would count more than once in every mean Dice:", *_shown(repeated)],
+            ["List each validation case once (two datalists joined together repeat every case)."])
 
 
 def _refuse_validation_leaks(entries: list[dict], path: Path, dataset_dir: Path) -> None:
@@ -275,18 +296,46 @@ def _unreadable(path: Path, exc: BaseException) -> DataContractError:
         ["Re-export it as NIfTI (.nii.gz), or remove the case from the datalist."])
 
 
+def voxel_spacing(image: Any) -> list[float]:
+    """Spacing in mm along each voxel axis, as MONAI derives it: the lengths of the affine's columns."""
+    return [float(v) for v in np.linalg.norm(np.asarray(image.affine, float)[:3, :3], axis=0)]
+
+
+def _spacing_problem(image: Any, rel: str) -> str:
+    """Why a file's voxel spacing cannot be resampled, or '' when it can.
+
+    The affine decides, as it does for MONAI; nibabel already reads a zero pixdim as 1 mm."""
+    spacing = voxel_spacing(image)
+    if all(math.isfinite(v) and v > MIN_SPACING_MM for v in spacing):
+        return ""
+    return (f"{rel} has voxel spacing {_rounded(spacing)} mm (the lengths of its affine's columns): "
+            "an axis with zero or no spacing cannot be resampled")
+
+
+def _rounded(values: list[float]) -> list[float]:
+    return [round(v, 4) for v in values]
+
+
 def check_pairs_geometry(entries: list[dict], dataset_dir: Path) -> None:
-    """Refuse a label that differs from its image in shape or affine; reads headers only."""
+    """Refuse a file without a usable voxel spacing, then a label that differs from its image in shape
+    or affine; reads headers only."""
+    spacing: list[str] = []
     problems: list[str] = []
     for entry in entries:
         image_path, label_path = entry_paths(entry, dataset_dir)
         image, label = _load(image_path), _load(label_path)
+        spacing += [p for p in (_spacing_problem(image, entry["image"]), _spacing_problem(label, entry["label"])) if p]
         if tuple(image.shape) != tuple(label.shape):
             problems.append(f"{entry['label']} has shape {tuple(label.shape)}, "
                             f"{entry['image']} has {tuple(image.shape)}")
         elif not np.allclose(image.affine, label.affine, atol=AFFINE_ATOL):
             problems.append(f"{entry['label']} has affine {_affine_text(label.affine)}, "
                             f"{entry['image']} has {_affine_text(image.affine)}")
+    if spacing:  # first: a pair with the same zero column "matches", and resampling then fails
+        raise DataContractError(
+            _UNUSABLE, [f"{len(spacing)} file(s) have no usable voxel spacing:", *_shown(spacing)],
+            ["Re-export those images and labels with their real spacing (the scan's pixel spacing and "
+             "slice spacing), or remove those cases from the datalist."])
     if problems:
         raise DataContractError(
             _UNUSABLE, [f"{len(problems)} label(s) do not match their image:", *_shown(problems)],

@@ -49,11 +49,28 @@ def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
         raise ArgumentError(f"--output-dir {req.output_dir} {where}, not a directory.",
                             fix=["Pass a new or existing directory, e.g. runs/NAME; this tool never overwrites a file "
                                  "it did not write."])
+    if not os.access(blocking, os.W_OK | os.X_OK):
+        raise _unwritable(req.output_dir, blocking, "this user may not write there")
     for name, protected in (("bundle dir", bundle_dir), ("dataset dir", dataset_dir)):
         if dataset.is_inside(out_dir, protected):
             raise ArgumentError(f"--output-dir {req.output_dir} lies inside the {name} {protected}.",
                                 fix=["Choose an output dir elsewhere, e.g. runs/NAME; this tool never writes into its inputs."])
     return bundle_dir, dataset_dir, out_dir
+
+
+def _unwritable(given: Path, where: Path, why: str) -> ArgumentError:
+    return ArgumentError(f"--output-dir {given} cannot be written: {where} is not writable ({why}).",
+                         fix=["Pass an --output-dir in a folder you can write to, e.g. runs/NAME, or fix that folder's "
+                              "permissions."])
+
+
+def make_output_dir(given: Path, out_dir: Path) -> None:
+    """Create OUT (and missing parents); a place that refuses it is bad input, not an internal error."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = next((p for p in (out_dir, *out_dir.parents) if p.exists()), out_dir)
+        raise _unwritable(given, where, exc.strerror or str(exc)) from exc
 
 
 def resolve_label_mapping(req: Request, resolved: Resolved, label_dict: dict[str, int], source: str) -> labels.ResolvedMapping:
@@ -106,7 +123,7 @@ def prepare(req: Request) -> Prepared:
     dict_path = labels.find_label_dict(bundle_dir)
     mapping = resolve_label_mapping(req, resolved, labels.load_label_dict(dict_path), str(dict_path))
     local = labels.local_values(mapping)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(req.output_dir, out_dir)
     entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
     dataset.check_pairs_geometry(entries, dataset_dir)
     root, why = preprocess_cache.choose_root(req.preprocess_cache, req.no_preprocess_cache,
@@ -118,7 +135,9 @@ def prepare(req: Request) -> Prepared:
         preprocess_cache.remember_digests(digests, root / "digests.json")
     findings["datalist_source"] = source
     audit.check_finite_images(findings)
+    audit.check_labels_look_like_labels(findings)
     audit.check_mapped_values_present(findings, local)
+    audit.check_mapped_values_validated(findings, local)
     findings = audit.overview(findings, mapping.pairs, mapping.names, req.user_label_idx or 1)
     env = environment.collect()
     if preset == "sanity" and not env["cuda_available"] and not req.allow_cpu:

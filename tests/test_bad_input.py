@@ -3,6 +3,7 @@ written outside --output-dir. Each test builds its own small dataset."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,10 @@ import pytest
 
 from nvseg_bench.cli import main
 
+from .helpers import REPO
+
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+MICRO_NETWORK = REPO / "fixtures" / "micro_model" / "network.json"
 
 
 def write_case(root: Path, name: str, shape=(12, 12, 12), affine=AFFINE, label_value: int = 1) -> None:
@@ -99,6 +103,41 @@ def _absent_value(d: Path) -> list[str]:
     return ["--label-mapping", "[[2, 3]]"]
 
 
+def _zero_slice_spacing(d: Path) -> list[str]:
+    """Image and label both say 0 mm between slices (pixdim and the sform's z column), so the pair 'matches'."""
+    for folder in ("imagesTr", "labelsTr"):
+        path = d / folder / "case_1.nii.gz"
+        old = nibabel.load(path)
+        header = old.header.copy()
+        header.set_qform(None, code=0)
+        header.set_sform(np.diag([2.0, 2.0, 0.0, 1.0]), code=1)
+        header["pixdim"][3] = 0.0
+        nibabel.save(nibabel.Nifti1Image(np.asarray(old.dataobj), None, header), path)
+    return []
+
+
+def _image_as_label(d: Path) -> list[str]:
+    """The CT image itself copied into labelsTr/: int16 HU, same grid, and value 1 occurs in it."""
+    image = nibabel.load(d / "imagesTr" / "case_1.nii.gz")
+    voxels = np.asarray(image.dataobj).copy()
+    voxels[0, 0, 0] = 1
+    nibabel.save(nibabel.Nifti1Image(voxels, image.affine), d / "labelsTr" / "case_1.nii.gz")
+    return []
+
+
+def _mapped_value_only_in_training(d: Path) -> list[str]:
+    write_case(d, "case_0", label_value=2)  # the one validation case holds another class
+    return ["--datalist", str(datalist(d, [("imagesTr/case_0.nii.gz", "labelsTr/case_0.nii.gz", 0),
+                                          ("imagesTr/case_1.nii.gz", "labelsTr/case_1.nii.gz", 1),
+                                          ("imagesTr/case_2.nii.gz", "labelsTr/case_2.nii.gz", 2)]))]
+
+
+def _validation_case_twice(d: Path) -> list[str]:
+    # two datalists joined: every case twice
+    once = [("imagesTr/case_0.nii.gz", "labelsTr/case_0.nii.gz", 0), ("imagesTr/case_1.nii.gz", "labelsTr/case_1.nii.gz", 1)]
+    return ["--datalist", str(datalist(d, once + once))]
+
+
 CASES: dict[str, tuple[Callable[[Path], list[str]], list[str], str]] = {
     # name: (mutate dataset -> extra args, base args, phrase the message must contain)
     "unmatched image": (_unmatched, ["--target-anatomy", "spleen"], "case_2"),
@@ -125,6 +164,15 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str], str]] = {
                                "/nope/n.json"),
     "not a bundle": (lambda d: [], ["--target-anatomy", "spleen", "--bundle-dir", "/tmp"], "not a MONAI bundle"),
     "two presets": (lambda d: [], ["--smoke", "--sanity"], "both given"),
+    "zero slice spacing": (_zero_slice_spacing, ["--target-anatomy", "spleen"],
+                           "imagesTr/case_1.nii.gz has voxel spacing [2.0, 2.0, 0.0] mm"),
+    "image copied into labelsTr": (_image_as_label, ["--target-anatomy", "spleen"],
+                                   "look like images, not labels"),
+    "mapped value only in training": (_mapped_value_only_in_training, ["--target-anatomy", "spleen"],
+                                      "mapped local value 1 occurs in training labels but in no validation label: "
+                                      "fold 0 (1 case: case_0) holds only label values [0, 2]"),
+    "validation case listed twice": (_validation_case_twice, ["--target-anatomy", "spleen"],
+                                     "case_0: 2 times, as 'imagesTr/case_0.nii.gz', 'imagesTr/case_0.nii.gz'"),
 }
 
 
@@ -197,3 +245,60 @@ def test_an_off_pin_phase_interpreter_exits_2_with_the_pip_line(tmp_path, capsys
     assert code == 2 and "Traceback" not in err and problem in err
     assert f'  {python} -m pip install "monai==1.4.0" "numpy<2"' in err.splitlines()
     assert snapshot(tmp_path, out) == before and not out.exists()
+
+
+def test_an_output_dir_the_system_refuses_to_create_exits_2_naming_the_folder(tmp_path, capsys):
+    # /sys takes no new folders, also for root, who may write anywhere else: a real refusal on any Linux
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs here")
+    data = good_dataset(tmp_path / "data")
+    before = snapshot(tmp_path, tmp_path / "none")
+    code = main([str(data), "--output-dir", "/sys/nvseg-run", "--target-anatomy", "spleen"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "internal error" not in err
+    assert "--output-dir /sys/nvseg-run cannot be written: /sys is not writable" in err
+    assert "Pass an --output-dir in a folder you can write to" in err
+    assert snapshot(tmp_path, tmp_path / "none") == before and not Path("/sys/nvseg-run").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder regardless of its mode")
+def test_an_output_dir_under_a_read_only_folder_exits_2_before_reading_the_data(tmp_path, capsys):
+    data = good_dataset(tmp_path / "data")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    code = main([str(data), "--output-dir", str(locked / "run"), "--target-anatomy", "spleen"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot be written: {locked} is not writable (this user may not write there)" in err
+    assert not (locked / "run").exists()
+
+
+def _background_255(label: np.ndarray) -> np.ndarray:
+    return np.where(label == 0, 255, label).astype(np.uint8)
+
+
+def _negative_outside_body(label: np.ndarray) -> np.ndarray:
+    out = label.astype(np.int16)
+    out[0] = -1
+    return out
+
+
+ODD_BUT_VALID = {
+    "255 as background": _background_255,
+    "negative values outside the body": _negative_outside_body,
+    "float 0.0 and 1.0": lambda label: label.astype(np.float32),
+    "int64": lambda label: label.astype(np.int64),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_BUT_VALID))
+def test_odd_but_valid_labels_pass_the_contract(name, tmp_path, capsys):
+    data = good_dataset(tmp_path / "data")
+    for path in (data / "labelsTr").iterdir():
+        old = nibabel.load(path)
+        voxels = ODD_BUT_VALID[name](np.asarray(old.dataobj))
+        nibabel.save(nibabel.Nifti1Image(voxels, old.affine, dtype=voxels.dtype), path)
+    code = main([str(data), "--output-dir", str(tmp_path / "out"), "--target-anatomy", "spleen", "--dry-run",
+                 "--pretrained-ckpt", str(REPO / "fixtures" / "micro_model" / "model.pt"),
+                 "--network-config", str(MICRO_NETWORK)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "output.json").read_text())["status"] == "planned"

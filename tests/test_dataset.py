@@ -17,7 +17,15 @@ from nvseg_bench.dataset import (
     load_datalist,
     prepare_datalist,
 )
-from nvseg_bench.audit import audit_dataset, check_finite_images, check_mapped_values_present, overview
+from nvseg_bench.audit import (
+    MAX_LABEL_VALUES,
+    audit_dataset,
+    check_finite_images,
+    check_labels_look_like_labels,
+    check_mapped_values_present,
+    check_mapped_values_validated,
+    overview,
+)
 from nvseg_bench.errors import ArgumentError, DataContractError
 
 SHAPE = (8, 8, 8)
@@ -443,3 +451,40 @@ def test_the_datasets_own_datalist_is_used_when_none_is_given(dataset, tmp_path)
 def test_output_dir_inside_the_dataset_is_refused(dataset):
     with pytest.raises(ArgumentError, match="is inside the dataset dir"):
         prepare_datalist(dataset, None, dataset / "runs" / "x")
+
+
+def many_valued_label(count: int) -> np.ndarray:
+    """A label map holding `count` distinct values (0..count-1), the cube's value 1 among them."""
+    label = np.zeros(SHAPE, dtype=np.int16).ravel()
+    label[:count] = np.arange(count)
+    return label.reshape(SHAPE)
+
+
+def test_a_label_with_as_many_values_as_a_label_map_may_hold_passes(tmp_path):
+    add_case(tmp_path, "many", label=many_valued_label(MAX_LABEL_VALUES))
+    check_labels_look_like_labels(audit_dataset([entry("many", 1)], tmp_path, [1]))
+
+
+def test_a_label_with_one_value_more_is_refused_as_an_image_with_the_evidence(tmp_path):
+    add_case(tmp_path, "many", label=many_valued_label(MAX_LABEL_VALUES + 1) - 100)
+    with pytest.raises(DataContractError, match="look like images, not labels") as caught:
+        check_labels_look_like_labels(audit_dataset([entry("many", 1)], tmp_path, [1]))
+    assert f"labelsTr/many.nii.gz holds {MAX_LABEL_VALUES + 1} distinct values from -100 to 156" in str(caught.value)
+
+
+def test_a_mapped_value_in_every_validation_label_passes(dataset):
+    audit = audit_dataset([entry("case_0", 0), entry("case_1", 1)], dataset, [1])
+    check_mapped_values_validated(audit, [1])
+    assert audit["summary"]["mapped_values_missing_in_validation"] == []
+
+
+def test_a_mapped_value_absent_from_fold_0_is_refused_naming_the_fold_and_the_fix(tmp_path):
+    add_case(tmp_path, "val", label=cube_label(2))
+    add_case(tmp_path, "train", label=cube_label(1))
+    audit = audit_dataset([entry("val", 0), entry("train", 1)], tmp_path, [1, 2])
+    assert audit["summary"]["mapped_values_missing_in_validation"] == [1]
+    with pytest.raises(DataContractError) as caught:
+        check_mapped_values_validated(audit, [1, 2])
+    text = str(caught.value)
+    assert "mapped local value 1 occurs in training labels but in no validation label: fold 0 (1 case: val)" in text
+    assert "Move a case whose label holds that value into fold 0" in text
