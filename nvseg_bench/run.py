@@ -17,8 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import (PROG, audit, dataset, environment, eval_memo, evidence, labels, layout, output, pins, preprocess_cache,
-               result, sweep, warm)
+from . import (PROG, audit, dataset, environment, eval_memo, evidence, labels, layout, network, output, pins,
+               preprocess_cache, result, sweep, warm)
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
 from .plan import make_plan
@@ -119,6 +119,9 @@ def prepare(req: Request) -> Prepared:
     resolved = resolve_for(req, dataset_dir)
     preset = resolved.preset
     refuse_multi_gpu_sanity(req, preset)
+    factor = network.network_factor(bundle_dir, resolved["network_config"])
+    if resolved["patch_size"] is not None:  # before the audit reads every file
+        network.check_patch(list(resolved["patch_size"]), factor, resolved.source("patch_size"))
     versions = pins.check_phase_versions()
     dict_path = labels.find_label_dict(bundle_dir)
     mapping = resolve_label_mapping(req, resolved, labels.load_label_dict(dict_path), str(dict_path))
@@ -147,7 +150,8 @@ def prepare(req: Request) -> Prepared:
                             fix=["Run it on a GPU machine, or add --allow-cpu to run the recipe on the CPU anyway "
                                  "(hours, and the reference ranges assume the GPU run)."])
     plan = make_plan(resolved, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
-    plan.rationale.append(versions)
+    network.check_patch(plan.patch_size, factor, resolved.source("patch_size"))  # the plan's own choice too
+    plan.rationale += [network.patch_note(factor), versions]
     if (req.nnodes or 1) > 1:
         plan.multi_gpu = True
         plan.rationale.append(f"multi_gpu: {req.nnodes} nodes x {plan.nproc_per_node} processes, DDP through torchrun")
@@ -155,22 +159,22 @@ def prepare(req: Request) -> Prepared:
     if missing:
         raise ArgumentError(f"the bundle {bundle_dir} lacks {', '.join(missing)}.",
                             fix=["Use a complete VISTA3D bundle (configs/train.json, train_continual.json, evaluate.json)."])
-    network, network_source = resolved["network_config"], resolved.source("network_config")
-    if network is not None and not network.is_file():
-        named = f"--network-config {network}" if network_source.startswith("--") else f"{network_source}'s network_config {network}"
+    net_config, network_source = resolved["network_config"], resolved.source("network_config")
+    if net_config is not None and not net_config.is_file():
+        named = f"--network-config {net_config}" if network_source.startswith("--") else f"{network_source}'s network_config {net_config}"
         raise ArgumentError(f"{named} does not exist.",
                             fix=["Point it at a JSON file that sets network_def, or leave it out for the bundle's network."])
     weights = resolve_weights(resolved["pretrained_ckpt"], resolved.source("pretrained_ckpt"), resolved["model_name"],
                               bundle_dir)  # last: it may reach the hub
-    if network is None:  # the bundle's own network_def: vista3d132 in this bundle and upstream's
+    if net_config is None:  # the bundle's own network_def: vista3d132 in this bundle and upstream's
         weights.layout_check = layout.check_layout(Path(weights.path), layout.expected_vista3d132(), "vista3d132")
     else:
-        weights.layout_check = f"skipped: the network comes from {network.name}"
+        weights.layout_check = f"skipped: the network comes from {net_config.name}"
     values = override_values(plan, bundle_dir=bundle_dir, dataset_dir=dataset_dir, datalist=datalist_path,
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
                              auto_seg=bool(resolved["auto_seg"]),
                              recipe={key: resolved[key] for key in RECIPE_TO_BUNDLE})
-    staged = stage(plan, bundle_dir=bundle_dir, out_dir=out_dir, override=values, network_config=network)
+    staged = stage(plan, bundle_dir=bundle_dir, out_dir=out_dir, override=values, network_config=net_config)
     cache, cache_note = None, "multi-GPU runs partition their datasets; not cached" if plan.multi_gpu else None
     if root is not None and not plan.multi_gpu:
         cache, staged = preprocess_cache.attach(root, staged=staged, entries=entries, dataset_dir=dataset_dir,

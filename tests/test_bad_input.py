@@ -173,6 +173,11 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str], str]] = {
                                       "fold 0 (1 case: case_0) holds only label values [0, 2]"),
     "validation case listed twice": (_validation_case_twice, ["--target-anatomy", "spleen"],
                                      "case_0: 2 times, as 'imagesTr/case_0.nii.gz', 'imagesTr/case_0.nii.gz'"),
+    "patch the network cannot take": (lambda d: [], ["--target-anatomy", "spleen", "--patch-size", "100"],
+                                      "each patch edge must be a multiple of 16: 100 is not"),
+    "odd patch for the micro network": (lambda d: [], ["--target-anatomy", "spleen", "--network-config",
+                                                       str(MICRO_NETWORK), "--patch-size", "[65,64,64]"],
+                                        "Nearest valid patch: [64, 64, 64]"),
 }
 
 
