@@ -10,6 +10,7 @@ from typing import Any
 
 from .findings import Finding, failed, passed, skipped, warned
 from .pack import Pack
+from .provenance import derived_pinned
 
 SCHEMA = Path(__file__).resolve().parents[1] / "nvseg_bench" / "schema" / "output.schema.json"
 RANGES = Path(__file__).with_name("reference_ranges.json")
@@ -131,6 +132,11 @@ def check_references(pack: Pack) -> Finding:
     key = _reference_key(pack)
     if key is None:
         return skipped("reference_ranges", "no reference ranges for this preset and dataset")
+    bundle = (pack.output.get("input") or {}).get("bundle") or {}
+    pinned = derived_pinned(bundle)  # re-derived where the bundle is reachable, else the claim
+    if key == "task06" and not (bundle.get("matches_pinned_upstream") if pinned is None else pinned):
+        return skipped("reference_ranges", "task06: not comparable: recipe differs (the run did not use the pinned "
+                       f"upstream bundle unchanged; its bundle: {bundle.get('source')} {bundle.get('path')})")
     ranges = json.loads(RANGES.read_text())[key]
     out = dict(pack.output.get("output") or {})
     if out.get("training_start_val_dice") is not None and out.get("training_best_val_dice") is not None:

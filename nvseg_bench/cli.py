@@ -19,7 +19,8 @@ from .errors import NvsegError
 from .request import Request, from_namespace
 from .sweep import parse_seeds
 
-EXIT_CODES = """`nvseg-finetune fetch-weights` downloads the pinned NV-Segment-CT checkpoint ahead of time.
+EXIT_CODES = """`nvseg-finetune fetch-bundle` downloads NVIDIA's pinned NV-Segment-CT bundle (configs, scripts,
+weights) ahead of time; `nvseg-finetune fetch-weights` the checkpoint alone.
 
 exit codes: 0 ran (also when the finetune did not improve), 2 bad input (nothing ran),
 3 a phase failed (output.json says which and why), 4 sanity reference checks failed."""
@@ -100,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model and bundle")
     model.add_argument("--pretrained-ckpt", metavar="PATH", help="start from this checkpoint")
     model.add_argument("--network-config", type=Path, metavar="JSON", help="config file that sets network_def")
-    model.add_argument("--bundle-dir", type=Path, metavar="DIR", help="a VISTA3D bundle (default: this project's bundle/)")
+    model.add_argument("--bundle-dir", type=Path, metavar="DIR",
+                       help="a VISTA3D bundle (default: NVIDIA's nvidia/NV-Segment-CT at the pinned revision, from the "
+                            "Hugging Face cache; --smoke: this project's offline stand-in bundle/)")
     multi = parser.add_argument_group("several machines (passed to torchrun; NPROC_PER_NODE sets processes per node)")
     multi.add_argument("--nnodes", type=_positive_int, help="number of machines taking part")
     multi.add_argument("--node-rank", type=int, metavar="RANK", help="this machine's rank, 0..nnodes-1")
@@ -145,10 +148,40 @@ def fetch_weights(argv: Sequence[str]) -> int:
     return 0
 
 
+def fetch_bundle(argv: Sequence[str]) -> int:
+    """`nvseg-finetune fetch-bundle`: NVIDIA's bundle (configs, scripts, weights) into the local hub cache."""
+    from . import bundle_source
+    from .weights import HUB_FILE, HUB_REPO, HUB_REVISION, sha256_file
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} fetch-bundle",
+                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} (configs, scripts and "
+                                                 f"{HUB_FILE}) into the Hugging Face cache (HF_HOME), so runs without "
+                                                 "--bundle-dir need no network. With HF_HUB_OFFLINE=1 it only "
+                                                 "checks the cache.")
+    parser.parse_args(argv)
+    try:
+        snapshot = bundle_source.hub_snapshot(download=True, patterns=bundle_source.fetch_patterns())
+        used = bundle_source.from_hub(download=False)
+    except NvsegError as exc:
+        print(exc.render(PROG), file=sys.stderr)
+        return exc.exit_code
+    weights = snapshot / HUB_FILE
+    state = "unchanged since download" if used.unchanged else f"ALTERED in the cache: {', '.join(used.altered)}"
+    print(f"{PROG}: {HUB_REPO}@{HUB_REVISION[:12]} in {snapshot}\n"
+          f"  recipe: {len(used.configs_sha256)} config and script files, {state}")
+    if weights.is_file():
+        print(f"  weights: {weights} ({weights.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(weights)})")
+    else:
+        print(f"  weights: {HUB_FILE} is not in the cache; runs will fetch it, or pass --pretrained-ckpt")
+    return 0 if used.unchanged else 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fetch-weights"]:
         return fetch_weights(argv[1:])
+    if argv[:1] == ["fetch-bundle"]:
+        return fetch_bundle(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         with sigterm_as_interrupt():

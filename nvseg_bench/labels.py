@@ -38,10 +38,11 @@ class ResolvedMapping:
     names: dict[int, str] = field(default_factory=dict)
 
 
-def find_label_dict(bundle_dir: Path) -> Path:
-    """The bundle's class list: configs/label_dict.json, else label_dict.json at the bundle root."""
+def find_label_dict(bundle_dir: Path, fallback: Path | None = None) -> Path:
+    """The bundle's class list: configs/label_dict.json, else label_dict.json at the bundle root, else
+    `fallback` (for a bundle known to ship none, as NVIDIA's hub snapshot does)."""
     candidates = [Path(bundle_dir) / place for place in LABEL_DICT_PLACES]
-    for path in candidates:
+    for path in [*candidates, *([fallback] if fallback is not None else [])]:
         if path.is_file():
             return path
     raise MappingError(
@@ -49,7 +50,7 @@ def find_label_dict(bundle_dir: Path) -> Path:
         [f"looked for {candidates[0]} and {candidates[1]}; neither is a file."],
         [
             f"Point --bundle-dir at a VISTA3D bundle with {LABEL_DICT_PLACES[0]} (name -> id), as",
-            "NV-Segment-CT ships it, or leave --bundle-dir out to use this project's bundle/.",
+            "NV-Segment-CT ships it, or leave --bundle-dir out for NVIDIA's bundle.",
         ],
     )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import labels, preprocess_cache
+from .bundle_source import BundleSource
 from .plan import Plan
 from .request import Request
 from .resolve import Resolved
@@ -45,6 +46,7 @@ class Prepared:
     cache_note: str | None = None
     warm_note: str | None = None  # why phases started cold, when they did (warm.py)
     label_dict_path: Path | None = None  # the class list the mapping was resolved against
+    bundle: BundleSource | None = None  # where bundle_dir came from (input.bundle)
 
     def planned_log(self) -> Path | None:
         """The log the first phase writes: runtime.log_path of a run that started no phase."""

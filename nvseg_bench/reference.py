@@ -63,3 +63,25 @@ def task06_checks(out: dict[str, Any], return_code: int) -> dict[str, Any]:
     ]
     failed = [c["check"] for c in checks if not c["passed"]]
     return {"thresholds": TASK06_GATES, "checks": checks, "failed_checks": failed, "passed": not failed}
+
+
+NOT_COMPARABLE = "not comparable: recipe differs"
+
+
+def comparable(bundle: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether a run's numbers may be held to the Task06 reference: only a run of the recipe that
+    produced it, the pinned upstream bundle as the hub delivered it (output.json input.bundle)."""
+    if not bundle:
+        return False, f"{NOT_COMPARABLE} (output.json records no bundle provenance)"
+    if bundle.get("matches_pinned_upstream"):
+        return True, "the pinned upstream bundle, unchanged"
+    differing = bundle.get("differing_files") or bundle.get("altered_files") or []
+    named = f": {', '.join(differing[:8])}" + (f" and {len(differing) - 8} more" if len(differing) > 8 else "") \
+        if differing else ""
+    return False, f"{NOT_COMPARABLE} ({bundle.get('source')} bundle {bundle.get('path')}{named})"
+
+
+def task06_not_comparable(reason: str) -> dict[str, Any]:
+    """output.json's sanity_reference_checks when the recipe is not the reference's: no verdict."""
+    return {"thresholds": TASK06_GATES, "checks": [], "failed_checks": [], "passed": None, "comparable": False,
+            "reason": reason}

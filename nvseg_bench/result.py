@@ -16,18 +16,18 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from . import evidence, gain_stats, peer, preprocess_cache
+from . import bundle_source, evidence, gain_stats, peer, preprocess_cache
 from .decision import decide
 from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
 from .logparse import LogFacts
 from .output import skeleton
 from .phases import PhaseResult
 from .plan import LARGEST_PATCH, PATCH_LADDER
-from .reference import task06_checks
+from .reference import comparable, task06_checks, task06_not_comparable
 from .prepared import FINETUNED_NAME, Prepared
 
 
-def _input_block(p: Prepared) -> dict[str, Any]:
+def _input_block(p: Prepared, bundle: dict[str, Any] | None) -> dict[str, Any]:
     n_val = sum(1 for e in p.entries if int(e.get("fold", -1)) == 0)
     pairs, req = p.mapping.pairs, p.request
     resolution = peer.mapping_resolution(label_mapping=req.label_mapping, target_anatomy=req.target_anatomy,
@@ -43,6 +43,7 @@ def _input_block(p: Prepared) -> dict[str, Any]:
         "label_mapping_resolution": resolution,
         "label_mapping_resolution_text": p.mapping.resolution,
         "label_dict_path": str(p.label_dict_path),
+        "bundle": bundle,
         "label_names": {str(k): v for k, v in p.mapping.names.items()},
         "dataset_audit": p.audit,
         "smoke": p.resolved.preset == "smoke",
@@ -52,6 +53,17 @@ def _input_block(p: Prepared) -> dict[str, Any]:
         "pretrained_weights": p.weights.to_json(),
         "seed": p.request.seed,
     }
+
+
+def _bundle_block(p: Prepared) -> dict[str, Any] | None:
+    """input.bundle: the bundle's provenance; a sanity run also names the files where it differs from the
+    pinned upstream, which is what keeps it from the Task06 reference."""
+    if p.bundle is None:
+        return None
+    block = p.bundle.to_json()
+    if p.resolved.preset == "sanity" and not p.bundle.matches_pinned_upstream:
+        block["differing_files"] = bundle_source.differing_files(p.bundle)
+    return block
 
 
 def _environment_block(p: Prepared) -> dict[str, Any]:
@@ -179,7 +191,11 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
     status = "planned" if planned else "interrupted" if interrupted else "failed" if failed else "passed"
     out = _output_block(p, results, started_epoch)
     code = EXIT_OK if status in ("passed", "planned") else EXIT_PHASE_FAILED
-    if p.resolved.preset == "sanity" and not planned:
+    bundle = _bundle_block(p)
+    fair, why = comparable(bundle)
+    if p.resolved.preset == "sanity" and not planned and not fair:
+        out["sanity_reference_checks"] = task06_not_comparable(why)  # no verdict either way
+    elif p.resolved.preset == "sanity" and not planned:
         checks = task06_checks(out, code)
         out["sanity_reference_checks"] = checks
         out["sanity_recovery_demonstrated"] = checks["passed"]
@@ -187,7 +203,7 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
             code = EXIT_SANITY_FAILED
     result = skeleton(status, p.weights.model_name) | {
         "headline": headline(out, status),
-        "input": _input_block(p),
+        "input": _input_block(p, bundle),
         "environment": _environment_block(p),
         "plan": p.plan.to_json(),
         "invocation": _invocation_block(p, results),

@@ -17,8 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import (PROG, audit, dataset, environment, eval_memo, evidence, labels, layout, network, output, pins,
-               preprocess_cache, result, sweep, warm)
+from . import (PROG, audit, bundle_source, dataset, environment, eval_memo, evidence, labels, layout, network, output,
+               pins, preprocess_cache, result, sweep, warm)
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
 from .plan import make_plan
@@ -29,14 +29,9 @@ from .resolve import Resolved, resolve_for
 from .staging import RECIPE_TO_BUNDLE, missing_bundle_configs, override_values, stage
 from .weights import resolve_weights
 
-REPO_BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 
-
-def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
-    bundle_dir = (req.bundle_dir or REPO_BUNDLE).expanduser().resolve()
-    if not (bundle_dir / "configs").is_dir():
-        raise ArgumentError(f"--bundle-dir {bundle_dir} is not a MONAI bundle (no configs/ folder).",
-                            fix=["Point --bundle-dir at a VISTA3D bundle, or leave it out to use this project's bundle/."])
+def resolve_dirs(req: Request) -> tuple[Path, Path]:
+    """The dataset dir and the output dir, checked; the bundle is chosen once the preset is known."""
     given = req.dataset_dir or default_dataset(req.smoke, req.sanity)
     dataset_dir = given.expanduser().resolve()
     if not dataset_dir.is_dir():
@@ -51,11 +46,23 @@ def resolve_dirs(req: Request) -> tuple[Path, Path, Path]:
                                  "it did not write."])
     if not os.access(blocking, os.W_OK | os.X_OK):
         raise _unwritable(req.output_dir, blocking, "this user may not write there")
-    for name, protected in (("bundle dir", bundle_dir), ("dataset dir", dataset_dir)):
-        if dataset.is_inside(out_dir, protected):
-            raise ArgumentError(f"--output-dir {req.output_dir} lies inside the {name} {protected}.",
-                                fix=["Choose an output dir elsewhere, e.g. runs/NAME; this tool never writes into its inputs."])
-    return bundle_dir, dataset_dir, out_dir
+    refuse_output_inside(req.output_dir, out_dir, "dataset dir", dataset_dir)
+    return dataset_dir, out_dir
+
+
+def refuse_output_inside(given: Path, out_dir: Path, name: str, protected: Path) -> None:
+    if dataset.is_inside(out_dir, protected):
+        raise ArgumentError(f"--output-dir {given} lies inside the {name} {protected}.",
+                            fix=["Choose an output dir elsewhere, e.g. runs/NAME; this tool never writes into its inputs."])
+
+
+def choose_bundle(req: Request, preset: str, out_dir: Path) -> tuple[bundle_source.BundleSource, Path]:
+    """The bundle (bundle_source.py) and its class list. NVIDIA's hub snapshot ships none (nor does a
+    folder downloaded from it), so the builtin bundle's, the same 124 classes as upstream's
+    (docs/design.md), stands in; the plan says so."""
+    chosen = bundle_source.choose(req.bundle_dir, preset)
+    refuse_output_inside(req.output_dir, out_dir, "bundle dir", chosen.path)
+    return chosen, labels.find_label_dict(chosen.path, bundle_source.BUILTIN / labels.LABEL_DICT_PLACES[0])
 
 
 def _unwritable(given: Path, where: Path, why: str) -> ArgumentError:
@@ -115,15 +122,18 @@ def audited_digests(entries: list[dict], dataset_dir: Path, root: Path | None) -
 
 def prepare(req: Request) -> Prepared:
     preset_name(req.smoke, req.sanity)  # two preset flags are refused before anything else
-    bundle_dir, dataset_dir, out_dir = resolve_dirs(req)
+    if req.bundle_dir is not None:
+        bundle_source.from_dir(req.bundle_dir)  # a wrong --bundle-dir is answered first
+    dataset_dir, out_dir = resolve_dirs(req)
     resolved = resolve_for(req, dataset_dir)
     preset = resolved.preset
     refuse_multi_gpu_sanity(req, preset)
+    bundle, dict_path = choose_bundle(req, preset, out_dir)
+    bundle_dir = bundle.path
     factor = network.network_factor(bundle_dir, resolved["network_config"])
     if resolved["patch_size"] is not None:  # before the audit reads every file
         network.check_patch(list(resolved["patch_size"]), factor, resolved.source("patch_size"))
     versions = pins.check_phase_versions()
-    dict_path = labels.find_label_dict(bundle_dir)
     mapping = resolve_label_mapping(req, resolved, labels.load_label_dict(dict_path), str(dict_path))
     local = labels.local_values(mapping)
     make_output_dir(req.output_dir, out_dir)
@@ -151,7 +161,7 @@ def prepare(req: Request) -> Prepared:
                                  "(hours, and the reference ranges assume the GPU run)."])
     plan = make_plan(resolved, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
     network.check_patch(plan.patch_size, factor, resolved.source("patch_size"))  # the plan's own choice too
-    plan.rationale += [network.patch_note(factor), versions]
+    plan.rationale += [network.patch_note(factor), bundle_source.plan_line(bundle, dict_path), versions]
     if (req.nnodes or 1) > 1:
         plan.multi_gpu = True
         plan.rationale.append(f"multi_gpu: {req.nnodes} nodes x {plan.nproc_per_node} processes, DDP through torchrun")
@@ -181,7 +191,7 @@ def prepare(req: Request) -> Prepared:
                                                 values=values, formal_eval=not req.skip_formal_eval, digests=digests)
     prepared = Prepared(req, resolved, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
                         findings, env, plan, weights, staged, cache=cache, cache_note=cache_note or why,
-                        digests=digests)
+                        digests=digests, bundle=bundle)
     prepared.commands = phase_commands(prepared)
     prepared.label_dict_path = dict_path
     return prepared
@@ -304,7 +314,7 @@ def run(req: Request, say: Say = print) -> int:
     if req.seeds:
         return run_sweep(req, say)
     started, started_epoch = time.monotonic(), time.time()
-    starter = None if req.dry_run else warm.start_early(pins.phase_python(), bundle_env(req.bundle_dir or REPO_BUNDLE))
+    starter = None if req.dry_run else warm.start_early(pins.phase_python(), bundle_env(req.bundle_dir or bundle_source.BUILTIN))
     try:
         prepared = prepare(req)
     except BaseException:

@@ -67,12 +67,15 @@ def test_a_bundle_without_a_class_list_is_refused_naming_both_places(tmp_path):
     assert str(tmp_path / "configs" / "label_dict.json") in text and str(tmp_path / "label_dict.json") in text
 
 
-def test_the_cli_refuses_a_bundle_without_a_class_list_with_exit_2_and_writes_nothing(upstream, tmp_path, capsys):
+def test_a_bundle_without_a_class_list_borrows_the_builtin_one_and_the_plan_says_so(upstream, tmp_path, capsys):
+    # a folder downloaded from the hub repo ships no class list; the builtin one holds the same classes
     (upstream / "configs" / "label_dict.json").unlink()
-    code = main(_smoke(upstream, tmp_path / "out", "--dry-run"))
-    err = capsys.readouterr().err
-    assert code == 2 and "has no VISTA3D class list" in err and "Traceback" not in err
-    assert not (tmp_path / "out").exists()
+    assert main(_smoke(upstream, tmp_path / "out", "--dry-run")) == 0
+    doc = json.loads((tmp_path / "out" / "output.json").read_text())
+    builtin = REPO / "bundle" / "configs" / "label_dict.json"
+    assert doc["input"]["label_dict_path"] == str(builtin)
+    assert any(line.startswith(f"bundle: --bundle-dir {upstream}; class list {builtin} (the bundle ships none")
+               for line in doc["plan"]["rationale"])
 
 
 def test_dry_run_through_the_upstream_copy_records_the_class_list_it_used(upstream, tmp_path, capsys):

@@ -24,7 +24,6 @@ from .trust import Trust
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_FIXTURE = REPO / "fixtures" / "spleen_micro"
-DEFAULT_BUNDLE = REPO / "bundle"
 RUN_NAMES = ("smoke", "sanity", "user")
 REFERENCE = {"smoke": "spleen_micro", "sanity": "task06", "user": None}
 CONSOLE_TAIL = 80
@@ -138,8 +137,19 @@ def model_inputs(args: list[str]) -> dict[str, Path | None]:
     return {"pretrained checkpoint": Path(ckpt) if ckpt else None, "network config": network}
 
 
+def default_bundle(name: str) -> Path:
+    """The bundle a run without --bundle-dir drives (bundle_source.choose), for the cache key; the cached hub
+    snapshot for sanity and user runs, else the builtin one (the run itself then says what is missing)."""
+    from ..bundle_source import BUILTIN, choose
+
+    try:
+        return choose(None, "smoke" if name == "smoke" else "finetune", download=False).path
+    except NvsegError:
+        return BUILTIN
+
+
 def build_spec(name: str, opts: HarnessOptions) -> RunSpec:
-    bundle = opts.bundle_dir or DEFAULT_BUNDLE
+    bundle = opts.bundle_dir or default_bundle(name)
     if name == "smoke":
         dataset, args = SMOKE_FIXTURE, [str(SMOKE_FIXTURE), "--smoke"]
     elif name == "sanity":

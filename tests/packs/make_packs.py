@@ -28,7 +28,8 @@ from nvseg_bench.weights import sha256_file
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 FINETUNED = "checkpoints/model_finetune.pt"
-KEPT = ("eval_pretrained/*_seg.nii.gz", "eval_finetuned/*_seg.nii.gz", "eval_*/val_mean_dice_raw.csv", "logs/*.log")  # what the verifier re-reads
+KEPT = ("eval_pretrained/*_seg.nii.gz", "eval_finetuned/*_seg.nii.gz", "eval_*/val_mean_dice_raw.csv", "eval_*/metrics.csv",
+        "logs/*.log")  # what the verifier re-reads
 PRETRAINED = "pretrained.pt"
 EPOCH0_REASON = ("no epoch beat the epoch-0 score, so the best checkpoint holds the pretrained weights "
                  "(epoch-0 trap); keep the pretrained checkpoint")
