@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import (PROG, audit, bundle_source, dataset, environment, eval_memo, evidence, labels, layout, network, output,
-               pins, preprocess_cache, result, sweep, warm)
+               pins, preprocess_cache, result, slurm, sweep, warm)
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
 from .plan import make_plan
@@ -122,6 +122,7 @@ def audited_digests(entries: list[dict], dataset_dir: Path, root: Path | None) -
 
 def prepare(req: Request) -> Prepared:
     preset_name(req.smoke, req.sanity)  # two preset flags are refused before anything else
+    req, slurm_line = slurm.apply(req, os.environ)  # an srun step: nodes, rank and rendezvous from the job
     if req.bundle_dir is not None:
         bundle_source.from_dir(req.bundle_dir)  # a wrong --bundle-dir is answered first
     dataset_dir, out_dir = resolve_dirs(req)
@@ -162,6 +163,7 @@ def prepare(req: Request) -> Prepared:
     plan = make_plan(resolved, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
     network.check_patch(plan.patch_size, factor, resolved.source("patch_size"))  # the plan's own choice too
     plan.rationale += [network.patch_note(factor), bundle_source.plan_line(bundle, dict_path), versions]
+    plan.rationale += [slurm_line] if slurm_line else []
     if (req.nnodes or 1) > 1:
         plan.multi_gpu = True
         plan.rationale.append(f"multi_gpu: {req.nnodes} nodes x {plan.nproc_per_node} processes, DDP through torchrun")
