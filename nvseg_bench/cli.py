@@ -10,6 +10,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,7 +21,8 @@ from .request import Request, from_namespace
 from .sweep import parse_seeds
 
 EXIT_CODES = """`nvseg-finetune fetch-bundle` downloads NVIDIA's pinned NV-Segment-CT bundle (configs, scripts,
-weights) ahead of time; `nvseg-finetune fetch-weights` the checkpoint alone.
+weights) ahead of time; `nvseg-finetune fetch-weights` the checkpoint alone; `nvseg-finetune cache`
+shows and prunes the preprocessing cache.
 
 exit codes: 0 ran (also when the finetune did not improve), 2 bad input (nothing ran),
 3 a phase failed (output.json says which and why), 4 sanity reference checks failed."""
@@ -112,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--preprocess-cache", type=Path, metavar="DIR",
                        help="where (default: $XDG_CACHE_HOME/nvseg-bench, else ~/.cache/nvseg-bench)")
     cache.add_argument("--no-preprocess-cache", action="store_true", help="preprocess every case in every phase")
+    cache.add_argument("--preprocess-cache-max-gb", type=_positive_float, metavar="GB",
+                       help="cap on the cache dir; the least recently used keys go first (default: a quarter of the "
+                            "free disk plus what the cache holds); see `nvseg-finetune cache`")
     parser.add_argument("--allow-cpu", action="store_true", help="let --sanity run without a CUDA GPU")
     parser.add_argument("--dry-run", action="store_true",
                         help="check inputs, plan and stage configs, print the phase commands; start no phase")
@@ -176,12 +181,68 @@ def fetch_bundle(argv: Sequence[str]) -> int:
     return 0 if used.unchanged else 2
 
 
+def _age(text: str) -> float:
+    """'7d', '12h', '30m' or a number of days -> seconds."""
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text) * units["d"]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age; use e.g. 7d, 12h or 30m") from None
+
+
+def cache_command(argv: Sequence[str]) -> int:
+    """`nvseg-finetune cache [prune ...]`: what the preprocessing cache holds, and removing it, key by key."""
+    from . import cache_store
+    from .preprocess_cache import root_path
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} cache",
+                                     description="Show the preprocessing cache (size and entries per key, least "
+                                                 "recently used first), or prune it. A key a running phase holds is "
+                                                 "never removed.")
+    parser.add_argument("action", nargs="?", choices=["info", "prune"], default="info")
+    parser.add_argument("--preprocess-cache", type=Path, metavar="DIR", help="the cache root (default as for runs)")
+    parser.add_argument("--json", action="store_true", help="info as JSON")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--older-than", type=_age, metavar="AGE", help="prune keys unused for AGE (7d, 12h, 30m)")
+    which.add_argument("--all", action="store_true", help="prune every key")
+    which.add_argument("--max-gb", type=_positive_float, metavar="GB", help="prune least recently used keys down to GB")
+    args = parser.parse_args(argv)
+    root = root_path(args.preprocess_cache)
+    if args.action == "prune":
+        if not (args.older_than or args.all or args.max_gb):
+            parser.error("prune needs --older-than AGE, --max-gb GB or --all")
+        if args.max_gb:
+            gone = cache_store.make_room(root, int(args.max_gb * 2**30), 0)
+        else:
+            chosen = cache_store.keys(root) if args.all else list(cache_store.older_than(root, args.older_than))
+            gone = [info for info in chosen if cache_store.remove(info, root)]
+        print(f"{PROG}: removed {len(gone)} keys ({cache_store.gib(sum(i.bytes for i in gone))}) from {root}; "
+              f"{cache_store.gib(cache_store.total_bytes(root))} left")
+        return 0
+    found = cache_store.keys(root)
+    total, cap = cache_store.total_bytes(root), cache_store.default_cap(root)
+    if args.json:
+        print(json.dumps({"root": str(root), "bytes": total, "default_cap_bytes": cap,
+                          "keys": [{"key": i.name, "kind": i.kind, "bytes": i.bytes, "files": i.files,
+                                    "last_used": i.last_used} for i in found]}, indent=2))
+        return 0
+    print(f"{PROG}: preprocessing cache {root}: {cache_store.gib(total)} in {len(found)} keys "
+          f"(default cap {cache_store.gib(cap)})")
+    now = time.time()
+    for info in found:
+        print(f"  {info.name:<40} {info.kind:<10} {info.files:>6} files {info.bytes / 2**20:>10.1f} MiB  "
+              f"used {(now - info.last_used) / 86400:.1f} days ago")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fetch-weights"]:
         return fetch_weights(argv[1:])
     if argv[:1] == ["fetch-bundle"]:
         return fetch_bundle(argv[1:])
+    if argv[:1] == ["cache"]:
+        return cache_command(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         with sigterm_as_interrupt():

@@ -18,12 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import cache_store
 from .logparse import LogFacts
 from .phases import PhaseResult
 from .prepared import Prepared, phase_log
 
 PHASE = "eval_pretrained"
-KEPT = "evaluations"
+KEPT = cache_store.EVALUATIONS  # ROOT/evaluations/KEY/
 RESULT = "result.json"
 # override keys that only the training run reads (staging.py writes them; the bundle's train.json uses them)
 TRAINING_ONLY = frozenset({"seed", "epochs", "learning_rate", "lr_schedule#activate", "val_interval", "val_at_start",
@@ -86,6 +87,7 @@ def recall(root: Path, found_key: str, p: Prepared) -> tuple[PhaseResult, str] |
             return None
     except (OSError, ValueError):
         return None
+    cache_store.touch(kept)  # recently used: the last to go when the cache needs room
     shutil.copytree(kept / PHASE, p.out_dir / PHASE, dirs_exist_ok=True)
     log_path = phase_log(p.out_dir, PHASE)
     log_path.write_text(log_text)
@@ -112,6 +114,7 @@ def keep(root: Path, found_key: str, result: PhaseResult, p: Prepared) -> None:
         saved |= {"return_code": result.return_code, "run_dir": str(p.out_dir)}
         (staging / RESULT).write_text(json.dumps(saved, indent=1) + "\n")
         os.replace(staging, target)  # whole or not at all; a concurrent run that won the race keeps its copy
+        cache_store.touch(target)
     except OSError:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)

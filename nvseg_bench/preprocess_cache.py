@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,8 @@ class PreprocessCache:
     before: dict[str, set[str]] | None = None  # entries found when the phases began
     digests: dict[str, str] | None = None  # sha256 of every dataset file, by absolute path
     rebuilt: int = 0
+    cap: int | None = None  # the root's cap in bytes (cache_store.py)
+    removed: list[str] = field(default_factory=list)  # keys removed to make room for this run
 
     def chain_dir(self, chain: str) -> Path:
         return self.key_dir / chain
@@ -94,7 +96,8 @@ class PreprocessCache:
         size = sum(p.stat().st_size for p in self.key_dir.rglob("*.pt"))
         return {"enabled": True, "dir": str(self.key_dir), "hits": sum(hits.values()), "misses": sum(misses.values()),
                 "per_chain": {c: {"needed": self.needed[c], "hits": hits[c], "misses": misses[c]} for c in self.needed},
-                "rebuilt_bad_entries": self.rebuilt, "bytes": size, "note": None}
+                "rebuilt_bad_entries": self.rebuilt, "bytes": size, "note": None, "cap_bytes": self.cap,
+                "removed_keys": list(self.removed)}
 
 
 def disabled(note: str) -> dict[str, Any]:

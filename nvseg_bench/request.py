@@ -44,6 +44,7 @@ class Request:
     rdzv_endpoint: str | None = None
     preprocess_cache: Path | None = None
     no_preprocess_cache: bool = False
+    preprocess_cache_max_gb: float | None = None
     allow_cpu: bool = False
     dry_run: bool = False
     phase_timeout: float | None = None

@@ -8,7 +8,6 @@ the command line into a Request and prints what goes wrong before a run starts.
 """
 from __future__ import annotations
 
-import math
 import os
 import shlex
 import sys
@@ -17,16 +16,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import (PROG, audit, bundle_source, dataset, environment, eval_memo, evidence, labels, layout, network, output,
-               pins, preprocess_cache, result, slurm, sweep, warm)
+from . import (PROG, audit, bundle_source, cache_store, dataset, environment, eval_memo, evidence, labels, layout,
+               network, output, pins, preprocess_cache, result, slurm, sweep, warm)
 from .errors import ArgumentError
 from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
-from .plan import make_plan
+from .plan import Plan, make_plan
 from .prepared import FINETUNED_NAME, Prepared, phase_log
 from .preset import default_dataset, preset_name
 from .request import Request
 from .resolve import Resolved, resolve_for
-from .staging import RECIPE_TO_BUNDLE, missing_bundle_configs, override_values, stage
+from .staging import RECIPE_TO_BUNDLE, Staged, missing_bundle_configs, override_values, stage
 from .weights import resolve_weights
 
 
@@ -90,15 +89,10 @@ def resolve_label_mapping(req: Request, resolved: Resolved, label_dict: dict[str
     return labels.resolve_mapping(None, None, label_dict, source)
 
 
-def resampled_mb(findings: dict[str, Any], spacing_mm: float = 1.5) -> float:
-    """Rough cache size: each training case resampled to 1.5 mm, float32 image + uint8 label."""
-    total = 0.0
-    for row in findings.get("samples", []):
-        if row.get("fold") == 0 or not row.get("shape") or not row.get("spacing"):
-            continue
-        volume_mm3 = math.prod(row["shape"][:3]) * math.prod(row["spacing"][:3])
-        total += volume_mm3 / spacing_mm**3 * 5
-    return total / 2**20
+def resampled_mb(findings: dict[str, Any]) -> float:
+    """Rough RAM cache size: each training case resampled to 1.5 mm, float32 image + uint8 label."""
+    rows = [row for row in findings.get("samples", []) if row.get("fold") != 0]
+    return sum(cache_store.resampled_voxels(row) * 5 for row in rows) / 2**20
 
 
 def refuse_multi_gpu_sanity(req: Request, preset: str) -> None:
@@ -187,16 +181,46 @@ def prepare(req: Request) -> Prepared:
                              auto_seg=bool(resolved["auto_seg"]),
                              recipe={key: resolved[key] for key in RECIPE_TO_BUNDLE})
     staged = stage(plan, bundle_dir=bundle_dir, out_dir=out_dir, override=values, network_config=net_config)
-    cache, cache_note = None, "multi-GPU runs partition their datasets; not cached" if plan.multi_gpu else None
-    if root is not None and not plan.multi_gpu:
-        cache, staged = preprocess_cache.attach(root, staged=staged, entries=entries, dataset_dir=dataset_dir,
-                                                values=values, formal_eval=not req.skip_formal_eval, digests=digests)
+    cache, cache_note = None, why
+    if root is not None:
+        cache, staged, cache_note = attach_cache(req, root, plan, staged, entries=entries, dataset_dir=dataset_dir,
+                                                 values=values, rows=findings["samples"], digests=digests)
     prepared = Prepared(req, resolved, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
-                        findings, env, plan, weights, staged, cache=cache, cache_note=cache_note or why,
+                        findings, env, plan, weights, staged, cache=cache, cache_note=cache_note,
                         digests=digests, bundle=bundle)
     prepared.commands = phase_commands(prepared)
     prepared.label_dict_path = dict_path
     return prepared
+
+
+def attach_cache(req: Request, root: Path, plan: Plan, staged: Staged, *, entries: list[dict], dataset_dir: Path,
+                 values: dict[str, Any], rows: list[dict], digests: dict[str, str]
+                 ) -> tuple[preprocess_cache.PreprocessCache | None, Staged, str | None]:
+    """The preprocessing cache for this run under the root's cap (cache_store.py): room made by removing the
+    least recently used keys, or no cache when the cap cannot hold this run's entries. Adds the plan's line."""
+    if plan.multi_gpu:
+        return None, staged, "multi-GPU runs partition their datasets; not cached"
+    cap = cache_store.cap_bytes(root, req.preprocess_cache_max_gb)
+    incoming = cache_store.estimate_bytes(rows, not req.skip_formal_eval)
+    capped = (f"cap {cache_store.gib(cap)}" + ("" if req.preprocess_cache_max_gb is not None else
+                                               " (a quarter of the free disk plus what the cache holds)"))
+    if incoming > cap:
+        note = (f"the preprocess cache's {capped} cannot hold this run's entries (~{cache_store.gib(incoming)}); "
+                "running without it (raise --preprocess-cache-max-gb, or free space: nvseg-finetune cache prune)")
+        plan.rationale.append(f"preprocess_cache: off, {note}")
+        return None, staged, note
+    cache, staged = preprocess_cache.attach(root, staged=staged, entries=entries, dataset_dir=dataset_dir,
+                                            values=values, formal_eval=not req.skip_formal_eval, digests=digests)
+    held = cache_store.total_bytes(cache.key_dir)
+    removed = cache_store.make_room(root, cap, max(0, incoming - held), keep=frozenset({cache.key_dir}),
+                                    dry_run=req.dry_run)  # a dry run only says what it would remove
+    cache.cap, cache.removed = cap, [info.name for info in removed]
+    verb = "would remove" if req.dry_run else "removed"
+    freed = f"; {verb} {len(removed)} least recently used keys ({cache_store.gib(sum(i.bytes for i in removed))}) " \
+            "to make room" if removed else ""
+    plan.rationale.append(f"preprocess_cache: {capped}, this run's entries ~{cache_store.gib(incoming)} "
+                          f"({cache_store.gib(held)} of them cached already){freed}")
+    return cache, staged, None
 
 
 def torchrun_args(req: Request) -> list[str]:
@@ -229,8 +253,10 @@ def run_phases(p: Prepared, started_wall: float,
     `starter` is a warm-start server started early; it is used when warm start applies, and closed."""
     results: dict[str, PhaseResult] = {}
     env = bundle_env(p.bundle_dir)
+    hold = None
     if p.cache is not None:
         p.cache.begin()
+        hold = cache_store.Hold(p.cache.key_dir)  # no other run removes this key while the phases read it
         env |= p.cache.env_vars()
     (p.out_dir / "logs").mkdir(exist_ok=True)
     p.warm_note = warm.choose(p.plan.device, p.plan.nproc_per_node, p.plan.multi_gpu, os.environ)
@@ -264,6 +290,10 @@ def run_phases(p: Prepared, started_wall: float,
         if starter is not None:
             starter.close(p.out_dir / "logs" / "warm_start.log")
             p.warm_note = starter.note
+        if hold is not None and p.cache is not None:
+            hold.close()
+            if p.cache.cap is not None:  # what the phases wrote may have passed the cap: trim the others
+                cache_store.make_room(p.cache.root, p.cache.cap, 0, keep=frozenset({p.cache.key_dir}))
     return results, False
 
 
