@@ -36,15 +36,27 @@ def check_schema(pack: Pack, schema_path: Path = SCHEMA) -> Finding:
 
 def check_trajectory(pack: Pack) -> Finding:
     out, plan = pack.output.get("output") or {}, pack.output.get("plan") or {}
-    log = pack.locate(((pack.output.get("runtime") or {}).get("phase_logs") or {}).get("finetune"))
+    runtime = pack.output.get("runtime") or {}
+    log = pack.locate((runtime.get("phase_logs") or {}).get("finetune"))
     if log is None or not log.is_file():
         return skipped("trajectory", "no finetune log in the pack")
-    pack.note(log)
-    text = log.read_text(errors="replace")
-    trace = {int(m.group(1)): float(m.group(2)) for m in VAL_LINE.finditer(text)}
+    earlier = [pack.locate(p) for p in ((runtime.get("resumed") or {}).get("earlier_logs") or [])]
+    if any(p is None or not p.is_file() for p in earlier):
+        return failed("trajectory", "the run was resumed, and the pack lacks a log of the finetune before a stop")
+    trace: dict[int, float] = {}
+    loss_by_epoch: dict[int, list[float]] = {}
+    epochs_logged = None
+    for part in [*earlier, log]:  # a resumed run: per epoch, the newest log that has it
+        pack.note(part)
+        text = part.read_text(errors="replace")
+        trace |= {int(m.group(1)): float(m.group(2)) for m in VAL_LINE.finditer(text)}
+        found: dict[int, list[float]] = {}
+        for m in LOSS_LINE.finditer(text):
+            found.setdefault(int(m.group(1)), []).append(float(m.group(3)))
+            epochs_logged = int(m.group(2))
+        loss_by_epoch |= found
     logged = [trace[k] for k in sorted(trace)]
-    losses = [float(m.group(3)) for m in LOSS_LINE.finditer(text)]
-    epochs_logged = max((int(m.group(2)) for m in LOSS_LINE.finditer(text)), default=None)
+    losses = [loss for epoch in sorted(loss_by_epoch) for loss in loss_by_epoch[epoch]]
     claimed = out.get("val_dice_per_epoch") or []
     problems = []
     if len(claimed) != len(logged) or any(abs(a - b) > TRACE_TOLERANCE for a, b in zip(claimed, logged)):

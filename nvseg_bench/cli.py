@@ -7,10 +7,13 @@ run.run owns the flow and the exit code, and this module prints what stops a run
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -70,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset dir with imagesTr/ and labelsTr/ (same as --dataset-dir); without one, --smoke "
                              "runs the shipped fixture and --sanity $NVSEG_TASK06_DIR. Without a preset flag, a dir "
                              "whose fixture.json names a preset, or an MSD Task06 folder, picks that preset")
-    parser.add_argument("--output-dir", type=Path, required=True, metavar="OUT", help="where every output goes")
+    parser.add_argument("--output-dir", type=Path, metavar="OUT", help="where every output goes (required)")
+    parser.add_argument("--resume", type=Path, metavar="OUT",
+                        help="continue the stopped run in OUT from its last completed epoch; its recipe is read from "
+                             "OUT/output.json, so give no other option")
     mode = parser.add_argument_group("preset")
     mode.add_argument("--smoke", action="store_true", help="shortest workflow check (CPU-sized)")
     mode.add_argument("--sanity", action="store_true", help="MSD Task06 lung-tumor reference recipe")
@@ -133,7 +139,57 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]) -> Request:
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .run import run
 
-    return run(to_request(args, argv))
+    return run(resume_request(args, argv) if args.resume else to_request(args, argv))
+
+
+RESUME_ALONE = {"--resume", "--debug", "--phase-timeout"}
+
+
+def resume_request(given: argparse.Namespace, argv: Sequence[str]) -> Request:
+    """The request of the stopped run in OUT (--resume OUT), read from its output.json, to be continued there."""
+    out: Path = given.resume
+    extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in RESUME_ALONE]
+    extra += [str(given.fixture_or_dataset)] if given.fixture_or_dataset else []
+    if extra:
+        raise NvsegError(f"--resume reads the recipe from {out}/output.json; {' '.join(extra)} cannot change it.",
+                         fix=[f"Run `{PROG} --resume {out}` alone (with --debug or --phase-timeout if you like)."])
+    doc = _stopped_run(out)
+    invocation = doc.get("invocation") or {}
+    argv_then = shlex.split(invocation.get("command") or "")[1:]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args(argv_then)
+    except SystemExit:
+        raise NvsegError(f"the command recorded in {out}/output.json does not parse any more: "
+                         f"{invocation.get('command')!r}.", fix=["Start a new run with that command instead."]) from None
+    if args.seeds:
+        raise NvsegError(f"{out} is part of a seed sweep ({invocation.get('command')}); a sweep is not resumed.",
+                         fix=["Rerun the sweep, or run the missing seed on its own with --seed."])
+    req = to_request(args, argv_then)
+    launch = Path(invocation.get("launch_dir") or Path.cwd())
+    anchored = {key: launch / value for key in ("dataset_dir", "datalist", "network_config", "bundle_dir",
+                                                "preprocess_cache")
+                if isinstance(value := getattr(req, key), Path) and not value.is_absolute()}
+    if req.pretrained_ckpt and not Path(req.pretrained_ckpt).is_absolute():
+        anchored["pretrained_ckpt"] = str(launch / req.pretrained_ckpt)
+    plan = doc.get("plan") or {}  # the plan's choices stand: a GPU with less free memory must not change them
+    pinned = {"patch_size": req.patch_size or plan.get("patch_size"),
+              "cache_rate": req.cache_rate if req.cache_rate is not None else plan.get("train_dataset_cache_rate")}
+    return replace(req, **anchored, **pinned, output_dir=out.resolve(), resuming=True,
+                   phase_timeout=given.phase_timeout or req.phase_timeout)
+
+
+def _stopped_run(out: Path) -> dict:
+    path = out / "output.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NvsegError(f"--resume {out}: {path} is not the output.json of an {PROG} run ({exc}).",
+                         fix=["Pass the --output-dir of the stopped run."]) from None
+    if doc.get("status") == "passed":
+        raise NvsegError(f"--resume {out}: that run finished ({doc.get('headline')}); there is nothing to resume.",
+                         fix=["Start a new run in a new --output-dir to train more."])
+    return doc
 
 
 def fetch_weights(argv: Sequence[str]) -> int:
@@ -243,7 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fetch_bundle(argv[1:])
     if argv[:1] == ["cache"]:
         return cache_command(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume is None and args.output_dir is None:
+        parser.error("the following arguments are required: --output-dir (or --resume OUT)")
     try:
         with sigterm_as_interrupt():
             return execute(args, argv)

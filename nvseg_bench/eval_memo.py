@@ -20,8 +20,8 @@ from typing import Any
 
 from . import cache_store
 from .logparse import LogFacts
-from .phases import PhaseResult
-from .prepared import Prepared, phase_log
+from .phases import PhaseResult, phase_log
+from .prepared import Prepared
 
 PHASE = "eval_pretrained"
 KEPT = cache_store.EVALUATIONS  # ROOT/evaluations/KEY/

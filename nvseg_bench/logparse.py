@@ -27,6 +27,7 @@ def _number(text: str) -> float:
 @dataclass
 class LogFacts:
     train_loss: list[float] = field(default_factory=list)
+    loss_epochs: list[int] = field(default_factory=list)  # the epoch of each train_loss entry
     val_dice: dict[int, float] = field(default_factory=dict)  # validation epoch index -> mean Dice
     telemetry: list[dict[str, Any]] = field(default_factory=list)
     oom: bool = False
@@ -45,6 +46,7 @@ class LogFacts:
             e, n_e, i, n_i = (int(g) for g in match.groups()[:4])
             self.last_iter = (e, n_e, i, n_i)
             self.train_loss.append(_number(match.group(5)))
+            self.loss_epochs.append(e)
             return "iter"
         match = VAL_RE.search(line)
         if match:
@@ -65,3 +67,24 @@ def parse_lines(lines: Iterable[str]) -> LogFacts:
     for line in lines:
         facts.feed(line.rstrip("\n"))
     return facts
+
+
+def merge_resumed(parts: list[LogFacts]) -> LogFacts:
+    """One training record from the logs of a run that was stopped and resumed, oldest first: for every
+    epoch the newest log that has it wins (a resumed log redoes the epoch the stop cut short)."""
+    merged = LogFacts()
+    losses: dict[int, list[float]] = {}
+    for part in parts:
+        epochs: dict[int, list[float]] = {}
+        for epoch, loss in zip(part.loss_epochs, part.train_loss):
+            epochs.setdefault(epoch, []).append(loss)
+        losses |= epochs
+        merged.val_dice |= part.val_dice
+        merged.telemetry += part.telemetry
+        merged.oom = part.oom  # the last part's end is the run's end
+        merged.last_iter = part.last_iter or merged.last_iter
+    for epoch in sorted(losses):
+        merged.train_loss += losses[epoch]
+        merged.loss_epochs += [epoch] * len(losses[epoch])
+    merged.val_dice = dict(sorted(merged.val_dice.items()))
+    return merged

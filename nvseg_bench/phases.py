@@ -22,6 +22,13 @@ from .logparse import LogFacts
 from .pins import phase_python
 from .warm import WarmStarter
 
+LOGS = "logs"  # OUT/logs/NAME.log: each phase's console output
+
+
+def phase_log(out_dir: Path, name: str) -> Path:
+    """Where phase `name` of the run in out_dir writes its log."""
+    return out_dir / LOGS / f"{name}.log"
+
 TAIL_LINES = 40
 
 
@@ -88,9 +95,12 @@ def bundle_command(prefix: list[str], stack: list[str], bundle_dir: Path, extra:
     return cmd
 
 
-def bundle_env(bundle_dir: Path) -> dict[str, str]:
+def bundle_env(bundle_dir: Path, staged_dir: Path | None = None) -> dict[str, str]:
+    """The phases' environment: the bundle importable (its `scripts`), and the run's staged helper modules
+    (OUT/configs: resume.py's RNG states) after it."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(bundle_dir), env.get("PYTHONPATH", "")] if p)
+    paths = [str(bundle_dir), str(staged_dir) if staged_dir else "", env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing may appear inside the bundle dir
     env["PYTHONUNBUFFERED"] = "1"
     return env

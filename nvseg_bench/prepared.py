@@ -10,19 +10,15 @@ from typing import Any
 
 from . import labels, preprocess_cache
 from .bundle_source import BundleSource
+from .phases import phase_log
 from .plan import Plan
 from .request import Request
+from .resume import ResumePoint
 from .resolve import Resolved
 from .staging import Staged
 from .weights import Weights
 
 FINETUNED_NAME = "model_finetune.pt"
-LOGS = "logs"  # OUT/logs/NAME.log: each phase's console output
-
-
-def phase_log(out_dir: Path, name: str) -> Path:
-    """Where phase `name` of the run in out_dir writes its log."""
-    return out_dir / LOGS / f"{name}.log"
 
 
 @dataclass
@@ -47,6 +43,7 @@ class Prepared:
     warm_note: str | None = None  # why phases started cold, when they did (warm.py)
     label_dict_path: Path | None = None  # the class list the mapping was resolved against
     bundle: BundleSource | None = None  # where bundle_dir came from (input.bundle)
+    resume_point: ResumePoint | None = None  # --resume: where the stopped run continues (resume.py)
 
     def planned_log(self) -> Path | None:
         """The log the first phase writes: runtime.log_path of a run that started no phase."""

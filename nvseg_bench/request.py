@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import ArgumentError
 
 # parser destinations the request does not carry: argparse's own, and the positional merged into dataset_dir
-CLI_ONLY = frozenset({"help", "version", "debug", "fixture_or_dataset"})
+CLI_ONLY = frozenset({"help", "version", "debug", "fixture_or_dataset", "resume"})  # --resume: cli.resume_request
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Request:
     allow_cpu: bool = False
     dry_run: bool = False
     phase_timeout: float | None = None
+    resuming: bool = False  # continue the stopped run in output_dir (--resume OUT; resume.py)
     command_line: str = ""  # how the run was started, for output.json
 
 

@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from . import bundle_source, evidence, gain_stats, peer, preprocess_cache
+from . import bundle_source, evidence, gain_stats, peer, preprocess_cache, resume
 from .decision import decide
 from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
 from .logparse import LogFacts
@@ -103,8 +103,14 @@ def _ok(results: dict[str, PhaseResult], name: str) -> bool:
 
 def _finetuned_ckpt(p: Prepared, started_epoch: float) -> tuple[Path, bool]:
     path = p.staged.ckpt_dir / FINETUNED_NAME
-    # a file left by an earlier run into the same output dir does not count
-    return path, path.is_file() and path.stat().st_mtime >= started_epoch
+    # a file left by an earlier run into the same output dir does not count; a resumed run's own does
+    return path, path.is_file() and path.stat().st_mtime >= started_at(p, started_epoch)
+
+
+def started_at(p: Prepared, started_epoch: float) -> float:
+    """When this run started; for a resumed run, when the run it continues started (0: not recorded, as in
+    runs written before started_at was: then any file in OUT counts)."""
+    return p.resume_point.since if p.resume_point is not None else started_epoch
 
 
 def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: float) -> dict[str, Any]:
@@ -208,7 +214,9 @@ def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_
         "plan": p.plan.to_json(),
         "invocation": _invocation_block(p, results),
         "output": out,
-        "runtime": _runtime_block(results, wall, code, p.warm_note, p.planned_log()) | {"preprocess_cache": cache_block(p)},
+        "runtime": _runtime_block(results, wall, code, p.warm_note, p.planned_log())
+        | {"preprocess_cache": cache_block(p), "resumed": resume.runtime_block(p.out_dir, p.resume_point),
+           "started_at": round(started_at(p, started_epoch), 3)},
         "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": peer.whole_mib(r.peak_gpu_mb)}
                            for n, r in results.items()],
                  "total_seconds": round(wall, 2)},

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import (PROG, audit, bundle_source, cache_store, dataset, environment, eval_memo, evidence, labels, layout,
-               network, output, pins, preprocess_cache, result, slurm, sweep, warm)
+               network, output, pins, preprocess_cache, result, resume, slurm, sweep, warm)
 from .errors import ArgumentError
-from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
+from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, phase_log, run_phase
 from .plan import Plan, make_plan
-from .prepared import FINETUNED_NAME, Prepared, phase_log
+from .prepared import FINETUNED_NAME, Prepared
 from .preset import default_dataset, preset_name
 from .request import Request
 from .resolve import Resolved, resolve_for
@@ -176,6 +176,7 @@ def prepare(req: Request) -> Prepared:
         weights.layout_check = layout.check_layout(Path(weights.path), layout.expected_vista3d132(), "vista3d132")
     else:
         weights.layout_check = f"skipped: the network comes from {net_config.name}"
+    point = resume_point(req, out_dir, plan, bundle, entries, dataset_dir, digests, weights.sha256)
     values = override_values(plan, bundle_dir=bundle_dir, dataset_dir=dataset_dir, datalist=datalist_path,
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
                              auto_seg=bool(resolved["auto_seg"]),
@@ -185,12 +186,39 @@ def prepare(req: Request) -> Prepared:
     if root is not None:
         cache, staged, cache_note = attach_cache(req, root, plan, staged, entries=entries, dataset_dir=dataset_dir,
                                                  values=values, rows=findings["samples"], digests=digests)
+    if not plan.multi_gpu:  # each epoch kept for --resume; several processes would write it at once
+        staged = resume.attach(staged, out_dir, point, plan.amp)
     prepared = Prepared(req, resolved, bundle_dir, dataset_dir, out_dir, mapping, entries, datalist_path,
                         findings, env, plan, weights, staged, cache=cache, cache_note=cache_note,
-                        digests=digests, bundle=bundle)
+                        digests=digests, bundle=bundle, resume_point=point)
     prepared.commands = phase_commands(prepared)
     prepared.label_dict_path = dict_path
     return prepared
+
+
+def resume_point(req: Request, out_dir: Path, plan: Plan, bundle: bundle_source.BundleSource, entries: list[dict],
+                 dataset_dir: Path, digests: dict[str, str], weights_sha256: str) -> resume.ResumePoint | None:
+    """For --resume: where the stopped run continues, after checking that nothing it used has changed."""
+    if not req.resuming:
+        return None
+    if plan.multi_gpu:
+        raise ArgumentError(f"--resume {out_dir}: that run used several processes; resuming is for one-process runs.",
+                            fix=["Start it again in a new --output-dir."])
+    doc, manifest = resume.read_stopped(out_dir)
+    differs = resume.changes(doc, manifest, bundle=bundle.configs_sha256, weights_sha256=weights_sha256,
+                             dataset=evidence.dataset_inputs(entries, dataset_dir, digests))
+    if differs:
+        raise ArgumentError(f"--resume {out_dir}: the inputs changed since that run stopped, so the resumed run would "
+                            "mix two recipes; nothing was run.", evidence=differs,
+                            fix=["Restore those files, or start a new run in a new --output-dir."])
+    point = replace(resume.last_point(out_dir), since=float((doc.get("runtime") or {}).get("started_at") or 0.0))
+    if resume.finished_finetune(doc, out_dir):
+        where = "the finetune had finished: only the phases after it run"
+    else:
+        kept = point.checkpoint or "no epoch had completed: the finetune starts again"
+        where = f"after epoch {point.epoch} of {plan.epochs} ({kept})"
+    plan.rationale.append(f"resume: {where}; the inputs are those of the stopped run")
+    return point
 
 
 def attach_cache(req: Request, root: Path, plan: Plan, staged: Staged, *, entries: list[dict], dataset_dir: Path,
@@ -252,7 +280,7 @@ def run_phases(p: Prepared, started_wall: float,
     """Run in order; stop at the first failure. Returns the results and whether Ctrl-C ended it.
     `starter` is a warm-start server started early; it is used when warm start applies, and closed."""
     results: dict[str, PhaseResult] = {}
-    env = bundle_env(p.bundle_dir)
+    env = bundle_env(p.bundle_dir, p.staged.config_dir)
     hold = None
     if p.cache is not None:
         p.cache.begin()
@@ -276,6 +304,12 @@ def run_phases(p: Prepared, started_wall: float,
                 print(f"[{index}/{len(names)} {name}] reused: the run in {kept[1]} scored the same checkpoint on the "
                       "same cases with the same configs and versions; its predictions, metrics and log are copied")
                 continue
+            if p.resume_point is not None and (earlier := resume.earlier_phase(p.out_dir, name, spec.command)):
+                results[name] = earlier
+                print(f"[{index}/{len(names)} {name}] kept: it finished before the run stopped")
+                continue
+            if p.resume_point is not None and name == "finetune":
+                resume.set_aside_log(spec.log_path)
             try:
                 results[name] = run_phase(spec, cwd=p.out_dir, env=env, timeout=p.request.phase_timeout, warm=starter)
             except KeyboardInterrupt:
@@ -286,6 +320,8 @@ def run_phases(p: Prepared, started_wall: float,
                 eval_memo.keep(p.cache.root, memo_key, results[name], p)
             if results[name].return_code != 0:
                 break
+            if name == "finetune":
+                resume.discard(p.out_dir)  # a finished finetune needs no epoch checkpoint
     finally:
         if starter is not None:
             starter.close(p.out_dir / "logs" / "warm_start.log")
@@ -294,6 +330,8 @@ def run_phases(p: Prepared, started_wall: float,
             hold.close()
             if p.cache.cap is not None:  # what the phases wrote may have passed the cap: trim the others
                 cache_store.make_room(p.cache.root, p.cache.cap, 0, keep=frozenset({p.cache.key_dir}))
+        if p.resume_point is not None and "finetune" in results:  # the trace of every epoch, each once
+            results["finetune"].facts = resume.merged_facts(p.out_dir, results["finetune"].facts)
     return results, False
 
 
@@ -322,7 +360,8 @@ def announce(p: Prepared, say: Say) -> None:
         _warn(f"{PROG}: warning: {p.cache_note}")
     if p.request.dry_run:
         for name, command in p.commands.items():
-            env = f"PYTHONPATH={shlex.quote(str(p.bundle_dir))} PYTHONDONTWRITEBYTECODE=1"
+            paths = os.pathsep.join([str(p.bundle_dir), str(p.staged.config_dir)])
+            env = f"PYTHONPATH={shlex.quote(paths)} PYTHONDONTWRITEBYTECODE=1"
             say(f"  phase {name}: (cd {shlex.quote(str(p.out_dir))} && {env} {shlex.join(command)})")
 
 

@@ -116,8 +116,8 @@ def test_the_config_stack_is_named_as_graders_match_it_and_kept_as_absolute_path
     inv = doc["invocation"]
     assert inv["config_stack"] == ["configs/train.json", "configs/train_continual.json", "configs/network.json",
                                    "configs/auto_override.json", "configs/preprocess_cache_train.json",
-                                   "configs/dfw_no_logging.json"]
-    roots = [BUNDLE, BUNDLE, out, out, out, out]
+                                   "configs/resume.json", "configs/dfw_no_logging.json"]
+    roots = [BUNDLE, BUNDLE, out, out, out, out, out]
     assert inv["config_stack_paths"] == [str(root / name) for root, name in zip(roots, inv["config_stack"])]
     assert (inv["override_file"], inv["override_path"]) == ("configs/auto_override.json",
                                                             str(out / "configs" / "auto_override.json"))

@@ -1,0 +1,278 @@
+"""Resume: every single-process finetune keeps its last completed epoch, and `--resume OUT` continues there.
+
+Saving, by config override only (so NVIDIA's bundle runs unchanged): MONAI's CheckpointSaver is attached
+to the trainer after the bundle's own handlers, so at the end of each epoch it runs after that epoch's
+validation. It keeps the latest epoch only, in OUT/checkpoints/resume/: the network, the optimizer, the
+trainer's state (epoch, iteration) and the best-score record of the bundle's key-metric saver (so a
+worse epoch after the resume cannot replace model_finetune.pt). The constant-lr continual recipe has
+no scheduler state to keep (`lr_schedule#activate` is off). After a finetune completes the file is
+removed: a finished run needs none.
+
+Resuming: CheckpointLoader with the same keys restores them when the trainer starts, ignite then runs
+the remaining epochs, and the validation at start is skipped (it ran before the stop). The bundle's
+`run` list is read from its own configs, so the saver and loader are attached before it runs.
+No torch, no monai.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .logparse import LogFacts, merge_resumed, parse_lines
+from .phases import PhaseResult, phase_log
+from .staging import Staged
+
+FOLDER = Path("checkpoints") / "resume"
+PREFIX = "resume"
+STAGED = "resume.json"
+RNG_MODULE = "nvseg_rng"  # staged beside the configs; the finetune phase has OUT/configs on its PYTHONPATH
+# Every source of randomness an epoch draws from, as a state dict a checkpoint can hold: torch (CPU and
+# CUDA), numpy and Python's global generators, and the generator of each random transform of the training
+# chain (MONAI seeds each one from set_determinism; in the training process they advance with every case).
+# Plain lists and tensors only: MONAI's CheckpointLoader reads the file with torch.load's weights-only default.
+RNG_SOURCE = '''"""Random number states of a finetune, for nvseg-bench's --resume (written by nvseg_bench/resume.py)."""
+import random
+
+import numpy as np
+import torch
+
+
+def _generators(transform):
+    """Every numpy generator the transform chain holds, in a fixed order: those of the transforms and of
+    the transforms they wrap (a dictionary crop keeps its own array cropper, with its own generator)."""
+    found, seen, stack = [], set(), [transform]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, np.random.RandomState):
+            found.append(node)
+        elif isinstance(node, (list, tuple)):
+            stack.extend(reversed(node))
+        elif type(node).__module__.startswith("monai.") and hasattr(node, "__dict__"):
+            stack.extend(reversed(list(vars(node).values())))
+    return found
+
+
+def _numpy_state(generator):
+    name, keys, pos, has_gauss, gauss = generator.get_state()
+    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
+
+
+def _set_numpy_state(generator, state):
+    name, keys, pos, has_gauss, gauss = state
+    generator.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+
+
+class RandomStates:
+    def __init__(self, transform):
+        self.transforms = _generators(transform)
+
+    def state_dict(self):
+        return {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": _numpy_state(np.random.mtrand._rand), "python": random.getstate(),
+                "transforms": [_numpy_state(g) for g in self.transforms]}
+
+    def load_state_dict(self, state):
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        _set_numpy_state(np.random.mtrand._rand, state["numpy"])
+        random.setstate(state["python"])
+        if len(state["transforms"]) != len(self.transforms):
+            raise ValueError(f"the checkpoint holds {len(state['transforms'])} random transform states, "
+                             f"the training chain has {len(self.transforms)}")
+        for generator, saved in zip(self.transforms, state["transforms"]):
+            _set_numpy_state(generator, saved)
+'''
+_EPOCH = re.compile(r"epoch=(\d+)\.pt$")
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a stopped run continues: after `epoch` (0: no epoch completed), from `checkpoint`; `since`: when the
+    stopped run started (epoch seconds), so files it wrote, such as the best checkpoint, count as this run's."""
+
+    epoch: int
+    checkpoint: Path | None
+    since: float = 0.0
+
+
+def _bundle_configs(stack: list[str], out_dir: Path) -> list[dict[str, Any]]:
+    """The stack's bundle configs (not the run's staged ones), in order."""
+    configs = []
+    for name in stack:
+        path = Path(name)
+        if path.parent != out_dir / "configs" and path.is_file():
+            configs.append(json.loads(path.read_text(encoding="utf-8")))
+    return configs
+
+
+def bundle_run(configs: list[dict[str, Any]]) -> list[Any]:
+    """The `run` list the bundle's configs end with (the last file that sets it wins, as in MONAI)."""
+    found: list[Any] = []
+    for config in configs:
+        if isinstance(config.get("run"), list):
+            found = config["run"]
+    return found
+
+
+def key_metric_saver(configs: list[dict[str, Any]]) -> int | None:
+    """Index in validate#handlers of the CheckpointSaver that keeps the best model, or None."""
+    handlers: list[Any] = []
+    for config in configs:
+        if isinstance(config.get("validate"), dict) and isinstance(config["validate"].get("handlers"), list):
+            handlers = config["validate"]["handlers"]
+        if isinstance(config.get("validate#handlers"), list):
+            handlers = config["validate#handlers"]
+    return next((i for i, h in enumerate(handlers) if isinstance(h, dict)
+                 and str(h.get("_target_", "")).endswith("CheckpointSaver") and h.get("save_key_metric")), None)
+
+
+def override(stack: list[str], out_dir: Path, point: ResumePoint | None, amp: bool) -> dict[str, Any]:
+    """The staged override: the epoch saver, and with `point` the loader; both attached before the bundle runs."""
+    configs = _bundle_configs(stack, out_dir)
+    state: dict[str, str] = {"model": "@network", "optimizer": "@optimizer", "trainer": "@train#trainer",
+                             "rng": "@nvseg_resume_rng"}
+    best = key_metric_saver(configs)
+    if best is not None:
+        state["best"] = f"$@validate#handlers#{best}._key_metric_checkpoint"
+    if amp:  # fp16 training keeps a loss scale that grows and shrinks over the epochs
+        state["scaler"] = "$@train#trainer.scaler"
+    values: dict[str, Any] = {
+        "nvseg_resume_rng": {"_target_": f"{RNG_MODULE}.RandomStates", "transform": "$@train#dataset.transform"},
+        "nvseg_resume_saver": {"_target_": "CheckpointSaver", "save_dir": str(out_dir / FOLDER), "save_dict": state,
+                               "file_prefix": PREFIX, "epoch_level": True, "save_interval": 1, "n_saved": 1},
+    }
+    attach = ["$@nvseg_resume_saver.attach(@train#trainer)"]
+    if point is not None and point.checkpoint is not None:
+        values["nvseg_resume_loader"] = {"_target_": "CheckpointLoader", "load_path": str(point.checkpoint),
+                                         "load_dict": state, "map_location": "@device"}
+        values["val_at_start"] = False  # epoch 0 was validated before the stop
+        attach.append("$@nvseg_resume_loader.attach(@train#trainer)")
+    values["run"] = attach + bundle_run(configs)
+    return values
+
+
+def attach(staged: Staged, out_dir: Path, point: ResumePoint | None, amp: bool) -> Staged:
+    """Write OUT/configs/resume.json (and the RNG module beside it) and put it into the train stack, before the
+    logging switch."""
+    (staged.config_dir / f"{RNG_MODULE}.py").write_text(RNG_SOURCE)
+    path = staged.config_dir / STAGED
+    path.write_text(json.dumps(override(staged.train_stack, out_dir, point, amp), indent=2) + "\n")
+    return replace(staged, train_stack=[*staged.train_stack[:-1], str(path), staged.train_stack[-1]])
+
+
+def last_point(out_dir: Path) -> ResumePoint:
+    """The latest epoch checkpoint a stopped run left, or epoch 0 when none finished."""
+    found = [(int(m.group(1)), p) for p in (out_dir / FOLDER).glob("*.pt") if (m := _EPOCH.search(p.name))]
+    if not found:
+        return ResumePoint(0, None)
+    epoch, path = max(found)
+    return ResumePoint(epoch, path)
+
+
+def discard(out_dir: Path) -> None:
+    """Remove the epoch checkpoint of a finished finetune."""
+    for path in (out_dir / FOLDER).glob("*.pt"):
+        path.unlink(missing_ok=True)
+
+
+def read_stopped(out_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stopped run's output.json and manifest.json (the latter {} when missing)."""
+    doc = json.loads((out_dir / "output.json").read_text())
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    return doc, manifest
+
+
+def changes(doc: dict[str, Any], manifest: dict[str, Any], *, bundle: dict[str, str], dataset: dict[str, Any],
+            weights_sha256: str) -> list[str]:
+    """What differs between the stopped run's inputs and this run's: recipe files, dataset files, weights."""
+    found = []
+    before = ((doc.get("input") or {}).get("bundle") or {}).get("configs_sha256")
+    if before is not None and before != bundle:
+        names = sorted(k for k in before.keys() | bundle.keys() if before.get(k) != bundle.get(k))
+        found.append(f"bundle files changed: {', '.join(names[:8])}")
+    files = ((manifest.get("inputs") or {}).get("dataset") or {}).get("files")
+    if files is not None:
+        now = dataset["files"]
+        names = sorted(k for k in files.keys() | now.keys()
+                       if (files.get(k) or {}).get("sha256") != (now.get(k) or {}).get("sha256"))
+        if names:
+            found.append(f"dataset files changed, added or removed: {', '.join(names[:8])}")
+    weights = ((doc.get("input") or {}).get("pretrained_weights") or {}).get("sha256")
+    if weights is not None and weights != weights_sha256:
+        found.append(f"the pretrained checkpoint changed (sha256 {weights[:12]} then, {weights_sha256[:12]} now)")
+    return found
+
+
+STOPPED_LOG = "finetune.stopped-{n}.log"
+
+
+def set_aside_log(log: Path) -> Path | None:
+    """Keep the stopped finetune's log beside the new one (finetune.stopped-N.log); the trace needs both."""
+    if not log.is_file():
+        return None
+    n = len(earlier_logs(log.parent)) + 1
+    target = log.with_name(STOPPED_LOG.format(n=n))
+    log.rename(target)
+    return target
+
+
+def earlier_logs(logs_dir: Path) -> list[Path]:
+    """The logs of the finetunes stopped before this one, oldest first."""
+    found = [(int(p.stem.rsplit("-", 1)[1]), p) for p in logs_dir.glob("finetune.stopped-*.log")
+             if p.stem.rsplit("-", 1)[1].isdigit()]
+    return [p for _, p in sorted(found)]
+
+
+def earlier_phase(out_dir: Path, name: str, command: list[str]) -> PhaseResult | None:
+    """A phase the stopped run finished (its output.json says so and its output is there): kept, not run again.
+    The evaluation of the finetuned checkpoint always runs: it is what the resumed run is for."""
+    done_marks = {"eval_pretrained": out_dir / name / "metrics.csv",
+                  "finetune": out_dir / "checkpoints" / "model_finetune.pt"}
+    if name not in done_marks:
+        return None
+    doc, _ = read_stopped(out_dir)
+    runtime = doc.get("runtime") or {}
+    log = phase_log(out_dir, name)
+    done = ((doc.get("invocation") or {}).get("phase_return_codes") or {}).get(name) == 0
+    if not done or not log.is_file() or not done_marks[name].is_file():
+        return None
+    return PhaseResult(name=name, command=command, log_path=str(log), return_code=0,
+                       seconds=(runtime.get("phase_seconds") or {}).get(name) or 0.0,
+                       peak_gpu_mb=(runtime.get("phase_peak_gpu_mb") or {}).get(name),
+                       peak_rss_mb=(runtime.get("phase_peak_rss_mb") or {}).get(name),
+                       facts=parse_lines(log.read_text(errors="replace").splitlines()),
+                       reused_from="the stopped run (--resume)")
+
+
+def finished_finetune(doc: dict[str, Any], out_dir: Path) -> bool:
+    """Whether the stopped run's finetune completed (then only the phases after it run again)."""
+    codes = (doc.get("invocation") or {}).get("phase_return_codes") or {}
+    return codes.get("finetune") == 0 and (out_dir / "checkpoints" / "model_finetune.pt").is_file()
+
+
+def merged_facts(out_dir: Path, current: LogFacts) -> LogFacts:
+    """The finetune's record over every log it wrote, stopped ones first: each epoch once."""
+    earlier = [parse_lines(p.read_text(errors="replace").splitlines()) for p in earlier_logs(out_dir / "logs")]
+    return merge_resumed([*earlier, current])
+
+
+def runtime_block(out_dir: Path, point: ResumePoint | None) -> dict[str, Any] | None:
+    """output.json runtime.resumed: the epoch it continued after, how often the run was resumed (counted from the
+    stopped run's output.json, still in OUT until this run writes its own), the earlier finetune logs."""
+    if point is None:
+        return None
+    before = (read_stopped(out_dir)[0].get("runtime") or {}).get("resumed")
+    times = int(before.get("times", 0)) + 1 if isinstance(before, dict) else 1
+    return {"from_epoch": point.epoch, "times": times,
+            "earlier_logs": [str(p) for p in earlier_logs(out_dir / "logs")]}
