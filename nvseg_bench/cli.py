@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a seed sweep, e.g. 0,1,2: one finetune per seed into OUT/seed-S, one shared pretrained "
                              "evaluation, the gain's spread in OUT/sweep.json")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
+    recipe.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
+                        help="training and evaluation arithmetic (default: fp16 autocast on a CUDA GPU, fp32 on the CPU)")
     model = parser.add_argument_group("model and bundle")
     model.add_argument("--pretrained-ckpt", metavar="PATH", help="start from this checkpoint")
     model.add_argument("--network-config", type=Path, metavar="JSON", help="config file that sets network_def")

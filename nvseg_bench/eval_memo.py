@@ -28,7 +28,8 @@ KEPT = cache_store.EVALUATIONS  # ROOT/evaluations/KEY/
 RESULT = "result.json"
 # override keys that only the training run reads (staging.py writes them; the bundle's train.json uses them)
 TRAINING_ONLY = frozenset({"seed", "epochs", "learning_rate", "lr_schedule#activate", "val_interval", "val_at_start",
-                           "finetune", "finetune_model_path", "ckpt_dir", "train_dataset_cache_rate"})
+                           "finetune", "finetune_model_path", "ckpt_dir", "train_dataset_cache_rate",
+                           "train#trainer#amp_kwargs"})
 # the phase's figures kept beside its files, as PhaseResult names them
 FIGURES = ("seconds", "peak_gpu_mb", "peak_rss_mb", "gpu", "log_tail", "arrivals", "start")
 BUNDLE_CODE = ("configs", "scripts")  # what of the bundle the eval phase executes; models/ is the checkpoint's

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import ArgumentError
 from .resolve import Resolved
 
 # Free GPU memory (MiB) -> patch edge, the peer skill's ladder. Peak allocated measured on an H200
@@ -46,6 +47,7 @@ class Plan:
     sw_overlap: float
     val_interval: int
     sw_batch_size: int = 1
+    precision: str = "fp32"  # fp32 | fp16 | bf16 (autocast dtype when amp)
     expected_peak_gpu_mb: float | None = None  # full vista3d132 training step; None on CPU
     rationale: list[str] = field(default_factory=list)
 
@@ -126,12 +128,29 @@ def choose_workers(env: dict[str, Any], nproc: int) -> tuple[int, str]:
     return workers, f"num_workers: {workers} of {cpus} CPU cores per process"
 
 
+AUTOCAST_DTYPES = {"fp16": "$torch.float16", "bf16": "$torch.bfloat16"}  # --precision -> torch.autocast dtype
+
+
+def choose_precision(resolved: Resolved, cuda: bool) -> tuple[str, str]:
+    """fp16 autocast on a CUDA GPU and fp32 on the CPU, unless --precision says otherwise."""
+    given = resolved["precision"]
+    if given is None:
+        return ("fp16", "precision: fp16 autocast on the GPU (the bundle's amp)") if cuda else \
+            ("fp32", "precision: fp32, autocast is a GPU feature here")
+    if given != "fp32" and not cuda:
+        raise ArgumentError(f"--precision {given} needs a CUDA GPU, and none is visible here.",
+                            fix=["Leave --precision out (fp32 on the CPU), or run on a GPU machine."])
+    what = "fp32 throughout" if given == "fp32" else f"{given} autocast"
+    return given, _why(resolved, "precision", what)
+
+
 def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_env: str | None = None) -> Plan:
     patch, patch_why = choose_patch(resolved, env)
     cache, cache_why = choose_cache_rate(resolved, env, dataset_mb)
     nproc, nproc_why = choose_processes(resolved.preset, env, nproc_env)
     workers, workers_why = choose_workers(env, nproc)
     cuda = bool(env.get("cuda_available"))
+    precision, precision_why = choose_precision(resolved, cuda)
     sw_batch = 1 if cuda else CPU_SW_BATCH
     rationale = [
         _preset_line(resolved),
@@ -142,7 +161,7 @@ def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_
         _why(resolved, "learning_rate", f"{resolved['learning_rate']:g}"),
         nproc_why,
         workers_why,
-        f"amp: {cuda}, " + ("fp16 autocast on GPU" if cuda else "autocast is a GPU feature here"),
+        precision_why,
         _why(resolved, "sw_overlap", f"{resolved['sw_overlap']} sliding-window overlap"),
         f"sw_batch_size: {sw_batch}, " + (
             "the bundle's default on a GPU" if cuda else
@@ -171,10 +190,11 @@ def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_
         num_workers=workers,
         nproc_per_node=nproc,
         multi_gpu=nproc >= 2,
-        amp=cuda,
+        amp=precision != "fp32",
         sw_overlap=float(resolved["sw_overlap"]),
         val_interval=int(resolved["val_interval"]),
         sw_batch_size=sw_batch,
+        precision=precision,
         expected_peak_gpu_mb=expected,
         rationale=rationale,
     )

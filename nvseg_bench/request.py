@@ -36,6 +36,7 @@ class Request:
     seed: int | None = None
     seeds: list[int] | None = None
     skip_formal_eval: bool = False
+    precision: str | None = None  # fp32 | fp16 | bf16; None: the plan's choice
     pretrained_ckpt: str | None = None
     network_config: Path | None = None
     bundle_dir: Path | None = None

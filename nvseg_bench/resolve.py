@@ -19,7 +19,7 @@ from .request import Request
 
 # the overridable values, in the order the plan reports them; CARD_KEYS may also come from fixture.json
 RESOLVED = ("epochs", "learning_rate", "patch_size", "cache_rate", "auto_seg", "sw_overlap", "val_interval",
-            "label_mapping", "pretrained_ckpt", "network_config", "model_name", "seed")
+            "label_mapping", "pretrained_ckpt", "network_config", "model_name", "seed", "precision")
 CARD_KEYS = frozenset({"label_mapping", "pretrained_ckpt", "network_config", "model_name"})
 
 

@@ -145,6 +145,7 @@ def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: f
         "sanity_reference_checks": None,
         "sanity_recovery_demonstrated": None,
     }
+    out["loss_warning"] = loss_warning(trace, p.plan.precision)
     out |= gain_stats.output_fields(out["formal_pretrained_per_case"], out["formal_finetuned_per_case"],
                                     verdict["recommended_is_finetuned"])
     # the peer skill's names for the training-trace fields
@@ -174,6 +175,16 @@ def _runtime_block(results: dict[str, PhaseResult], wall: float, return_code: in
         "warm_start": {"phases": {n: r.start for n, r in results.items()}, "note": warm_note},
         "reused_phases": {n: r.reused_from for n, r in results.items() if r.reused_from},
     }
+
+
+def loss_warning(trace: dict[str, Any], precision: str) -> str | None:
+    """When the training loss went NaN or Inf: what it means for the result and the flag that usually fixes it."""
+    if trace["train_loss_finite"] or not trace["train_iterations"]:
+        return None
+    cause = (f"under {precision} autocast this is most often an overflow: rerun with --precision bf16 (or fp32)"
+             if precision == "fp16" else "rerun with a lower --learning-rate, or --precision fp32")
+    return (f"the training loss became NaN or Inf within {trace['train_iterations']} iterations (ignite stopped the "
+            f"training there); {cause}")
 
 
 def headline(out: dict[str, Any], status: str) -> str:

@@ -396,8 +396,9 @@ def run(req: Request, say: Say = print) -> int:
     results, interrupted = ({}, False) if req.dry_run else run_phases(prepared, started_epoch, starter)
     doc, path, code = finish(prepared, results, started=started, started_epoch=started_epoch, interrupted=interrupted)
     say(f"{PROG}: {doc['headline']}")
-    if doc["output"].get("gain_warning"):
-        say(f"{PROG}: warning: {doc['output']['gain_warning']}")
+    for warning in (doc["output"].get("gain_warning"), doc["output"].get("loss_warning")):
+        if warning:
+            say(f"{PROG}: warning: {warning}")
     say(f"  output.json: {path}")
     say(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
     say(f"  preprocess cache: {result.cache_line(doc['runtime']['preprocess_cache'])}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .plan import Plan
+from .plan import AUTOCAST_DTYPES, Plan
 
 NO_LOGGING = "dfw_no_logging.json"
 OVERRIDE_NAMES = {"sanity": "train_continual_task06_lung.json", "smoke": "auto_override.json",
@@ -66,7 +66,11 @@ def override_values(plan: Plan, *, bundle_dir: Path, dataset_dir: Path, datalist
         "sw_overlap": plan.sw_overlap,
         "sw_batch_size": plan.sw_batch_size,
         "amp": plan.amp,
+        "validate#evaluator#amp": plan.amp,  # upstream's evaluator sets amp true on its own: fp32 means fp32
     }
+    if plan.amp:  # the autocast dtype of --precision, for training and validation alike
+        dtype = {"dtype": AUTOCAST_DTYPES[plan.precision]}
+        values |= {"train#trainer#amp_kwargs": dtype, "validate#evaluator#amp_kwargs": dtype}
     for key, bundle_key in RECIPE_TO_BUNDLE.items():
         if (recipe or {}).get(key) is not None:
             values[bundle_key] = recipe[key]

@@ -120,3 +120,43 @@ def test_cache_rate_shrinks_when_the_dataset_outgrows_host_ram():
     env = dict(CPU_ENV, host_ram_mb=1000)
     plan = make_plan(resolve(Request(Path("out")), {}, "finetune"), env, dataset_mb=800)
     assert plan.train_dataset_cache_rate == pytest.approx(0.5)
+
+
+def plan_with(precision: str | None, env: dict) -> object:
+    return make_plan(resolve(Request(Path("out"), precision=precision), {}, "finetune"), env, dataset_mb=10)
+
+
+def test_a_gpu_trains_with_fp16_autocast_and_a_cpu_in_fp32_unless_told():
+    assert (plan_with(None, gpu_env(20000)).precision, plan_with(None, gpu_env(20000)).amp) == ("fp16", True)
+    assert (plan_with(None, CPU_ENV).precision, plan_with(None, CPU_ENV).amp) == ("fp32", False)
+    bf16 = plan_with("bf16", gpu_env(20000))
+    assert (bf16.precision, bf16.amp) == ("bf16", True)
+    assert "precision: bf16 autocast (your --precision wins over the preset)" in bf16.rationale
+    assert plan_with("fp32", gpu_env(20000)).amp is False
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_without_a_gpu_is_refused_with_the_fix(precision):
+    with pytest.raises(ArgumentError, match=f"--precision {precision} needs a CUDA GPU"):
+        plan_with(precision, CPU_ENV)
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp16", "$torch.float16"), ("bf16", "$torch.bfloat16"), ("fp32", None)])
+def test_the_precision_reaches_the_trainer_and_the_evaluator_through_the_override(precision, dtype, tmp_path):
+    from nvseg_bench.staging import override_values
+
+    plan = plan_with(precision, gpu_env(20000))
+    values = override_values(plan, bundle_dir=tmp_path, dataset_dir=tmp_path, datalist=tmp_path / "d.json",
+                             out_dir=tmp_path, pretrained=tmp_path / "m.pt", pairs=[[1, 3]], auto_seg=True)
+    assert values["amp"] is values["validate#evaluator#amp"] is (dtype is not None)
+    assert values.get("train#trainer#amp_kwargs") == values.get("validate#evaluator#amp_kwargs") == \
+        ({"dtype": dtype} if dtype else None)
+
+
+def test_a_non_finite_loss_names_the_precision_flag_as_the_fix():
+    from nvseg_bench.result import loss_warning
+
+    trace = {"train_loss_finite": False, "train_iterations": 12}
+    assert "--precision bf16 (or fp32)" in loss_warning(trace, "fp16")
+    assert "--precision fp32" in loss_warning(trace, "bf16")
+    assert loss_warning(dict(trace, train_loss_finite=True), "fp16") is None
