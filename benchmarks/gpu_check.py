@@ -174,6 +174,8 @@ class Check:
 
     def model_flags(self) -> list[str]:
         flags = ["--pretrained-ckpt", str(self.ckpt)]
+        if self.args.bundle_dir:  # else NVIDIA's bundle from the Hugging Face cache, as every non-smoke run
+            flags += ["--bundle-dir", str(self.args.bundle_dir)]
         if self.args.micro:
             flags += ["--network-config", str(MICRO / "network.json"), "--allow-cpu"]
         return flags
@@ -221,8 +223,15 @@ class Check:
         patch = self.args.patch or 128
         fig = by_hand(self.work, self.data, full, self.ckpt, MICRO / "network.json" if self.args.micro else None,
                       epochs=self.args.epochs, patch=patch, recipe=recipe, budget=self.left(),
-                      device_env={} if not self.args.micro else {"CUDA_VISIBLE_DEVICES": ""})
+                      device_env={} if not self.args.micro else {"CUDA_VISIBLE_DEVICES": ""},
+                      bundle=self.args.bundle_dir or self.hub_bundle())
         self.record("by_hand", fig)
+
+    def hub_bundle(self) -> Path:
+        """The bundle our runs use without --bundle-dir, for the by-hand runs to drive too."""
+        from nvseg_bench.bundle_source import hub_snapshot  # noqa: PLC0415
+
+        return hub_snapshot(download=False)
 
     def compare(self) -> None:
         steps = self.summary["steps"]
@@ -253,6 +262,9 @@ def main() -> int:
     parser.add_argument("--sanity-budget", type=float, default=300, help="seconds at most for the sanity step")
     parser.add_argument("--steps", default="user,oom,sanity,by_hand")
     parser.add_argument("--micro", action="store_true", help="the micro VISTA3D and --allow-cpu: a CPU rehearsal")
+    parser.add_argument("--bundle-dir", type=Path, default=None,
+                        help="the bundle every run drives, e.g. a carried upstream NV-Segment-CT/ folder (default: "
+                             "NVIDIA's bundle from the Hugging Face cache, as nvseg-finetune uses it)")
     args = parser.parse_args()
     check, steps = Check(args), args.steps.split(",")
     args.work.mkdir(parents=True, exist_ok=True)

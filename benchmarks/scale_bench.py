@@ -12,6 +12,7 @@ wrapper's time outside its phases. Targets on the 2-core CPU: ours <= 0.7x by ha
 
     python benchmarks/scale_bench.py [--work /tmp/nvseg_scale] [--cases 20 --size 256 --slices 96] [--repeat 2]
     python benchmarks/scale_bench.py --full ...     # randomly initialised vista3d132, for GPU machines
+    python benchmarks/scale_bench.py --bundle-dir /tmp/NV-Segment-CT ...   # NVIDIA's configs on both sides
 """
 from __future__ import annotations
 
@@ -72,12 +73,12 @@ def weights(work: Path, full: bool) -> tuple[Path, Path | None]:
 
 def by_hand(work: Path, data: Path, datalist: Path, ckpt: Path, network: Path | None, *, epochs: int, patch: int,
             recipe: dict[str, str] | None = None, budget: float | None = None,
-            device_env: dict[str, str] | None = None) -> dict:
+            device_env: dict[str, str] | None = None, bundle: Path = BUNDLE) -> dict:
     """The three bundle runs a user would type, timed with the wrapper's own phase runner (GPU sampled).
     `recipe` adds overrides beyond the spleen mapping; a phase gets at most what is left of `budget`."""
     out = work / "by_hand"
     out.mkdir(parents=True, exist_ok=True)
-    configs = BUNDLE / "configs"
+    configs = bundle / "configs"
     tail = [network] if network else []
     train = [configs / "train.json", configs / "train_continual.json", *tail]
     evaluate = [configs / "train.json", configs / "train_continual.json", configs / "evaluate.json", *tail]
@@ -92,13 +93,13 @@ def by_hand(work: Path, data: Path, datalist: Path, ckpt: Path, network: Path | 
                              "ckpt_dir": str(out / "checkpoints"), "output_dir": str(out / "train")}),
         "eval_finetuned": (evaluate, {"ckpt_path": str(finetuned), "output_dir": str(out / "eval_finetuned")}),
     }
-    env = bundle_env(BUNDLE) | (device_env or {})
+    env = bundle_env(bundle) | (device_env or {})
     started, phases = time.monotonic(), {}
     for index, (name, (stack, extra)) in enumerate(calls.items(), start=1):
         left = None if budget is None else budget - (time.monotonic() - started)
         if left is not None and left < 30:
             break
-        cmd = bundle_command(command_prefix(1), [str(p) for p in stack], BUNDLE, values | extra)
+        cmd = bundle_command(command_prefix(1), [str(p) for p in stack], bundle, values | extra)
         spec = PhaseSpec(name, index, 3, cmd, out / f"{name}.log")
         result = run_phase(spec, cwd=out, env=env, timeout=left, stream=io.StringIO())
         phases[name] = {"seconds": result.seconds, "return_code": result.return_code, "failure": result.failure,
@@ -113,7 +114,8 @@ def ours(work: Path, name: str, data: Path, datalist: Path, ckpt: Path, network:
     shutil.rmtree(out, ignore_errors=True)  # a run of an earlier benchmark, not user data
     cmd = [sys.executable, "-m", "nvseg_bench", str(data), "--datalist", str(datalist), "--output-dir", str(out),
            "--label-mapping", json.dumps(MAPPING), "--auto-seg", "--epochs", str(args.epochs),
-           "--patch-size", str(args.patch), "--pretrained-ckpt", str(ckpt), *args.ours_args]
+           "--patch-size", str(args.patch), "--pretrained-ckpt", str(ckpt), "--bundle-dir", str(args.bundle_dir),
+           *args.ours_args]
     if network:
         cmd += ["--network-config", str(network)]
     started = time.monotonic()
@@ -170,6 +172,9 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="randomly initialised full vista3d132 (GPU machines)")
     parser.add_argument("--repeat", type=int, default=1, help="nvseg-finetune runs on the same data (2: a second run)")
     parser.add_argument("--skip-by-hand", action="store_true")
+    parser.add_argument("--bundle-dir", type=Path, default=BUNDLE,
+                        help="the bundle both sides drive, e.g. an unchanged upstream NV-Segment-CT/ folder "
+                             "(default: this project's bundle/)")
     parser.add_argument("--ours-args", nargs=argparse.REMAINDER, default=[], help="more nvseg-finetune flags (last)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -180,9 +185,10 @@ def main() -> int:
     print(f"scale_bench: {args.cases} cases of {args.size}x{args.size}x{args.slices} ready in "
           f"{time.monotonic() - started:.1f} s; {'full vista3d132' if args.full else 'micro VISTA3D'}", flush=True)
     summary: dict = {"cases": args.cases, "size": args.size, "slices": args.slices, "epochs": args.epochs,
-                     "patch": args.patch, "full": args.full}
+                     "patch": args.patch, "full": args.full, "bundle": str(args.bundle_dir)}
     if not args.skip_by_hand:
-        summary["by_hand"] = by_hand(args.work, data, datalist, ckpt, network, epochs=args.epochs, patch=args.patch)
+        summary["by_hand"] = by_hand(args.work, data, datalist, ckpt, network, epochs=args.epochs, patch=args.patch,
+                                     bundle=args.bundle_dir.resolve())
     summary["ours"] = [ours(args.work, f"ours_{i}", data, datalist, ckpt, network, args) for i in range(1, args.repeat + 1)]
     (args.work / "scale_bench_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     report(summary)
