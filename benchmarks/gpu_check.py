@@ -41,6 +41,9 @@ from nvseg_bench.child import run_child  # noqa: E402
 MICRO = REPO / "fixtures" / "micro_model"
 MAPPING = [[1, 23]]  # MSD Task06 label 1 (tumour) -> VISTA3D lung tumor
 ITER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Iter: \d+/\d+ -- train_loss")
+# the sanity recipe for the by-hand runs (fire reads these: "False" is a bool, "false" a string that is true)
+BY_HAND_RECIPE = {"learning_rate": "5e-05", "lr_schedule#activate": "False", "val_at_start": "True", "val_interval": "1",
+                  "sw_overlap": "0.625"}
 SMALL_CASES = 8  # the user and oom runs' subset: 2 validate, 6 train
 
 
@@ -218,8 +221,7 @@ class Check:
         sys.path[:0] = [str(REPO / "benchmarks")]
         from scale_bench import by_hand  # noqa: PLC0415 (imports monai-free nvseg_bench.phases only)
 
-        recipe = {"label_mappings": json.dumps({"default": MAPPING}), "learning_rate": "5e-05",
-                  "lr_schedule#activate": "false", "val_at_start": "true", "val_interval": "1", "sw_overlap": "0.625"}
+        recipe = BY_HAND_RECIPE | {"label_mappings": json.dumps({"default": MAPPING})}
         patch = self.args.patch or 128
         fig = by_hand(self.work, self.data, full, self.ckpt, MICRO / "network.json" if self.args.micro else None,
                       epochs=self.args.epochs, patch=patch, recipe=recipe, budget=self.left(),

@@ -71,6 +71,17 @@ def weights(work: Path, full: bool) -> tuple[Path, Path | None]:
     return ckpt, None
 
 
+def hand_values(data: Path, datalist: Path, patch: int, recipe: dict[str, str] | None = None) -> dict[str, str]:
+    """The command-line values of the by-hand runs. `monai.bundle run` reads them with fire, so a boolean is
+    spelled as Python writes it: "False" is False, "false" a string, and a true one in `not @x`."""
+    edge = json.dumps([patch] * 3)
+    return {"dataset_dir": str(data), "data_list_file_path": str(datalist), "fold": "0",
+            "label_mappings": json.dumps({"default": MAPPING}), "patch_size": edge, "patch_size_valid": edge,
+            "drop_label_prob": "0.0", "drop_point_prob": "1.0",
+            # upstream turns TensorBoard and MLflow on; a user without them installed turns them off, as we do
+            "use_tensorboard": "False", "use_mlflow": "False"} | (recipe or {})
+
+
 def by_hand(work: Path, data: Path, datalist: Path, ckpt: Path, network: Path | None, *, epochs: int, patch: int,
             recipe: dict[str, str] | None = None, budget: float | None = None,
             device_env: dict[str, str] | None = None, bundle: Path = BUNDLE) -> dict:
@@ -82,10 +93,7 @@ def by_hand(work: Path, data: Path, datalist: Path, ckpt: Path, network: Path | 
     tail = [network] if network else []
     train = [configs / "train.json", configs / "train_continual.json", *tail]
     evaluate = [configs / "train.json", configs / "train_continual.json", configs / "evaluate.json", *tail]
-    edge = json.dumps([patch] * 3)
-    values = {"dataset_dir": str(data), "data_list_file_path": str(datalist), "fold": "0",
-              "label_mappings": json.dumps({"default": MAPPING}), "patch_size": edge, "patch_size_valid": edge,
-              "drop_label_prob": "0.0", "drop_point_prob": "1.0"} | (recipe or {})
+    values = hand_values(data, datalist, patch, recipe)
     finetuned = out / "checkpoints" / "model_finetune.pt"
     calls = {
         "eval_pretrained": (evaluate, {"ckpt_path": str(ckpt), "output_dir": str(out / "eval_pretrained")}),
@@ -131,6 +139,24 @@ def ours(work: Path, name: str, data: Path, datalist: Path, ckpt: Path, network:
             "preprocess_cache": runtime.get("preprocess_cache")}
 
 
+def numbers_by_hand(work: Path) -> dict:
+    """What the by-hand runs report: formal Dice from each evaluation's metrics.csv, the training trace from its log."""
+    from nvseg_bench.evidence import formal_dice
+    from nvseg_bench.logparse import parse_lines
+
+    out = work / "by_hand"
+    log = out / "finetune.log"
+    facts = parse_lines(log.read_text(errors="replace").splitlines()) if log.is_file() else None
+    return {"formal_pretrained_val_dice": formal_dice(out / "eval_pretrained"),
+            "formal_finetuned_val_dice": formal_dice(out / "eval_finetuned"),
+            "val_dice_per_epoch": [facts.val_dice[e] for e in sorted(facts.val_dice)] if facts else None}
+
+
+def numbers_ours(out: Path) -> dict:
+    doc = json.loads((out / "output.json").read_text())["output"]
+    return {key: doc.get(key) for key in ("formal_pretrained_val_dice", "formal_finetuned_val_dice", "val_dice_per_epoch")}
+
+
 def _row(name: str, phase: dict) -> str:
     def f(v: float | None) -> str:
         return "    -" if v is None else f"{v:5.1f}"
@@ -156,6 +182,10 @@ def report(summary: dict) -> None:
             print(_row(name, phase))
         if run.get("preprocess_cache"):
             print(f"  preprocess cache: {json.dumps(run['preprocess_cache'])}")
+    if hand and summary.get("numbers"):
+        same = summary["numbers"]["by_hand"] == summary["numbers"]["ours"]
+        print(f"reported numbers identical to the by-hand runs': {same}"
+              + ("" if same else f" (by hand {summary['numbers']['by_hand']}, ours {summary['numbers']['ours']})"))
     if len(summary["ours"]) > 1:
         print(f"second run / first: {summary['ours'][1]['wall_seconds'] / summary['ours'][0]['wall_seconds']:.2f}")
 
@@ -190,6 +220,8 @@ def main() -> int:
         summary["by_hand"] = by_hand(args.work, data, datalist, ckpt, network, epochs=args.epochs, patch=args.patch,
                                      bundle=args.bundle_dir.resolve())
     summary["ours"] = [ours(args.work, f"ours_{i}", data, datalist, ckpt, network, args) for i in range(1, args.repeat + 1)]
+    if not args.skip_by_hand:
+        summary["numbers"] = {"by_hand": numbers_by_hand(args.work), "ours": numbers_ours(args.work / "ours_1")}
     (args.work / "scale_bench_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     report(summary)
     return 0

@@ -30,3 +30,19 @@ def test_gpu_check_rehearsal_reports_the_user_run_and_the_bundle_by_hand(tmp_pat
     assert hand["complete"] and set(hand["phases"]) == {"eval_pretrained", "finetune", "eval_finetuned"}
     assert all(p["startup_s"] is not None for p in hand["phases"].values())
     assert (tmp_path / "by_hand" / "checkpoints" / "model_finetune.pt").is_file()
+
+
+def test_the_by_hand_runs_spell_booleans_as_fire_reads_them(tmp_path):
+    # `monai.bundle run` parses command-line values with fire: "false" stays a string, and `not @x` of it is
+    # False, so a by-hand run kept upstream's TensorBoard handler (and the GPU check its lr schedule) on
+    from fire.parser import DefaultParseValue
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu_check import BY_HAND_RECIPE
+    from scale_bench import hand_values
+
+    values = hand_values(tmp_path, tmp_path / "datalist.json", 64, BY_HAND_RECIPE)
+    parsed = {key: DefaultParseValue(text) for key, text in values.items()}
+    assert parsed["use_tensorboard"] is False and parsed["use_mlflow"] is False
+    assert parsed["lr_schedule#activate"] is False and parsed["val_at_start"] is True
+    assert not [key for key, text in values.items() if text.lower() in ("true", "false") and not isinstance(parsed[key], bool)]
