@@ -41,7 +41,8 @@ RUN_ONLY = {"bundle_root", "dataset_dir", "data_list_file_path", "fold", "ckpt_d
             "finetune_model_path", "epochs", "learning_rate", "lr_schedule#activate", "val_interval", "val_at_start",
             "train_dataset_cache_rate", "val_dataset_cache_rate", "num_cache_workers", "num_workers", "sw_overlap",
             "sw_batch_size", "amp", "seed", "drop_label_prob", "drop_point_prob", "patch_size_valid",
-            "validate#evaluator#amp", "train#trainer#amp_kwargs", "validate#evaluator#amp_kwargs"}
+            "validate#evaluator#amp", "train#trainer#amp_kwargs", "validate#evaluator#amp_kwargs",
+            "validate#inferer#sw_batch_size"}
 # What a cached entry may contain: MetaTensors with their metadata and transform trace (names as
 # torch's weights-only loader reports them; the bundle side allowlists the same classes).
 ALLOWED_GLOBALS = ("monai.data.meta_tensor.MetaTensor", "monai.utils.enums.TraceKeys", "monai.utils.enums.MetaKeys",

@@ -65,6 +65,8 @@ def override_values(plan: Plan, *, bundle_dir: Path, dataset_dir: Path, datalist
         "num_workers": plan.num_workers,
         "sw_overlap": plan.sw_overlap,
         "sw_batch_size": plan.sw_batch_size,
+        # upstream's inferer takes sw_batch_size but its config does not pass it: set it on the inferer itself
+        "validate#inferer#sw_batch_size": plan.sw_batch_size,
         "amp": plan.amp,
         "validate#evaluator#amp": plan.amp,  # upstream's evaluator sets amp true on its own: fp32 means fp32
     }
