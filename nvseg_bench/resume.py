@@ -137,7 +137,9 @@ def key_metric_saver(configs: list[dict[str, Any]]) -> int | None:
 def override(stack: list[str], out_dir: Path, point: ResumePoint | None, amp: bool) -> dict[str, Any]:
     """The staged override: the epoch saver, and with `point` the loader; both attached before the bundle runs."""
     configs = _bundle_configs(stack, out_dir)
-    state: dict[str, str] = {"model": "@network", "optimizer": "@optimizer", "trainer": "@train#trainer",
+    # the trainer first: resolving it builds the data loaders before the network, as the bundle's own run does,
+    # so the seeds MONAI draws for the transforms are the same as without the saver
+    state: dict[str, str] = {"trainer": "@train#trainer", "model": "@network", "optimizer": "@optimizer",
                              "rng": "@nvseg_resume_rng"}
     best = key_metric_saver(configs)
     if best is not None:
@@ -155,7 +157,8 @@ def override(stack: list[str], out_dir: Path, point: ResumePoint | None, amp: bo
                                          "load_dict": state, "map_location": "@device"}
         values["val_at_start"] = False  # epoch 0 was validated before the stop
         attach.append("$@nvseg_resume_loader.attach(@train#trainer)")
-    values["run"] = attach + bundle_run(configs)
+    steps = bundle_run(configs)
+    values["run"] = [*steps[:-1], *attach, *steps[-1:]]  # attached just before the bundle's last step, its run()
     return values
 
 

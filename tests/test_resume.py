@@ -31,11 +31,12 @@ def test_the_saver_keeps_every_state_an_epoch_needs_and_runs_before_the_bundles_
     values = resume.override(stack_of(REPO / "bundle"), tmp_path, None, amp=False)
     saver = values["nvseg_resume_saver"]
     assert saver["_target_"] == "CheckpointSaver" and saver["save_dir"] == str(tmp_path / "checkpoints" / "resume")
-    assert saver["save_dict"] == {"model": "@network", "optimizer": "@optimizer", "trainer": "@train#trainer",
+    assert saver["save_dict"] == {"trainer": "@train#trainer", "model": "@network", "optimizer": "@optimizer",
                                   "rng": "@nvseg_resume_rng",
                                   "best": "$@validate#handlers#2._key_metric_checkpoint"}
+    assert list(saver["save_dict"])[0] == "trainer"  # built first, as the bundle builds it: same transform seeds
     bundle_run = json.loads((REPO / "bundle" / "configs" / "train.json").read_text())["run"]
-    assert values["run"] == ["$@nvseg_resume_saver.attach(@train#trainer)", *bundle_run]
+    assert values["run"] == [*bundle_run[:-1], "$@nvseg_resume_saver.attach(@train#trainer)", bundle_run[-1]]
     assert "nvseg_resume_loader" not in values and "val_at_start" not in values
 
 
@@ -44,8 +45,8 @@ def test_resuming_adds_the_loader_skips_the_start_validation_and_keeps_the_loss_
     values = resume.override(stack_of(REPO / "bundle"), tmp_path, point, amp=True)
     loader = values["nvseg_resume_loader"]
     assert loader["load_path"] == str(point.checkpoint) and loader["load_dict"] == values["nvseg_resume_saver"]["save_dict"]
-    assert values["val_at_start"] is False and values["run"][:2] == ["$@nvseg_resume_saver.attach(@train#trainer)",
-                                                                      "$@nvseg_resume_loader.attach(@train#trainer)"]
+    assert values["val_at_start"] is False and values["run"][-3:-1] == ["$@nvseg_resume_saver.attach(@train#trainer)",
+                                                                         "$@nvseg_resume_loader.attach(@train#trainer)"]
     assert loader["load_dict"]["scaler"] == "$@train#trainer.scaler"
 
 
@@ -180,3 +181,29 @@ def test_a_run_stopped_by_sigterm_after_epoch_1_resumes_to_the_uninterrupted_run
 
     findings, _ = audit(tmp_path / "stopped")
     assert {f.name: f.status for f in findings}["trajectory"] == "pass"
+
+
+def _losses(command: list[str], cwd: Path, env: dict[str, str]) -> list[float]:
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    facts = parse_lines((proc.stdout + proc.stderr).splitlines())
+    assert facts.train_loss
+    return facts.train_loss + [facts.val_dice[e] for e in sorted(facts.val_dice)]
+
+
+@pytest.mark.slow
+def test_keeping_epochs_for_resume_does_not_change_what_the_finetune_computes(tmp_path):
+    # building the saver's objects in another order once drew other seeds for the random crops
+    from nvseg_bench.phases import bundle_env
+
+    out = tmp_path / "out"
+    assert main([str(FIXTURE), "--smoke", "--epochs", "1", "--skip-formal-eval", "--no-preprocess-cache", "--dry-run",
+                 "--output-dir", str(out)]) == 0
+    doc = json.loads((out / "output.json").read_text())
+    command = doc["invocation"]["commands"]["finetune"]
+    env = bundle_env(REPO / "bundle", out / "configs")
+    at = command.index("--config_file") + 1
+    stack = json.loads(command[at])
+    assert any(path.endswith("/resume.json") for path in stack)
+    without = [*command[:at], json.dumps([p for p in stack if not p.endswith("/resume.json")]), *command[at + 1:]]
+    assert _losses(command, out, env) == _losses(without, out, env)
