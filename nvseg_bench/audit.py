@@ -41,7 +41,7 @@ SHOWN_CASES = 5  # validation cases named in a message, then "..."
 NIFTI2_SIZEOF_HDR = 540  # a NIfTI-2 header's first field; NIfTI-1 has 348
 MEMO_VERSION = 1  # bump when a row's content changes: older memo entries are then never read
 ENTRY_FIELDS = ("name", "image", "label", "fold")  # a row's fields that come from the datalist, not the files
-# A label map holds class values: VISTA3D has 132 classes and the largest public CT label sets
+# A label map holds class values: VISTA3D's ids stop at 132 (124 classes) and the largest public CT label sets
 # (TotalSegmentator's 117) stay far below this; a CT image holds thousands of distinct intensities.
 MAX_LABEL_VALUES = 256
 
