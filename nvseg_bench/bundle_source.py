@@ -120,12 +120,18 @@ def from_hub(download: bool = True) -> BundleSource:
                         unchanged=not altered, altered=tuple(altered))
 
 
-def from_dir(given: Path) -> BundleSource:
+def bundle_dir(given: Path) -> Path:
+    """A --bundle-dir, resolved; refused unless it holds a configs/ folder. Reads no file."""
     path = given.expanduser().resolve()
     if not (path / "configs").is_dir():
         raise ArgumentError(f"--bundle-dir {given} is not a MONAI bundle (no configs/ folder).",
                             fix=["Point --bundle-dir at a VISTA3D bundle (the NV-Segment-CT/ folder of "
                                  "NVIDIA-Medtech/NV-Segment-CTMR), or leave it out for NVIDIA's bundle from the hub."])
+    return path
+
+
+def from_dir(given: Path) -> BundleSource:
+    path = bundle_dir(given)
     return BundleSource("builtin" if path == BUILTIN else "dir", path, configs_sha256=recipe_digests(path))
 
 

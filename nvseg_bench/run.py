@@ -118,7 +118,7 @@ def prepare(req: Request) -> Prepared:
     preset_name(req.smoke, req.sanity)  # two preset flags are refused before anything else
     req, slurm_line = slurm.apply(req, os.environ)  # an srun step: nodes, rank and rendezvous from the job
     if req.bundle_dir is not None:
-        bundle_source.from_dir(req.bundle_dir)  # a wrong --bundle-dir is answered first
+        bundle_source.bundle_dir(req.bundle_dir)  # a wrong --bundle-dir is answered first
     dataset_dir, out_dir = resolve_dirs(req)
     resolved = resolve_for(req, dataset_dir)
     preset = resolved.preset
