@@ -244,7 +244,7 @@ def check_mapped_values_present(audit: dict, local_values: list[int]) -> None:
 def check_mapped_values_validated(audit: dict, local_values: list[int]) -> None:
     """Refuse a mapped local value that no validation (fold 0) label contains: its Dice would be empty."""
     rows = [r for r in audit["samples"] if r["fold"] == 0]
-    seen = sorted({v for r in rows for v in r["label_values"]})
+    seen = audit["summary"]["label_values_seen_in_validation"]
     missing = [v for v in local_values if v not in seen]
     if missing:
         names = ", ".join(r["name"] for r in rows[:SHOWN_CASES]) + (" ..." if len(rows) > SHOWN_CASES else "")
