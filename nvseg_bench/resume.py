@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,7 @@ class ResumePoint:
     epoch: int
     checkpoint: Path | None
     since: float = 0.0
+    stopped: dict[str, Any] = field(default_factory=dict, compare=False)  # the stopped run's output.json
 
 
 def _bundle_configs(stack: list[str], out_dir: Path) -> list[dict[str, Any]]:
@@ -237,31 +238,29 @@ def earlier_logs(logs_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def earlier_phase(out_dir: Path, name: str, command: list[str]) -> PhaseResult | None:
-    """A phase the stopped run finished (its output.json says so and its output is there): kept, not run again.
-    The evaluation of the finetuned checkpoint always runs: it is what the resumed run is for."""
-    done_marks = {"eval_pretrained": out_dir / name / "metrics.csv",
-                  "finetune": out_dir / "checkpoints" / "model_finetune.pt"}
-    if name not in done_marks:
-        return None
-    doc, _ = read_stopped(out_dir)
-    runtime = doc.get("runtime") or {}
+DONE_MARKS = {"eval_pretrained": Path("eval_pretrained") / "metrics.csv",
+              "finetune": Path("checkpoints") / "model_finetune.pt"}  # what a finished phase leaves in OUT
+
+
+def finished(doc: dict[str, Any], out_dir: Path, name: str) -> bool:
+    """Whether the stopped run finished phase `name`: its output.json says so and what it writes is there.
+    The evaluation of the finetuned checkpoint never counts: it is what the resumed run is for."""
+    codes = (doc.get("invocation") or {}).get("phase_return_codes") or {}
+    return name in DONE_MARKS and codes.get(name) == 0 and (out_dir / DONE_MARKS[name]).is_file()
+
+
+def earlier_phase(point: ResumePoint, out_dir: Path, name: str, command: list[str]) -> PhaseResult | None:
+    """A phase the stopped run finished, as its result: kept, not run again."""
     log = phase_log(out_dir, name)
-    done = ((doc.get("invocation") or {}).get("phase_return_codes") or {}).get(name) == 0
-    if not done or not log.is_file() or not done_marks[name].is_file():
+    if not finished(point.stopped, out_dir, name) or not log.is_file():
         return None
+    runtime = point.stopped.get("runtime") or {}
     return PhaseResult(name=name, command=command, log_path=str(log), return_code=0,
                        seconds=(runtime.get("phase_seconds") or {}).get(name) or 0.0,
                        peak_gpu_mb=(runtime.get("phase_peak_gpu_mb") or {}).get(name),
                        peak_rss_mb=(runtime.get("phase_peak_rss_mb") or {}).get(name),
                        facts=parse_lines(log.read_text(errors="replace").splitlines()),
                        reused_from="the stopped run (--resume)")
-
-
-def finished_finetune(doc: dict[str, Any], out_dir: Path) -> bool:
-    """Whether the stopped run's finetune completed (then only the phases after it run again)."""
-    codes = (doc.get("invocation") or {}).get("phase_return_codes") or {}
-    return codes.get("finetune") == 0 and (out_dir / "checkpoints" / "model_finetune.pt").is_file()
 
 
 def merged_facts(out_dir: Path, current: LogFacts) -> LogFacts:
@@ -272,10 +271,10 @@ def merged_facts(out_dir: Path, current: LogFacts) -> LogFacts:
 
 def runtime_block(out_dir: Path, point: ResumePoint | None) -> dict[str, Any] | None:
     """output.json runtime.resumed: the epoch it continued after, how often the run was resumed (counted from the
-    stopped run's output.json, still in OUT until this run writes its own), the earlier finetune logs."""
+    stopped run's output.json), the earlier finetune logs."""
     if point is None:
         return None
-    before = (read_stopped(out_dir)[0].get("runtime") or {}).get("resumed")
+    before = (point.stopped.get("runtime") or {}).get("resumed")
     times = int(before.get("times", 0)) + 1 if isinstance(before, dict) else 1
     return {"from_epoch": point.epoch, "times": times,
             "earlier_logs": [str(p) for p in earlier_logs(out_dir / "logs")]}

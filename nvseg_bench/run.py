@@ -211,8 +211,9 @@ def resume_point(req: Request, out_dir: Path, plan: Plan, bundle: bundle_source.
         raise ArgumentError(f"--resume {out_dir}: the inputs changed since that run stopped, so the resumed run would "
                             "mix two recipes; nothing was run.", evidence=differs,
                             fix=["Restore those files, or start a new run in a new --output-dir."])
-    point = replace(resume.last_point(out_dir), since=float((doc.get("runtime") or {}).get("started_at") or 0.0))
-    if resume.finished_finetune(doc, out_dir):
+    point = replace(resume.last_point(out_dir), since=float((doc.get("runtime") or {}).get("started_at") or 0.0),
+                    stopped=doc)
+    if resume.finished(doc, out_dir, "finetune"):
         where = "the finetune had finished: only the phases after it run"
     else:
         kept = point.checkpoint or "no epoch had completed: the finetune starts again"
@@ -304,7 +305,8 @@ def run_phases(p: Prepared, started_wall: float,
                 print(f"[{index}/{len(names)} {name}] reused: the run in {kept[1]} scored the same checkpoint on the "
                       "same cases with the same configs and versions; its predictions, metrics and log are copied")
                 continue
-            if p.resume_point is not None and (earlier := resume.earlier_phase(p.out_dir, name, spec.command)):
+            if p.resume_point is not None and (earlier := resume.earlier_phase(p.resume_point, p.out_dir, name,
+                                                                                spec.command)):
                 results[name] = earlier
                 print(f"[{index}/{len(names)} {name}] kept: it finished before the run stopped")
                 continue
