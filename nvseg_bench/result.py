@@ -91,6 +91,7 @@ def _invocation_block(p: Prepared, results: dict[str, PhaseResult]) -> dict[str,
         "phase_return_codes": {name: r.return_code for name, r in results.items()},
         "multi_gpu": p.plan.multi_gpu,
         "cwd": str(p.out_dir),
+        "launch_dir": os.getcwd(),  # where `command` was typed: --resume reads its relative paths from here
         "override_file": names([str(p.staged.override)])[0],
         "override_path": str(p.staged.override),
         "bundle_dir": str(p.bundle_dir),

@@ -207,3 +207,17 @@ def test_keeping_epochs_for_resume_does_not_change_what_the_finetune_computes(tm
     assert any(path.endswith("/resume.json") for path in stack)
     without = [*command[:at], json.dumps([p for p in stack if not p.endswith("/resume.json")]), *command[at + 1:]]
     assert _losses(command, out, env) == _losses(without, out, env)
+
+
+def test_resume_reads_the_recorded_commands_relative_paths_from_where_it_was_typed(planned, monkeypatch):
+    from nvseg_bench.cli import build_parser, resume_request
+
+    data, out = planned
+    doc = json.loads((out / "output.json").read_text())
+    assert doc["invocation"]["launch_dir"] == str(Path.cwd())
+    doc["invocation"] |= {"command": f"nvseg-finetune {data.name} --smoke --output-dir out",
+                          "launch_dir": str(data.parent)}
+    (out / "output.json").write_text(json.dumps(doc))
+    monkeypatch.chdir("/")  # resumed from elsewhere
+    req = resume_request(build_parser().parse_args(["--resume", str(out)]), ["--resume", str(out)])
+    assert req.dataset_dir == data and req.output_dir == out.resolve() and req.resuming
