@@ -15,8 +15,10 @@ No torch, no monai.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,7 @@ class ResumePoint:
     epoch: int
     checkpoint: Path | None
     since: float = 0.0
+    incomplete: tuple[Path, ...] = ()  # newer checkpoints the stop cut short while they were written
     stopped: dict[str, Any] = field(default_factory=dict, compare=False)  # the stopped run's output.json
 
 
@@ -172,13 +175,28 @@ def attach(staged: Staged, out_dir: Path, point: ResumePoint | None, amp: bool) 
     return replace(staged, train_stack=[*staged.train_stack[:-1], str(path), staged.train_stack[-1]])
 
 
+def complete(path: Path) -> bool:
+    """Whether a checkpoint was written to the end. MONAI's saver writes in place (not atomically), so a stop
+    during the write leaves a truncated file; torch's zip format keeps its directory last, so a truncated
+    file has none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def last_point(out_dir: Path) -> ResumePoint:
-    """The latest epoch checkpoint a stopped run left, or epoch 0 when none finished."""
-    found = [(int(m.group(1)), p) for p in (out_dir / FOLDER).glob("*.pt") if (m := _EPOCH.search(p.name))]
-    if not found:
-        return ResumePoint(0, None)
-    epoch, path = max(found)
-    return ResumePoint(epoch, path)
+    """The latest complete epoch checkpoint a stopped run left, or epoch 0 when none finished; `incomplete`
+    names the newer ones the stop cut short."""
+    found = sorted(((int(m.group(1)), p) for p in (out_dir / FOLDER).glob("*.pt") if (m := _EPOCH.search(p.name))),
+                   reverse=True)
+    cut = tuple(path for _, path in itertools.takewhile(lambda item: not complete(item[1]), found))
+    rest = found[len(cut):]
+    if not rest:
+        return ResumePoint(0, None, incomplete=cut)
+    epoch, path = rest[0]
+    return ResumePoint(epoch, path, incomplete=cut)
 
 
 def discard(out_dir: Path) -> None:

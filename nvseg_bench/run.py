@@ -218,6 +218,9 @@ def resume_point(req: Request, out_dir: Path, plan: Plan, bundle: bundle_source.
     else:
         kept = point.checkpoint or "no epoch had completed: the finetune starts again"
         where = f"after epoch {point.epoch} of {plan.epochs} ({kept})"
+        if point.incomplete:
+            where += (f"; {', '.join(p.name for p in point.incomplete)} is incomplete (the stop came while it was "
+                      "written) and is passed over")
     plan.rationale.append(f"resume: {where}; the inputs are those of the stopped run")
     return point
 

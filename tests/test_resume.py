@@ -12,6 +12,7 @@ from pathlib import Path
 import nibabel
 import numpy as np
 import pytest
+import torch
 
 from nvseg_bench import resume
 from nvseg_bench.cli import main
@@ -65,8 +66,21 @@ def test_the_last_point_is_the_newest_epoch_checkpoint(tmp_path):
     folder = tmp_path / "checkpoints" / "resume"
     folder.mkdir(parents=True)
     for epoch in (1, 3, 2):
-        (folder / f"resume_checkpoint_epoch={epoch}.pt").write_bytes(b"x")
+        torch.save({"epoch": epoch}, folder / f"resume_checkpoint_epoch={epoch}.pt")
     assert resume.last_point(tmp_path) == resume.ResumePoint(3, folder / "resume_checkpoint_epoch=3.pt")
+
+
+def test_a_checkpoint_the_stop_cut_short_is_passed_over_for_the_epoch_before(tmp_path):
+    folder = tmp_path / "checkpoints" / "resume"
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 1}, folder / "resume_checkpoint_epoch=1.pt")
+    whole = (folder / "resume_checkpoint_epoch=1.pt").read_bytes()
+    (folder / "resume_checkpoint_epoch=2.pt").write_bytes(whole[: len(whole) // 2])  # SIGTERM mid-write
+    point = resume.last_point(tmp_path)
+    assert (point.epoch, point.checkpoint) == (1, folder / "resume_checkpoint_epoch=1.pt")
+    assert point.incomplete == (folder / "resume_checkpoint_epoch=2.pt",)
+    (folder / "resume_checkpoint_epoch=1.pt").write_bytes(b"")  # MONAI had already removed the older one
+    assert resume.last_point(tmp_path).epoch == 0
 
 
 def log(*lines: str) -> list[str]:
@@ -152,9 +166,9 @@ def test_a_run_stopped_by_sigterm_after_epoch_1_resumes_to_the_uninterrupted_run
     stopped = _start(tmp_path / "stopped", "--no-preprocess-cache")  # no kept evaluation: the resume keeps its own
     checkpoint = tmp_path / "stopped" / "checkpoints" / "resume" / "resume_checkpoint_epoch=1.pt"
     deadline = time.monotonic() + 900
-    while not checkpoint.is_file() and stopped.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert checkpoint.is_file(), "epoch 1 never completed"
+    while not resume.complete(checkpoint) and stopped.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # MONAI writes the checkpoint in place: stop once it is whole, as the test intends
+    assert resume.complete(checkpoint), "epoch 1 never completed"
     stopped.send_signal(signal.SIGTERM)
     assert stopped.wait(timeout=120) == 130
     assert json.loads((tmp_path / "stopped" / "output.json").read_text())["status"] == "interrupted"
