@@ -42,7 +42,7 @@ def main() -> int:
            "--label-mapping", json.dumps(MAPPING), "--auto-seg", "--epochs", "1", "--patch-size", "64",
            "--pretrained-ckpt", str(ckpt), "--allow-cpu", "--preprocess-cache", str(args.work / "preprocess_cache")]
     run_started = time.monotonic()
-    code = subprocess.run(cmd, cwd=REPO, env=bundle_env(REPO)).returncode
+    code = subprocess.run(cmd, cwd=REPO, env=bundle_env(REPO, allocator=False)).returncode
     wall = time.monotonic() - run_started
     doc = json.loads((out / "output.json").read_text())
     rt, o = doc["runtime"], doc["output"]

@@ -101,7 +101,7 @@ def by_hand(work: Path, data: Path, datalist: Path, ckpt: Path, network: Path | 
                              "ckpt_dir": str(out / "checkpoints"), "output_dir": str(out / "train")}),
         "eval_finetuned": (evaluate, {"ckpt_path": str(finetuned), "output_dir": str(out / "eval_finetuned")}),
     }
-    env = bundle_env(bundle) | (device_env or {})
+    env = bundle_env(bundle, allocator=False) | (device_env or {})  # as a user types it: no tuning
     started, phases = time.monotonic(), {}
     for index, (name, (stack, extra)) in enumerate(calls.items(), start=1):
         left = None if budget is None else budget - (time.monotonic() - started)
@@ -127,7 +127,7 @@ def ours(work: Path, name: str, data: Path, datalist: Path, ckpt: Path, network:
     if network:
         cmd += ["--network-config", str(network)]
     started = time.monotonic()
-    code = subprocess.run(cmd, cwd=REPO, env=bundle_env(REPO), capture_output=True, text=True).returncode
+    code = subprocess.run(cmd, cwd=REPO, env=bundle_env(REPO, allocator=False), capture_output=True, text=True).returncode
     wall = time.monotonic() - started
     runtime = json.loads((out / "output.json").read_text())["runtime"]
     reused = runtime.get("reused_phases") or {}  # kept from an earlier run: its seconds were not spent here

@@ -19,7 +19,8 @@ from typing import Any, Callable
 from . import (PROG, audit, bundle_source, cache_store, dataset, environment, eval_memo, evidence, labels, layout,
                network, output, pins, preprocess_cache, result, resume, slurm, sweep, warm)
 from .errors import ArgumentError
-from .phases import PhaseResult, PhaseSpec, bundle_command, bundle_env, command_prefix, phase_log, run_phase
+from .phases import (PhaseResult, PhaseSpec, allocator_line, bundle_command, bundle_env, command_prefix, phase_log,
+                     run_phase)
 from .plan import Plan, make_plan
 from .prepared import FINETUNED_NAME, Prepared
 from .preset import default_dataset, preset_name
@@ -156,7 +157,8 @@ def prepare(req: Request) -> Prepared:
                                  "(hours, and the reference ranges assume the GPU run)."])
     plan = make_plan(resolved, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
     network.check_patch(plan.patch_size, factor, resolved.source("patch_size"))  # the plan's own choice too
-    plan.rationale += [network.patch_note(factor), bundle_source.plan_line(bundle, dict_path), versions]
+    plan.rationale += [network.patch_note(factor), bundle_source.plan_line(bundle, dict_path), versions,
+                       allocator_line(os.environ)]
     plan.rationale += [slurm_line] if slurm_line else []
     if (req.nnodes or 1) > 1:
         plan.multi_gpu = True

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 
-from nvseg_bench.phases import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
+from nvseg_bench.phases import (ALLOCATOR_ENV, PhaseSpec, allocator_line, bundle_command, bundle_env, command_prefix,
+                                 run_phase)
 
 from .helpers import fake_nvidia_smi
 
@@ -118,3 +120,16 @@ def test_a_phase_is_split_into_startup_engine_and_teardown_by_its_telemetry(tmp_
 def test_a_phase_without_telemetry_has_no_split(tmp_path):
     result = run_phase(_spec(tmp_path, "print('hello')"), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO())
     assert result.timing() == {"startup_s": None, "engine_s": None, "teardown_s": None}
+
+
+def test_phases_get_the_allocator_settings_unless_the_user_chose_their_own(tmp_path, monkeypatch):
+    for name in [k for k in os.environ if k.startswith("MALLOC_")] + ["LD_PRELOAD"]:
+        monkeypatch.delenv(name, raising=False)
+    shows = "import os; print('threshold', os.environ.get('MALLOC_MMAP_THRESHOLD_'))"
+    run_phase(_spec(tmp_path, shows), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO())
+    assert f"threshold {ALLOCATOR_ENV['MALLOC_MMAP_THRESHOLD_']}" in (tmp_path / "finetune.log").read_text()
+    assert not set(ALLOCATOR_ENV) & set(bundle_env(tmp_path, allocator=False))  # a by-hand baseline: untouched
+    assert "glibc keeps freed blocks" in allocator_line({})
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert not set(ALLOCATOR_ENV) & set(bundle_env(tmp_path))
+    assert allocator_line({"MALLOC_ARENA_MAX": "2"}) == "allocator: yours (MALLOC_ARENA_MAX); the phases keep it"
