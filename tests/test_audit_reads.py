@@ -4,9 +4,11 @@ Its sha256 comes from the bytes it decodes (the manifest, the preprocessing cach
 reuse it); with a memo dir, a case whose files are known by (path, size, mtime) is recalled."""
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import nibabel
@@ -15,6 +17,7 @@ import pytest
 
 from nvseg_bench import audit
 from nvseg_bench.audit import audit_dataset
+from nvseg_bench.errors import DataContractError
 from nvseg_bench.preprocess_cache import known_digests, remember_digests
 from nvseg_bench.weights import sha256_file
 
@@ -110,3 +113,26 @@ def test_a_second_dry_run_reads_no_dataset_file_and_the_manifest_has_the_same_di
                  for out in ("one", "two")]
     assert manifests[0] == manifests[1]
     assert all(v["sha256"] == sha256_file(FIXTURE / k) for k, v in manifests[0].items())
+
+
+@pytest.mark.parametrize("inflater", ["isal", "zlib"])  # zlib: a platform without the isal wheel
+def test_inflating_takes_several_gzip_members_and_reports_a_damaged_file_as_unreadable(tmp_path, monkeypatch,
+                                                                                       inflater):
+    if inflater == "zlib":
+        monkeypatch.setattr(audit, "_FAST_ZLIB", zlib)
+    assert audit.gunzip(gzip.compress(b"abc" * 1000) + gzip.compress(b"xyz")) == b"abc" * 1000 + b"xyz"
+    entry = _case(tmp_path, "case_a")
+    image = tmp_path / entry["image"]
+    whole = image.read_bytes()
+    for damaged in (whole[:40] + bytes(b ^ 0xFF for b in whole[40:60]) + whole[60:], whole[:-12]):  # flipped, cut
+        image.write_bytes(damaged)
+        with pytest.raises(DataContractError, match=str(image)):
+            audit_dataset([entry], tmp_path, [1])
+    image.write_bytes(whole)
+    assert audit_dataset([entry], tmp_path, [1])["samples"][0]["label_values"] == [0, 1]
+
+
+def test_label_counts_over_chunks_equal_one_count_of_the_whole_volume(tmp_path):
+    labels = np.random.default_rng(0).integers(0, 7, size=(3 * audit.COUNT_CHUNK + 5,), dtype=np.uint8)
+    expected = {int(v): int(n) for v, n in zip(*np.unique(labels, return_counts=True))}
+    assert audit._label_counts(labels, tmp_path / "l.nii.gz") == expected
