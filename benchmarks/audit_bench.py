@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nvseg_bench import audit, dataset  # noqa: E402
+from nvseg_bench.inputs import audit, dataset  # noqa: E402
 
 
 def make_case(root: Path, index: int, shape: tuple[int, int, int], rng: np.random.Generator) -> None:

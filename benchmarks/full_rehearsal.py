@@ -23,7 +23,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 from gpu_check import random_checkpoint  # noqa: E402
 from scale_bench import MAPPING, make_dataset  # noqa: E402
 
-from nvseg_bench.phases import bundle_env  # noqa: E402
+from nvseg_bench.phases.runner import bundle_env  # noqa: E402
 
 
 def main() -> int:

@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nvseg_bench.child import run_child  # noqa: E402
+from nvseg_bench.phases.child import run_child  # noqa: E402
 
 MICRO = REPO / "fixtures" / "micro_model"
 MAPPING = [[1, 23]]  # MSD Task06 label 1 (tumour) -> VISTA3D lung tumor
@@ -231,7 +231,7 @@ class Check:
 
     def hub_bundle(self) -> Path:
         """The bundle our runs use without --bundle-dir, for the by-hand runs to drive too."""
-        from nvseg_bench.bundle_source import hub_snapshot  # noqa: PLC0415
+        from nvseg_bench.model.bundle_source import hub_snapshot  # noqa: PLC0415
 
         return hub_snapshot(download=False)
 

@@ -32,7 +32,7 @@ sys.path[:0] = [str(REPO), str(REPO / "fixtures"), str(REPO / "benchmarks")]
 import make_spleen_micro  # noqa: E402
 from gpu_check import random_checkpoint  # noqa: E402
 
-from nvseg_bench.phases import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase  # noqa: E402
+from nvseg_bench.phases.runner import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase  # noqa: E402
 
 BUNDLE = REPO / "bundle"
 MICRO = REPO / "fixtures" / "micro_model"
@@ -141,8 +141,8 @@ def ours(work: Path, name: str, data: Path, datalist: Path, ckpt: Path, network:
 
 def numbers_by_hand(work: Path) -> dict:
     """What the by-hand runs report: formal Dice from each evaluation's metrics.csv, the training trace from its log."""
-    from nvseg_bench.evidence import formal_dice
-    from nvseg_bench.logparse import parse_lines
+    from nvseg_bench.evidence.collect import formal_dice
+    from nvseg_bench.phases.logparse import parse_lines
 
     out = work / "by_hand"
     log = out / "finetune.log"

@@ -26,8 +26,8 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from scale_bench import BUNDLE, MAPPING, MICRO  # noqa: E402
 
-from nvseg_bench.evidence import per_case_dice  # noqa: E402
-from nvseg_bench.phases import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase  # noqa: E402
+from nvseg_bench.evidence.collect import per_case_dice  # noqa: E402
+from nvseg_bench.phases.runner import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase  # noqa: E402
 
 
 def evaluate(work: Path, data: Path, datalist: Path, size: int, patch: int) -> tuple[float, dict[str, float], Path]:

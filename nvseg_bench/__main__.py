@@ -1,4 +1,4 @@
 """`python -m nvseg_bench ...` is `nvseg-finetune ...`."""
-from .cli import main
+from nvseg_bench.cli import main
 
 raise SystemExit(main())

@@ -17,11 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import PROG, __version__
-from .child import sigterm_as_interrupt
-from .errors import NvsegError
-from .request import Request, from_namespace
-from .sweep import parse_seeds
+from nvseg_bench import PROG, __version__
+from nvseg_bench.phases.child import sigterm_as_interrupt
+from nvseg_bench.errors import NvsegError
+from nvseg_bench.inputs.request import Request, from_namespace
+from nvseg_bench.sweep import parse_seeds
 
 EXIT_CODES = """`nvseg-finetune fetch-bundle` downloads NVIDIA's pinned NV-Segment-CT bundle (configs, scripts,
 weights) ahead of time; `nvseg-finetune fetch-weights` the checkpoint alone; `nvseg-finetune cache`
@@ -139,7 +139,7 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]) -> Request:
 
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .run import run
+    from nvseg_bench.run import run
 
     return run(resume_request(args, argv) if args.resume else to_request(args, argv))
 
@@ -196,7 +196,7 @@ def _stopped_run(out: Path) -> dict:
 
 def fetch_weights(argv: Sequence[str]) -> int:
     """`nvseg-finetune fetch-weights`: put the pinned NV-Segment-CT checkpoint into the local hub cache."""
-    from .weights import HUB_FILE, HUB_REPO, HUB_REVISION, from_hub, sha256_file
+    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, from_hub, sha256_file
 
     parser = argparse.ArgumentParser(prog=f"{PROG} fetch-weights",
                                      description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} into the "
@@ -213,8 +213,8 @@ def fetch_weights(argv: Sequence[str]) -> int:
 
 def fetch_bundle(argv: Sequence[str]) -> int:
     """`nvseg-finetune fetch-bundle`: NVIDIA's bundle (configs, scripts, weights) into the local hub cache."""
-    from . import bundle_source
-    from .weights import HUB_FILE, HUB_REPO, HUB_REVISION, sha256_file
+    from nvseg_bench.model import bundle_source
+    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, sha256_file
 
     parser = argparse.ArgumentParser(prog=f"{PROG} fetch-bundle",
                                      description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} (configs, scripts and "
@@ -250,8 +250,8 @@ def _age(text: str) -> float:
 
 def cache_command(argv: Sequence[str]) -> int:
     """`nvseg-finetune cache [prune ...]`: what the preprocessing cache holds, and removing it, key by key."""
-    from . import cache_store
-    from .preprocess_cache import root_path
+    from nvseg_bench.store import limits as cache_store
+    from nvseg_bench.stage.preprocess_cache import root_path
 
     parser = argparse.ArgumentParser(prog=f"{PROG} cache",
                                      description="Show the preprocessing cache (size and entries per key, least "

@@ -8,15 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import labels, preprocess_cache
-from .bundle_source import BundleSource
-from .phases import phase_log
-from .plan import Plan
-from .request import Request
-from .resume import ResumePoint
-from .resolve import Resolved
-from .staging import Staged
-from .weights import Weights
+from nvseg_bench.inputs import labels
+from nvseg_bench.stage import preprocess_cache
+from nvseg_bench.model.bundle_source import BundleSource
+from nvseg_bench.phases.runner import phase_log
+from nvseg_bench.planning.plan import Plan
+from nvseg_bench.inputs.request import Request
+from nvseg_bench.stage.resume import ResumePoint
+from nvseg_bench.inputs.resolve import Resolved
+from nvseg_bench.stage.configs import Staged
+from nvseg_bench.model.weights import Weights
 
 FINETUNED_NAME = "model_finetune.pt"
 

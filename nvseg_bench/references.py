@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .sweep import SWEEP_FILE, distribution, seed_dir
+from nvseg_bench.sweep import SWEEP_FILE, distribution, seed_dir
 
 MARGIN_STD = 4.0
 MARGIN_MIN = 0.05

@@ -16,18 +16,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import (PROG, audit, bundle_source, cache_store, dataset, environment, eval_memo, evidence, labels, layout,
-               network, output, pins, preprocess_cache, result, resume, slurm, sweep, warm)
-from .errors import ArgumentError
-from .phases import (PhaseResult, PhaseSpec, allocator_line, bundle_command, bundle_env, command_prefix, phase_log,
-                     run_phase)
-from .plan import Plan, make_plan
-from .prepared import FINETUNED_NAME, Prepared
-from .preset import default_dataset, preset_name
-from .request import Request
-from .resolve import Resolved, resolve_for
-from .staging import RECIPE_TO_BUNDLE, Staged, missing_bundle_configs, override_values, stage
-from .weights import resolve_weights
+from nvseg_bench import PROG, sweep
+from nvseg_bench.inputs import audit, dataset, labels
+from nvseg_bench.model import bundle_source, layout
+from nvseg_bench.store import limits as cache_store
+from nvseg_bench.planning import environment, network, pins, slurm
+from nvseg_bench.phases import eval_memo, warm
+from nvseg_bench.evidence import collect as evidence
+from nvseg_bench.output import write as output, result
+from nvseg_bench.stage import preprocess_cache, resume
+from nvseg_bench.errors import ArgumentError
+from nvseg_bench.phases.runner import (PhaseResult, PhaseSpec, allocator_line, bundle_command, bundle_env,
+                                       command_prefix, phase_log, run_phase)
+from nvseg_bench.planning.plan import Plan, make_plan
+from nvseg_bench.prepared import FINETUNED_NAME, Prepared
+from nvseg_bench.inputs.preset import default_dataset, preset_name
+from nvseg_bench.inputs.request import Request
+from nvseg_bench.inputs.resolve import Resolved, resolve_for
+from nvseg_bench.stage.configs import RECIPE_TO_BUNDLE, Staged, missing_bundle_configs, override_values, stage
+from nvseg_bench.model.weights import resolve_weights
 
 
 def resolve_dirs(req: Request) -> tuple[Path, Path]:

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ArgumentError
+from nvseg_bench.errors import ArgumentError
 
 SWEEP_FILE = "sweep.json"
 SHARED_PHASE = "eval_pretrained"

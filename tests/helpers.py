@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from nvseg_bench.evidence import write_manifest
+from nvseg_bench.evidence.collect import write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "spleen_micro"

@@ -15,11 +15,11 @@ import nibabel
 import numpy as np
 import pytest
 
-from nvseg_bench import audit
-from nvseg_bench.audit import audit_dataset
+from nvseg_bench.inputs import audit
+from nvseg_bench.inputs.audit import audit_dataset
 from nvseg_bench.errors import DataContractError
-from nvseg_bench.preprocess_cache import known_digests, remember_digests
-from nvseg_bench.weights import sha256_file
+from nvseg_bench.stage.preprocess_cache import known_digests, remember_digests
+from nvseg_bench.model.weights import sha256_file
 
 from .helpers import FIXTURE, REPO
 

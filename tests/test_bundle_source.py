@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench import bundle_source
+from nvseg_bench.model import bundle_source
 from nvseg_bench.cli import main
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.harness.gates import reference_ranges
 from nvseg_bench.harness.runs import RunEvidence
-from nvseg_bench.reference import NOT_COMPARABLE, comparable
-from nvseg_bench.weights import HUB_REPO, HUB_REVISION
+from nvseg_bench.evidence.ranges import NOT_COMPARABLE, comparable
+from nvseg_bench.model.weights import HUB_REPO, HUB_REVISION
 
 from .helpers import FIXTURE, REPO, tree_digest
 
@@ -131,7 +131,7 @@ def test_fetch_bundle_offline_reports_the_cached_snapshot_and_its_weights(capsys
 
 
 def test_choosing_the_bundle_never_imports_torch_or_monai(user_data, tmp_path):
-    code = ("import sys; from nvseg_bench import bundle_source\n"
+    code = ("import sys; from nvseg_bench.model import bundle_source\n"
             "b = bundle_source.choose(None, 'finetune', download=False)\n"
             "print(b.source, b.matches_pinned_upstream, 'torch' in sys.modules, 'monai' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ).stdout

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench import cache_store
+from nvseg_bench.store import limits as cache_store
 from nvseg_bench.cli import main
 
 from .helpers import FIXTURE
@@ -67,7 +67,7 @@ def test_a_dry_run_names_what_it_would_remove_and_removes_nothing(root):
 
 def test_a_key_another_process_holds_is_never_removed(root):
     held = root / ("b" * 20)
-    code = ("import sys, time; from pathlib import Path; from nvseg_bench.cache_store import Hold\n"
+    code = ("import sys, time; from pathlib import Path; from nvseg_bench.store.limits import Hold\n"
             f"h = Hold(Path({str(held)!r})); print('held', flush=True); sys.stdin.readline()")
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-from nvseg_bench.child import run_child
+from nvseg_bench.phases.child import run_child
 
 
 def test_every_line_reaches_the_callback_and_only_the_last_ones_stay_in_the_tail(tmp_path):
@@ -22,7 +23,7 @@ def test_a_child_past_its_timeout_is_stopped_and_says_so(tmp_path):
 DRIVER = """
 import os, sys
 from pathlib import Path
-from nvseg_bench.child import run_child
+from nvseg_bench.phases.child import run_child
 try:
     run_child([sys.executable, "-c", "import os, time; open(os.environ['PIDFILE'], 'w').write(str(os.getpid())); time.sleep(120)"],
               cwd=Path('.'), env=dict(os.environ))

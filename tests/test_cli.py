@@ -78,7 +78,7 @@ def test_python_dash_m_is_the_same_cli():
 
 
 def test_dry_run_stages_configs_prints_commands_and_starts_no_phase(tmp_path, capsys):
-    from nvseg_bench.output import schema_errors
+    from nvseg_bench.output.write import schema_errors
 
     out = tmp_path / "out"
     code = main([str(FIXTURE), "--smoke", "--dry-run", "--output-dir", str(out)])

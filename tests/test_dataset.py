@@ -8,24 +8,11 @@ import nibabel
 import numpy as np
 import pytest
 
-from nvseg_bench.dataset import (
-    GENERATED_SOURCE,
-    CasePair,
-    check_pairs_geometry,
-    find_pairs,
-    five_fold_datalist,
-    load_datalist,
-    prepare_datalist,
-)
-from nvseg_bench.audit import (
-    MAX_LABEL_VALUES,
-    audit_dataset,
-    check_finite_images,
-    check_labels_look_like_labels,
-    check_mapped_values_present,
-    check_mapped_values_validated,
-    overview,
-)
+from nvseg_bench.inputs.dataset import (GENERATED_SOURCE, CasePair, check_pairs_geometry, find_pairs,
+                                        five_fold_datalist, load_datalist, prepare_datalist)
+from nvseg_bench.inputs.audit import (MAX_LABEL_VALUES, audit_dataset, check_finite_images,
+                                      check_labels_look_like_labels, check_mapped_values_present,
+                                      check_mapped_values_validated, overview)
 from nvseg_bench.errors import ArgumentError, DataContractError
 
 SHAPE = (8, 8, 8)

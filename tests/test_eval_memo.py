@@ -10,9 +10,9 @@ import nibabel
 import numpy as np
 import pytest
 
-from nvseg_bench import eval_memo
+from nvseg_bench.phases import eval_memo
 from nvseg_bench.cli import build_parser, to_request
-from nvseg_bench.phases import PhaseResult
+from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.run import prepare
 
 from .helpers import FIXTURE

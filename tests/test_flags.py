@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench import anatomy, pins
+from nvseg_bench.inputs import anatomy
+from nvseg_bench.planning import pins
 from nvseg_bench.cli import main
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.labels import find_label_dict, load_label_dict, resolve_mapping
-from nvseg_bench.preset import SHIPPED_FIXTURE, choose_preset, is_task06
+from nvseg_bench.inputs.labels import find_label_dict, load_label_dict, resolve_mapping
+from nvseg_bench.inputs.preset import SHIPPED_FIXTURE, choose_preset, is_task06
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "spleen_micro"
@@ -178,7 +179,7 @@ def test_this_interpreter_reports_its_installed_versions():
 
 
 def test_the_version_question_is_asked_in_a_child_process():
-    code = ("import sys; from nvseg_bench import pins\n"
+    code = ("import sys; from nvseg_bench.planning import pins\n"
             "pins.check_phase_versions(sys.executable)\nprint('MONAI', 'monai' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "MONAI False" in out
@@ -199,7 +200,7 @@ def test_an_interpreter_that_cannot_answer_is_refused(tmp_path):
 
 
 def test_the_phases_run_under_the_phase_interpreter(tmp_path, monkeypatch):
-    from nvseg_bench.phases import command_prefix
+    from nvseg_bench.phases.runner import command_prefix
 
     monkeypatch.setenv("NVSEG_PHASE_PYTHON", "/opt/venv/bin/python")
     assert command_prefix(1)[0] == "/opt/venv/bin/python"

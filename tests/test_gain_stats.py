@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nvseg_bench.gain_stats import bootstrap_interval, gain_stats, noise_warning, output_fields, summary
+from nvseg_bench.evidence.gain_stats import bootstrap_interval, gain_stats, noise_warning, output_fields, summary
 
 
 def _cases(values: list[float]) -> dict[str, float]:

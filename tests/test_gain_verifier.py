@@ -9,7 +9,7 @@ from scipy.stats import wilcoxon
 
 from eval_engine.gain_check import bootstrap, check_gain_stats, exact_signed_rank_p
 from eval_engine.pack import Pack
-from nvseg_bench.gain_stats import bootstrap_interval, output_fields
+from nvseg_bench.evidence.gain_stats import bootstrap_interval, output_fields
 
 BEFORE = {f"case_{i:02d}.nii.gz": round(0.55 + 0.031 * i, 6) for i in range(7)}
 AFTER = {k: round(v + g, 6) for (k, v), g in zip(BEFORE.items(), [0.04, -0.013, 0.021, 0.052, -0.006, 0.033, 0.017])}

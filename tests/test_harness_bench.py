@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from nvseg_bench.evidence import compare_checkpoints
+from nvseg_bench.evidence.collect import compare_checkpoints
 from nvseg_bench.harness.broker import RunBroker
 from nvseg_bench.harness.cache import DigestMemo, RunStore
 from nvseg_bench.harness.gates import GATES, gate_names, judge

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.environment import visible_gpus_from_smi
+from nvseg_bench.planning.environment import visible_gpus_from_smi
 from nvseg_bench.harness.gates import gate_names, opt_in_gates
 from nvseg_bench.harness import trust as trust_module
 from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.report import FIGURES
 from nvseg_bench.harness.trust import Trust
-from nvseg_bench.output import schema_errors
+from nvseg_bench.output.write import schema_errors
 
 from .harness_util import HEADER, cached_entry, copy_entry, make_project, project_with_stored_pack, seed_entry
 from .helpers import FIXTURE, materialize_pack

@@ -117,7 +117,7 @@ def test_an_evidence_root_of_the_users_is_never_written_over_nor_deleted(tmp_pat
 
 def test_the_harness_takes_digests_the_cli_remembered_and_leaves_its_own_for_the_cli(tmp_path, monkeypatch):
     from nvseg_bench.harness.cache import DirCache, shared_digest_memo
-    from nvseg_bench.preprocess_cache import known_digests, remember_digests
+    from nvseg_bench.stage.preprocess_cache import known_digests, remember_digests
 
     shared = shared_digest_memo(["--preprocess-cache", str(tmp_path / "pc")])
     assert shared == (tmp_path / "pc").resolve() / "digests.json"

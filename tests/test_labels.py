@@ -7,14 +7,8 @@ from pathlib import Path
 import pytest
 
 from nvseg_bench.errors import MappingError
-from nvseg_bench.labels import (
-    ResolvedMapping,
-    load_label_dict,
-    local_values,
-    parse_label_mapping,
-    resolve_mapping,
-    resolve_target_anatomy,
-)
+from nvseg_bench.inputs.labels import (ResolvedMapping, load_label_dict, local_values, parse_label_mapping,
+                                       resolve_mapping, resolve_target_anatomy)
 
 LABEL_DICT = Path(__file__).resolve().parents[1] / "bundle" / "configs" / "label_dict.json"
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.layout import check_layout, expected_vista3d132
+from nvseg_bench.model.layout import check_layout, expected_vista3d132
 
 EXPECTED = {"image_encoder.conv.weight": [8, 1, 3, 3, 3], "class_head.embed.weight": [512, 8]}
 

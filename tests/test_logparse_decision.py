@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import math
 
-from nvseg_bench.decision import decide
-from nvseg_bench.evidence import training_trace
-from nvseg_bench.logparse import parse_lines
+from nvseg_bench.evidence.decision import decide
+from nvseg_bench.evidence.collect import training_trace
+from nvseg_bench.phases.logparse import parse_lines
 
 LOG = """\
 2026-11-26 19:30:27,103 - INFO - Epoch[0] Metrics -- val_mean_dice: 0.6763

@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.network import check_patch, grid_factor, nearest_valid, network_factor
+from nvseg_bench.planning.network import check_patch, grid_factor, nearest_valid, network_factor
 
 from .helpers import REPO
 

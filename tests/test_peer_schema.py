@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from nvseg_bench import environment, peer, run
+from nvseg_bench.planning import environment
+from nvseg_bench.output import peer
+from nvseg_bench import run
 from nvseg_bench.cli import main
-from nvseg_bench.evidence import compare_checkpoints
-from nvseg_bench.output import PEER_SCHEMA_PATH, SCHEMA_PATH, both_schema_errors, schema_errors
+from nvseg_bench.evidence.collect import compare_checkpoints
+from nvseg_bench.output.write import PEER_SCHEMA_PATH, SCHEMA_PATH, both_schema_errors, schema_errors
 
 from .helpers import FIXTURE, REPO, fake_nvidia_smi
 

@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from nvseg_bench.phases import (ALLOCATOR_ENV, PhaseSpec, allocator_line, bundle_command, bundle_env, command_prefix,
-                                 run_phase)
+from nvseg_bench.phases.runner import (ALLOCATOR_ENV, PhaseSpec, allocator_line, bundle_command, bundle_env,
+                                       command_prefix, run_phase)
 
 from .helpers import fake_nvidia_smi
 
@@ -56,7 +56,7 @@ def test_an_oom_in_the_log_is_classified_as_oom_and_said_once(tmp_path):
 
 
 def test_an_oom_message_names_the_patch_that_failed_and_a_smaller_rung(tmp_path):
-    from nvseg_bench.result import failure_message
+    from nvseg_bench.output.result import failure_message
 
     code = "import sys; print('torch.OutOfMemoryError: CUDA out of memory.'); sys.exit(1)"
     result = run_phase(_spec(tmp_path, code), cwd=tmp_path, env=bundle_env(tmp_path), stream=io.StringIO())

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from nvseg_bench import preprocess_cache as pc
+from nvseg_bench.stage import preprocess_cache as pc
 from nvseg_bench.errors import ArgumentError
 
 

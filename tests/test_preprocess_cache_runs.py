@@ -12,7 +12,7 @@ import nibabel
 import numpy as np
 import pytest
 
-from nvseg_bench.evidence import per_case_dice
+from nvseg_bench.evidence.collect import per_case_dice
 
 from .helpers import FIXTURE, REPO
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.plan import PEAK_GPU_MB_BY_VOXELS, expected_peak_gpu_mb, make_plan, patch_for_free_mb
-from nvseg_bench.preset import preset_name, read_fixture_card
-from nvseg_bench.request import Request
-from nvseg_bench.resolve import resolve
+from nvseg_bench.planning.plan import PEAK_GPU_MB_BY_VOXELS, expected_peak_gpu_mb, make_plan, patch_for_free_mb
+from nvseg_bench.inputs.preset import preset_name, read_fixture_card
+from nvseg_bench.inputs.request import Request
+from nvseg_bench.inputs.resolve import resolve
 
 CPU_ENV = {"cuda_available": False, "gpu_count": 0, "host_ram_mb": 24000, "cpu_count": 2}
 
@@ -143,7 +143,7 @@ def test_mixed_precision_without_a_gpu_is_refused_with_the_fix(precision):
 
 @pytest.mark.parametrize("precision, dtype", [("fp16", "$torch.float16"), ("bf16", "$torch.bfloat16"), ("fp32", None)])
 def test_the_precision_reaches_the_trainer_and_the_evaluator_through_the_override(precision, dtype, tmp_path):
-    from nvseg_bench.staging import override_values
+    from nvseg_bench.stage.configs import override_values
 
     plan = plan_with(precision, gpu_env(20000))
     values = override_values(plan, bundle_dir=tmp_path, dataset_dir=tmp_path, datalist=tmp_path / "d.json",
@@ -154,7 +154,7 @@ def test_the_precision_reaches_the_trainer_and_the_evaluator_through_the_overrid
 
 
 def test_a_non_finite_loss_names_the_precision_flag_as_the_fix():
-    from nvseg_bench.result import loss_warning
+    from nvseg_bench.output.result import loss_warning
 
     trace = {"train_loss_finite": False, "train_iterations": 12}
     assert "--precision bf16 (or fp32)" in loss_warning(trace, "fp16")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.reference import REFERENCE_FILES, bounds, load_card
+from nvseg_bench.evidence.ranges import REFERENCE_FILES, bounds, load_card
 from nvseg_bench.references import card_from_sweeps, main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import pytest
 
 from nvseg_bench.cli import build_parser, main, to_request
 from nvseg_bench.harness.runs import model_inputs
-from nvseg_bench.request import CLI_ONLY, Request, uncarried
-from nvseg_bench.resolve import resolve
+from nvseg_bench.inputs.request import CLI_ONLY, Request, uncarried
+from nvseg_bench.inputs.resolve import resolve
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "spleen_micro"

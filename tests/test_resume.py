@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from nvseg_bench import resume
+from nvseg_bench.stage import resume
 from nvseg_bench.cli import main
-from nvseg_bench.logparse import merge_resumed, parse_lines
+from nvseg_bench.phases.logparse import merge_resumed, parse_lines
 
 from .helpers import FIXTURE, REPO
 
@@ -208,7 +208,7 @@ def _losses(command: list[str], cwd: Path, env: dict[str, str]) -> list[float]:
 @pytest.mark.slow
 def test_keeping_epochs_for_resume_does_not_change_what_the_finetune_computes(tmp_path):
     # building the saver's objects in another order once drew other seeds for the random crops
-    from nvseg_bench.phases import bundle_env
+    from nvseg_bench.phases.runner import bundle_env
 
     out = tmp_path / "out"
     assert main([str(FIXTURE), "--smoke", "--epochs", "1", "--skip-formal-eval", "--no-preprocess-cache", "--dry-run",

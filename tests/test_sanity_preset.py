@@ -54,7 +54,7 @@ def test_sanity_splits_63_cases_into_13_validation_cases(task06, tmp_path):
 
 
 def test_a_sanity_plan_validates_against_our_schema_and_the_peer_skills(task06, tmp_path):
-    from nvseg_bench.output import both_schema_errors
+    from nvseg_bench.output.write import both_schema_errors
 
     doc = plan_sanity(task06, tmp_path / "out")
     assert doc["input"]["sanity"] and both_schema_errors(doc) == []
@@ -128,7 +128,7 @@ def test_multi_node_flags_reach_torchrun(tmp_path):
 
 
 def test_task06_checks_pass_the_reference_run_and_name_what_misses():
-    from nvseg_bench.reference import task06_checks
+    from nvseg_bench.evidence.ranges import task06_checks
 
     reference = {"formal_pretrained_val_dice": 0.6697, "formal_finetuned_val_dice": 0.6836,
                  "formal_improvement_over_pretrained": 0.0139, "training_start_val_dice": 0.6763,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.gain_stats import output_fields
+from nvseg_bench.evidence.gain_stats import output_fields
 from nvseg_bench.harness.gates import judge
 from nvseg_bench.harness.plots import slope_plot
 from nvseg_bench.harness.runs import RunEvidence

@@ -60,7 +60,7 @@ def test_the_declared_entrypoint_and_result_schema_exist():
 
 
 def test_the_declared_peer_schema_is_the_one_output_json_is_checked_against():
-    from nvseg_bench.output import PEER_SCHEMA_PATH
+    from nvseg_bench.output.write import PEER_SCHEMA_PATH
 
     assert REPO / MANIFEST["outputs"]["result_json"]["peer_schema"] == PEER_SCHEMA_PATH
 

@@ -7,7 +7,7 @@ import pytest
 
 from nvseg_bench.cli import main
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.slurm import first_host, from_env
+from nvseg_bench.planning.slurm import first_host, from_env
 
 from .helpers import FIXTURE
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.output import PEER_SCHEMA_PATH, schema_errors
+from nvseg_bench.output.write import PEER_SCHEMA_PATH, schema_errors
 
 from .helpers import FIXTURE, REPO
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.evidence import compare_checkpoints, dataset_inputs, formal_dice, write_manifest
-from nvseg_bench.output import schema_errors
-from nvseg_bench.plan import make_plan
-from nvseg_bench.request import Request
-from nvseg_bench.resolve import resolve
-from nvseg_bench.staging import override_values, stage
-from nvseg_bench.weights import resolve_weights, sha256_file
+from nvseg_bench.evidence.collect import compare_checkpoints, dataset_inputs, formal_dice, write_manifest
+from nvseg_bench.output.write import schema_errors
+from nvseg_bench.planning.plan import make_plan
+from nvseg_bench.inputs.request import Request
+from nvseg_bench.inputs.resolve import resolve
+from nvseg_bench.stage.configs import override_values, stage
+from nvseg_bench.model.weights import resolve_weights, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundle"
@@ -135,7 +135,7 @@ def test_offline_without_a_cached_hub_file_is_a_clear_error(tmp_path, monkeypatc
 
 
 def test_the_pinned_hub_file_resolves_from_the_local_cache_offline(tmp_path, monkeypatch):
-    from nvseg_bench.weights import HUB_FILE, HUB_REPO, HUB_REVISION
+    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION
 
     snapshot = tmp_path / "hf" / "hub" / f"models--{HUB_REPO.replace('/', '--')}" / "snapshots" / HUB_REVISION
     (snapshot / HUB_FILE).parent.mkdir(parents=True)
@@ -148,7 +148,7 @@ def test_the_pinned_hub_file_resolves_from_the_local_cache_offline(tmp_path, mon
 
 def test_fetch_weights_reports_the_cached_file_offline(tmp_path, monkeypatch, capsys):
     from nvseg_bench.cli import main
-    from nvseg_bench.weights import HUB_FILE, HUB_REPO, HUB_REVISION
+    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION
 
     snapshot = tmp_path / "hf" / "hub" / f"models--{HUB_REPO.replace('/', '--')}" / "snapshots" / HUB_REVISION
     (snapshot / HUB_FILE).parent.mkdir(parents=True)
@@ -178,7 +178,7 @@ def test_a_legacy_non_zip_checkpoint_is_compared_without_a_memory_map(tmp_path):
 def test_dataset_inputs_reuse_digests_taken_earlier_in_the_run(tmp_path, monkeypatch):
     (tmp_path / "img.nii.gz").write_bytes(b"img")
     (tmp_path / "lab.nii.gz").write_bytes(b"lab")
-    monkeypatch.setattr("nvseg_bench.evidence.sha256_file", lambda path: pytest.fail(f"read {path} again"))
+    monkeypatch.setattr("nvseg_bench.evidence.collect.sha256_file", lambda path: pytest.fail(f"read {path} again"))
     known = {str(tmp_path / "img.nii.gz"): "a" * 64, str(tmp_path / "lab.nii.gz"): "b" * 64}
     found = dataset_inputs([{"image": "img.nii.gz", "label": "lab.nii.gz"}], tmp_path, known)
     assert found["files"]["img.nii.gz"] == {"sha256": "a" * 64, "bytes": 3}

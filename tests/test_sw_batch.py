@@ -11,9 +11,9 @@ import nibabel
 import numpy as np
 import pytest
 
-from nvseg_bench.evidence import per_case_dice
-from nvseg_bench.phases import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
-from nvseg_bench.plan import CPU_SW_BATCH
+from nvseg_bench.evidence.collect import per_case_dice
+from nvseg_bench.phases.runner import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
+from nvseg_bench.planning.plan import CPU_SW_BATCH
 
 from .helpers import FIXTURE, REPO
 

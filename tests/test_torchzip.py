@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from nvseg_bench import torchzip
-from nvseg_bench.layout import read_tensors
+from nvseg_bench.model import torchzip
+from nvseg_bench.model.layout import read_tensors
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_pickle_globals_names_what_the_archive_needs_and_rejects_a_truncated_fil
 def test_the_checkpoint_comparison_runs_without_importing_torch(tmp_path):
     old = _saved(tmp_path / "old.pt", {"w": torch.zeros(3), "b": torch.ones(2)})
     new = _saved(tmp_path / "new.pt", {"w": torch.tensor([0.0, 1.0, 0.0]), "b": torch.ones(2)})
-    code = ("import json, sys; from pathlib import Path; from nvseg_bench.evidence import compare_checkpoints; "
+    code = ("import json, sys; from pathlib import Path; from nvseg_bench.evidence.collect import compare_checkpoints; "
             "r = compare_checkpoints(Path(sys.argv[1]), Path(sys.argv[2])); "
             "print(json.dumps([r['n_changed'], r['max_abs_diff'], 'torch' in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code, str(new), str(old)], cwd=REPO, capture_output=True, text=True,

@@ -13,8 +13,8 @@ import pytest
 
 from nvseg_bench.cli import main
 from nvseg_bench.errors import MappingError
-from nvseg_bench.labels import find_label_dict
-from nvseg_bench.output import schema_errors
+from nvseg_bench.inputs.labels import find_label_dict
+from nvseg_bench.output.write import schema_errors
 
 from .helpers import FIXTURE, REPO, tree_digest
 

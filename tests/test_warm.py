@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench import warm
-from nvseg_bench.child import run_child
+from nvseg_bench.phases import warm
+from nvseg_bench.phases.child import run_child
 
 PROBE = textwrap.dedent("""
     import json, os, sys, time

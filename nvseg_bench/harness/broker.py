@@ -16,11 +16,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
-from ..sweep import evidence_dir
-from .cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint, stat_listing
-from .options import HarnessOptions
-from .runs import RunEvidence, RunSkipped, RunSpec, build_spec, pack_run_name, run_cli, skip_reason
-from .trust import judge_pack, pack_digests
+from nvseg_bench.sweep import evidence_dir
+from nvseg_bench.harness.cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint, stat_listing
+from nvseg_bench.harness.options import HarnessOptions
+from nvseg_bench.harness.runs import RunEvidence, RunSkipped, RunSpec, build_spec, pack_run_name, run_cli, skip_reason
+from nvseg_bench.harness.trust import judge_pack, pack_digests
 
 REUSABLE_EXIT_CODES = (0, 4)
 

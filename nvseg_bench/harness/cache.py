@@ -22,11 +22,12 @@ from typing import Any, Protocol
 import pytest
 from filelock import FileLock
 
-from ..environment import host_ram_mb, package_versions, visible_gpus_from_smi
-from ..preprocess_cache import read_digest_memo, remember_digests, remembered, root_path
-from ..weights import HUB_REPO, HUB_REVISION, sha256_file
+from nvseg_bench import paths
+from nvseg_bench.planning.environment import host_ram_mb, package_versions, visible_gpus_from_smi
+from nvseg_bench.stage.preprocess_cache import read_digest_memo, remember_digests, remembered, root_path
+from nvseg_bench.model.weights import HUB_REPO, HUB_REVISION, sha256_file
 
-WRAPPER = Path(__file__).resolve().parents[1]
+WRAPPER = paths.PACKAGE
 MEMO_KEY = "nvseg/sha256"
 SKIP_NAMES = {"__pycache__", ".git", ".pytest_cache"}
 
@@ -136,7 +137,7 @@ class DigestMemo:
 def shared_digest_memo(cli_args: list[str]) -> Path | None:
     """The digest memo the CLI runs will use: the cache root their flags choose (read by the CLI's own
     parser), else the default root; none with --no-preprocess-cache."""
-    from ..cli import build_parser  # the CLI's parser: --help-free, no torch
+    from nvseg_bench.cli import build_parser  # the CLI's parser: --help-free, no torch
 
     known, _ = build_parser().parse_known_args([*cli_args, "--output-dir", "unused"])
     if known.no_preprocess_cache:

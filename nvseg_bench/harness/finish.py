@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..output import both_schema_errors
-from .gates import gate_title
-from .ledger import Ledger, RunRecord
-from .options import HarnessOptions
-from .report import write_reports
+from nvseg_bench.output.write import both_schema_errors
+from nvseg_bench.harness.gates import gate_title
+from nvseg_bench.harness.ledger import Ledger, RunRecord
+from nvseg_bench.harness.options import HarnessOptions
+from nvseg_bench.harness.report import write_reports
 
 
 def gates_section(record: RunRecord, session: str) -> dict[str, Any]:

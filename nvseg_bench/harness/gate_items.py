@@ -10,9 +10,9 @@ import warnings
 
 import pytest
 
-from .gates import judge
-from .plugin import OPTIONS
-from .runs import RunEvidence
+from nvseg_bench.harness.gates import judge
+from nvseg_bench.harness.plugin import OPTIONS
+from nvseg_bench.harness.runs import RunEvidence
 
 
 class NvsegGateNote(UserWarning):

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
-from ..decision import MIN_GAIN
-from ..output import both_schema_errors
-from ..reference import bounds, comparable, measured
-from .runs import RunEvidence
+from nvseg_bench.evidence.decision import MIN_GAIN
+from nvseg_bench.output.write import both_schema_errors
+from nvseg_bench.evidence.ranges import bounds, comparable, measured
+from nvseg_bench.harness.runs import RunEvidence
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .trust import Trust
+from nvseg_bench.harness.trust import Trust
 
 
 @dataclass

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from nvseg_bench import paths
+
 GROUP = "nvseg-bench (finetune runs as fixtures)"
-TASK06_ENV = "NVSEG_TASK06_DIR"
+TASK06_ENV = paths.TASK06_ENV
 # (option, ini key, help); paths are resolved against the invocation dir, ini paths against the rootdir
 PATH_OPTIONS = [
     ("task06", f"MSD Task06_Lung dir for the sanity run (also ${TASK06_ENV})"),
@@ -103,7 +105,7 @@ def check_rootdir(config: pytest.Config) -> None:
 
 def check_passthrough(text: str) -> list[str]:
     """Split --nvseg-args and refuse flags the wrapper does not have or the harness owns."""
-    from ..cli import build_parser
+    from nvseg_bench.cli import build_parser
 
     try:
         tokens = shlex.split(text)
@@ -179,7 +181,7 @@ def _seed_args(seeds: str | None) -> list[str]:
     """--nvseg-seeds=0,1,2 -> the CLI's --seeds, checked here so a typo is a usage error, not a failed run."""
     if not seeds:
         return []
-    from ..sweep import parse_seeds
+    from nvseg_bench.sweep import parse_seeds
 
     try:
         parse_seeds(seeds)

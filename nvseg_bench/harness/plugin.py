@@ -14,14 +14,14 @@ from typing import Any, Callable
 
 import pytest
 
-from .. import __version__
-from ..environment import package_versions, visible_gpus_from_smi
-from .broker import RunBroker
-from .cache import DigestMemo, KeyValues, RunStore, choose_cache, shared_digest_memo
-from .gates import gate_names
-from .ledger import Ledger
-from .options import HarnessOptions, add_options
-from .runs import RunEvidence, RunSkipped
+from nvseg_bench import __version__
+from nvseg_bench.planning.environment import package_versions, visible_gpus_from_smi
+from nvseg_bench.harness.broker import RunBroker
+from nvseg_bench.harness.cache import DigestMemo, KeyValues, RunStore, choose_cache, shared_digest_memo
+from nvseg_bench.harness.gates import gate_names
+from nvseg_bench.harness.ledger import Ledger
+from nvseg_bench.harness.options import HarnessOptions, add_options
+from nvseg_bench.harness.runs import RunEvidence, RunSkipped
 
 MARKERS = {
     "smoke": "nvseg smoke run: the shipped spleen_micro fixture, CPU, about 90 s",
@@ -158,7 +158,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput") or not config.stash[LEDGER].runs:
         return
-    from .finish import finish_session
+    from nvseg_bench.harness.finish import finish_session
 
     finish_session(config.stash[LEDGER], config.stash[OPTIONS], config.stash[SESSION])
 
@@ -171,7 +171,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             "`from nvseg_bench.harness.gate_items import test_gate` in a test file, or "
             "`--pyargs nvseg_bench.harness.gate_items`, and select a run with -m smoke / sanity / user.", yellow=True)
     if ledger.runs and not hasattr(config, "workerinput"):
-        from .summary import summary_lines
+        from nvseg_bench.harness.summary import summary_lines
 
         terminalreporter.section("nvseg-bench runs")
         for line in summary_lines(ledger, config.stash[OPTIONS]):

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .gates import gate_title, reference_bounds
-from .ledger import Ledger, RunRecord
-from .plots import dice_plot, overlay_plot, slope_plot
-from .runs import REFERENCE
-from .summary import number
+from nvseg_bench.harness.gates import gate_title, reference_bounds
+from nvseg_bench.harness.ledger import Ledger, RunRecord
+from nvseg_bench.harness.plots import dice_plot, overlay_plot, slope_plot
+from nvseg_bench.harness.runs import REFERENCE
+from nvseg_bench.harness.summary import number
 
 NO_MATPLOTLIB = "plots need matplotlib: pip install 'nvseg-bench[report]'"
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}

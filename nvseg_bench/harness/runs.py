@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..child import run_child
-from ..errors import NvsegError
-from .options import HarnessOptions
-from .trust import Trust
+from nvseg_bench import paths
+from nvseg_bench.phases.child import run_child
+from nvseg_bench.errors import NvsegError
+from nvseg_bench.harness.options import HarnessOptions
+from nvseg_bench.harness.trust import Trust
 
-REPO = Path(__file__).resolve().parents[2]
-SMOKE_FIXTURE = REPO / "fixtures" / "spleen_micro"
+REPO = paths.REPO
+SMOKE_FIXTURE = paths.SHIPPED_FIXTURE
 RUN_NAMES = ("smoke", "sanity", "user")
 REFERENCE = {"smoke": "spleen_micro", "sanity": "task06", "user": None}
 CONSOLE_TAIL = 80
@@ -120,9 +121,9 @@ def skip_reason(name: str, opts: HarnessOptions, gpu_count: int) -> str | None:
 def model_inputs(args: list[str]) -> dict[str, Path | None]:
     """The checkpoint and network config a run starts from, as the run itself resolves them: the
     same arguments through the same parser, request and resolver (flag, else fixture card)."""
-    from ..cli import build_parser
-    from ..request import from_namespace
-    from ..resolve import resolve_for
+    from nvseg_bench.cli import build_parser
+    from nvseg_bench.inputs.request import from_namespace
+    from nvseg_bench.inputs.resolve import resolve_for
 
     none: dict[str, Path | None] = {"pretrained checkpoint": None, "network config": None}
     try:
@@ -140,7 +141,7 @@ def model_inputs(args: list[str]) -> dict[str, Path | None]:
 def default_bundle(name: str) -> Path:
     """The bundle a run without --bundle-dir drives (bundle_source.choose), for the cache key; the cached hub
     snapshot for sanity and user runs, else the builtin one (the run itself then says what is missing)."""
-    from ..bundle_source import BUILTIN, choose
+    from nvseg_bench.model.bundle_source import BUILTIN, choose
 
     try:
         return choose(None, "smoke" if name == "smoke" else "finetune", download=False).path

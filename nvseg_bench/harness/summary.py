@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .ledger import Ledger, RunRecord
-from .options import HarnessOptions
+from nvseg_bench.harness.ledger import Ledger, RunRecord
+from nvseg_bench.harness.options import HarnessOptions
 
 
 def number(value: Any, spec: str = ".4f") -> str:

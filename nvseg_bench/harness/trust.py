@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import DigestMemo
+from nvseg_bench import paths
+from nvseg_bench.harness.cache import DigestMemo
 
 SUMMARY = "trust_summary.json"
 VERIFIER_FILES = {SUMMARY, "trust_summary.md"}
@@ -109,7 +110,7 @@ def changed_files(before: dict[str, str], now: dict[str, str]) -> list[str]:
 
 def verifier_env() -> dict[str, str]:
     """The verifier runs on the CPU, with this process's import path (the project may not be installed)."""
-    here = str(Path(__file__).resolve().parents[2])
+    here = str(paths.PACKAGE.parent)
     path = os.environ.get("PYTHONPATH")
     return dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1",
                 PYTHONPATH=here if not path else f"{here}{os.pathsep}{path}")

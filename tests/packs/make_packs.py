@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from nvseg_bench.evidence import compare_checkpoints
-from nvseg_bench.peer import checkpoint_comparisons
-from nvseg_bench.weights import sha256_file
+from nvseg_bench.evidence.collect import compare_checkpoints
+from nvseg_bench.output.peer import checkpoint_comparisons
+from nvseg_bench.model.weights import sha256_file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -12,7 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-TABLE = Path(__file__).resolve().parent / "data" / "anatomy_ranges.json"
+from nvseg_bench import paths
+
+TABLE = paths.DATA / "anatomy_ranges.json"
 
 
 @lru_cache(maxsize=1)

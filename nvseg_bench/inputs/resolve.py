@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .preset import FIXTURE_CARD, PRESETS, choose_preset, read_fixture_card
-from .request import Request
+from nvseg_bench.inputs.preset import FIXTURE_CARD, PRESETS, choose_preset, read_fixture_card
+from nvseg_bench.inputs.request import Request
 
 # the overridable values, in the order the plan reports them; CARD_KEYS may also come from fixture.json
 RESOLVED = ("epochs", "learning_rate", "patch_size", "cache_rate", "auto_seg", "sw_overlap", "val_interval",

@@ -13,9 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from nvseg_bench import paths
+from nvseg_bench import __version__
 
-SCHEMA_PATH = Path(__file__).with_name("schema") / "output.schema.json"
+SCHEMA_PATH = paths.SCHEMA / "output.schema.json"
 PEER_SCHEMA_PATH = SCHEMA_PATH.with_name("peer_output.schema.json")
 PEER_PREFIX = "peer schema: "
 SKILL = "nv_segment_ct_finetune"

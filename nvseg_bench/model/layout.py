@@ -13,10 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import torchzip
-from .errors import ArgumentError
+from nvseg_bench import paths
+from nvseg_bench.model import torchzip
+from nvseg_bench.errors import ArgumentError
 
-VISTA3D132_LAYOUT = Path(__file__).with_name("data") / "vista3d132_layout.json"
+VISTA3D132_LAYOUT = paths.DATA / "vista3d132_layout.json"
 SHOWN = 5
 
 

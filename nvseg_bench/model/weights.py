@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ArgumentError
+from nvseg_bench.errors import ArgumentError
 
 HUB_REPO = "nvidia/NV-Segment-CT"
 HUB_REVISION = "afb51518689f71e6abb367ee6301b2cd0225c66a"

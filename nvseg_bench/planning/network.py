@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ArgumentError
+from nvseg_bench.errors import ArgumentError
 
 # monai.networks.nets.vista3d132 builds SegResNetDS2 with blocks_down=(1, 2, 2, 4, 4): 5 levels
 VISTA3D132_LEVELS = 5

@@ -16,15 +16,18 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from . import bundle_source, evidence, gain_stats, peer, preprocess_cache, resume
-from .decision import decide
-from .errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
-from .logparse import LogFacts
-from .output import skeleton
-from .phases import PhaseResult
-from .plan import LARGEST_PATCH, PATCH_LADDER
-from .reference import comparable, task06_checks, task06_not_comparable
-from .prepared import FINETUNED_NAME, Prepared
+from nvseg_bench.model import bundle_source
+from nvseg_bench.evidence import collect as evidence, gain_stats
+from nvseg_bench.output import peer
+from nvseg_bench.stage import preprocess_cache, resume
+from nvseg_bench.evidence.decision import decide
+from nvseg_bench.errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
+from nvseg_bench.phases.logparse import LogFacts
+from nvseg_bench.output.write import skeleton
+from nvseg_bench.phases.runner import PhaseResult
+from nvseg_bench.planning.plan import LARGEST_PATCH, PATCH_LADDER
+from nvseg_bench.evidence.ranges import comparable, task06_checks, task06_not_comparable
+from nvseg_bench.prepared import FINETUNED_NAME, Prepared
 
 
 def _input_block(p: Prepared, bundle: dict[str, Any] | None) -> dict[str, Any]:

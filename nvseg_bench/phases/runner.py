@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from .child import run_child
-from .gpusampler import GpuSampler
-from .logparse import LogFacts
-from .pins import phase_python
-from .warm import WarmStarter
+from nvseg_bench.phases.child import run_child
+from nvseg_bench.phases.gpusampler import GpuSampler
+from nvseg_bench.phases.logparse import LogFacts
+from nvseg_bench.planning.pins import phase_python
+from nvseg_bench.phases.warm import WarmStarter
 
 LOGS = "logs"  # OUT/logs/NAME.log: each phase's console output
 

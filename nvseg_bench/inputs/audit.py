@@ -27,10 +27,10 @@ import nibabel
 import numpy as np
 from nibabel.spatialimages import HeaderDataError
 
-from . import anatomy
-from .dataset import _NIFTI_ERRORS, _UNUSABLE, _shown, _unreadable, _voxels, case_name, entry_paths
-from .errors import DataContractError
-from .preprocess_cache import write_atomic
+from nvseg_bench.inputs import anatomy
+from nvseg_bench.inputs.dataset import _NIFTI_ERRORS, _UNUSABLE, _shown, _unreadable, _voxels, case_name, entry_paths
+from nvseg_bench.errors import DataContractError
+from nvseg_bench.stage.preprocess_cache import write_atomic
 
 try:
     from isal import isal_zlib as _FAST_ZLIB

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from .warm import WarmStarter
+    from nvseg_bench.phases.warm import WarmStarter
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import ArgumentError
-from .resolve import Resolved
+from nvseg_bench.errors import ArgumentError
+from nvseg_bench.inputs.resolve import Resolved
 
 # Free GPU memory (MiB) -> patch edge, the peer skill's ladder. Peak allocated measured on an H200
 # (full model, fp16 autocast, AdamW, one class prompt): 3.9 GiB at 64^3, 5.1 at 96^3, 8.5 at 128^3,

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from .errors import ArgumentError
-from .request import Request
+from nvseg_bench.errors import ArgumentError
+from nvseg_bench.inputs.request import Request
 
 RDZV_PORT = 29400  # torchrun's default c10d rendezvous port
 _RANGE = re.compile(r"^(\d+)(?:-\d+)?$")

@@ -13,10 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import torchzip
-from .layout import read_tensors
-from .logparse import LogFacts
-from .weights import sha256_file
+from nvseg_bench.model import torchzip
+from nvseg_bench.model.layout import read_tensors
+from nvseg_bench.phases.logparse import LogFacts
+from nvseg_bench.model.weights import sha256_file
 
 MANIFEST = "manifest.json"
 

@@ -15,7 +15,7 @@ import shlex
 import subprocess
 import sys
 
-from .errors import ArgumentError
+from nvseg_bench.errors import ArgumentError
 
 PHASE_PYTHON_ENV = "NVSEG_PHASE_PYTHON"  # run the phases under another interpreter (e.g. another venv)
 ALLOW_DRIFT_ENV = "NVSEG_ALLOW_VERSION_DRIFT"  # "1": run anyway, recorded in the plan rationale

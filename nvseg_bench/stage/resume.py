@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .logparse import LogFacts, merge_resumed, parse_lines
-from .phases import PhaseResult, phase_log
-from .staging import Staged
+from nvseg_bench.phases.logparse import LogFacts, merge_resumed, parse_lines
+from nvseg_bench.phases.runner import PhaseResult, phase_log
+from nvseg_bench.stage.configs import Staged
 
 FOLDER = Path("checkpoints") / "resume"
 PREFIX = "resume"
@@ -35,7 +35,7 @@ RNG_MODULE = "nvseg_rng"  # staged beside the configs; the finetune phase has OU
 # CUDA), numpy and Python's global generators, and the generator of each random transform of the training
 # chain (MONAI seeds each one from set_determinism; in the training process they advance with every case).
 # Plain lists and tensors only: MONAI's CheckpointLoader reads the file with torch.load's weights-only default.
-RNG_SOURCE = '''"""Random number states of a finetune, for nvseg-bench's --resume (written by nvseg_bench/resume.py)."""
+RNG_SOURCE = '''"""Random number states of a finetune, for nvseg-bench's --resume (written by nvseg_bench/stage/resume.py)."""
 import random
 
 import numpy as np

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ArgumentError
-from .weights import HUB_FILE, HUB_REPO, HUB_REVISION, hub_cache_dir
+from nvseg_bench import paths
+from nvseg_bench.errors import ArgumentError
+from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, hub_cache_dir
 
-BUILTIN = Path(__file__).resolve().parents[1] / "bundle"
+BUILTIN = paths.BUILTIN_BUNDLE
 BUILTIN_PRESETS = ("smoke",)  # presets whose default is the builtin stand-in: the micro model needs it
 RECIPE_DIRS = ("configs", "scripts")  # the files that make the recipe: digested into input.bundle
 # what a run needs from the hub repo; the weights come separately (weights.py), or with fetch-bundle

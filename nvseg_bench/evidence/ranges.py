@@ -10,10 +10,11 @@ run, not a distribution.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).with_name("data")
+from nvseg_bench import paths
+
+DATA = paths.DATA
 REFERENCE_FILES = {"spleen_micro": DATA / "smoke_reference.json", "task06": DATA / "task06_reference.json"}
 
 

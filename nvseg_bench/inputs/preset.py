@@ -11,11 +11,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ArgumentError
+from nvseg_bench import paths
+from nvseg_bench.errors import ArgumentError
 
 FIXTURE_CARD = "fixture.json"  # a dataset dir may name its own preset, model and mapping (the shipped fixture does)
-SHIPPED_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spleen_micro"  # what --smoke runs on by default
-TASK06_ENV = "NVSEG_TASK06_DIR"  # where --sanity finds MSD Task06_Lung by default
+SHIPPED_FIXTURE = paths.SHIPPED_FIXTURE
+TASK06_ENV = paths.TASK06_ENV
 
 PRESETS: dict[str, dict[str, Any]] = {
     # shortest workflow check: CPU-sized, overlap kept low because CPU time goes to sliding windows

@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import cache_store
-from .logparse import LogFacts
-from .phases import PhaseResult, phase_log
-from .prepared import Prepared
+from nvseg_bench.store import limits as cache_store
+from nvseg_bench.phases.logparse import LogFacts
+from nvseg_bench.phases.runner import PhaseResult, phase_log
+from nvseg_bench.prepared import Prepared
 
 PHASE = "eval_pretrained"
 KEPT = cache_store.EVALUATIONS  # ROOT/evaluations/KEY/

@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .errors import ArgumentError
+from nvseg_bench.errors import ArgumentError
 
 # parser destinations the request does not carry: argparse's own, and the positional merged into dataset_dir
 CLI_ONLY = frozenset({"help", "version", "debug", "fixture_or_dataset", "resume"})  # --resume: cli.resume_request

@@ -28,11 +28,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import torchzip
-from .dataset import is_inside
-from .errors import ArgumentError
-from .staging import Staged
-from .weights import sha256_file
+from nvseg_bench.model import torchzip
+from nvseg_bench.inputs.dataset import is_inside
+from nvseg_bench.errors import ArgumentError
+from nvseg_bench.stage.configs import Staged
+from nvseg_bench.model.weights import sha256_file
 
 TRAIN_CHAINS = ("train", "validate")  # train#dataset and validate#dataset of the train stack
 EVAL_CHAIN = "evaluate"  # validate#dataset of the eval stack (evaluate.json's own chain)

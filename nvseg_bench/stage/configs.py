@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .plan import AUTOCAST_DTYPES, Plan
+from nvseg_bench.planning.plan import AUTOCAST_DTYPES, Plan
 
 NO_LOGGING = "dfw_no_logging.json"
 OVERRIDE_NAMES = {"sanity": "train_continual_task06_lung.json", "smoke": "auto_override.json",
