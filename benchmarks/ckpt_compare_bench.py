@@ -42,7 +42,7 @@ seconds = time.perf_counter() - started
 print(json.dumps({{'seconds': seconds, 'extra_peak_rss': rss('VmHWM:') - base, 'result': result}}))
 """
 
-WRAPPER = ("from nvseg_bench.evidence.collect import compare_checkpoints",
+WRAPPER = ("from nvseg_bench.model.checkpoints import compare_checkpoints",
            "compare_checkpoints(Path(sys.argv[1]), Path(sys.argv[2]))")
 VERIFIER = ("from eval_engine.recompute import compare_state_files",
             "compare_state_files(Path(sys.argv[1]), Path(sys.argv[2]))")

@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from gpu_check import random_checkpoint  # noqa: E402
-from scale_bench import MAPPING, make_dataset  # noqa: E402
+from bench_common import MAPPING, random_checkpoint  # noqa: E402
+from scale_bench import make_dataset  # noqa: E402
 
 from nvseg_bench.phases.runner import bundle_env  # noqa: E402
 

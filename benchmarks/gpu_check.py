@@ -34,8 +34,9 @@ import nibabel
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
+from bench_common import by_hand, random_checkpoint  # noqa: E402
 from nvseg_bench.phases.child import run_child  # noqa: E402
 
 MICRO = REPO / "fixtures" / "micro_model"
@@ -91,16 +92,6 @@ def write_lists(root: Path, cases: int, val_cases: int) -> tuple[Path, Path]:
     small = root.parent / "datalist_small.json"
     small.write_text(json.dumps({"training": [p | {"fold": 0 if i < 2 else 1} for i, p in enumerate(pairs[:SMALL_CASES])]}))
     return full, small
-
-
-def random_checkpoint(path: Path, micro: bool) -> None:
-    import torch
-    from monai.bundle import ConfigParser
-
-    torch.manual_seed(0)
-    parser = ConfigParser()
-    parser.read_config([str(REPO / "bundle" / "configs" / "train.json")] + ([str(MICRO / "network.json")] if micro else []))
-    torch.save(parser.get_parsed_content("network_def").state_dict(), path)
 
 
 def iterations_per_second(log: Path) -> float | None:
@@ -218,8 +209,6 @@ class Check:
 
     def by_hand(self, full: Path) -> None:
         self.say("by hand: three `python -m monai.bundle run` calls on the same data")
-        sys.path[:0] = [str(REPO / "benchmarks")]
-        from scale_bench import by_hand  # noqa: PLC0415 (imports monai-free nvseg_bench.phases only)
 
         recipe = BY_HAND_RECIPE | {"label_mappings": json.dumps({"default": MAPPING})}
         patch = self.args.patch or 128

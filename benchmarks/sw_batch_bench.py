@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from scale_bench import BUNDLE, MAPPING, MICRO  # noqa: E402
+from bench_common import BUNDLE, MAPPING, MICRO  # noqa: E402
 
 from nvseg_bench.evidence.collect import per_case_dice  # noqa: E402
 from nvseg_bench.phases.runner import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase  # noqa: E402

@@ -12,7 +12,9 @@ from .findings import Finding, failed, passed, skipped, warned
 from .pack import Pack
 from .provenance import derived_pinned
 
-SCHEMA = Path(__file__).resolve().parents[1] / "nvseg_bench" / "schema" / "output.schema.json"
+# the verifier's own copy of the output schema (a test holds it equal to nvseg_bench/schema/output.schema.json):
+# installed as package data, so the verifier runs without the repository and never reads the audited package
+SCHEMA = Path(__file__).with_name("output.schema.json")
 RANGES = Path(__file__).with_name("reference_ranges.json")
 VAL_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- .*?val_mean_dice: (\S+)")
 LOSS_LINE = re.compile(r"Epoch: (\d+)/(\d+), Iter: \d+/\d+ -- train_loss: (\S+)")
@@ -83,6 +85,8 @@ def check_trajectory(pack: Pack) -> Finding:
 
 
 def expected_decision(out: dict[str, Any]) -> dict[str, Any]:
+    """The keep rule, written again here on purpose: the verifier never imports the code it audits, so a
+    fault in nvseg_bench/evidence/decision.py cannot also pass this check."""
     pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
     start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
     changed = out.get("finetuned_ckpt_matches_pretrained_weights") is False

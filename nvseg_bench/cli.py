@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import shlex
 import sys
 import time
@@ -20,8 +21,7 @@ from typing import Callable, Sequence
 from nvseg_bench import PROG, __version__
 from nvseg_bench.phases.child import sigterm_as_interrupt
 from nvseg_bench.errors import NvsegError
-from nvseg_bench.inputs.request import Request, from_namespace
-from nvseg_bench.sweep import parse_seeds
+from nvseg_bench.inputs.request import Request, from_namespace, parse_seeds
 
 EXIT_CODES = """`nvseg-finetune fetch-bundle` downloads NVIDIA's pinned NV-Segment-CT bundle (configs, scripts,
 weights) ahead of time; `nvseg-finetune fetch-weights` the checkpoint alone; `nvseg-finetune cache`
@@ -139,9 +139,84 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]) -> Request:
 
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    req = resume_request(args, argv) if args.resume else to_request(args, argv)
+    if req.seeds:
+        from nvseg_bench.sweep import run_sweep  # the run's modules load after parsing: --help stays fast
+
+        return run_sweep(req, Console())
     from nvseg_bench.run import run
 
-    return run(resume_request(args, argv) if args.resume else to_request(args, argv))
+    return run(req, Console())
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+class Console:
+    """What a run prints: the plan before any phase, the outcome after them (run.Show, sweep.SweepShow)."""
+
+    def __init__(self, say: Callable[[str], None] = print, warnings_shown: int = 10) -> None:
+        self.say, self.warnings_shown = say, warnings_shown
+
+    def plan(self, p) -> None:
+        """The plan: preset, every choice with its reason, anatomy warnings, and a dry run's commands."""
+        self.say(f"{PROG}: {p.resolved.preset} run of {p.dataset_dir} -> {p.out_dir}")
+        for line in p.plan.rationale:
+            self.say(f"  plan  {line}")
+        warnings = p.audit.get("anatomy_warnings", [])
+        for line in warnings[: self.warnings_shown]:  # the run goes on; output.json keeps the full list
+            self.say(f"  warning {line}")
+        if len(warnings) > self.warnings_shown:
+            self.say(f"  warning and {len(warnings) - self.warnings_shown} more "
+                     "(input.dataset_audit.anatomy_warnings in output.json)")
+        if p.cache is None and p.cache_note and not p.request.no_preprocess_cache:
+            _err(f"{PROG}: warning: {p.cache_note}")
+        if p.request.dry_run:
+            for name, command in p.commands.items():
+                paths = os.pathsep.join([str(p.bundle_dir), str(p.staged.config_dir)])
+                env = f"PYTHONPATH={shlex.quote(paths)} PYTHONDONTWRITEBYTECODE=1"
+                self.say(f"  phase {name}: (cd {shlex.quote(str(p.out_dir))} && {env} {shlex.join(command)})")
+
+    def outcome(self, outcome) -> None:
+        doc = outcome.doc
+        self._schema(outcome.schema_errors)
+        self.say(f"{PROG}: {doc['headline']}")
+        for warning in (doc["output"].get("gain_warning"), doc["output"].get("loss_warning")):
+            if warning:
+                self.say(f"{PROG}: warning: {warning}")
+        self.say(f"  output.json: {outcome.path}")
+        self.say(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
+        self.say(f"  preprocess cache: {cache_line(doc['runtime']['preprocess_cache'])}")
+        if "error" in doc:
+            _err(f"  {doc['error']['message']}")
+
+    def seed_started(self, seed: int, index: int, total: int) -> None:
+        self.say(f"{PROG}: sweep seed {seed} ({index} of {total})")
+
+    def seed_done(self, seed: int, outcome) -> None:
+        self._schema(outcome.schema_errors)
+        self.say(f"{PROG}: seed {seed}: {outcome.doc['headline']}\n  output.json: {outcome.path}")
+        if outcome.doc["output"].get("gain_warning"):
+            self.say(f"{PROG}: seed {seed}: warning: {outcome.doc['output']['gain_warning']}")
+
+    def sweep_done(self, sweep: dict, path: Path) -> None:
+        from nvseg_bench.sweep import sweep_line
+
+        self.say(f"{PROG}: {sweep_line(sweep)}\n  sweep.json: {path}")
+
+    @staticmethod
+    def _schema(errors: list[str]) -> None:
+        if errors:
+            _err(f"{PROG}: output.json does not match its schema ({len(errors)} problems, first: {errors[0]}); "
+                 "this is a bug in nvseg-bench, please report it.")
+
+
+def cache_line(block: dict) -> str:
+    if not block["enabled"]:
+        return f"off ({block['note']})"
+    return (f"{block['hits']} hits, {block['misses']} misses, {block['rebuilt_bad_entries']} bad entries rebuilt, "
+            f"{block['bytes'] / 2**20:.1f} MiB in {block['dir']}")
 
 
 RESUME_ALONE = {"--resume", "--debug", "--phase-timeout"}
@@ -196,7 +271,8 @@ def _stopped_run(out: Path) -> dict:
 
 def fetch_weights(argv: Sequence[str]) -> int:
     """`nvseg-finetune fetch-weights`: put the pinned NV-Segment-CT checkpoint into the local hub cache."""
-    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, from_hub, sha256_file
+    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, from_hub
+    from nvseg_bench.store.files import sha256_file
 
     parser = argparse.ArgumentParser(prog=f"{PROG} fetch-weights",
                                      description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} into the "
@@ -214,7 +290,8 @@ def fetch_weights(argv: Sequence[str]) -> int:
 def fetch_bundle(argv: Sequence[str]) -> int:
     """`nvseg-finetune fetch-bundle`: NVIDIA's bundle (configs, scripts, weights) into the local hub cache."""
     from nvseg_bench.model import bundle_source
-    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, sha256_file
+    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION
+    from nvseg_bench.store.files import sha256_file
 
     parser = argparse.ArgumentParser(prog=f"{PROG} fetch-bundle",
                                      description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} (configs, scripts and "
@@ -251,7 +328,7 @@ def _age(text: str) -> float:
 def cache_command(argv: Sequence[str]) -> int:
     """`nvseg-finetune cache [prune ...]`: what the preprocessing cache holds, and removing it, key by key."""
     from nvseg_bench.store import limits as cache_store
-    from nvseg_bench.stage.preprocess_cache import root_path
+    from nvseg_bench.store.root import root_path
 
     parser = argparse.ArgumentParser(prog=f"{PROG} cache",
                                      description="Show the preprocessing cache (size and entries per key, least "

@@ -12,3 +12,9 @@ BUILTIN_BUNDLE = REPO / "bundle"  # the offline stand-in bundle (the smoke prese
 FIXTURES = REPO / "fixtures"
 SHIPPED_FIXTURE = FIXTURES / "spleen_micro"  # what --smoke runs on by default
 TASK06_ENV = "NVSEG_TASK06_DIR"  # where --sanity (and the harness's sanity run) finds MSD Task06_Lung
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether path is folder or lies below it, after resolving links and '..'."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents

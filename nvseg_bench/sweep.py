@@ -15,33 +15,28 @@ median for an even count), else the pretrained checkpoint.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import statistics
+import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from nvseg_bench.errors import ArgumentError
+from nvseg_bench.inputs.request import Request
+from nvseg_bench.phases.loop import run_phases
+from nvseg_bench.phases.runner import PhaseResult, phase_log
+from nvseg_bench.prepare import prepare
+from nvseg_bench.run import Outcome, conclude
 
 SWEEP_FILE = "sweep.json"
 SHARED_PHASE = "eval_pretrained"
 RULE = ("finetuned only when every seed's own run kept its finetuned checkpoint; then the median-gain seed "
         "(lower median for an even count), never the best: the seeds are ranked on the validation cases that "
         "score them, so the maximum overstates the next run")
-
-
-def parse_seeds(text: str) -> list[int]:
-    """`0,1,2` -> [0, 1, 2]; refuses repeats and non-integers."""
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated whole numbers, e.g. 0,1,2") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r} must name at least one seed, each once, e.g. 0,1,2")
-    return seeds
 
 
 def seed_dir(out_dir: Path, seed: int) -> Path:
@@ -172,3 +167,48 @@ def sweep_line(sweep: dict[str, Any]) -> str:
     keep = (f"keep seed {sweep['recommended_seed']}'s finetuned checkpoint" if sweep["recommended_is_finetuned"]
             else "keep the pretrained checkpoint")
     return f"sweep of {len(sweep['runs'])} seeds: {spread}; {keep} ({sweep['recommendation_reason']})"
+
+
+class SweepShow(Protocol):
+    def seed_started(self, seed: int, index: int, total: int) -> None: ...
+
+    def seed_done(self, seed: int, outcome: Outcome) -> None: ...
+
+    def sweep_done(self, sweep: dict[str, Any], path: Path) -> None: ...
+
+
+def run_seed(req: Request, seed: int, shared: PhaseResult | None,
+             first_dir: Path | None) -> tuple[Outcome, PhaseResult | None]:
+    """One seed's run into OUT/seed-S; `shared` is the first seed's eval_pretrained result (then its folder
+    is linked in and the phase is not run again)."""
+    started, started_epoch = time.monotonic(), time.time()
+    prepared = prepare(replace(req, output_dir=seed_dir(req.output_dir, seed), seed=seed, seeds=None))
+    if shared is not None and first_dir is not None:
+        share(first_dir, prepared.out_dir)
+    phases = run_phases(prepared, started_epoch, skip=frozenset({SHARED_PHASE}) if shared else frozenset())
+    if shared is not None:  # evaluated once for the sweep; its figures are that evaluation's
+        log = str(phase_log(prepared.out_dir, SHARED_PHASE))
+        phases = replace(phases, results={SHARED_PHASE: replace(shared, log_path=log)} | phases.results)
+    outcome = conclude(prepared, phases, started=started, started_epoch=started_epoch)
+    return outcome, phases.results.get(SHARED_PHASE)
+
+
+def run_sweep(req: Request, show: SweepShow) -> int:
+    """`--seeds`: run every seed, write OUT/sweep.json; the exit code of the first seed that failed, else 0."""
+    refuse_combinations(req.seed, req.dry_run, req.skip_formal_eval)
+    docs: dict[int, tuple[dict[str, Any], Path]] = {}
+    shared, first_dir, code = None, None, 0
+    seeds = req.seeds or []
+    for index, seed in enumerate(seeds, start=1):
+        show.seed_started(seed, index, len(seeds))
+        outcome, pre = run_seed(req, seed, shared, first_dir)
+        show.seed_done(seed, outcome)
+        docs[seed] = (outcome.doc, outcome.path)
+        code = code or outcome.code
+        if shared is None:
+            shared, first_dir = pre, outcome.path.parent
+        if outcome.code == 130 or pre is None or pre.return_code != 0:
+            break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
+    target, doc = write(docs, req.output_dir)
+    show.sweep_done(doc, target.resolve())
+    return code

@@ -8,10 +8,13 @@ import shutil
 from pathlib import Path
 
 from nvseg_bench.evidence.collect import write_manifest
+from nvseg_bench.inputs.request import Request
+from nvseg_bench.inputs.resolve import MappingAsk, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "spleen_micro"
 PACKS = Path(__file__).resolve().parent / "packs"
+DATA = Path(__file__).resolve().parent / "data"
 GATE_MODULE = "from nvseg_bench.harness.gate_items import test_gate  # noqa: F401\n"
 
 
@@ -47,3 +50,9 @@ def fake_nvidia_smi(tmp_path: Path, monkeypatch, lines: list[str]) -> Path:
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     return fake
+
+
+def asked(label_mapping: str | None = None, anatomy: str | None = None, local: int | None = None) -> MappingAsk:
+    """The mapping as the resolver decides it from these flags (the precedence lives there)."""
+    req = Request(output_dir=Path("out"), label_mapping=label_mapping, target_anatomy=anatomy, user_label_idx=local)
+    return resolve(req, {}, "finetune").mapping

@@ -3,20 +3,22 @@
 Formal Dice from each eval phase's metrics.csv, the training trace from the finetune log, a
 tensor-by-tensor comparison of the finetuned and pretrained checkpoints (a re-saved identical state
 hashes differently, so hashes cannot tell), and sha256 of every artifact. No torch import: the
-checkpoints are read by torchzip (torch only for a legacy-format file).
+checkpoints are compared by model/checkpoints.py.
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nvseg_bench.model import torchzip
-from nvseg_bench.model.layout import read_tensors
+from nvseg_bench.model.checkpoints import compare_checkpoints
 from nvseg_bench.phases.logparse import LogFacts
-from nvseg_bench.model.weights import sha256_file
+from nvseg_bench.phases.runner import PhaseResult
+from nvseg_bench.prepared import FINETUNED_NAME, Prepared
+from nvseg_bench.store.files import sha256_file
 
 MANIFEST = "manifest.json"
 
@@ -62,43 +64,6 @@ def training_trace(facts: LogFacts) -> dict[str, Any]:
     }
 
 
-def compare_checkpoints(finetuned: Path, pretrained: Path) -> dict[str, Any]:
-    """Tensor-by-tensor comparison; `identical` means same keys and every tensor equal.
-
-    `total_abs_diff` sums |finetuned - pretrained| over every changed floating-point tensor. Both
-    files are read through torchzip without torch: each tensor is memory-mapped while it is compared
-    and unmapped after, because pages read through a mapping stay resident until it is gone. Two
-    full-size vista3d132 checkpoints (832 MiB each) then cost about two tensors of extra memory.
-    """
-    new, old = read_tensors(finetuned), read_tensors(pretrained)
-    shared = sorted(set(new) & set(old))
-    only_new, only_old = sorted(set(new) - set(old)), sorted(set(old) - set(new))
-    changed, max_diff, total_diff, shape_mismatch = [], 0.0, 0.0, []
-    for key in shared:
-        if new[key].shape != old[key].shape:
-            shape_mismatch.append(key)
-            continue
-        equal, tensor_max, tensor_total = torchzip.compare(new[key], old[key])
-        if not equal:
-            changed.append(key)
-            max_diff, total_diff = max(max_diff, tensor_max), total_diff + tensor_total
-    return {
-        "finetuned": str(finetuned),
-        "pretrained": str(pretrained),
-        "n_tensors": len(shared),
-        "n_changed": len(changed),
-        "n_equal": len(shared) - len(changed) - len(shape_mismatch),
-        "max_abs_diff": max_diff,
-        "total_abs_diff": total_diff,
-        "same_keys": not only_new and not only_old,
-        "shape_mismatch": shape_mismatch[:20],
-        "keys_only_in_finetuned": only_new[:20],
-        "keys_only_in_pretrained": only_old[:20],
-        "changed_examples": changed[:10],
-        "identical": not changed and not shape_mismatch and not only_new and not only_old,
-    }
-
-
 def dataset_inputs(entries: list[dict], dataset_dir: Path, known: dict[str, str] | None = None) -> dict[str, Any]:
     """sha256 and size of every image and label the run used, keyed by path relative to the dataset.
 
@@ -122,3 +87,50 @@ def write_manifest(out_dir: Path, inputs: dict[str, dict[str, Any]]) -> dict[str
     manifest = {"root": str(out_dir), "files": files, "inputs": inputs}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The numbers a finished (or stopped) run proves from its own files, gathered once after the phases."""
+
+    finetuned_ckpt: Path
+    finetuned_exists: bool  # written by this run (a file an earlier run left in OUT does not count)
+    comparison: dict[str, Any] | None  # model/checkpoints.compare_checkpoints, when the file exists
+    formal_enabled: bool
+    formal_pre: float | None  # only from an evaluation phase that ran and succeeded in this run
+    formal_post: float | None
+    per_case_pre: dict[str, float]
+    per_case_post: dict[str, float]
+    trace: dict[str, Any]  # training_trace of the finetune's log
+    oom: bool
+    started: float  # when this run (or the stopped run it resumes) started, epoch seconds
+
+    @property
+    def tensors_changed(self) -> bool:
+        return self.comparison is not None and self.comparison["identical"] is False
+
+
+def _succeeded(results: dict[str, PhaseResult], name: str) -> bool:
+    return name in results and results[name].return_code == 0 and results[name].failure is None
+
+
+def started_at(p: Prepared, started_epoch: float) -> float:
+    """When this run started; for a resumed run, when the run it continues started (0: not recorded, as in
+    runs written before started_at was: then any file in OUT counts)."""
+    return p.resume_point.since if p.resume_point is not None else started_epoch
+
+
+def gather(p: Prepared, results: dict[str, PhaseResult], started_epoch: float) -> Evidence:
+    since = started_at(p, started_epoch)
+    finetuned = p.staged.ckpt_dir / FINETUNED_NAME
+    exists = finetuned.is_file() and finetuned.stat().st_mtime >= since
+    pre = formal_dice(p.out_dir / "eval_pretrained") if _succeeded(results, "eval_pretrained") else None
+    post = formal_dice(p.out_dir / "eval_finetuned") if _succeeded(results, "eval_finetuned") else None
+    return Evidence(
+        finetuned_ckpt=finetuned, finetuned_exists=exists,
+        comparison=compare_checkpoints(finetuned, Path(p.weights.path)) if exists else None,
+        formal_enabled=not p.request.skip_formal_eval, formal_pre=pre, formal_post=post,
+        per_case_pre=per_case_dice(p.out_dir / "eval_pretrained") if pre is not None else {},
+        per_case_post=per_case_dice(p.out_dir / "eval_finetuned") if post is not None else {},
+        trace=training_trace(results["finetune"].facts if "finetune" in results else LogFacts()),
+        oom=any(r.facts.oom or r.failure == "oom" for r in results.values()), started=since)

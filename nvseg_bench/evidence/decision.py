@@ -1,4 +1,5 @@
-"""Decision: which checkpoint to keep, and whether the finetune improved anything.
+"""Decision: which checkpoint to keep, whether the finetune improved anything, and the run's status and
+exit code (with a sanity run's reference checks).
 
 The finetuned checkpoint is recommended only if its formal Dice beats the pretrained formal Dice by
 more than MIN_GAIN, its tensors changed, and the file exists. Without formal evaluation the
@@ -6,7 +7,13 @@ training trace decides (best epoch beats the epoch-0 score). `improved: false` i
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from nvseg_bench.errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
+from nvseg_bench.evidence.collect import Evidence
+from nvseg_bench.evidence.ranges import comparable, task06_checks, task06_not_comparable
+from nvseg_bench.phases.runner import PhaseResult
 
 MIN_GAIN = 1e-3
 
@@ -49,3 +56,42 @@ def decide(*, formal_enabled: bool, formal_pre: float | None, formal_post: float
         "formal_regressed": formal_regressed,
         "improvement_over_baseline": train_gain,
     }
+
+
+def decide_on(ev: Evidence, pretrained_ckpt: str) -> dict[str, Any]:
+    """The rule applied to a run's gathered evidence."""
+    return decide(formal_enabled=ev.formal_enabled, formal_pre=ev.formal_pre, formal_post=ev.formal_post,
+                  start=ev.trace["training_start_val_dice"], best=ev.trace["training_best_val_dice"],
+                  tensors_changed=ev.tensors_changed, finetuned_exists=ev.finetuned_exists,
+                  finetuned_ckpt=str(ev.finetuned_ckpt), pretrained_ckpt=pretrained_ckpt)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A run's status and exit code, and for a sanity run its reference checks."""
+
+    status: str  # planned | passed | failed | interrupted
+    code: int
+    sanity_checks: dict[str, Any] | None = None
+    sanity_recovery: bool | None = None
+
+    def output_fields(self) -> dict[str, Any]:
+        return {"sanity_reference_checks": self.sanity_checks, "sanity_recovery_demonstrated": self.sanity_recovery}
+
+
+def judge(results: dict[str, PhaseResult], *, interrupted: bool, planned: bool, preset: str,
+          bundle: dict[str, Any] | None, out: dict[str, Any]) -> Judgement:
+    """Status and exit code from the phases; a sanity run is also held to the Task06 reference when its recipe
+    is the reference's (ranges.comparable), and fails with EXIT_SANITY_FAILED when it misses it."""
+    failed = any(r.return_code != 0 or r.failure for r in results.values())
+    status = "planned" if planned else "interrupted" if interrupted else "failed" if failed else "passed"
+    code = EXIT_OK if status in ("passed", "planned") else EXIT_PHASE_FAILED
+    if preset != "sanity" or planned:
+        return Judgement(status, code)
+    fair, why = comparable(bundle)
+    if not fair:
+        return Judgement(status, code, task06_not_comparable(why))  # no verdict either way
+    checks = task06_checks(out, code)
+    if status == "passed" and not checks["passed"]:
+        code = EXIT_SANITY_FAILED
+    return Judgement(status, code, checks, checks["passed"])

@@ -24,11 +24,13 @@ from filelock import FileLock
 
 from nvseg_bench import paths
 from nvseg_bench.planning.environment import host_ram_mb, package_versions, visible_gpus_from_smi
-from nvseg_bench.stage.preprocess_cache import read_digest_memo, remember_digests, remembered, root_path
-from nvseg_bench.model.weights import HUB_REPO, HUB_REVISION, sha256_file
+from nvseg_bench.model.weights import HUB_REPO, HUB_REVISION
+from nvseg_bench.store import digests
+from nvseg_bench.store.files import sha256_file, write_atomic
+from nvseg_bench.store.root import root_path
 
 WRAPPER = paths.PACKAGE
-MEMO_KEY = "nvseg/sha256"
+MEMO_KEY = "nvseg/sha256-v2"  # store/digests.py's format: {path: {stamp, sha256}}
 SKIP_NAMES = {"__pycache__", ".git", ".pytest_cache"}
 
 
@@ -56,9 +58,7 @@ class DirCache:
     def set(self, key: str, value: Any) -> None:
         path = self.root / "v" / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(value, indent=2, sort_keys=True))
-        partial.replace(path)
+        write_atomic(path, json.dumps(value, indent=2, sort_keys=True))
 
     def mkdir(self, name: str) -> Path:
         path = self.root / "d" / name
@@ -90,26 +90,27 @@ class DigestMemo:
 
     def __init__(self, cache: KeyValues, shared: Path | None = None) -> None:
         self.cache = cache
-        self.known: dict[str, str] = dict(cache.get(MEMO_KEY, {}))
+        kept = cache.get(MEMO_KEY, {})
+        self.known: dict[str, Any] = dict(kept) if isinstance(kept, dict) else {}  # store/digests.py's format
         self.dirty = False
         self.shared = shared
         self.shared_memo: dict[str, Any] | None = None
         self.taken: dict[str, str] = {}
 
     def file(self, path: Path) -> str:
-        stat = path.stat()
-        tag = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-        if tag not in self.known:
-            self.known[tag] = self._from_shared(path) or self._take(path)
+        found = digests.remembered(self.known, path)
+        if found is None:
+            found = self._from_shared(path) or self._take(path)
+            self.known[str(path)] = digests.entry(path, found)
             self.dirty = True
-        return self.known[tag]
+        return found
 
     def _from_shared(self, path: Path) -> str | None:
         if self.shared is None:
             return None
         if self.shared_memo is None:
-            self.shared_memo = read_digest_memo(self.shared)
-        return remembered(self.shared_memo, path)
+            self.shared_memo = digests.read_memo(self.shared)
+        return digests.remembered(self.shared_memo, path)
 
     def _take(self, path: Path) -> str:
         self.taken[str(path)] = sha256_file(path)
@@ -130,7 +131,7 @@ class DigestMemo:
                 self.shared.parent.mkdir(parents=True, exist_ok=True)
             except OSError:
                 return  # an unwritable cache dir: the run it starts hashes again, nothing worse
-            remember_digests(self.taken, self.shared)
+            digests.remember_digests(self.taken, self.shared)
             self.taken = {}
 
 
@@ -142,7 +143,7 @@ def shared_digest_memo(cli_args: list[str]) -> Path | None:
     known, _ = build_parser().parse_known_args([*cli_args, "--output-dir", "unused"])
     if known.no_preprocess_cache:
         return None
-    return root_path(known.preprocess_cache) / "digests.json"
+    return root_path(known.preprocess_cache) / digests.FILE
 
 
 def _files(root: Path, leave_out: tuple[Path, ...]) -> list[Path]:

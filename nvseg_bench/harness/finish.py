@@ -4,11 +4,11 @@ write the reports when --nvseg-report asks. The terminal table is summary.py's.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.store.files import write_atomic
 from nvseg_bench.output.write import both_schema_errors
 from nvseg_bench.harness.gates import gate_title
 from nvseg_bench.harness.ledger import Ledger, RunRecord
@@ -32,9 +32,7 @@ def write_gates(record: RunRecord, session: str) -> None:
     doc["gates"] = gates_section(record, session)
     record.schema_problems = both_schema_errors(doc)
     path = Path(record.out) / "output.json"
-    partial = path.with_name(f".output.json.{os.getpid()}")
-    partial.write_text(json.dumps(doc, indent=2) + "\n")
-    partial.replace(path)
+    write_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
 def finish_session(ledger: Ledger, opts: HarnessOptions, session: str) -> None:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from nvseg_bench.evidence.decision import MIN_GAIN
+from nvseg_bench.evidence.decision import MIN_GAIN, decide
 from nvseg_bench.output.write import both_schema_errors
 from nvseg_bench.evidence.ranges import bounds, comparable, measured
 from nvseg_bench.harness.runs import RunEvidence
@@ -126,21 +126,23 @@ def tensors_changed(run: RunEvidence) -> Verdict:
                f"and the run does not report the epoch-0 trap (decision: {reason!r})")
 
 
-def decision_rule(run: RunEvidence, min_gain: float = MIN_GAIN) -> Verdict:
-    """Keep the finetuned checkpoint only if it exists, changed, and beats pretrained by > min_gain."""
+def decision_rule(run: RunEvidence) -> Verdict:
+    """The keep rule (evidence/decision.py, the one copy in this package) applied to the run's own recorded
+    numbers must pick the checkpoint output.json recommends."""
     out = _out(run)
-    if out.get("formal_eval_enabled"):
-        before, after, basis = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice"), "formal"
-    else:
-        before, after, basis = out.get("training_start_val_dice"), out.get("training_best_val_dice"), "training"
-    gain = None if before is None or after is None else after - before
-    keep = (gain is not None and gain > min_gain and comparison(out).identical is False
-            and bool(out.get("finetuned_ckpt_exists")))
-    expected = out.get("finetuned_ckpt") if keep else out.get("pretrained_ckpt")
+    applied = decide(formal_enabled=bool(out.get("formal_eval_enabled")), formal_pre=out.get("formal_pretrained_val_dice"),
+                     formal_post=out.get("formal_finetuned_val_dice"), start=out.get("training_start_val_dice"),
+                     best=out.get("training_best_val_dice"), tensors_changed=comparison(out).identical is False,
+                     finetuned_exists=bool(out.get("finetuned_ckpt_exists")),
+                     finetuned_ckpt=out.get("finetuned_ckpt"), pretrained_ckpt=out.get("pretrained_ckpt"))
+    expected, keep = applied["recommended_ckpt"], applied["recommended_is_finetuned"]
+    formal = bool(out.get("formal_eval_enabled"))
+    gain = applied["formal_improvement_over_pretrained" if formal else "improvement_over_baseline"]
     gain_text = "none" if gain is None else f"{gain:+.4f}"
+    basis = "formal" if formal else "training"
     if out.get("recommended_ckpt") != expected:
         return bad(f"recommended_ckpt is {out.get('recommended_ckpt')}, but the rule ({basis} Dice gain {gain_text} "
-                   f"> {min_gain}, tensors changed, file exists) picks {expected}")
+                   f"> {MIN_GAIN}, tensors changed, file exists) picks {expected}")
     return ok(f"{basis} Dice gain {gain_text}: keep the {'finetuned' if keep else 'pretrained'} checkpoint")
 
 

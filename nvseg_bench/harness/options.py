@@ -181,7 +181,7 @@ def _seed_args(seeds: str | None) -> list[str]:
     """--nvseg-seeds=0,1,2 -> the CLI's --seeds, checked here so a typo is a usage error, not a failed run."""
     if not seeds:
         return []
-    from nvseg_bench.sweep import parse_seeds
+    from nvseg_bench.inputs.request import parse_seeds
 
     try:
         parse_seeds(seeds)

@@ -25,7 +25,6 @@ from nvseg_bench.harness.trust import Trust
 
 REPO = paths.REPO
 SMOKE_FIXTURE = paths.SHIPPED_FIXTURE
-RUN_NAMES = ("smoke", "sanity", "user")
 REFERENCE = {"smoke": "spleen_micro", "sanity": "task06", "user": None}
 CONSOLE_TAIL = 80
 

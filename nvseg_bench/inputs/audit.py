@@ -28,9 +28,9 @@ import numpy as np
 from nibabel.spatialimages import HeaderDataError
 
 from nvseg_bench.inputs import anatomy
-from nvseg_bench.inputs.dataset import _NIFTI_ERRORS, _UNUSABLE, _shown, _unreadable, _voxels, case_name, entry_paths
+from nvseg_bench.inputs.dataset import NIFTI_ERRORS, UNUSABLE, shown, unreadable, voxels, case_name, entry_paths
 from nvseg_bench.errors import DataContractError
-from nvseg_bench.stage.preprocess_cache import write_atomic
+from nvseg_bench.store.files import write_atomic
 
 try:
     from isal import isal_zlib as _FAST_ZLIB
@@ -133,22 +133,22 @@ def load_hashed(path: Path) -> tuple[nibabel.Nifti1Image, str]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise _unreadable(path, exc) from exc
+        raise unreadable(path, exc) from exc
     digest = hashlib.sha256(raw).hexdigest()
     try:
         data = gunzip(raw) if raw[:2] == b"\x1f\x8b" else raw
         del raw
         nifti2 = data[:4] in (NIFTI2_SIZEOF_HDR.to_bytes(4, "little"), NIFTI2_SIZEOF_HDR.to_bytes(4, "big"))
         return (nibabel.Nifti2Image if nifti2 else nibabel.Nifti1Image).from_bytes(data), digest
-    except (*_NIFTI_ERRORS, HeaderDataError) as exc:
-        raise _unreadable(path, exc) from exc
+    except (*NIFTI_ERRORS, HeaderDataError) as exc:
+        raise unreadable(path, exc) from exc
 
 
 def _audit_case(image_path: Path, label_path: Path, local_values: list[int], digests: dict[str, str]) -> dict:
     image, digests[str(image_path)] = load_hashed(image_path)
     label_image, digests[str(label_path)] = load_hashed(label_path)
-    hu = _voxels(image, image_path)
-    labels = _voxels(label_image, label_path)
+    hu = voxels(image, image_path)
+    labels = voxels(label_image, label_path)
     counts = _label_counts(labels, label_path)
     spacing = [float(z) for z in image.header.get_zooms()[:3]]
     voxel_ml = float(np.prod(spacing)) / 1000.0  # mm^3 -> mL
@@ -185,7 +185,7 @@ def _label_counts(labels: np.ndarray, path: Path) -> dict[int, int]:
     fractional = [float(v) for v in values if v % 1]
     if fractional:
         raise DataContractError(
-            _UNUSABLE, [f"{path} holds non-integer label values: {fractional[:5]}"],
+            UNUSABLE, [f"{path} holds non-integer label values: {fractional[:5]}"],
             ["Save labels as integer class values (0 = background)."])
     return {int(v): int(n) for v, n in zip(values, counts)}
 
@@ -254,7 +254,7 @@ def check_mapped_values_present(audit: dict, local_values: list[int]) -> None:
     missing = [v for v in local_values if v not in seen]
     if missing:
         raise DataContractError(
-            _UNUSABLE,
+            UNUSABLE,
             [f"mapped local value {', '.join(map(str, missing))} appears in no training label "
              f"({summary['n_train']} training cases; label values seen: {seen})"],
             ["Correct --label-mapping (or --target-anatomy with --user-label-idx) to the values "
@@ -269,7 +269,7 @@ def check_mapped_values_validated(audit: dict, local_values: list[int]) -> None:
     if missing:
         names = ", ".join(r["name"] for r in rows[:SHOWN_CASES]) + (" ..." if len(rows) > SHOWN_CASES else "")
         raise DataContractError(
-            _UNUSABLE,
+            UNUSABLE,
             [f"mapped local value {', '.join(map(str, missing))} occurs in training labels but in no validation "
              f"label: fold 0 ({len(rows)} case{'s' if len(rows) != 1 else ''}: {names}) holds only label values "
              f"{seen}, so its Dice would measure nothing"],
@@ -283,9 +283,9 @@ def check_labels_look_like_labels(audit: dict) -> None:
            f"{max(r['label_values'])}" for r in audit["samples"] if len(r["label_values"]) > MAX_LABEL_VALUES]
     if bad:
         raise DataContractError(
-            _UNUSABLE,
+            UNUSABLE,
             [f"{len(bad)} label file(s) look like images, not labels (a label map holds at most "
-             f"{MAX_LABEL_VALUES} class values):", *_shown(bad)],
+             f"{MAX_LABEL_VALUES} class values):", *shown(bad)],
             ["Put the segmentation of each case in labelsTr/ (integer class values, 0 = background), not "
              "a copy of its image."])
 
@@ -296,7 +296,7 @@ def check_finite_images(audit: dict) -> None:
            for r in audit["samples"] if r["nonfinite_voxels"]]
     if bad:
         raise DataContractError(
-            _UNUSABLE, [f"{len(bad)} image(s) hold voxels that are not numbers:", *_shown(bad)],
+            UNUSABLE, [f"{len(bad)} image(s) hold voxels that are not numbers:", *shown(bad)],
             ["Replace them with a real value (air is about -1000 HU) when exporting, "
              "or remove those cases from the datalist."])
 

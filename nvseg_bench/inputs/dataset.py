@@ -20,6 +20,7 @@ from typing import Any
 import nibabel
 import numpy as np
 
+from nvseg_bench import paths
 from nvseg_bench.errors import ArgumentError, DataContractError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -31,8 +32,8 @@ GENERATED_SOURCE = "generated: seed-0 five-fold"
 DATASET_DATALIST = "datalist.json"  # a dataset's own split, used when --datalist is not given
 # CT in Hounsfield units holds air (about -1000 HU) and dense tissue or bone (above 200 HU).
 
-_NIFTI_ERRORS = (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error)
-_UNUSABLE = "the dataset is not usable (nothing was run)"
+NIFTI_ERRORS = (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error)
+UNUSABLE = "the dataset is not usable (nothing was run)"
 _BAD_DATALIST = "the datalist is not usable (nothing was run)"
 _PAIR_RULE = "Each imagesTr/NAME.nii.gz needs labelsTr/NAME.nii.gz with the same shape and affine."
 _DATALIST_FORM = '{"training": [{"image": "imagesTr/x.nii.gz", "label": "labelsTr/x.nii.gz", ' \
@@ -62,7 +63,7 @@ def entry_paths(entry: dict, dataset_dir: Path) -> tuple[Path, Path]:
     return dataset_dir / entry["image"], dataset_dir / entry["label"]
 
 
-def _shown(items: list[str]) -> list[str]:
+def shown(items: list[str]) -> list[str]:
     """The first SHOWN items, then 'and N more'."""
     return items[:SHOWN] + ([f"and {len(items) - SHOWN} more"] if len(items) > SHOWN else [])
 
@@ -77,7 +78,7 @@ def find_pairs(dataset_dir: Path) -> list[CasePair]:
     """Pair imagesTr/NAME with labelsTr/NAME, or follow an MSD dataset.json "training" list."""
     if not dataset_dir.is_dir():
         raise DataContractError(
-            _UNUSABLE, [f"dataset dir {dataset_dir} does not exist or is not a directory"],
+            UNUSABLE, [f"dataset dir {dataset_dir} does not exist or is not a directory"],
             ["Pass the folder that holds imagesTr/ and labelsTr/."])
     from_json = _pairs_from_dataset_json(dataset_dir)
     if from_json is not None:
@@ -86,7 +87,7 @@ def find_pairs(dataset_dir: Path) -> list[CasePair]:
     labels = _nifti_files(dataset_dir / "labelsTr")
     if not images:
         raise DataContractError(
-            _UNUSABLE, [f"{dataset_dir}/imagesTr/ holds no .nii.gz or .nii images"],
+            UNUSABLE, [f"{dataset_dir}/imagesTr/ holds no .nii.gz or .nii images"],
             [_PAIR_RULE, "Put the images under imagesTr/, or pass --datalist."])
     no_label = [images[n].name for n in sorted(images) if n not in labels]
     no_image = [labels[n].name for n in sorted(labels) if n not in images]
@@ -97,7 +98,7 @@ def find_pairs(dataset_dir: Path) -> list[CasePair]:
         evidence.append(f"imagesTr/ has no image for {len(no_image)} labels: {_listing(no_image)}")
     if evidence:
         raise DataContractError(
-            _UNUSABLE, evidence,
+            UNUSABLE, evidence,
             [_PAIR_RULE, "Fix the pairs, or pass --datalist with the cases to use."])
     return [CasePair(n, images[n].relative_to(dataset_dir), labels[n].relative_to(dataset_dir))
             for n in sorted(images)]
@@ -112,7 +113,7 @@ def _nifti_files(folder: Path) -> dict[str, Path]:
         name = case_name(path)
         if name in found:
             raise DataContractError(
-                _UNUSABLE, [f"{folder.name}/ holds both {found[name].name} and {path.name}"],
+                UNUSABLE, [f"{folder.name}/ holds both {found[name].name} and {path.name}"],
                 ["Keep one file per case (either .nii.gz or .nii)."])
         found[name] = path
     return found
@@ -186,7 +187,7 @@ def _refuse_repeated_validation(entries: list[dict], path: Path, dataset_dir: Pa
         raise DataContractError(
             _BAD_DATALIST,
             [f"{len(repeated)} validation image(s) are listed more than once in fold 0 of {path}, so they "
-             "would count more than once in every mean Dice:", *_shown(repeated)],
+             "would count more than once in every mean Dice:", *shown(repeated)],
             ["List each validation case once (two datalists joined together repeat every case)."])
 
 
@@ -210,7 +211,7 @@ def _refuse_validation_leaks(entries: list[dict], path: Path, dataset_dir: Path)
         raise DataContractError(
             _BAD_DATALIST,
             [f"{len(leaks)} validation image(s) in {path} are also training images, so validation Dice "
-             "would be measured on training data:", *_shown(leaks)],
+             "would be measured on training data:", *shown(leaks)],
             ["List each image in one fold only: fold 0 to validate, any other fold to train."])
 
 
@@ -220,7 +221,7 @@ def _check_entries(entries: list[Any], path: Path, dataset_dir: Path) -> None:
                  for i, e in enumerate(entries) if _entry_problem(e)]
     if malformed:
         raise DataContractError(
-            _BAD_DATALIST, [f"{path} has malformed entries:", *_shown(malformed)],
+            _BAD_DATALIST, [f"{path} has malformed entries:", *shown(malformed)],
             ['Each entry needs "image" and "label" (paths as strings) and an integer "fold".'])
     escaping = [f"training[{i}] {key}: {e[key]!r}" for i, e in enumerate(entries)
                 for key in ("image", "label") if _escapes(e[key])]
@@ -228,7 +229,7 @@ def _check_entries(entries: list[Any], path: Path, dataset_dir: Path) -> None:
         raise DataContractError(
             _BAD_DATALIST,
             [f"{path} has paths that are absolute or leave the dataset dir {dataset_dir}:",
-             *_shown(escaping)],
+             *shown(escaping)],
             ['Write paths relative to the dataset dir (e.g. "imagesTr/case_001.nii.gz"); '
              "copy or link outside files into it."])
     missing = [e[key] for e in entries for key in ("image", "label")
@@ -263,7 +264,7 @@ def five_fold_datalist(pairs: list[CasePair], seed: int = 0) -> dict:
     """Shuffle the sorted names with Random(seed); fold = position % 5; fold 0 is validation."""
     if len(pairs) < 2:
         raise DataContractError(
-            _UNUSABLE,
+            UNUSABLE,
             [f"found {len(pairs)} image/label pair; a finetune needs one to train, one to check"],
             ["Add cases, or pass --datalist with at least one fold-0 and one other entry."])
     by_name = {p.name: p for p in pairs}
@@ -279,20 +280,20 @@ def five_fold_datalist(pairs: list[CasePair], seed: int = 0) -> dict:
 def _load(path: Path) -> Any:
     try:
         return nibabel.load(str(path))
-    except _NIFTI_ERRORS as exc:
-        raise _unreadable(path, exc) from exc
+    except NIFTI_ERRORS as exc:
+        raise unreadable(path, exc) from exc
 
 
-def _voxels(image: Any, path: Path) -> np.ndarray:
+def voxels(image: Any, path: Path) -> np.ndarray:
     try:
         return np.asanyarray(image.dataobj)
-    except _NIFTI_ERRORS as exc:
-        raise _unreadable(path, exc) from exc
+    except NIFTI_ERRORS as exc:
+        raise unreadable(path, exc) from exc
 
 
-def _unreadable(path: Path, exc: BaseException) -> DataContractError:
+def unreadable(path: Path, exc: BaseException) -> DataContractError:
     return DataContractError(
-        _UNUSABLE, [f"{path} is not a readable NIfTI file: {exc}"],
+        UNUSABLE, [f"{path} is not a readable NIfTI file: {exc}"],
         ["Re-export it as NIfTI (.nii.gz), or remove the case from the datalist."])
 
 
@@ -333,12 +334,12 @@ def check_pairs_geometry(entries: list[dict], dataset_dir: Path) -> None:
                             f"{entry['image']} has {_affine_text(image.affine)}")
     if spacing:  # first: a pair with the same zero column "matches", and resampling then fails
         raise DataContractError(
-            _UNUSABLE, [f"{len(spacing)} file(s) have no usable voxel spacing:", *_shown(spacing)],
+            UNUSABLE, [f"{len(spacing)} file(s) have no usable voxel spacing:", *shown(spacing)],
             ["Re-export those images and labels with their real spacing (the scan's pixel spacing and "
              "slice spacing), or remove those cases from the datalist."])
     if problems:
         raise DataContractError(
-            _UNUSABLE, [f"{len(problems)} label(s) do not match their image:", *_shown(problems)],
+            UNUSABLE, [f"{len(problems)} label(s) do not match their image:", *shown(problems)],
             [_PAIR_RULE, "Resample or re-export those labels onto their image grid."])
 
 
@@ -355,7 +356,7 @@ def prepare_datalist(
     DATASET/datalist.json ("found: PATH"); else a seed-0 five-fold datalist is written to
     OUT/datalist.json ("generated: seed-0 five-fold").
     """
-    if is_inside(out_dir, dataset_dir):
+    if paths.is_inside(out_dir, dataset_dir):
         raise ArgumentError(
             f"--output-dir {out_dir} is inside the dataset dir {dataset_dir}",
             ["A run writes its datalist, configs and checkpoints there; a dataset stays as it is."],
@@ -370,9 +371,3 @@ def prepare_datalist(
     target = out_dir / "datalist.json"
     target.write_text(json.dumps(generated, indent=2) + "\n", encoding="utf-8")
     return generated["training"], target.resolve(), GENERATED_SOURCE
-
-
-def is_inside(path: Path, folder: Path) -> bool:
-    """Whether path is folder or lies below it, after resolving links and '..'."""
-    path, folder = path.resolve(), folder.resolve()
-    return path == folder or folder in path.parents

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nvseg_bench.errors import MappingError
+from nvseg_bench.inputs.resolve import MappingAsk
 
 LABEL_DICT_NAME = "label_dict.json"
 # where bundles keep the class list, first match wins: upstream NV-Segment-CT (and this project's
@@ -171,28 +172,22 @@ def _closest(key: str, names: list[str], shown: int = 5) -> list[str]:
     return (close + containing)[:shown]
 
 
-def resolve_mapping(
-    label_mapping: str | list | None,
-    target_anatomy: str | None,
-    label_dict: dict[str, int],
-    source: str = LABEL_DICT_SOURCE,
-    user_label_idx: int = 1,
-) -> ResolvedMapping:
-    """Resolve the request into checked pairs; --label-mapping wins over --target-anatomy.
-
-    user_label_idx is the local label value --target-anatomy means (--user-label-idx, default 1).
-    """
-    if label_mapping is not None:
-        pairs = parse_label_mapping(label_mapping)
+def resolve_mapping(ask: MappingAsk, label_dict: dict[str, int], source: str = LABEL_DICT_SOURCE) -> ResolvedMapping:
+    """The mapping the resolver chose (resolve.py applies the precedence), checked against the class list
+    `source`: literal pairs parsed and their ids checked, or the anatomy name looked up."""
+    if ask.literal is not None:
+        literal = ask.literal
+        pairs = parse_label_mapping(literal)
         resolution = f"--label-mapping {json.dumps([list(p) for p in pairs])}"
-        if target_anatomy is not None:
-            resolution += f" (wins over --target-anatomy {target_anatomy!r}, which was ignored)"
-        _refuse_unknown_ids(label_mapping if isinstance(label_mapping, str) else json.dumps(label_mapping),
-                            pairs, label_dict, source)
-    elif target_anatomy is not None:
-        global_id = resolve_target_anatomy(target_anatomy, label_dict, source)
-        pairs = [(user_label_idx, global_id)]
-        resolution = f"--target-anatomy {target_anatomy!r} -> id {global_id} (local value {user_label_idx})"
+        if ask.ignored_anatomy is not None:
+            resolution += f" (wins over --target-anatomy {ask.ignored_anatomy!r}, which was ignored)"
+        if ask.source != "--label-mapping":
+            resolution = f"{ask.source}: {resolution}"
+        _refuse_unknown_ids(literal if isinstance(literal, str) else json.dumps(literal), pairs, label_dict, source)
+    elif ask.anatomy is not None:
+        global_id = resolve_target_anatomy(ask.anatomy, label_dict, source)
+        pairs = [(ask.local_value, global_id)]
+        resolution = f"--target-anatomy {ask.anatomy!r} -> id {global_id} (local value {ask.local_value})"
     else:
         raise MappingError(
             "no label mapping was given (nothing was run)",

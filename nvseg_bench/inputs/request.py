@@ -69,3 +69,14 @@ def from_namespace(args: argparse.Namespace, command_line: str = "") -> Request:
     given = {f.name: getattr(args, f.name) for f in fields(Request) if hasattr(args, f.name)}
     given["dataset_dir"] = args.dataset_dir or args.fixture_or_dataset
     return Request(**given, command_line=command_line)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0,1,2` -> [0, 1, 2]; refuses repeats and non-integers."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated whole numbers, e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} must name at least one seed, each once, e.g. 0,1,2")
+    return seeds

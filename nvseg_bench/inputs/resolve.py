@@ -1,8 +1,11 @@
 """The resolver: every value a caller may override, with the one rule and where each value came from.
 
-The rule: the caller's flag wins over the dataset's fixture card, which wins over the preset. The
-plan (its rationale lines), the staging (the bundle override) and the harness's cache key all read
-the `Resolved` this module returns; nothing else re-reads the card or re-applies the rule.
+The rule: the caller's flag wins over the dataset's fixture card, which wins over the preset. For the
+label mapping, --label-mapping also wins over --target-anatomy (which then names one class for one
+local value, --user-label-idx or 1); `MappingAsk` carries that outcome to labels.py, which checks
+and looks up, and to the output's resolution record. The plan (its rationale lines), the staging (the
+bundle override) and the harness's cache key all read the `Resolved` this module returns; nothing
+else re-reads the card or re-applies the rule.
 
 Adding a recipe flag: a parser argument (cli.py), a `Request` field (request.py), a key in
 `RESOLVED` here, and its line in staging.override_values (docs/contributing.md walks through it).
@@ -36,12 +39,26 @@ class Value:
 
 
 @dataclass(frozen=True)
+class MappingAsk:
+    """What the label mapping is to be, after the rule: literal pairs (as the flag, the card or the preset
+    gave them) or a class name to look up for `local_value`; neither when nothing gave one."""
+
+    literal: str | list | None
+    anatomy: str | None
+    local_value: int
+    source: str  # '--label-mapping', '--target-anatomy', 'fixture.json', 'preset smoke', 'default'
+    ignored_anatomy: str | None = None  # --target-anatomy given beside --label-mapping, which wins
+
+
+@dataclass(frozen=True)
 class Resolved:
-    """The run's preset (and why it was chosen) and every overridable value with its source."""
+    """The run's preset (and why it was chosen), every overridable value with its source, and the label
+    mapping as the rule decided it."""
 
     preset: str
     preset_why: str
     values: dict[str, Value]
+    mapping: MappingAsk
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key].value
@@ -64,7 +81,7 @@ def _flag(key: str, value: Any) -> str:
 
 def _from_request(key: str, req: Request) -> Value | None:
     if key == "label_mapping" and req.label_mapping is None and req.target_anatomy is not None:
-        return Value(None, "--target-anatomy")  # labels.resolve_mapping turns the name into the pair
+        return Value(None, "--target-anatomy")  # _mapping_ask names the class; labels.py looks it up
     value = getattr(req, key, None)
     if value is None:
         return None
@@ -84,7 +101,16 @@ def resolve(req: Request, card: dict[str, Any], preset: str, why: str = "") -> R
             values[key] = Value(PRESETS[preset][key], f"preset {preset}")
         else:
             values[key] = Value(None, "default")
-    return Resolved(preset, why, values)
+    return Resolved(preset, why, values, _mapping_ask(req, values["label_mapping"]))
+
+
+def _mapping_ask(req: Request, chosen: Value) -> MappingAsk:
+    local = req.user_label_idx or 1
+    if chosen.source == "--label-mapping":
+        return MappingAsk(req.label_mapping, None, local, chosen.source, ignored_anatomy=req.target_anatomy)
+    if chosen.source == "--target-anatomy":
+        return MappingAsk(None, req.target_anatomy, local, chosen.source)
+    return MappingAsk(chosen.value, None, local, chosen.source)
 
 
 def resolve_for(req: Request, dataset_dir: Path) -> Resolved:

@@ -6,12 +6,12 @@ HF_HOME and the local cache. Never loads the weights (the bundle does); hashes t
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.store.files import sha256_file
 from nvseg_bench.errors import ArgumentError
 
 HUB_REPO = "nvidia/NV-Segment-CT"
@@ -20,7 +20,7 @@ HUB_FILE = "vista3d_pretrained_model/model.pt"
 FULL_MODEL_NAME = "NV-Segment-CT (VISTA3D, vista3d132)"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Weights:
     path: str
     source: str
@@ -31,14 +31,6 @@ class Weights:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _describe(path: Path, source: str, model_name: str) -> Weights:

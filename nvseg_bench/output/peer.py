@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.inputs.resolve import MappingAsk
+
 
 def whole_mib(value: float | None) -> int:
     """The peer's memory figure: whole MiB, 0 when nothing was measured (no GPU, no sampler)."""
@@ -27,21 +29,16 @@ def stack_names(stack: list[str], bundle_dir: Path, out_dir: Path) -> list[str]:
     return names
 
 
-def mapping_resolution(*, label_mapping: str | None, target_anatomy: str | None, given_by: str,
-                       pairs: list[list[int]], names: dict[int, str]) -> dict[str, Any]:
-    """How the pairs were found, as an object: a literal mapping, or an anatomy name looked up.
-
-    --label-mapping wins over --target-anatomy (labels.resolve_mapping); without either, the pairs
-    are literal ones from the preset or the fixture card, named by `given_by`.
-    """
-    if label_mapping is None and target_anatomy is not None:
+def mapping_resolution(ask: MappingAsk, pairs: list[list[int]], names: dict[int, str]) -> dict[str, Any]:
+    """How the pairs were found, as an object: an anatomy name looked up, or a literal mapping and who gave
+    it (the resolver decided which: inputs/resolve.py)."""
+    if ask.anatomy is not None:
         local, global_id = pairs[0]
-        return {"source": "anatomy_lookup", "anatomy": target_anatomy, "user_idx": local,
+        return {"source": "anatomy_lookup", "anatomy": ask.anatomy, "user_idx": local,
                 "vista3d_idx": global_id, "vista3d_name": names.get(global_id)}
-    found: dict[str, Any] = {"source": "literal", "value": pairs,
-                             "given_by": "--label-mapping" if label_mapping is not None else given_by}
-    if label_mapping is not None and target_anatomy is not None:
-        found["ignored_target_anatomy"] = target_anatomy
+    found: dict[str, Any] = {"source": "literal", "value": pairs, "given_by": ask.source}
+    if ask.ignored_anatomy is not None:
+        found["ignored_target_anatomy"] = ask.ignored_anatomy
     return found
 
 

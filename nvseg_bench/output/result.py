@@ -1,8 +1,6 @@
-"""Turn a prepared run and its phase results into the output.json document.
-
-Reads the evidence (logs, metrics.csv, checkpoints), applies the decision rule, adds the sanity
-reference checks for that preset, and fills every field docs/design.md lists under output.json,
-headline first. Fields the peer skill shares keep the peer's shape (peer.py); where ours differs it
+"""The output.json document, assembled from the frozen values of the steps before it: the prepared run,
+what the phases did, the evidence with its decision, and the judgement (status, exit code, sanity
+checks). It decides nothing itself. Every field docs/design.md lists under output.json, headline first. Fields the peer skill shares keep the peer's shape (peer.py); where ours differs it
 is kept under another key: `input.n_train_fold_cases`, `input.label_mapping_resolution_text`,
 `invocation.command_prefix_argv`, `invocation.config_stack_paths` / `eval_config_stack_paths`,
 `invocation.override_path`, and `runtime.phase_peak_gpu_mb` (null where nothing was measured,
@@ -17,25 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench.model import bundle_source
-from nvseg_bench.evidence import collect as evidence, gain_stats
+from nvseg_bench.evidence import gain_stats
 from nvseg_bench.output import peer
 from nvseg_bench.stage import preprocess_cache, resume
-from nvseg_bench.evidence.decision import decide
-from nvseg_bench.errors import EXIT_OK, EXIT_PHASE_FAILED, EXIT_SANITY_FAILED
-from nvseg_bench.phases.logparse import LogFacts
+from nvseg_bench.evidence.collect import Evidence
+from nvseg_bench.evidence.decision import Judgement
+from nvseg_bench.phases.loop import PhaseRun
 from nvseg_bench.output.write import skeleton
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.planning.plan import LARGEST_PATCH, PATCH_LADDER
-from nvseg_bench.evidence.ranges import comparable, task06_checks, task06_not_comparable
-from nvseg_bench.prepared import FINETUNED_NAME, Prepared
+from nvseg_bench.prepared import Prepared
 
 
 def _input_block(p: Prepared, bundle: dict[str, Any] | None) -> dict[str, Any]:
     n_val = sum(1 for e in p.entries if int(e.get("fold", -1)) == 0)
-    pairs, req = p.mapping.pairs, p.request
-    resolution = peer.mapping_resolution(label_mapping=req.label_mapping, target_anatomy=req.target_anatomy,
-                                         given_by=p.resolved.source("label_mapping"), pairs=pairs,
-                                         names=p.mapping.names)
+    pairs = p.mapping.pairs
+    resolution = peer.mapping_resolution(p.resolved.mapping, pairs, p.mapping.names)
     return {
         "dataset_dir": str(p.dataset_dir),
         "datalist": str(p.datalist_path),
@@ -58,7 +53,7 @@ def _input_block(p: Prepared, bundle: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _bundle_block(p: Prepared) -> dict[str, Any] | None:
+def bundle_block(p: Prepared) -> dict[str, Any] | None:
     """input.bundle: the bundle's provenance; a sanity run also names the files where it differs from the
     pinned upstream, which is what keeps it from the Task06 reference."""
     if p.bundle is None:
@@ -101,57 +96,27 @@ def _invocation_block(p: Prepared, results: dict[str, PhaseResult]) -> dict[str,
     }
 
 
-def _ok(results: dict[str, PhaseResult], name: str) -> bool:
-    return name in results and results[name].return_code == 0 and results[name].failure is None
-
-
-def _finetuned_ckpt(p: Prepared, started_epoch: float) -> tuple[Path, bool]:
-    path = p.staged.ckpt_dir / FINETUNED_NAME
-    # a file left by an earlier run into the same output dir does not count; a resumed run's own does
-    return path, path.is_file() and path.stat().st_mtime >= started_at(p, started_epoch)
-
-
-def started_at(p: Prepared, started_epoch: float) -> float:
-    """When this run started; for a resumed run, when the run it continues started (0: not recorded, as in
-    runs written before started_at was: then any file in OUT counts)."""
-    return p.resume_point.since if p.resume_point is not None else started_epoch
-
-
-def _output_block(p: Prepared, results: dict[str, PhaseResult], started_epoch: float) -> dict[str, Any]:
-    train_facts = results["finetune"].facts if "finetune" in results else LogFacts()
-    trace = evidence.training_trace(train_facts)
-    finetuned, exists = _finetuned_ckpt(p, started_epoch)
-    comparison = evidence.compare_checkpoints(finetuned, Path(p.weights.path)) if exists else None
-    identical = comparison["identical"] if comparison else None
-    formal_enabled = not p.request.skip_formal_eval
-    # only phases that ran and succeeded in this run count: an earlier run may have left files in OUT
-    pre = evidence.formal_dice(p.out_dir / "eval_pretrained") if _ok(results, "eval_pretrained") else None
-    post = evidence.formal_dice(p.out_dir / "eval_finetuned") if _ok(results, "eval_finetuned") else None
-    verdict = decide(formal_enabled=formal_enabled, formal_pre=pre, formal_post=post,
-                     start=trace["training_start_val_dice"], best=trace["training_best_val_dice"],
-                     tensors_changed=identical is False, finetuned_exists=exists,
-                     finetuned_ckpt=str(finetuned), pretrained_ckpt=p.weights.path)
-    oom = any(r.facts.oom or r.failure == "oom" for r in results.values())
+def output_block(p: Prepared, ev: Evidence, verdict: dict[str, Any]) -> dict[str, Any]:
+    """output.json's `output`: the evidence, the decision and the statistics of the gain."""
     out = {
-        "finetuned_ckpt": str(finetuned),
-        "finetuned_ckpt_exists": exists,
+        "finetuned_ckpt": str(ev.finetuned_ckpt),
+        "finetuned_ckpt_exists": ev.finetuned_exists,
         "pretrained_ckpt": p.weights.path,
-        "checkpoint_comparisons_to_pretrained": peer.checkpoint_comparisons(comparison),
-        "finetuned_ckpt_matches_pretrained_weights": identical,
-        "formal_eval_enabled": formal_enabled,
-        "formal_pretrained_val_dice": pre,
-        "formal_finetuned_val_dice": post,
-        "formal_pretrained_per_case": evidence.per_case_dice(p.out_dir / "eval_pretrained") if pre is not None else {},
-        "formal_finetuned_per_case": evidence.per_case_dice(p.out_dir / "eval_finetuned") if post is not None else {},
-        **{k: v for k, v in trace.items()},
+        "checkpoint_comparisons_to_pretrained": peer.checkpoint_comparisons(ev.comparison),
+        "finetuned_ckpt_matches_pretrained_weights": ev.comparison["identical"] if ev.comparison else None,
+        "formal_eval_enabled": ev.formal_enabled,
+        "formal_pretrained_val_dice": ev.formal_pre,
+        "formal_finetuned_val_dice": ev.formal_post,
+        "formal_pretrained_per_case": ev.per_case_pre,
+        "formal_finetuned_per_case": ev.per_case_post,
+        **ev.trace,
         **verdict,
-        "oom": oom,
+        "oom": ev.oom,
         "sanity_reference_checks": None,
         "sanity_recovery_demonstrated": None,
     }
-    out["loss_warning"] = loss_warning(trace, p.plan.precision)
-    out |= gain_stats.output_fields(out["formal_pretrained_per_case"], out["formal_finetuned_per_case"],
-                                    verdict["recommended_is_finetuned"])
+    out["loss_warning"] = loss_warning(ev.trace, p.plan.precision)
+    out |= gain_stats.output_fields(ev.per_case_pre, ev.per_case_post, verdict["recommended_is_finetuned"])
     # the peer skill's names for the training-trace fields
     out |= {"baseline_val_dice": out["training_start_val_dice"], "best_val_dice": out["training_best_val_dice"],
             "best_epoch_index": out["training_best_epoch_index"]}
@@ -206,54 +171,36 @@ def headline(out: dict[str, Any], status: str) -> str:
     return keep
 
 
-def build(p: Prepared, results: dict[str, PhaseResult], *, wall: float, started_epoch: float,
-          interrupted: bool, planned: bool = False) -> tuple[dict[str, Any], int]:
-    failed = next((r for r in results.values() if r.return_code != 0 or r.failure), None)
-    status = "planned" if planned else "interrupted" if interrupted else "failed" if failed else "passed"
-    out = _output_block(p, results, started_epoch)
-    code = EXIT_OK if status in ("passed", "planned") else EXIT_PHASE_FAILED
-    bundle = _bundle_block(p)
-    fair, why = comparable(bundle)
-    if p.resolved.preset == "sanity" and not planned and not fair:
-        out["sanity_reference_checks"] = task06_not_comparable(why)  # no verdict either way
-    elif p.resolved.preset == "sanity" and not planned:
-        checks = task06_checks(out, code)
-        out["sanity_reference_checks"] = checks
-        out["sanity_recovery_demonstrated"] = checks["passed"]
-        if status == "passed" and not checks["passed"]:
-            code = EXIT_SANITY_FAILED
-    result = skeleton(status, p.weights.model_name) | {
-        "headline": headline(out, status),
-        "input": _input_block(p, bundle),
+def build(p: Prepared, run: PhaseRun, out: dict[str, Any], judged: Judgement, *, wall: float,
+          started: float) -> dict[str, Any]:
+    """The output.json document, headline first: every field docs/design.md lists."""
+    results = run.results
+    result = skeleton(judged.status, p.weights.model_name) | {
+        "headline": headline(out, judged.status),
+        "input": _input_block(p, bundle_block(p)),
         "environment": _environment_block(p),
         "plan": p.plan.to_json(),
         "invocation": _invocation_block(p, results),
-        "output": out,
-        "runtime": _runtime_block(results, wall, code, p.warm_note, p.planned_log())
-        | {"preprocess_cache": cache_block(p), "resumed": resume.runtime_block(p.out_dir, p.resume_point),
-           "started_at": round(started_at(p, started_epoch), 3)},
+        "output": out | judged.output_fields(),
+        "runtime": _runtime_block(results, wall, judged.code, run.warm_note, p.planned_log())
+        | {"preprocess_cache": cache_block(p, run), "resumed": resume.runtime_block(p.out_dir, p.resume_point),
+           "started_at": round(started, 3)},
         "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": peer.whole_mib(r.peak_gpu_mb)}
                            for n, r in results.items()],
                  "total_seconds": round(wall, 2)},
     }
-    if failed is not None or interrupted:
+    failed = next((r for r in results.values() if r.return_code != 0 or r.failure), None)
+    if failed is not None or run.interrupted:
         bad = failed or list(results.values())[-1]
         result["error"] = {"kind": bad.failure or "crash", "phase": bad.name,
                            "message": failure_message(bad, p.plan.patch_size)}
-    return result, code
+    return result
 
 
-def cache_block(p: Prepared) -> dict[str, Any]:
+def cache_block(p: Prepared, run: PhaseRun) -> dict[str, Any]:
     if p.cache is None:
         return preprocess_cache.disabled(p.cache_note or "off")
-    return p.cache.report()
-
-
-def cache_line(block: dict[str, Any]) -> str:
-    if not block["enabled"]:
-        return f"off ({block['note']})"
-    return (f"{block['hits']} hits, {block['misses']} misses, {block['rebuilt_bad_entries']} bad entries rebuilt, "
-            f"{block['bytes'] / 2**20:.1f} MiB in {block['dir']}")
+    return p.cache.report(run.cache_start)
 
 
 def smaller_patch(patch: list[int]) -> list[int]:

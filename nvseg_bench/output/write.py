@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.store.files import write_atomic
 from nvseg_bench import paths
 from nvseg_bench import __version__
 
@@ -71,5 +72,5 @@ def write(result: dict[str, Any], out_dir: Path) -> tuple[Path, list[str]]:
     if peer_errors:
         result["peer_schema_errors"] = peer_errors
     path = out_dir / "output.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(path, json.dumps(result, indent=2) + "\n")  # the harness and a --resume read it whole or not at all
     return path, errors + [PEER_PREFIX + e for e in peer_errors]

@@ -19,17 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench.store import limits as cache_store
-from nvseg_bench.phases.logparse import LogFacts
+from nvseg_bench.phases.logparse import parse_lines
 from nvseg_bench.phases.runner import PhaseResult, phase_log
 from nvseg_bench.prepared import Prepared
+from nvseg_bench.stage import overrides
 
 PHASE = "eval_pretrained"
 KEPT = cache_store.EVALUATIONS  # ROOT/evaluations/KEY/
 RESULT = "result.json"
-# override keys that only the training run reads (staging.py writes them; the bundle's train.json uses them)
-TRAINING_ONLY = frozenset({"seed", "epochs", "learning_rate", "lr_schedule#activate", "val_interval", "val_at_start",
-                           "finetune", "finetune_model_path", "ckpt_dir", "train_dataset_cache_rate",
-                           "train#trainer#amp_kwargs"})
 # the phase's figures kept beside its files, as PhaseResult names them
 FIGURES = ("seconds", "peak_gpu_mb", "peak_rss_mb", "gpu", "log_tail", "arrivals", "start")
 BUNDLE_CODE = ("configs", "scripts")  # what of the bundle the eval phase executes; models/ is the checkpoint's
@@ -52,7 +49,8 @@ def _config_digest(path: Path, out_dir: Path) -> str:
     if path.parent == out_dir / "configs" and path.suffix == ".json":
         values = json.loads(text)
         if isinstance(values, dict):
-            text = json.dumps({k: v for k, v in values.items() if k not in TRAINING_ONLY}, sort_keys=True)
+            ignored = overrides.training_only()
+            text = json.dumps({k: v for k, v in values.items() if k not in ignored}, sort_keys=True)
     return _sha(text.replace(str(out_dir), "<OUT>").encode())
 
 
@@ -92,9 +90,7 @@ def recall(root: Path, found_key: str, p: Prepared) -> tuple[PhaseResult, str] |
     shutil.copytree(kept / PHASE, p.out_dir / PHASE, dirs_exist_ok=True)
     log_path = phase_log(p.out_dir, PHASE)
     log_path.write_text(log_text)
-    facts = LogFacts()
-    for line in log_text.splitlines():
-        facts.feed(line)
+    facts = parse_lines(log_text.splitlines())
     kept_result = PhaseResult(name=PHASE, command=p.commands[PHASE], log_path=str(log_path), return_code=0,
                               facts=facts, reused_from=found_key, **{k: saved[k] for k in FIGURES})
     return kept_result, str(saved.get("run_dir"))

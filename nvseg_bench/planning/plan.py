@@ -6,7 +6,7 @@ no torch, no monai.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from nvseg_bench.errors import ArgumentError
@@ -32,7 +32,7 @@ CPU_SW_BATCH = 2
 CACHE_RAM_SHARE = 0.4  # cache may use this share of host RAM; the rest is for workers and the model
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     preset: str
     device: str
@@ -49,10 +49,14 @@ class Plan:
     sw_batch_size: int = 1
     precision: str = "fp32"  # fp32 | fp16 | bf16 (autocast dtype when amp)
     expected_peak_gpu_mb: float | None = None  # full vista3d132 training step; None on CPU
-    rationale: list[str] = field(default_factory=list)
+    rationale: tuple[str, ...] = ()  # one line per choice; prepare.py adds the lines of later checks once
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"rationale": list(self.rationale)}
+
+    def noting(self, *lines: str | None) -> Plan:
+        """This plan with more rationale lines (None: nothing to say)."""
+        return replace(self, rationale=self.rationale + tuple(line for line in lines if line))
 
 
 def patch_for_free_mb(free_mb: float) -> list[int]:
@@ -196,5 +200,5 @@ def make_plan(resolved: Resolved, env: dict[str, Any], dataset_mb: float, nproc_
         sw_batch_size=sw_batch,
         precision=precision,
         expected_peak_gpu_mb=expected,
-        rationale=rationale,
+        rationale=tuple(rationale),
     )

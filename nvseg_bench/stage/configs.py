@@ -13,16 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench.planning.plan import AUTOCAST_DTYPES, Plan
+from nvseg_bench.stage import overrides
 
 NO_LOGGING = "dfw_no_logging.json"
 OVERRIDE_NAMES = {"sanity": "train_continual_task06_lung.json", "smoke": "auto_override.json",
                   "finetune": "auto_override.json"}
 RESAMPLE_MM = [1.5, 1.5, 1.5]
-# resolved values the bundle takes as they are: resolver key -> bundle config key, staged when not None.
-# A new pass-through recipe flag adds one row here (docs/contributing.md).
-RECIPE_TO_BUNDLE: dict[str, str] = {
-    "seed": "seed",  # set_determinism in the bundle's train.json
-}
 
 
 @dataclass(frozen=True)
@@ -39,8 +35,8 @@ class Staged:
 def override_values(plan: Plan, *, bundle_dir: Path, dataset_dir: Path, datalist: Path, out_dir: Path,
                     pretrained: Path, pairs: list[list[int]], auto_seg: bool,
                     recipe: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The bundle override: paths, the plan's values, the mapping, and RECIPE_TO_BUNDLE's rows of `recipe`
-    (the resolved values by resolver key)."""
+    """The bundle override: paths, the plan's values, the mapping, and the pass-through rows of `recipe` (the
+    resolved values by resolver key). Every key is described in stage/overrides.py."""
     values: dict[str, Any] = {
         "bundle_root": str(bundle_dir),
         "dataset_dir": str(dataset_dir),
@@ -73,7 +69,7 @@ def override_values(plan: Plan, *, bundle_dir: Path, dataset_dir: Path, datalist
     if plan.amp:  # the autocast dtype of --precision, for training and validation alike
         dtype = {"dtype": AUTOCAST_DTYPES[plan.precision]}
         values |= {"train#trainer#amp_kwargs": dtype, "validate#evaluator#amp_kwargs": dtype}
-    for key, bundle_key in RECIPE_TO_BUNDLE.items():
+    for key, bundle_key in overrides.recipe_rows().items():
         if (recipe or {}).get(key) is not None:
             values[bundle_key] = recipe[key]
     if auto_seg:

@@ -15,34 +15,24 @@ again to key it; the audit (audit.py) takes them from the bytes it reads anyway,
 per-case rows under ROOT/audit/. Writes are atomic: the children get TMPDIR=ROOT/tmp, on the same file system, so
 PersistentDataset's temp-file-then-move is a rename. Entries that do not open as a torch archive of
 allowed types are removed before the phases start, so MONAI rebuilds them instead of failing.
-The cache never lives under the dataset or bundle dir. No monai or torch import (torchzip vets entries).
+The cache never lives under the dataset or bundle dir. No monai or torch import (model/checkpoints.py vets entries).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from nvseg_bench.model import torchzip
-from nvseg_bench.inputs.dataset import is_inside
-from nvseg_bench.errors import ArgumentError
+from nvseg_bench.model import checkpoints
+from nvseg_bench.stage import overrides
 from nvseg_bench.stage.configs import Staged
-from nvseg_bench.model.weights import sha256_file
+from nvseg_bench.store.digests import FILE as DIGESTS_FILE
+from nvseg_bench.store.digests import file_digests
 
-TRAIN_CHAINS = ("train", "validate")  # train#dataset and validate#dataset of the train stack
 EVAL_CHAIN = "evaluate"  # validate#dataset of the eval stack (evaluate.json's own chain)
-# Config values that never change what the deterministic transforms produce.
-RUN_ONLY = {"bundle_root", "dataset_dir", "data_list_file_path", "fold", "ckpt_dir", "output_dir", "finetune",
-            "finetune_model_path", "epochs", "learning_rate", "lr_schedule#activate", "val_interval", "val_at_start",
-            "train_dataset_cache_rate", "val_dataset_cache_rate", "num_cache_workers", "num_workers", "sw_overlap",
-            "sw_batch_size", "amp", "seed", "drop_label_prob", "drop_point_prob", "patch_size_valid",
-            "validate#evaluator#amp", "train#trainer#amp_kwargs", "validate#evaluator#amp_kwargs",
-            "validate#inferer#sw_batch_size"}
 # What a cached entry may contain: MetaTensors with their metadata and transform trace (names as
 # torch's weights-only loader reports them; the bundle side allowlists the same classes).
 ALLOWED_GLOBALS = ("monai.data.meta_tensor.MetaTensor", "monai.utils.enums.TraceKeys", "monai.utils.enums.MetaKeys",
@@ -54,27 +44,14 @@ SCRUB_ACCEPTS = frozenset(ALLOWED_GLOBALS) | {n.replace("numpy.core.", "numpy._c
 NUMPY_DTYPES = "[t for t in vars(numpy.dtypes).values() if isinstance(t, type) and issubclass(t, numpy.dtype)]"
 
 
-def default_root(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ if env is None else env)
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path(env.get("HOME", "~")).expanduser() / ".cache"
-    return base / "nvseg-bench" / "preprocess"
-
-
-def root_path(given: Path | None) -> Path:
-    """--preprocess-cache DIR, else the default root; absolute."""
-    return (given.expanduser() if given else default_root()).resolve()
-
-
-@dataclass
+@dataclass(frozen=True)
 class PreprocessCache:
     root: Path
     key_dir: Path
     needed: dict[str, int]  # chain -> distinct entries this run reads
-    before: dict[str, set[str]] | None = None  # entries found when the phases began
     digests: dict[str, str] | None = None  # sha256 of every dataset file, by absolute path
-    rebuilt: int = 0
-    cap: int | None = None  # the root's cap in bytes (cache_store.py)
-    removed: list[str] = field(default_factory=list)  # keys removed to make room for this run
+    cap: int | None = None  # the root's cap in bytes (store/limits.py)
+    removed: tuple[str, ...] = ()  # keys removed to make room for this run
 
     def chain_dir(self, chain: str) -> Path:
         return self.key_dir / chain
@@ -85,100 +62,33 @@ class PreprocessCache:
     def entries(self) -> dict[str, set[str]]:
         return {c: {p.name for p in self.chain_dir(c).glob("*.pt")} for c in self.needed}
 
-    def begin(self) -> None:
-        """Remove entries MONAI could not load, then note what is there."""
-        self.rebuilt = scrub([self.chain_dir(c) for c in self.needed])
-        self.before = self.entries()
+    def begin(self) -> CacheStart:
+        """Remove entries MONAI could not load, then note what is there: the phases' starting point."""
+        rebuilt = scrub([self.chain_dir(c) for c in self.needed])
+        return CacheStart(self.entries(), rebuilt)
 
-    def report(self) -> dict[str, Any]:
+    def report(self, start: CacheStart | None) -> dict[str, Any]:
+        """Hits and misses since `start` (None: no phase ran, so nothing was read or written)."""
         after = self.entries()
-        before = after if self.before is None else self.before  # no phase ran: nothing read, nothing written
+        before = after if start is None else start.entries
         misses = {c: len(after[c] - before[c]) for c in self.needed}
-        hits = {c: max(0, self.needed[c] - misses[c]) if self.before is not None else 0 for c in self.needed}
+        hits = {c: max(0, self.needed[c] - misses[c]) if start is not None else 0 for c in self.needed}
         size = sum(p.stat().st_size for p in self.key_dir.rglob("*.pt"))
         return {"enabled": True, "dir": str(self.key_dir), "hits": sum(hits.values()), "misses": sum(misses.values()),
                 "per_chain": {c: {"needed": self.needed[c], "hits": hits[c], "misses": misses[c]} for c in self.needed},
-                "rebuilt_bad_entries": self.rebuilt, "bytes": size, "note": None, "cap_bytes": self.cap,
-                "removed_keys": list(self.removed)}
+                "rebuilt_bad_entries": start.rebuilt if start else 0, "bytes": size, "note": None,
+                "cap_bytes": self.cap, "removed_keys": list(self.removed)}
+
+
+@dataclass(frozen=True)
+class CacheStart:
+    entries: dict[str, set[str]]  # the entries found when the phases began
+    rebuilt: int  # damaged entries removed then, for MONAI to build again
 
 
 def disabled(note: str) -> dict[str, Any]:
     return {"enabled": False, "dir": None, "hits": 0, "misses": 0, "per_chain": {}, "rebuilt_bad_entries": 0,
             "bytes": 0, "note": note}
-
-
-def choose_root(given: Path | None, off: bool, protected: dict[str, Path]) -> tuple[Path | None, str | None]:
-    """The cache root, or None and why. A dir inside the dataset or bundle is refused; one that cannot be
-    written falls back to no cache with a warning (returned as the note)."""
-    if off:
-        return None, "--no-preprocess-cache"
-    root = root_path(given)
-    for name, folder in protected.items():
-        if is_inside(root, folder):
-            raise ArgumentError(f"--preprocess-cache {root} lies inside the {name} {folder}.",
-                                fix=["Choose a cache dir elsewhere (default: $XDG_CACHE_HOME/nvseg-bench, else "
-                                     "~/.cache/nvseg-bench), or pass --no-preprocess-cache."])
-    try:
-        (root / "tmp").mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root / "tmp"):
-            pass
-    except OSError as exc:
-        return None, f"the preprocess cache dir {root} cannot be written ({exc.strerror or exc}); running without it"
-    return root, None
-
-
-def read_digest_memo(memo_path: Path) -> dict[str, Any]:
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return memo if isinstance(memo, dict) else {}
-
-
-def file_stamp(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def remembered(memo: dict[str, Any], path: Path) -> str | None:
-    """The memo's sha256 of this file if its size and mtime are those it was taken at."""
-    entry = memo.get(str(path))
-    if isinstance(entry, dict) and entry.get("stamp") == file_stamp(path) and entry.get("sha256"):
-        return entry["sha256"]
-    return None
-
-
-def known_digests(paths: list[Path], memo_path: Path) -> dict[str, str]:
-    """The remembered sha256 of each file whose (path, size, mtime) is unchanged; reads no file."""
-    memo = read_digest_memo(memo_path)
-    return {str(path): sha for path in paths if (sha := remembered(memo, path))}
-
-
-def remember_digests(digests: dict[str, str], memo_path: Path) -> None:
-    """Add these digests (taken this run) to the memo under each file's current stamp."""
-    memo = read_digest_memo(memo_path)
-    fresh = {path: {"stamp": file_stamp(Path(path)), "sha256": sha} for path, sha in digests.items()}
-    if any(memo.get(path) != entry for path, entry in fresh.items()):
-        try:
-            write_atomic(memo_path, json.dumps(memo | fresh, indent=1) + "\n")
-        except OSError:
-            pass  # the next run hashes again; nothing else depends on the memo
-
-
-def file_digests(paths: list[Path], memo_path: Path) -> dict[str, str]:
-    """sha256 of each file, reusing the memo when (path, size, mtime) is unchanged."""
-    digests = known_digests(paths, memo_path)
-    missing = {str(path): sha256_file(path) for path in paths if str(path) not in digests}
-    if missing:
-        remember_digests(missing, memo_path)
-    return digests | missing
-
-
-def write_atomic(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.replace(tmp, path)
 
 
 def keyed_datalist(entries: list[dict], dataset_dir: Path, digests: dict[str, str], path: Path) -> Path:
@@ -197,7 +107,8 @@ def chain_key(config_files: list[Path], values: dict[str, Any]) -> str:
     digest = hashlib.sha256()
     for path in config_files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    kept = {k: v for k, v in sorted(values.items()) if k not in RUN_ONLY}
+    ignored = overrides.not_preprocessing()
+    kept = {k: v for k, v in sorted(values.items()) if k not in ignored}
     digest.update(json.dumps(kept, sort_keys=True, default=str).encode())
     digest.update(metadata.version("monai").encode())
     return digest.hexdigest()[:20]
@@ -239,10 +150,10 @@ def scrub(folders: list[Path]) -> int:
 
 
 def _loadable(path: Path) -> bool:
-    found = torchzip.pickle_globals(path)
+    found = checkpoints.pickle_globals(path)
     if found is None:
         return False
-    return all(name in torchzip.TORCH_GLOBALS or name in SCRUB_ACCEPTS or name.startswith("numpy.dtypes.")
+    return all(name in checkpoints.TORCH_GLOBALS or name in SCRUB_ACCEPTS or name.startswith("numpy.dtypes.")
                for name in found)
 
 
@@ -258,9 +169,9 @@ def attach(root: Path, *, staged: Staged, entries: list[dict], dataset_dir: Path
     key_dir = root / chain_key(bundle_files, values)
     n_val = sum(1 for e in entries if int(e.get("fold", -1)) == 0)
     needed = {"train": len(entries) - n_val, "validate": n_val} | ({EVAL_CHAIN: n_val} if formal_eval else {})
-    cache = PreprocessCache(root=root, key_dir=key_dir, needed=needed)
     paths = [dataset_dir / e[k] for e in entries for k in ("image", "label")]
-    cache.digests = digests or file_digests(paths, root / "digests.json")
+    cache = PreprocessCache(root=root, key_dir=key_dir, needed=needed,
+                            digests=digests or file_digests(paths, root / DIGESTS_FILE))
     datalist = keyed_datalist(entries, dataset_dir, cache.digests, staged.config_dir / "datalist_content_keyed.json")
     train = _write(staged.config_dir / "preprocess_cache_train.json", train_override(cache, datalist))
     evaluate = _write(staged.config_dir / "preprocess_cache_eval.json", eval_override(cache, datalist))

@@ -23,7 +23,7 @@ import torch
 
 from nvseg_bench.evidence.collect import compare_checkpoints
 from nvseg_bench.output.peer import checkpoint_comparisons
-from nvseg_bench.model.weights import sha256_file
+from nvseg_bench.store.files import sha256_file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -1,0 +1,296 @@
+"""Prepare: everything that can refuse bad input before a phase starts, in the order of the flow.
+
+request -> resolved values -> bundle -> data contract -> audit -> mapping -> plan -> weights -> resume
+point -> staged configs -> preprocessing cache -> phase commands, gathered into one frozen `Prepared`.
+Each step takes the values the steps before it built and returns new ones; none is changed after it
+is made. Any refusal is an NvsegError (exit 2) and nothing has run; the only files written are under
+OUT (its configs/). No torch, no monai.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nvseg_bench import paths
+from nvseg_bench.errors import ArgumentError
+from nvseg_bench.evidence.collect import dataset_inputs
+from nvseg_bench.inputs import audit, dataset, labels
+from nvseg_bench.inputs.preset import default_dataset, preset_name
+from nvseg_bench.inputs.request import Request
+from nvseg_bench.inputs.resolve import Resolved, resolve_for
+from nvseg_bench.model import bundle_source, checkpoints
+from nvseg_bench.model.weights import Weights, resolve_weights
+from nvseg_bench.phases.runner import allocator_line, bundle_command, command_prefix
+from nvseg_bench.planning import environment, network, pins, slurm
+from nvseg_bench.planning.plan import Plan, make_plan
+from nvseg_bench.prepared import FINETUNED_NAME, Prepared
+from nvseg_bench.stage import overrides, preprocess_cache, resume
+from nvseg_bench.stage.configs import Staged, missing_bundle_configs, override_values, stage
+from nvseg_bench.store import digests as store_digests
+from nvseg_bench.store import limits
+from nvseg_bench.store import root as store_root
+
+PHASE_ORDER = ("eval_pretrained", "finetune", "eval_finetuned")
+
+
+def resolve_dirs(req: Request) -> tuple[Path, Path]:
+    """The dataset dir and the output dir, checked; the bundle is chosen once the preset is known."""
+    given = req.dataset_dir or default_dataset(req.smoke, req.sanity)
+    dataset_dir = given.expanduser().resolve()
+    if not dataset_dir.is_dir():
+        raise ArgumentError(f"the dataset dir {given} does not exist.",
+                            fix=["Pass a folder with imagesTr/ and labelsTr/ (for example fixtures/spleen_micro)."])
+    out_dir = req.output_dir.expanduser().resolve()
+    blocking = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not blocking.is_dir():
+        where = "is an existing file" if blocking == out_dir else f"lies under the existing file {blocking}"
+        raise ArgumentError(f"--output-dir {req.output_dir} {where}, not a directory.",
+                            fix=["Pass a new or existing directory, e.g. runs/NAME; this tool never overwrites a file "
+                                 "it did not write."])
+    if not os.access(blocking, os.W_OK | os.X_OK):
+        raise _unwritable(req.output_dir, blocking, "this user may not write there")
+    refuse_output_inside(req.output_dir, out_dir, "dataset dir", dataset_dir)
+    return dataset_dir, out_dir
+
+
+def refuse_output_inside(given: Path, out_dir: Path, name: str, protected: Path) -> None:
+    if paths.is_inside(out_dir, protected):
+        raise ArgumentError(f"--output-dir {given} lies inside the {name} {protected}.",
+                            fix=["Choose an output dir elsewhere, e.g. runs/NAME; this tool never writes into its inputs."])
+
+
+def choose_bundle(req: Request, preset: str, out_dir: Path) -> tuple[bundle_source.BundleSource, Path]:
+    """The bundle (bundle_source.py) and its class list. NVIDIA's hub snapshot ships none (nor does a
+    folder downloaded from it), so the builtin bundle's, the same 124 classes as upstream's
+    (docs/design.md), stands in; the plan says so."""
+    chosen = bundle_source.choose(req.bundle_dir, preset)
+    refuse_output_inside(req.output_dir, out_dir, "bundle dir", chosen.path)
+    return chosen, labels.find_label_dict(chosen.path, bundle_source.BUILTIN / labels.LABEL_DICT_PLACES[0])
+
+
+def _unwritable(given: Path, where: Path, why: str) -> ArgumentError:
+    return ArgumentError(f"--output-dir {given} cannot be written: {where} is not writable ({why}).",
+                         fix=["Pass an --output-dir in a folder you can write to, e.g. runs/NAME, or fix that folder's "
+                              "permissions."])
+
+
+def make_output_dir(given: Path, out_dir: Path) -> None:
+    """Create OUT (and missing parents); a place that refuses it is bad input, not an internal error."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = next((p for p in (out_dir, *out_dir.parents) if p.exists()), out_dir)
+        raise _unwritable(given, where, exc.strerror or str(exc)) from exc
+
+
+def resampled_mb(findings: dict[str, Any]) -> float:
+    """Rough RAM cache size: each training case resampled to 1.5 mm, float32 image + uint8 label."""
+    rows = [row for row in findings.get("samples", []) if row.get("fold") != 0]
+    return sum(limits.resampled_voxels(row) * 5 for row in rows) / 2**20
+
+
+def refuse_multi_gpu_sanity(req: Request, preset: str) -> None:
+    """The Task06 reference recipe ran on one GPU; several processes would not reproduce it."""
+    nproc = os.environ.get("NPROC_PER_NODE", "")
+    asked = [f"--nnodes {req.nnodes}"] if (req.nnodes or 1) > 1 else []
+    asked += [f"NPROC_PER_NODE={nproc}"] if nproc.strip().isdigit() and int(nproc) > 1 else []
+    if preset == "sanity" and asked:
+        raise ArgumentError(f"--sanity reproduces a one-GPU reference run, and {' and '.join(asked)} asks for more.",
+                            fix=["Run --sanity on one GPU (unset NPROC_PER_NODE, drop --nnodes), or run your own "
+                                 "finetune without --sanity on several GPUs."])
+
+
+def refuse_sanity_without_gpu(req: Request, preset: str, env: dict[str, Any]) -> None:
+    if preset == "sanity" and not env["cuda_available"] and not req.allow_cpu:
+        raise ArgumentError("--sanity reproduces a single-GPU reference run, and no CUDA GPU is visible here.",
+                            evidence=["nvidia-smi found no GPU (CUDA_VISIBLE_DEVICES="
+                                      f"{env.get('cuda_visible_devices')!r})."],
+                            fix=["Run it on a GPU machine, or add --allow-cpu to run the recipe on the CPU anyway "
+                                 "(hours, and the reference ranges assume the GPU run)."])
+
+
+def audit_data(entries: list[dict], dataset_dir: Path, root: Path | None, local: list[int], source: str,
+               mapping: labels.ResolvedMapping, local_value: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The audit's findings (every contract check on them passed) and the sha256 of every dataset file:
+    remembered by the cache root for unchanged files, taken by the audit for the rest."""
+    files = [dataset_dir / e[k] for e in entries for k in ("image", "label")]
+    digests = store_digests.known_digests(files, root / store_digests.FILE) if root else {}
+    findings = audit.audit_dataset(entries, dataset_dir, local, digests=digests,
+                                   memo_dir=root / "audit" if root else None)
+    if root is not None:
+        store_digests.remember_digests(digests, root / store_digests.FILE)
+    findings["datalist_source"] = source
+    audit.check_finite_images(findings)
+    audit.check_labels_look_like_labels(findings)
+    audit.check_mapped_values_present(findings, local)
+    audit.check_mapped_values_validated(findings, local)
+    return audit.overview(findings, mapping.pairs, mapping.names, local_value), digests
+
+
+def plan_run(req: Request, resolved: Resolved, env: dict[str, Any], findings: dict[str, Any], factor: int,
+             notes: list[str | None]) -> Plan:
+    """The plan with the lines of the checks before it (`notes`, then the allocator's), and several nodes
+    making it a multi-GPU run."""
+    plan = make_plan(resolved, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
+    network.check_patch(plan.patch_size, factor, resolved.source("patch_size"))  # the plan's own choice too
+    *before, slurm_line = notes
+    plan = plan.noting(network.patch_note(factor), *before, allocator_line(os.environ), slurm_line)
+    if (req.nnodes or 1) > 1:
+        plan = replace(plan, multi_gpu=True).noting(
+            f"multi_gpu: {req.nnodes} nodes x {plan.nproc_per_node} processes, DDP through torchrun")
+    return plan
+
+
+def check_network_config(net_config: Path | None, source: str) -> None:
+    if net_config is not None and not net_config.is_file():
+        named = f"--network-config {net_config}" if source.startswith("--") else f"{source}'s network_config {net_config}"
+        raise ArgumentError(f"{named} does not exist.",
+                            fix=["Point it at a JSON file that sets network_def, or leave it out for the bundle's network."])
+
+
+def checked_weights(resolved: Resolved, bundle_dir: Path, net_config: Path | None) -> Weights:
+    """The pretrained weights (last: the hub may be reached), with their layout held against the network."""
+    weights = resolve_weights(resolved["pretrained_ckpt"], resolved.source("pretrained_ckpt"), resolved["model_name"],
+                              bundle_dir)
+    if net_config is not None:
+        return replace(weights, layout_check=f"skipped: the network comes from {net_config.name}")
+    # the bundle's own network_def: vista3d132 in this bundle and upstream's
+    found = checkpoints.check_layout(Path(weights.path), checkpoints.expected_vista3d132(), "vista3d132")
+    return replace(weights, layout_check=found)
+
+
+def resume_point(req: Request, out_dir: Path, plan: Plan, bundle: bundle_source.BundleSource, entries: list[dict],
+                 dataset_dir: Path, digests: dict[str, str], weights_sha256: str
+                 ) -> tuple[resume.ResumePoint | None, str | None]:
+    """For --resume: where the stopped run continues and the plan's line, after checking that nothing it used
+    has changed."""
+    if not req.resuming:
+        return None, None
+    if plan.multi_gpu:
+        raise ArgumentError(f"--resume {out_dir}: that run used several processes; resuming is for one-process runs.",
+                            fix=["Start it again in a new --output-dir."])
+    doc, manifest = resume.read_stopped(out_dir)
+    differs = resume.changes(doc, manifest, bundle=bundle.configs_sha256, weights_sha256=weights_sha256,
+                             dataset=dataset_inputs(entries, dataset_dir, digests))
+    if differs:
+        raise ArgumentError(f"--resume {out_dir}: the inputs changed since that run stopped, so the resumed run would "
+                            "mix two recipes; nothing was run.", evidence=differs,
+                            fix=["Restore those files, or start a new run in a new --output-dir."])
+    point = replace(resume.last_point(out_dir), since=float((doc.get("runtime") or {}).get("started_at") or 0.0),
+                    stopped=doc)
+    if resume.finished(doc, out_dir, "finetune"):
+        where = "the finetune had finished: only the phases after it run"
+    else:
+        kept = point.checkpoint or "no epoch had completed: the finetune starts again"
+        where = f"after epoch {point.epoch} of {plan.epochs} ({kept})"
+        if point.incomplete:
+            where += (f"; {', '.join(p.name for p in point.incomplete)} is incomplete (the stop came while it was "
+                      "written) and is passed over")
+    return point, f"resume: {where}; the inputs are those of the stopped run"
+
+
+def attach_cache(req: Request, root: Path, plan: Plan, staged: Staged, *, entries: list[dict], dataset_dir: Path,
+                 values: dict[str, Any], rows: list[dict], digests: dict[str, str]
+                 ) -> tuple[preprocess_cache.PreprocessCache | None, Staged, str | None, str | None]:
+    """The preprocessing cache for this run under the root's cap (store/limits.py): room made by removing the
+    least recently used keys, or no cache when the cap cannot hold this run's entries. Returns the cache, the
+    staged configs, the note when it is off, and the plan's line."""
+    if plan.multi_gpu:
+        return None, staged, "multi-GPU runs partition their datasets; not cached", None
+    cap = limits.cap_bytes(root, req.preprocess_cache_max_gb)
+    incoming = limits.estimate_bytes(rows, not req.skip_formal_eval)
+    capped = (f"cap {limits.gib(cap)}" + ("" if req.preprocess_cache_max_gb is not None else
+                                          " (a quarter of the free disk plus what the cache holds)"))
+    if incoming > cap:
+        note = (f"the preprocess cache's {capped} cannot hold this run's entries (~{limits.gib(incoming)}); "
+                "running without it (raise --preprocess-cache-max-gb, or free space: nvseg-finetune cache prune)")
+        return None, staged, note, f"preprocess_cache: off, {note}"
+    cache, staged = preprocess_cache.attach(root, staged=staged, entries=entries, dataset_dir=dataset_dir,
+                                            values=values, formal_eval=not req.skip_formal_eval, digests=digests)
+    held = limits.total_bytes(cache.key_dir)
+    removed = limits.make_room(root, cap, max(0, incoming - held), keep=frozenset({cache.key_dir}),
+                               dry_run=req.dry_run)  # a dry run only says what it would remove
+    cache = replace(cache, cap=cap, removed=tuple(info.name for info in removed))
+    verb = "would remove" if req.dry_run else "removed"
+    freed = f"; {verb} {len(removed)} least recently used keys ({limits.gib(sum(i.bytes for i in removed))}) " \
+            "to make room" if removed else ""
+    return cache, staged, None, (f"preprocess_cache: {capped}, this run's entries ~{limits.gib(incoming)} "
+                                 f"({limits.gib(held)} of them cached already){freed}")
+
+
+def torchrun_args(req: Request) -> list[str]:
+    """Multi-node pass-through: the same command runs on every node, each with its --node-rank."""
+    args = []
+    if req.nnodes is not None:
+        args.append(f"--nnodes={req.nnodes}")
+    if req.node_rank is not None:
+        args.append(f"--node_rank={req.node_rank}")
+    if req.rdzv_endpoint:
+        args += ["--rdzv_backend=c10d", f"--rdzv_endpoint={req.rdzv_endpoint}"]
+    return args
+
+
+def phase_commands(req: Request, plan: Plan, staged: Staged, bundle_dir: Path, out_dir: Path,
+                   pretrained: Path) -> dict[str, list[str]]:
+    prefix = command_prefix(plan.nproc_per_node, torchrun_args(req))
+    commands = {"finetune": bundle_command(prefix, staged.train_stack, bundle_dir)}
+    if not req.skip_formal_eval:
+        for name, ckpt in (("eval_pretrained", pretrained), ("eval_finetuned", staged.ckpt_dir / FINETUNED_NAME)):
+            extra = {"ckpt_path": str(ckpt), "output_dir": str(out_dir / name)}
+            commands[name] = bundle_command(prefix, staged.eval_stack, bundle_dir, extra)
+    return {name: commands[name] for name in PHASE_ORDER if name in commands}
+
+
+def prepare(req: Request) -> Prepared:
+    preset_name(req.smoke, req.sanity)  # two preset flags are refused before anything else
+    req, slurm_line = slurm.apply(req, os.environ)  # an srun step: nodes, rank and rendezvous from the job
+    if req.bundle_dir is not None:
+        bundle_source.bundle_dir(req.bundle_dir)  # a wrong --bundle-dir is answered first
+    dataset_dir, out_dir = resolve_dirs(req)
+    resolved = resolve_for(req, dataset_dir)
+    refuse_multi_gpu_sanity(req, resolved.preset)
+    bundle, dict_path = choose_bundle(req, resolved.preset, out_dir)
+    factor = network.network_factor(bundle.path, resolved["network_config"])
+    if resolved["patch_size"] is not None:  # before the audit reads every file
+        network.check_patch(list(resolved["patch_size"]), factor, resolved.source("patch_size"))
+    versions = pins.check_phase_versions()
+    mapping = labels.resolve_mapping(resolved.mapping, labels.load_label_dict(dict_path), str(dict_path))
+    local = labels.local_values(mapping)
+    make_output_dir(req.output_dir, out_dir)
+    entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
+    dataset.check_pairs_geometry(entries, dataset_dir)
+    root, cache_why = store_root.choose_root(req.preprocess_cache, req.no_preprocess_cache,
+                                             {"dataset dir": dataset_dir, "bundle dir": bundle.path})
+    findings, digests = audit_data(entries, dataset_dir, root, local, source, mapping, resolved.mapping.local_value)
+    env = environment.collect()
+    refuse_sanity_without_gpu(req, resolved.preset, env)
+    plan = plan_run(req, resolved, env, findings, factor,
+                    [bundle_source.plan_line(bundle, dict_path), versions, slurm_line])
+    missing = missing_bundle_configs(bundle.path, plan.multi_gpu)
+    if missing:
+        raise ArgumentError(f"the bundle {bundle.path} lacks {', '.join(missing)}.",
+                            fix=["Use a complete VISTA3D bundle (configs/train.json, train_continual.json, evaluate.json)."])
+    net_config = resolved["network_config"]
+    check_network_config(net_config, resolved.source("network_config"))
+    weights = checked_weights(resolved, bundle.path, net_config)
+    point, resume_line = resume_point(req, out_dir, plan, bundle, entries, dataset_dir, digests, weights.sha256)
+    values = override_values(plan, bundle_dir=bundle.path, dataset_dir=dataset_dir, datalist=datalist_path,
+                             out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
+                             auto_seg=bool(resolved["auto_seg"]),
+                             recipe={key: resolved[key] for key in overrides.recipe_rows()})
+    staged = stage(plan, bundle_dir=bundle.path, out_dir=out_dir, override=values, network_config=net_config)
+    cache, cache_line = None, None
+    if root is not None:
+        cache, staged, cache_why, cache_line = attach_cache(req, root, plan, staged, entries=entries,
+                                                            dataset_dir=dataset_dir, values=values,
+                                                            rows=findings["samples"], digests=digests)
+    if not plan.multi_gpu:  # each epoch kept for --resume; several processes would write it at once
+        staged = resume.attach(staged, out_dir, point, plan.amp)
+    return Prepared(request=req, resolved=resolved, bundle_dir=bundle.path, dataset_dir=dataset_dir, out_dir=out_dir,
+                    mapping=mapping, entries=entries, datalist_path=datalist_path, audit=findings, env=env,
+                    plan=plan.noting(resume_line, cache_line), weights=weights, staged=staged,
+                    commands=phase_commands(req, plan, staged, bundle.path, out_dir, Path(weights.path)),
+                    cache=cache, digests=digests, cache_note=cache_why, label_dict_path=dict_path, bundle=bundle,
+                    resume_point=point)

@@ -1,0 +1,62 @@
+"""The opt-in significance gate, the harness's --nvseg-seeds, and the per-case slope chart."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nvseg_bench.evidence.gain_stats import output_fields
+from nvseg_bench.harness.gates import judge
+from nvseg_bench.harness.plots import slope_plot
+from nvseg_bench.harness.runs import RunEvidence
+
+from ..harness_util import make_project
+
+BEFORE = {f"c{i}.nii.gz": 0.5 + 0.02 * i for i in range(6)}
+
+
+def _run(gains: list[float]) -> RunEvidence:
+    after = {name: v + g for (name, v), g in zip(BEFORE.items(), gains)}
+    out = {"formal_pretrained_per_case": BEFORE, "formal_finetuned_per_case": after}
+    out |= output_fields(BEFORE, after, kept_finetuned=True)
+    return RunEvidence("smoke", Path("/nowhere"), 0, 1.0, [], "ran", "k", "now", True, None,
+                       _doc={"status": "passed", "output": out})
+
+
+CLEAR = [0.01, 0.02, 0.03, 0.02, 0.01, 0.04]
+NOISY = [0.05, -0.05, 0.03, -0.03, 0.02, -0.01]
+
+
+def test_the_significance_gate_is_off_by_default_and_says_so():
+    verdict = judge("significance", _run(NOISY))
+    assert verdict.status == "skipped" and "--nvseg-require-significant" in verdict.message
+
+
+def test_when_required_a_gain_within_noise_fails():
+    verdict = judge("significance", _run(NOISY), require_significant=True)
+    assert verdict.status == "failed" and "within_noise" in verdict.message
+
+
+def test_when_required_a_clear_gain_passes():
+    assert judge("significance", _run(CLEAR), require_significant=True).status == "passed"
+
+
+def test_the_slope_chart_draws_a_png_from_the_per_case_dice():
+    assert slope_plot(_run(CLEAR).doc).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_run_without_per_case_dice_gets_no_slope_chart():
+    assert slope_plot({"output": {}}) is None
+
+
+def test_harness_seeds_that_do_not_parse_are_a_usage_error(pytester):
+    make_project(pytester)
+    result = pytester.runpytest_subprocess("-m", "smoke", "--nvseg-seeds=0,x")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--nvseg-seeds*"])
+
+
+def test_harness_seeds_reach_the_cli_as_a_sweep():
+    from nvseg_bench.harness.options import _seed_args
+
+    assert _seed_args("0,1,2") == ["--seeds", "0,1,2"]
