@@ -12,9 +12,15 @@ BUILTIN_BUNDLE = REPO / "bundle"  # the offline stand-in bundle (the smoke prese
 FIXTURES = REPO / "fixtures"
 SHIPPED_FIXTURE = FIXTURES / "spleen_micro"  # what --smoke runs on by default
 TASK06_ENV = "NVSEG_TASK06_DIR"  # where --sanity (and the harness's sanity run) finds MSD Task06_Lung
+LOGS = "logs"  # OUT/logs/NAME.log: each phase's console output
 
 
 def is_inside(path: Path, folder: Path) -> bool:
     """Whether path is folder or lies below it, after resolving links and '..'."""
     path, folder = path.resolve(), folder.resolve()
     return path == folder or folder in path.parents
+
+
+def phase_log(out_dir: Path, name: str) -> Path:
+    """Where phase `name` of the run in out_dir writes its log."""
+    return out_dir / LOGS / f"{name}.log"

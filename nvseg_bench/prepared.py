@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench.inputs import labels
+from nvseg_bench.paths import phase_log
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.inputs.resolve import Resolved
 from nvseg_bench.model.bundle_source import BundleSource
 from nvseg_bench.model.weights import Weights
-from nvseg_bench.phases.runner import phase_log
 from nvseg_bench.planning.plan import Plan
 from nvseg_bench.stage import preprocess_cache
 from nvseg_bench.stage.configs import Staged

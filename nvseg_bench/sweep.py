@@ -28,7 +28,8 @@ from typing import Any, Protocol
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.phases.loop import run_phases
-from nvseg_bench.phases.runner import PhaseResult, phase_log
+from nvseg_bench.paths import phase_log
+from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import prepare
 from nvseg_bench.run import Outcome, conclude
 

@@ -8,7 +8,7 @@ bundle override) and the harness's cache key all read the `Resolved` this module
 else re-reads the card or re-applies the rule.
 
 Adding a recipe flag: a parser argument (cli.py), a `Request` field (request.py), a key in
-`RESOLVED` here, and its line in staging.override_values (docs/contributing.md walks through it).
+`RESOLVED` here, and its row in stage/overrides.py (docs/contributing.md walks through it).
 No torch, no monai.
 """
 from __future__ import annotations

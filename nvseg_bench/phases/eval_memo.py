@@ -20,7 +20,8 @@ from typing import Any
 
 from nvseg_bench.store import limits as cache_store
 from nvseg_bench.phases.logparse import parse_lines
-from nvseg_bench.phases.runner import PhaseResult, phase_log
+from nvseg_bench.paths import phase_log
+from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepared import Prepared
 from nvseg_bench.stage import overrides
 

@@ -12,7 +12,9 @@ import time
 from dataclasses import dataclass, field, replace
 
 from nvseg_bench.phases import eval_memo, warm
-from nvseg_bench.phases.runner import PhaseResult, PhaseSpec, bundle_env, phase_log, run_phase
+from nvseg_bench.paths import phase_log
+from nvseg_bench.phases import resumed
+from nvseg_bench.phases.runner import PhaseResult, PhaseSpec, bundle_env, run_phase
 from nvseg_bench.planning import pins
 from nvseg_bench.prepared import Prepared
 from nvseg_bench.stage import resume
@@ -65,7 +67,7 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
                 _say(index, len(names), name, f"reused: the run in {kept[1]} scored the same checkpoint on the same "
                      "cases with the same configs and versions; its predictions, metrics and log are copied")
                 continue
-            if p.resume_point is not None and (earlier := resume.earlier_phase(p.resume_point, p.out_dir, name,
+            if p.resume_point is not None and (earlier := resumed.earlier_phase(p.resume_point, p.out_dir, name,
                                                                                 spec.command)):
                 results[name] = earlier
                 _say(index, len(names), name, "kept: it finished before the run stopped")
@@ -94,5 +96,5 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
             if p.cache.cap is not None:  # what the phases wrote may have passed the cap: trim the others
                 limits.make_room(p.cache.root, p.cache.cap, 0, keep=frozenset({p.cache.key_dir}))
     if p.resume_point is not None and "finetune" in results:  # the trace of every epoch, each once
-        results["finetune"] = replace(results["finetune"], facts=resume.merged_facts(p.out_dir, results["finetune"].facts))
+        results["finetune"] = replace(results["finetune"], facts=resumed.merged_facts(p.out_dir, results["finetune"].facts))
     return PhaseRun(results, interrupted, warm_note, cache_start)

@@ -22,13 +22,6 @@ from nvseg_bench.phases.logparse import LogFacts
 from nvseg_bench.planning.pins import phase_python
 from nvseg_bench.phases.warm import WarmStarter
 
-LOGS = "logs"  # OUT/logs/NAME.log: each phase's console output
-
-
-def phase_log(out_dir: Path, name: str) -> Path:
-    """Where phase `name` of the run in out_dir writes its log."""
-    return out_dir / LOGS / f"{name}.log"
-
 TAIL_LINES = 40
 
 
@@ -99,7 +92,7 @@ def bundle_command(prefix: list[str], stack: list[str], bundle_dir: Path, extra:
 # as it can, so each sliding window and each batch faults fresh zeroed pages in again: on the 2-core CPU a
 # fifth of a phase's CPU time went to the kernel. These keep blocks up to 32 MiB (glibc's ceiling for this
 # setting) and a freed heap top in the process. Measured with benchmarks/scale_bench.py on NVIDIA's configs
-# (README, "Measured"): 0.85x the wall, the same numbers, about 10% more peak RSS. Other C libraries
+# (docs/measured.md): 0.85x the wall, the same numbers, about 10% more peak RSS. Other C libraries
 # ignore the variables.
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
                  "MALLOC_TOP_PAD_": str(256 << 20)}

@@ -1,6 +1,6 @@
 """The cache root: one folder per user (default $XDG_CACHE_HOME/nvseg-bench/preprocess, else
 ~/.cache/...) that holds the preprocessing cache's keys, the digest memo (digests.json), the audit memo
-(audit/) and the kept evaluations (eval/). Never inside the dataset or the bundle."""
+(audit/) and the kept evaluations (evaluations/). Never inside the dataset or the bundle."""
 from __future__ import annotations
 
 import os
@@ -31,8 +31,8 @@ def choose_root(given: Path | None, off: bool, protected: dict[str, Path]) -> tu
     for name, folder in protected.items():
         if paths.is_inside(root, folder):
             raise ArgumentError(f"--preprocess-cache {root} lies inside the {name} {folder}.",
-                                fix=["Choose a cache dir elsewhere (default: $XDG_CACHE_HOME/nvseg-bench, else "
-                                     "~/.cache/nvseg-bench), or pass --no-preprocess-cache."])
+                                fix=["Choose a cache dir elsewhere (default: $XDG_CACHE_HOME/nvseg-bench/preprocess, else "
+                                     "~/.cache/nvseg-bench/preprocess), or pass --no-preprocess-cache."])
     try:
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=root / "tmp"):
