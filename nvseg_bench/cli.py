@@ -13,15 +13,14 @@ import json
 import os
 import shlex
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from nvseg_bench import PROG, __version__
+from nvseg_bench import PROG, __version__, commands
 from nvseg_bench.phases.child import sigterm_as_interrupt
 from nvseg_bench.errors import NvsegError
-from nvseg_bench.inputs.request import Request, from_namespace, parse_seeds
+from nvseg_bench.inputs.request import Request, checked_type, from_namespace, parse_seeds, positive_float
 
 EXIT_CODES = """`nvseg-finetune fetch-bundle` downloads NVIDIA's pinned NV-Segment-CT bundle (configs, scripts,
 weights) ahead of time; `nvseg-finetune fetch-weights` the checkpoint alone; `nvseg-finetune cache`
@@ -43,24 +42,8 @@ def _patch(text: str) -> list[int]:
     return value
 
 
-def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], rule: str) -> Callable[[str], float]:
-    """An argparse type that converts, checks, and names the rule when the value breaks it."""
-
-    def parse(text: str) -> float:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
-        return value
-
-    return parse
-
-
-_positive_int = _checked(int, lambda v: v >= 1, "a whole number of at least 1")
-_positive_float = _checked(float, lambda v: v > 0, "a number above 0, e.g. 5e-5")
-_fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
+_positive_int = checked_type(int, lambda v: v >= 1, "a whole number of at least 1")
+_fraction = checked_type(float, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe = parser.add_argument_group("recipe (caller values win over the fixture card and the preset)")
     recipe.add_argument("--patch-size", type=_patch, metavar="JSON", help="e.g. '[128,128,128]'")
     recipe.add_argument("--epochs", type=_positive_int)
-    recipe.add_argument("--learning-rate", type=_positive_float, metavar="LR")
+    recipe.add_argument("--learning-rate", type=positive_float, metavar="LR")
     recipe.add_argument("--cache-rate", type=_fraction, metavar="RATE", help="share of training cases cached in RAM")
     recipe.add_argument("--seed", type=int, help="the bundle's set_determinism seed (default: the bundle's, 0); "
                         "vary it to measure run-to-run noise")
@@ -122,13 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--preprocess-cache", type=Path, metavar="DIR",
                        help="where (default: $XDG_CACHE_HOME/nvseg-bench, else ~/.cache/nvseg-bench)")
     cache.add_argument("--no-preprocess-cache", action="store_true", help="preprocess every case in every phase")
-    cache.add_argument("--preprocess-cache-max-gb", type=_positive_float, metavar="GB",
+    cache.add_argument("--preprocess-cache-max-gb", type=positive_float, metavar="GB",
                        help="cap on the cache dir; the least recently used keys go first (default: a quarter of the "
                             "free disk plus what the cache holds); see `nvseg-finetune cache`")
     parser.add_argument("--allow-cpu", action="store_true", help="let --sanity run without a CUDA GPU")
     parser.add_argument("--dry-run", action="store_true",
                         help="check inputs, plan and stage configs, print the phase commands; start no phase")
-    parser.add_argument("--phase-timeout", type=_positive_float, metavar="SECONDS", help="stop a phase that runs longer")
+    parser.add_argument("--phase-timeout", type=positive_float, metavar="SECONDS", help="stop a phase that runs longer")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -269,115 +252,10 @@ def _stopped_run(out: Path) -> dict:
     return doc
 
 
-def fetch_weights(argv: Sequence[str]) -> int:
-    """`nvseg-finetune fetch-weights`: put the pinned NV-Segment-CT checkpoint into the local hub cache."""
-    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, from_hub
-    from nvseg_bench.store.files import sha256_file
-
-    parser = argparse.ArgumentParser(prog=f"{PROG} fetch-weights",
-                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} into the "
-                                                 "Hugging Face cache (HF_HOME), so later runs need no network.")
-    parser.parse_args(argv)
-    try:
-        path = from_hub()
-    except NvsegError as exc:
-        print(exc.render(PROG), file=sys.stderr)
-        return exc.exit_code
-    print(f"{PROG}: {path} ({path.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(path)})")
-    return 0
-
-
-def fetch_bundle(argv: Sequence[str]) -> int:
-    """`nvseg-finetune fetch-bundle`: NVIDIA's bundle (configs, scripts, weights) into the local hub cache."""
-    from nvseg_bench.model import bundle_source
-    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION
-    from nvseg_bench.store.files import sha256_file
-
-    parser = argparse.ArgumentParser(prog=f"{PROG} fetch-bundle",
-                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} (configs, scripts and "
-                                                 f"{HUB_FILE}) into the Hugging Face cache (HF_HOME), so runs without "
-                                                 "--bundle-dir need no network. With HF_HUB_OFFLINE=1 it only "
-                                                 "checks the cache.")
-    parser.parse_args(argv)
-    try:
-        snapshot = bundle_source.hub_snapshot(download=True, patterns=bundle_source.fetch_patterns())
-        used = bundle_source.from_hub(download=False)
-    except NvsegError as exc:
-        print(exc.render(PROG), file=sys.stderr)
-        return exc.exit_code
-    weights = snapshot / HUB_FILE
-    state = "unchanged since download" if used.unchanged else f"ALTERED in the cache: {', '.join(used.altered)}"
-    print(f"{PROG}: {HUB_REPO}@{HUB_REVISION[:12]} in {snapshot}\n"
-          f"  recipe: {len(used.configs_sha256)} config and script files, {state}")
-    if weights.is_file():
-        print(f"  weights: {weights} ({weights.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(weights)})")
-    else:
-        print(f"  weights: {HUB_FILE} is not in the cache; runs will fetch it, or pass --pretrained-ckpt")
-    return 0 if used.unchanged else 2
-
-
-def _age(text: str) -> float:
-    """'7d', '12h', '30m' or a number of days -> seconds."""
-    units = {"d": 86400.0, "h": 3600.0, "m": 60.0}
-    try:
-        return float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text) * units["d"]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an age; use e.g. 7d, 12h or 30m") from None
-
-
-def cache_command(argv: Sequence[str]) -> int:
-    """`nvseg-finetune cache [prune ...]`: what the preprocessing cache holds, and removing it, key by key."""
-    from nvseg_bench.store import limits as cache_store
-    from nvseg_bench.store.root import root_path
-
-    parser = argparse.ArgumentParser(prog=f"{PROG} cache",
-                                     description="Show the preprocessing cache (size and entries per key, least "
-                                                 "recently used first), or prune it. A key a running phase holds is "
-                                                 "never removed.")
-    parser.add_argument("action", nargs="?", choices=["info", "prune"], default="info")
-    parser.add_argument("--preprocess-cache", type=Path, metavar="DIR", help="the cache root (default as for runs)")
-    parser.add_argument("--json", action="store_true", help="info as JSON")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--older-than", type=_age, metavar="AGE", help="prune keys unused for AGE (7d, 12h, 30m)")
-    which.add_argument("--all", action="store_true", help="prune every key")
-    which.add_argument("--max-gb", type=_positive_float, metavar="GB", help="prune least recently used keys down to GB")
-    args = parser.parse_args(argv)
-    root = root_path(args.preprocess_cache)
-    if args.action == "prune":
-        if not (args.older_than or args.all or args.max_gb):
-            parser.error("prune needs --older-than AGE, --max-gb GB or --all")
-        if args.max_gb:
-            gone = cache_store.make_room(root, int(args.max_gb * 2**30), 0)
-        else:
-            chosen = cache_store.keys(root) if args.all else list(cache_store.older_than(root, args.older_than))
-            gone = [info for info in chosen if cache_store.remove(info, root)]
-        print(f"{PROG}: removed {len(gone)} keys ({cache_store.gib(sum(i.bytes for i in gone))}) from {root}; "
-              f"{cache_store.gib(cache_store.total_bytes(root))} left")
-        return 0
-    found = cache_store.keys(root)
-    total, cap = cache_store.total_bytes(root), cache_store.default_cap(root)
-    if args.json:
-        print(json.dumps({"root": str(root), "bytes": total, "default_cap_bytes": cap,
-                          "keys": [{"key": i.name, "kind": i.kind, "bytes": i.bytes, "files": i.files,
-                                    "last_used": i.last_used} for i in found]}, indent=2))
-        return 0
-    print(f"{PROG}: preprocessing cache {root}: {cache_store.gib(total)} in {len(found)} keys "
-          f"(default cap {cache_store.gib(cap)})")
-    now = time.time()
-    for info in found:
-        print(f"  {info.name:<40} {info.kind:<10} {info.files:>6} files {info.bytes / 2**20:>10.1f} MiB  "
-              f"used {(now - info.last_used) / 86400:.1f} days ago")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["fetch-weights"]:
-        return fetch_weights(argv[1:])
-    if argv[:1] == ["fetch-bundle"]:
-        return fetch_bundle(argv[1:])
-    if argv[:1] == ["cache"]:
-        return cache_command(argv[1:])
+    if argv[:1] and argv[0] in commands.SUBCOMMANDS:
+        return commands.SUBCOMMANDS[argv[0]](argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume is None and args.output_dir is None:

@@ -1,0 +1,120 @@
+"""The subcommands beside a run: `fetch-weights` and `fetch-bundle` (bring NVIDIA's weights or whole pinned
+bundle into the Hugging Face cache ahead of time) and `cache` (show and prune the preprocessing cache).
+Thin entry points over model/ and store/; each parses its own arguments and returns an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from nvseg_bench import PROG
+from nvseg_bench.errors import NvsegError
+from nvseg_bench.inputs.request import positive_float
+
+
+def fetch_weights(argv: Sequence[str]) -> int:
+    """`nvseg-finetune fetch-weights`: put the pinned NV-Segment-CT checkpoint into the local hub cache."""
+    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, from_hub
+    from nvseg_bench.store.files import sha256_file
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} fetch-weights",
+                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} into the "
+                                                 "Hugging Face cache (HF_HOME), so later runs need no network.")
+    parser.parse_args(argv)
+    try:
+        path = from_hub()
+    except NvsegError as exc:
+        print(exc.render(PROG), file=sys.stderr)
+        return exc.exit_code
+    print(f"{PROG}: {path} ({path.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(path)})")
+    return 0
+
+
+def fetch_bundle(argv: Sequence[str]) -> int:
+    """`nvseg-finetune fetch-bundle`: NVIDIA's bundle (configs, scripts, weights) into the local hub cache."""
+    from nvseg_bench.model import bundle_source
+    from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION
+    from nvseg_bench.store.files import sha256_file
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} fetch-bundle",
+                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} (configs, scripts and "
+                                                 f"{HUB_FILE}) into the Hugging Face cache (HF_HOME), so runs without "
+                                                 "--bundle-dir need no network. With HF_HUB_OFFLINE=1 it only "
+                                                 "checks the cache.")
+    parser.parse_args(argv)
+    try:
+        snapshot = bundle_source.hub_snapshot(download=True, patterns=bundle_source.fetch_patterns())
+        used = bundle_source.from_hub(download=False)
+    except NvsegError as exc:
+        print(exc.render(PROG), file=sys.stderr)
+        return exc.exit_code
+    weights = snapshot / HUB_FILE
+    state = "unchanged since download" if used.unchanged else f"ALTERED in the cache: {', '.join(used.altered)}"
+    print(f"{PROG}: {HUB_REPO}@{HUB_REVISION[:12]} in {snapshot}\n"
+          f"  recipe: {len(used.configs_sha256)} config and script files, {state}")
+    if weights.is_file():
+        print(f"  weights: {weights} ({weights.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(weights)})")
+    else:
+        print(f"  weights: {HUB_FILE} is not in the cache; runs will fetch it, or pass --pretrained-ckpt")
+    return 0 if used.unchanged else 2
+
+
+def _age(text: str) -> float:
+    """'7d', '12h', '30m' or a number of days -> seconds."""
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text) * units["d"]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age; use e.g. 7d, 12h or 30m") from None
+
+
+def cache_command(argv: Sequence[str]) -> int:
+    """`nvseg-finetune cache [prune ...]`: what the preprocessing cache holds, and removing it, key by key."""
+    from nvseg_bench.store import limits as cache_store
+    from nvseg_bench.store.root import root_path
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} cache",
+                                     description="Show the preprocessing cache (size and entries per key, least "
+                                                 "recently used first), or prune it. A key a running phase holds is "
+                                                 "never removed.")
+    parser.add_argument("action", nargs="?", choices=["info", "prune"], default="info")
+    parser.add_argument("--preprocess-cache", type=Path, metavar="DIR", help="the cache root (default as for runs)")
+    parser.add_argument("--json", action="store_true", help="info as JSON")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--older-than", type=_age, metavar="AGE", help="prune keys unused for AGE (7d, 12h, 30m)")
+    which.add_argument("--all", action="store_true", help="prune every key")
+    which.add_argument("--max-gb", type=positive_float, metavar="GB", help="prune least recently used keys down to GB")
+    args = parser.parse_args(argv)
+    root = root_path(args.preprocess_cache)
+    if args.action == "prune":
+        if not (args.older_than or args.all or args.max_gb):
+            parser.error("prune needs --older-than AGE, --max-gb GB or --all")
+        if args.max_gb:
+            gone = cache_store.make_room(root, int(args.max_gb * 2**30), 0)
+        else:
+            chosen = cache_store.keys(root) if args.all else list(cache_store.older_than(root, args.older_than))
+            gone = [info for info in chosen if cache_store.remove(info, root)]
+        print(f"{PROG}: removed {len(gone)} keys ({cache_store.gib(sum(i.bytes for i in gone))}) from {root}; "
+              f"{cache_store.gib(cache_store.total_bytes(root))} left")
+        return 0
+    found = cache_store.keys(root)
+    total, cap = cache_store.total_bytes(root), cache_store.default_cap(root)
+    if args.json:
+        print(json.dumps({"root": str(root), "bytes": total, "default_cap_bytes": cap,
+                          "keys": [{"key": i.name, "kind": i.kind, "bytes": i.bytes, "files": i.files,
+                                    "last_used": i.last_used} for i in found]}, indent=2))
+        return 0
+    print(f"{PROG}: preprocessing cache {root}: {cache_store.gib(total)} in {len(found)} keys "
+          f"(default cap {cache_store.gib(cap)})")
+    now = time.time()
+    for info in found:
+        print(f"  {info.name:<40} {info.kind:<10} {info.files:>6} files {info.bytes / 2**20:>10.1f} MiB  "
+              f"used {(now - info.last_used) / 86400:.1f} days ago")
+    return 0
+
+
+SUBCOMMANDS = {"fetch-weights": fetch_weights, "fetch-bundle": fetch_bundle, "cache": cache_command}
