@@ -39,7 +39,7 @@ def test_the_by_hand_runs_spell_booleans_as_fire_reads_them(tmp_path):
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from gpu_check import BY_HAND_RECIPE
-    from scale_bench import hand_values
+    from bench_common import hand_values
 
     values = hand_values(tmp_path, tmp_path / "datalist.json", 64, BY_HAND_RECIPE)
     parsed = {key: DefaultParseValue(text) for key, text in values.items()}
