@@ -1,5 +1,6 @@
 """The subcommands beside a run: `fetch-weights` and `fetch-bundle` (bring NVIDIA's weights or whole pinned
-bundle into the Hugging Face cache ahead of time) and `cache` (show and prune the preprocessing cache).
+bundle into the Hugging Face cache ahead of time), `cache` (show and prune the preprocessing cache) and
+`predict` (segment new scans with a run's checkpoint: predict.py).
 Thin entry points over model/ and store/; each parses its own arguments and returns an exit code.
 """
 from __future__ import annotations
@@ -117,4 +118,15 @@ def cache_command(argv: Sequence[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"fetch-weights": fetch_weights, "fetch-bundle": fetch_bundle, "cache": cache_command}
+def predict(argv: Sequence[str]) -> int:
+    """`nvseg-finetune predict RUN_DIR IMAGE_OR_DIR... --output-dir OUT` (predict.py)."""
+    from nvseg_bench import predict as predicting
+
+    try:
+        return predicting.main(argv)
+    except NvsegError as exc:
+        print(exc.render(PROG), file=sys.stderr)
+        return exc.exit_code
+
+
+SUBCOMMANDS = {"fetch-weights": fetch_weights, "fetch-bundle": fetch_bundle, "cache": cache_command, "predict": predict}

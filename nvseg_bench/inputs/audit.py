@@ -169,7 +169,7 @@ def _audit_case(image_path: Path, label_path: Path, local_values: list[int], dig
         "nonfinite_voxels": nonfinite,
         "label_values": sorted(counts),
         "foreground_ml": {str(v): round(n * voxel_ml, 6) for v, n in sorted(counts.items()) if v},
-        "components": {str(v): _components(labels, v) for v in local_values if v in counts},
+        "components": {str(v): components(labels, v) for v in local_values if v in counts},
     }
 
 
@@ -190,7 +190,7 @@ def _label_counts(labels: np.ndarray, path: Path) -> dict[int, int]:
     return {int(v): int(n) for v, n in zip(values, counts)}
 
 
-def _components(labels: np.ndarray, value: int) -> int:
+def components(labels: np.ndarray, value: int) -> int:
     """Face-connected components of one label value, labelled inside its bounding box only."""
     from scipy import ndimage  # import cost only when auditing
 

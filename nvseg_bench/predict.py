@@ -1,0 +1,207 @@
+"""`nvseg-finetune predict RUN_DIR IMAGE_OR_DIR... --output-dir OUT`: segment new scans with a run's checkpoint.
+
+Reads the run's output.json (the recommended checkpoint, the bundle, the network config it staged, the
+label mapping, the patch size), runs the bundle's own `configs/inference.json` as one `monai.bundle run`
+phase over every image (prompted with the mapped VISTA3D ids; the wrapper never infers itself), then
+writes one label map per image in that image's own grid and affine, holding the user's local label
+values, and OUT/predictions.json: per image its path and sha256, the label map, voxels and mL per class,
+and the anatomy plausibility verdict. Inputs meet the data contract's limits (readable 3D NIfTI, finite
+voxels, usable spacing); bad input is exit 2 before the phase. No torch, no monai.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import nibabel
+import numpy as np
+
+from nvseg_bench import PROG, paths
+from nvseg_bench.errors import ArgumentError, DataContractError
+from nvseg_bench.inputs import anatomy
+from nvseg_bench.inputs.audit import components, load_hashed
+from nvseg_bench.inputs.dataset import UNUSABLE, voxel_spacing, voxels
+from nvseg_bench.phases.runner import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
+from nvseg_bench.store.files import sha256_file, write_atomic
+
+RAW = "raw"  # OUT/raw/NAME_seg.nii.gz: the bundle's label maps, VISTA3D ids
+POSTFIX = "seg"
+RESULT = "predictions.json"
+
+
+@dataclass(frozen=True)
+class Model:
+    """What a finished run says the inference needs."""
+
+    run_dir: Path
+    checkpoint: Path
+    which: str  # recommended | pretrained | a path
+    bundle_dir: Path
+    network: Path | None  # the run's staged network config, when it had one
+    pairs: list[list[int]]  # [local, global]
+    names: dict[int, str]  # global id -> class name
+    patch_size: list[int]
+    sw_overlap: float  # the run's evaluation overlap: the same windows score the new scans
+
+
+def read_run(run_dir: Path, checkpoint: str) -> Model:
+    """The model a run kept (or its pretrained one, or a given file); exit 2 for anything else."""
+    try:
+        doc = json.loads((run_dir / "output.json").read_text())
+    except (OSError, ValueError):
+        raise ArgumentError(f"{run_dir} is not an nvseg-finetune run dir: it has no readable output.json.",
+                            fix=["Pass the --output-dir of a finished `nvseg-finetune` run."]) from None
+    out, given = doc.get("output") or {}, doc.get("input") or {}
+    if doc.get("status") != "passed":
+        raise ArgumentError(f"the run in {run_dir} did not finish (status {doc.get('status')!r}), so it has no "
+                            "checkpoint to predict with.",
+                            fix=[f"Finish it first (`{PROG} --resume {run_dir}`), or pass another run dir."])
+    chosen = {"recommended": out.get("recommended_ckpt"), "pretrained": out.get("pretrained_ckpt")}.get(checkpoint,
+                                                                                                    checkpoint)
+    if not chosen or not Path(chosen).is_file():
+        raise ArgumentError(f"--checkpoint {checkpoint}: {chosen or 'no checkpoint'} is not a file.",
+                            fix=["Use --checkpoint recommended or pretrained for the run's own, or a .pt path."])
+    network = run_dir / "configs" / "network.json"
+    bundle = Path((given.get("bundle") or {}).get("path") or (doc.get("invocation") or {}).get("bundle_dir") or "")
+    if not (bundle / "configs" / "inference.json").is_file():
+        raise ArgumentError(f"the bundle the run used, {bundle}, has no configs/inference.json.",
+                            fix=["Fetch NVIDIA's bundle (`nvseg-finetune fetch-bundle`), or run predict where the "
+                                 "run's bundle is."])
+    names = {int(k): v for k, v in (given.get("label_names") or {}).items()}
+    return Model(run_dir, Path(chosen).resolve(), checkpoint, bundle, network if network.is_file() else None,
+                 [list(p) for p in given["label_mappings"]["default"]], names, list(doc["plan"]["patch_size"]),
+                 float(doc["plan"]["sw_overlap"]))
+
+
+def find_images(given: Sequence[Path]) -> list[Path]:
+    """Every .nii/.nii.gz named, or inside a named folder (sorted); one name per output file."""
+    images: list[Path] = []
+    for item in given:
+        if item.is_dir():
+            images += sorted(p for p in item.iterdir() if p.name.endswith((".nii.gz", ".nii")))
+        elif item.is_file():
+            images.append(item)
+        else:
+            raise ArgumentError(f"{item} does not exist.", fix=["Pass NIfTI images (.nii.gz) or folders of them."])
+    if not images:
+        raise ArgumentError(f"no .nii.gz or .nii image in {', '.join(map(str, given))}.",
+                            fix=["Pass NIfTI images (.nii.gz) or folders of them."])
+    stems = [case_stem(p) for p in images]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise ArgumentError(f"two images would write the same label map: {', '.join(twice)}.",
+                            fix=["Rename one of them, or predict them in two runs."])
+    return [p.resolve() for p in images]
+
+
+def case_stem(path: Path) -> str:
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def check_image(path: Path) -> tuple[Any, str]:
+    """A readable 3D NIfTI with finite voxels and a usable spacing, and its sha256."""
+    image, digest = load_hashed(path)
+    if len(image.shape) != 3:
+        raise DataContractError(UNUSABLE, [f"{path} has shape {list(image.shape)}, not a 3D volume"],
+                                ["Pass 3D CT volumes (one channel, one time point)."])
+    if min(voxel_spacing(image)) <= 0:
+        raise DataContractError(UNUSABLE, [f"{path} has voxel spacing {voxel_spacing(image)} mm"],
+                                ["Fix the header's affine (pixdim and sform) so every spacing is above 0."])
+    data = voxels(image, path)
+    if data.dtype.kind in "fc" and not np.isfinite(data).all():
+        raise DataContractError(UNUSABLE, [f"{path} holds NaN or Inf voxels"],
+                                ["Replace them (e.g. by the air value -1024 HU) and save again."])
+    return image, digest
+
+
+def refuse_output_inside(out_dir: Path, inputs: Sequence[Path]) -> None:
+    for item in inputs:
+        folder = item if item.is_dir() else item.parent
+        if paths.is_inside(out_dir, folder) and item.is_dir():
+            raise ArgumentError(f"--output-dir {out_dir} lies inside the input folder {item}.",
+                                fix=["Choose an output dir outside the images, e.g. runs/predict."])
+
+
+def override(model: Model, images: list[Path], out_dir: Path) -> dict[str, Any]:
+    prompts = [glob for _, glob in model.pairs]
+    return {"bundle_root": str(model.bundle_dir), "ckpt_path": str(model.checkpoint), "output_dir": str(out_dir / RAW),
+            "dataset#data": [{"image": str(p), "label_prompt": prompts} for p in images], "label_prompt": prompts,
+            "patch_size": model.patch_size, "sw_overlap": model.sw_overlap, "output_postfix": POSTFIX, "separate_folder": False}
+
+
+def to_local(global_map: np.ndarray, pairs: list[list[int]]) -> np.ndarray:
+    """The bundle's VISTA3D ids as the user's label values; everything else background."""
+    local = np.zeros(global_map.shape, np.uint8)
+    for value, glob in pairs:
+        local[global_map == glob] = value
+    return local
+
+
+def summarise(name: str, labels: np.ndarray, image: Any, model: Model) -> dict[str, Any]:
+    voxel_ml = float(np.prod(voxel_spacing(image))) / 1000.0
+    counts = {str(v): int(np.count_nonzero(labels == v)) for v, _ in model.pairs}
+    row = {"name": name, "foreground_ml": {k: round(n * voxel_ml, 6) for k, n in counts.items()},
+           "components": {str(v): components(labels, v) for v, _ in model.pairs if counts[str(v)]}}
+    verdict = anatomy.assess([row], model.pairs, model.names)
+    return {"voxels": counts, "ml": row["foreground_ml"], "components": row["components"],
+            "anatomy": verdict["anatomy"], "anatomy_warnings": verdict.get("anatomy_warnings", []),
+            "plausible": not verdict.get("anatomy_warnings")}
+
+
+def predict(model: Model, checked: dict[Path, tuple[Any, str]], out_dir: Path) -> tuple[dict[str, Any], int]:
+    """Run the inference phase over the checked images (path -> (image, sha256)) and write the label maps."""
+    images = list(checked)
+    configs = out_dir / "configs"
+    configs.mkdir(parents=True, exist_ok=True)
+    staged = configs / "predict_override.json"
+    staged.write_text(json.dumps(override(model, images, out_dir), indent=2) + "\n")
+    stack = [str(model.bundle_dir / "configs" / "inference.json"), *([str(model.network)] if model.network else []),
+             str(staged)]
+    (out_dir / paths.LOGS).mkdir(exist_ok=True)
+    spec = PhaseSpec("predict", 1, 1, bundle_command(command_prefix(1), stack, model.bundle_dir),
+                     paths.phase_log(out_dir, "predict"))
+    started = time.monotonic()
+    result = run_phase(spec, cwd=out_dir, env=bundle_env(model.bundle_dir, configs))
+    rows = []
+    for path in images if result.return_code == 0 else []:
+        image, digest = checked[path]
+        raw = out_dir / RAW / f"{case_stem(path)}_{POSTFIX}.nii.gz"
+        labels = to_local(np.asarray(nibabel.load(raw).dataobj), model.pairs)
+        target = out_dir / f"{case_stem(path)}_seg.nii.gz"
+        nibabel.save(nibabel.Nifti1Image(labels, image.affine, image.header), str(target))
+        rows.append({"image": str(path), "image_sha256": digest, "label_map": str(target),
+                     "label_map_sha256": sha256_file(target)} | summarise(case_stem(path), labels, image, model))
+    doc = {"headline": (f"{len(rows)} of {len(images)} images segmented with the {model.which} checkpoint"
+                        if result.return_code == 0 else f"predict failed (exit {result.return_code}); see {spec.log_path}"),
+           "run_dir": str(model.run_dir), "checkpoint": str(model.checkpoint), "which_checkpoint": model.which,
+           "bundle_dir": str(model.bundle_dir), "label_mappings": model.pairs,
+           "label_names": {str(g): model.names.get(g) for _, g in model.pairs}, "command": spec.command,
+           "log_path": str(spec.log_path), "seconds": round(time.monotonic() - started, 2), "images": rows}
+    write_atomic(out_dir / RESULT, json.dumps(doc, indent=2) + "\n")
+    return doc, 0 if result.return_code == 0 else 3
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"{PROG} predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="the --output-dir of a finished run")
+    parser.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE_OR_DIR")
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--checkpoint", default="recommended", help="recommended (default), pretrained, or a path")
+    args = parser.parse_args(list(argv))
+    model = read_run(args.run_dir.resolve(), args.checkpoint)
+    images = find_images(args.inputs)
+    out_dir = args.output_dir.resolve()
+    refuse_output_inside(out_dir, [p.resolve() for p in args.inputs])
+    checked = {path: check_image(path) for path in images}  # before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc, code = predict(model, checked, out_dir)
+    print(f"{PROG} predict: {doc['headline']}")
+    for row in doc["images"]:
+        volumes = ", ".join(f"label {k}: {v:.1f} mL" for k, v in row["ml"].items())
+        print(f"  {row['label_map']}  {volumes}" + ("" if row["plausible"] else "  (implausible: see predictions.json)"))
+    print(f"  predictions.json: {out_dir / RESULT}")
+    return code
