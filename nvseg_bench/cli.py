@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 from nvseg_bench import PROG, __version__, commands
 from nvseg_bench.phases.child import sigterm_as_interrupt
 from nvseg_bench.errors import NvsegError
-from nvseg_bench.inputs.request import Request, checked_type, from_namespace, parse_seeds, positive_float
+from nvseg_bench.inputs.request import (Request, checked_type, from_namespace, parse_new_class, parse_seeds,
+                                        positive_float)
 
 EXIT_CODES = """`nvseg-finetune fetch-bundle` downloads NVIDIA's pinned NV-Segment-CT bundle (configs, scripts,
 weights) ahead of time; `nvseg-finetune fetch-weights` the checkpoint alone; `nvseg-finetune cache`
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--user-label-idx", type=_positive_int, metavar="N",
                       help="the local label value --target-anatomy means (default 1); checked against the labels")
     data.add_argument("--label-mapping", metavar="JSON", help="[[local, global], ...], e.g. '[[1, 23]]'; wins over --target-anatomy")
+    data.add_argument("--new-class", dest="new_classes", action="append", type=parse_new_class, metavar="VALUE=NAME",
+                      help="a class VISTA3D lacks: local label VALUE becomes NAME on the lowest unused id in 133..254 "
+                           "(or the id --label-mapping gives it); repeatable")
     prompts = data.add_mutually_exclusive_group()
     prompts.add_argument("--auto-seg", action="store_true", default=None,
                          help="train class prompts only (no point prompts); --smoke and --sanity do this already")

@@ -12,9 +12,12 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nvseg_bench.errors import MappingError
 from nvseg_bench.inputs.resolve import MappingAsk
+
+NEW_IDS = range(133, 255)  # ids a --new-class may take: above VISTA3D's 132, below the 255 of 'no class'
 
 LABEL_DICT_NAME = "label_dict.json"
 # where bundles keep the class list, first match wins: upstream NV-Segment-CT (and this project's
@@ -37,6 +40,7 @@ class ResolvedMapping:
     pairs: list[list[int]]
     resolution: str
     names: dict[int, str] = field(default_factory=dict)
+    new_classes: tuple[dict[str, Any], ...] = ()  # [{local, global, name}] for --new-class
 
 
 def find_label_dict(bundle_dir: Path, fallback: Path | None = None) -> Path:
@@ -183,11 +187,14 @@ def resolve_mapping(ask: MappingAsk, label_dict: dict[str, int], source: str = L
             resolution += f" (wins over --target-anatomy {ask.ignored_anatomy!r}, which was ignored)"
         if ask.source != "--label-mapping":
             resolution = f"{ask.source}: {resolution}"
-        _refuse_unknown_ids(literal if isinstance(literal, str) else json.dumps(literal), pairs, label_dict, source)
+        _refuse_unknown_ids(literal if isinstance(literal, str) else json.dumps(literal), pairs, label_dict, source,
+                            allowed={local for local, _ in ask.new_classes})
     elif ask.anatomy is not None:
         global_id = resolve_target_anatomy(ask.anatomy, label_dict, source)
         pairs = [(ask.local_value, global_id)]
         resolution = f"--target-anatomy {ask.anatomy!r} -> id {global_id} (local value {ask.local_value})"
+    elif ask.new_classes:
+        pairs, resolution = [], "--new-class"
     else:
         raise MappingError(
             "no label mapping was given (nothing was run)",
@@ -198,26 +205,58 @@ def resolve_mapping(ask: MappingAsk, label_dict: dict[str, int], source: str = L
                 "maps to it).",
             ],
         )
-    names_by_id = {v: k for k, v in label_dict.items()}
+    pairs, new = add_new_classes([tuple(p) for p in pairs], ask.new_classes, label_dict)
+    if new:
+        resolution += "; new classes " + ", ".join(f"{c['local']}={c['name']!r} -> id {c['global']}" for c in new)
+    names_by_id = {v: k for k, v in label_dict.items()} | {c["global"]: c["name"] for c in new}
     return ResolvedMapping(
         pairs=[[local, glob] for local, glob in pairs],
         resolution=resolution,
         names={glob: names_by_id[glob] for _, glob in pairs},
+        new_classes=tuple(new),
     )
 
 
+def add_new_classes(pairs: list[tuple[int, int]], new_classes: tuple[tuple[int, str], ...],
+                    label_dict: dict[str, int]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
+    """Each --new-class on the id --label-mapping gives its value (which must be free and in NEW_IDS), else on
+    the lowest free id in NEW_IDS (NVIDIA's finetune notes use unused ids below 255 this way)."""
+    known, taken, found = set(label_dict.values()), {g for _, g in pairs}, []
+    names = {v: k for k, v in label_dict.items()}
+    for local, name in new_classes:
+        given = next((g for value, g in pairs if value == local), None)
+        if given is not None and (given in known or given not in NEW_IDS):
+            what = f"VISTA3D's {names[given]!r}" if given in known else f"outside {NEW_IDS.start}..{NEW_IDS.stop - 1}"
+            raise MappingError(f"--new-class {local}={name}: --label-mapping puts value {local} on id {given}, {what}",
+                               ["A new class needs an id no VISTA3D class uses."],
+                               [f"Leave value {local} out of --label-mapping (the lowest free id is taken), or give "
+                                f"it a free id in {NEW_IDS.start}..{NEW_IDS.stop - 1}."])
+        if given is None:
+            free = [i for i in NEW_IDS if i not in known and i not in taken]
+            if not free:
+                raise MappingError(f"--new-class {local}={name}: no free id is left in {NEW_IDS.start}..{NEW_IDS.stop - 1}",
+                                   ["Every id there is a VISTA3D class or another new class."], ["Map fewer new classes."])
+            given = free[0]
+            pairs.append((local, given))
+            taken.add(given)
+        found.append({"local": local, "global": given, "name": name})
+    return pairs, found
+
+
 def _refuse_unknown_ids(
-    text: str, pairs: list[tuple[int, int]], label_dict: dict[str, int], source: str
+    text: str, pairs: list[tuple[int, int]], label_dict: dict[str, int], source: str, allowed: set[int] = frozenset()
 ) -> None:
+    """Ids that are no VISTA3D class, unless their local value is a --new-class (`allowed`)."""
     known = set(label_dict.values())
-    unknown = [glob for _, glob in pairs if glob not in known]
+    unknown = [glob for local, glob in pairs if glob not in known and local not in allowed]
     if unknown:
         raise MappingError(
             f"--label-mapping {text!r} maps to {_ids(unknown)}, not a VISTA3D class",
             [f"VISTA3D class ids are {min(known)}..{max(known)} with gaps; see {source}."],
             [
-                "This tool cannot add a new class: map each local value onto an existing id,",
-                f"e.g. {MAPPING_EXAMPLE}.",
+                "--label-mapping alone cannot add a new class: map each local value onto an existing id,",
+                f"e.g. {MAPPING_EXAMPLE}, or name a class VISTA3D lacks with --new-class VALUE=NAME",
+                f"(it takes an unused id in {NEW_IDS.start}..{NEW_IDS.stop - 1}).",
             ],
         )
 

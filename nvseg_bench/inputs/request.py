@@ -30,6 +30,7 @@ class Request:
     target_anatomy: str | None = None
     user_label_idx: int | None = None  # the local value --target-anatomy means; None = 1
     label_mapping: str | None = None
+    new_classes: list[tuple[int, str]] | None = None  # --new-class VALUE=NAME, in the order given
     patch_size: list[int] | None = None
     epochs: int | None = None
     learning_rate: float | None = None
@@ -99,3 +100,11 @@ def checked_type(convert: Callable[[str], float], ok: Callable[[float], bool], r
 
 
 positive_float = checked_type(float, lambda v: v > 0, "a number above 0, e.g. 5e-5")
+
+
+def parse_new_class(text: str) -> tuple[int, str]:
+    """`2=bile duct` -> (2, "bile duct"): a local label value above 0 and a name."""
+    value, _, name = text.partition("=")
+    if not value.strip().isdigit() or int(value) < 1 or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} must be VALUE=NAME with a label value above 0, e.g. '2=bile duct'")
+    return int(value), " ".join(name.split())

@@ -48,6 +48,7 @@ class MappingAsk:
     local_value: int
     source: str  # '--label-mapping', '--target-anatomy', 'fixture.json', 'preset smoke', 'default'
     ignored_anatomy: str | None = None  # --target-anatomy given beside --label-mapping, which wins
+    new_classes: tuple[tuple[int, str], ...] = ()  # --new-class VALUE=NAME: classes VISTA3D lacks
 
 
 @dataclass(frozen=True)
@@ -105,12 +106,14 @@ def resolve(req: Request, card: dict[str, Any], preset: str, why: str = "") -> R
 
 
 def _mapping_ask(req: Request, chosen: Value) -> MappingAsk:
-    local = req.user_label_idx or 1
+    local, new = req.user_label_idx or 1, tuple(req.new_classes or ())
     if chosen.source == "--label-mapping":
-        return MappingAsk(req.label_mapping, None, local, chosen.source, ignored_anatomy=req.target_anatomy)
+        return MappingAsk(req.label_mapping, None, local, chosen.source, req.target_anatomy, new)
     if chosen.source == "--target-anatomy":
-        return MappingAsk(None, req.target_anatomy, local, chosen.source)
-    return MappingAsk(chosen.value, None, local, chosen.source)
+        return MappingAsk(None, req.target_anatomy, local, chosen.source, new_classes=new)
+    if new and not req.label_mapping:  # the new classes alone: the card's or the preset's pairs do not join them
+        return MappingAsk(None, None, local, "--new-class", new_classes=new)
+    return MappingAsk(chosen.value, None, local, chosen.source, new_classes=new)
 
 
 def resolve_for(req: Request, dataset_dir: Path) -> Resolved:

@@ -43,6 +43,7 @@ def _input_block(p: Prepared, bundle: dict[str, Any] | None) -> dict[str, Any]:
         "label_dict_path": str(p.label_dict_path),
         "bundle": bundle,
         "label_names": {str(k): v for k, v in p.mapping.names.items()},
+        "new_classes": [dict(c) for c in p.mapping.new_classes],  # --new-class: [{local, global, name}]
         "dataset_audit": p.audit,
         "smoke": p.resolved.preset == "smoke",
         "sanity": p.resolved.preset == "sanity",

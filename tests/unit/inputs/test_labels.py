@@ -1,11 +1,15 @@
 """Label mapping: what resolves, and what is refused with a message the user can act on."""
 from __future__ import annotations
 
+import argparse
 import json
+from pathlib import Path
 
 import pytest
 
 from nvseg_bench.errors import MappingError
+from nvseg_bench.inputs.request import Request, parse_new_class
+from nvseg_bench.inputs.resolve import MappingAsk, resolve
 from nvseg_bench.inputs.labels import (ResolvedMapping, load_label_dict, local_values, parse_label_mapping,
                                        resolve_mapping, resolve_target_anatomy)
 
@@ -157,3 +161,37 @@ def test_local_values_follow_mapping_order(label_dict):
 def test_a_partial_anatomy_name_suggests_classes_that_contain_it(label_dict):
     with pytest.raises(MappingError, match=r"Closest: .*'lung tumor' \(id 23\)"):
         resolve_target_anatomy("lung", label_dict)
+
+
+def _new(*classes: tuple[int, str], label_mapping: str | None = None) -> MappingAsk:
+    req = Request(output_dir=Path("out"), label_mapping=label_mapping, new_classes=list(classes))
+    return resolve(req, {}, "finetune").mapping
+
+
+def test_a_new_class_takes_the_lowest_free_id_above_vistas_and_keeps_its_name(label_dict):
+    mapping = resolve_mapping(_new((1, "bile duct"), (2, "hepatic artery")), label_dict)
+    assert mapping.pairs == [[1, 133], [2, 134]] and mapping.names == {133: "bile duct", 134: "hepatic artery"}
+    assert [dict(c) for c in mapping.new_classes] == [{"local": 1, "global": 133, "name": "bile duct"},
+                                                      {"local": 2, "global": 134, "name": "hepatic artery"}]
+
+
+def test_a_new_class_joins_a_label_mapping_and_keeps_the_free_id_it_names(label_dict):
+    mapping = resolve_mapping(_new((2, "bile duct"), label_mapping="[[1, 3], [2, 140]]"), label_dict)
+    assert mapping.pairs == [[1, 3], [2, 140]] and mapping.names[140] == "bile duct"
+    with pytest.raises(MappingError, match="VISTA3D's 'spleen'"):
+        resolve_mapping(_new((1, "bile duct"), label_mapping="[[1, 3]]"), label_dict)
+
+
+def test_an_id_vista3d_lacks_without_new_class_names_the_new_class_fix(label_dict):
+    with pytest.raises(MappingError, match="cannot add a new class") as caught:
+        resolve_mapping(asked("[[1, 200]]"), label_dict)
+    assert "--new-class VALUE=NAME" in str(caught.value) and "133..254" in str(caught.value)
+
+
+@pytest.mark.parametrize("text, ok", [("2=bile duct", (2, "bile duct")), ("0=x", None), ("x=y", None), ("3=", None)])
+def test_new_class_values_parse_or_are_refused(text, ok):
+    if ok is None:
+        with pytest.raises(argparse.ArgumentTypeError, match="VALUE=NAME"):
+            parse_new_class(text)
+    else:
+        assert parse_new_class(text) == ok
