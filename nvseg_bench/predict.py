@@ -23,8 +23,8 @@ import numpy as np
 from nvseg_bench import PROG, paths
 from nvseg_bench.errors import ArgumentError, DataContractError
 from nvseg_bench.inputs import anatomy
-from nvseg_bench.inputs.audit import components, load_hashed
-from nvseg_bench.inputs.dataset import UNUSABLE, voxel_spacing, voxels
+from nvseg_bench.inputs.audit import components, load_hashed, nonfinite_count
+from nvseg_bench.inputs.dataset import UNUSABLE, spacing_problem, voxel_spacing, voxels
 from nvseg_bench.phases.runner import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
 from nvseg_bench.store.files import sha256_file, write_atomic
 
@@ -108,20 +108,19 @@ def check_image(path: Path) -> tuple[Any, str]:
     if len(image.shape) != 3:
         raise DataContractError(UNUSABLE, [f"{path} has shape {list(image.shape)}, not a 3D volume"],
                                 ["Pass 3D CT volumes (one channel, one time point)."])
-    if min(voxel_spacing(image)) <= 0:
-        raise DataContractError(UNUSABLE, [f"{path} has voxel spacing {voxel_spacing(image)} mm"],
-                                ["Fix the header's affine (pixdim and sform) so every spacing is above 0."])
-    data = voxels(image, path)
-    if data.dtype.kind in "fc" and not np.isfinite(data).all():
-        raise DataContractError(UNUSABLE, [f"{path} holds NaN or Inf voxels"],
+    if problem := spacing_problem(image, str(path)):  # the data contract's rule, as for a training case
+        raise DataContractError(UNUSABLE, [problem], ["Fix the header's affine (pixdim and sform) so every spacing is "
+                                                      "above 0."])
+    if bad := nonfinite_count(np.ravel(voxels(image, path), order="K")):
+        raise DataContractError(UNUSABLE, [f"{path} holds {bad} NaN or Inf voxels"],
                                 ["Replace them (e.g. by the air value -1024 HU) and save again."])
     return image, digest
 
 
 def refuse_output_inside(out_dir: Path, inputs: Sequence[Path]) -> None:
+    """An output dir inside a folder given as input would be read as input by a later predict."""
     for item in inputs:
-        folder = item if item.is_dir() else item.parent
-        if paths.is_inside(out_dir, folder) and item.is_dir():
+        if item.is_dir() and paths.is_inside(out_dir, item):
             raise ArgumentError(f"--output-dir {out_dir} lies inside the input folder {item}.",
                                 fix=["Choose an output dir outside the images, e.g. runs/predict."])
 

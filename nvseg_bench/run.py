@@ -47,9 +47,10 @@ def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: fl
     ev = collect.gather(p, phases.results, started_epoch)
     verdict = decision.decide_on(ev, p.weights.path)
     out = result.output_block(p, ev, verdict)
+    bundle = result.bundle_block(p)  # a sanity run's differing files are digested here, once
     judged = decision.judge(phases.results, interrupted=phases.interrupted, planned=p.request.dry_run,
-                            preset=p.resolved.preset, bundle=result.bundle_block(p), out=out)
-    doc = result.build(p, phases, out, judged, wall=time.monotonic() - started, started=ev.started)
+                            preset=p.resolved.preset, bundle=bundle, out=out)
+    doc = result.build(p, phases, out, judged, bundle=bundle, wall=time.monotonic() - started, started=ev.started)
     collect.write_manifest(p.out_dir, {"pretrained_ckpt": p.weights.to_json(),
                                        "dataset": collect.dataset_inputs(p.entries, p.dataset_dir, p.digests)})
     path, errors = write.write(doc, p.out_dir)

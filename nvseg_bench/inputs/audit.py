@@ -153,8 +153,7 @@ def _audit_case(image_path: Path, label_path: Path, local_values: list[int], dig
     spacing = [float(z) for z in image.header.get_zooms()[:3]]
     voxel_ml = float(np.prod(spacing)) / 1000.0  # mm^3 -> mL
     flat = _flat(hu)
-    # NaN/Inf survive min/max and percentiles silently and turn into NaN losses in training
-    nonfinite = int(flat.size - np.count_nonzero(np.isfinite(flat))) if flat.dtype.kind in "fc" else 0
+    nonfinite = nonfinite_count(flat)
     sample = flat[:: max(1, flat.size // PERCENTILE_SAMPLES)]
     p01, p99 = np.percentile(sample, [1, 99])
     return {
@@ -288,6 +287,11 @@ def check_labels_look_like_labels(audit: dict) -> None:
              f"{MAX_LABEL_VALUES} class values):", *shown(bad)],
             ["Put the segmentation of each case in labelsTr/ (integer class values, 0 = background), not "
              "a copy of its image."])
+
+
+def nonfinite_count(flat: np.ndarray) -> int:
+    """NaN and Inf voxels: they survive min/max and percentiles silently and turn into NaN losses in training."""
+    return int(flat.size - np.count_nonzero(np.isfinite(flat))) if flat.dtype.kind in "fc" else 0
 
 
 def check_finite_images(audit: dict) -> None:

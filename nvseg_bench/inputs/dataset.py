@@ -302,7 +302,7 @@ def voxel_spacing(image: Any) -> list[float]:
     return [float(v) for v in np.linalg.norm(np.asarray(image.affine, float)[:3, :3], axis=0)]
 
 
-def _spacing_problem(image: Any, rel: str) -> str:
+def spacing_problem(image: Any, rel: str) -> str:
     """Why a file's voxel spacing cannot be resampled, or '' when it can.
 
     The affine decides, as it does for MONAI; nibabel already reads a zero pixdim as 1 mm."""
@@ -325,7 +325,7 @@ def check_pairs_geometry(entries: list[dict], dataset_dir: Path) -> None:
     for entry in entries:
         image_path, label_path = entry_paths(entry, dataset_dir)
         image, label = _load(image_path), _load(label_path)
-        spacing += [p for p in (_spacing_problem(image, entry["image"]), _spacing_problem(label, entry["label"])) if p]
+        spacing += [p for p in (spacing_problem(image, entry["image"]), spacing_problem(label, entry["label"])) if p]
         if tuple(image.shape) != tuple(label.shape):
             problems.append(f"{entry['label']} has shape {tuple(label.shape)}, "
                             f"{entry['image']} has {tuple(image.shape)}")

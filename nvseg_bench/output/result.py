@@ -172,13 +172,13 @@ def headline(out: dict[str, Any], status: str) -> str:
     return keep
 
 
-def build(p: Prepared, run: PhaseRun, out: dict[str, Any], judged: Judgement, *, wall: float,
-          started: float) -> dict[str, Any]:
-    """The output.json document, headline first: every field docs/design.md lists."""
+def build(p: Prepared, run: PhaseRun, out: dict[str, Any], judged: Judgement, *, bundle: dict[str, Any] | None,
+          wall: float, started: float) -> dict[str, Any]:
+    """The output.json document, headline first: every field docs/design.md lists; `bundle` is bundle_block(p)."""
     results = run.results
     result = skeleton(judged.status, p.weights.model_name) | {
         "headline": headline(out, judged.status),
-        "input": _input_block(p, bundle_block(p)),
+        "input": _input_block(p, bundle),
         "environment": _environment_block(p),
         "plan": p.plan.to_json(),
         "invocation": _invocation_block(p, results),
