@@ -259,7 +259,11 @@ def _stopped_run(out: Path) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in commands.SUBCOMMANDS:
-        return commands.SUBCOMMANDS[argv[0]](argv[1:])
+        try:
+            return commands.SUBCOMMANDS[argv[0]](argv[1:])
+        except NvsegError as exc:
+            print(exc.render(PROG), file=sys.stderr)
+            return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume is None and args.output_dir is None:

@@ -1,19 +1,18 @@
 """The subcommands beside a run: `fetch-weights` and `fetch-bundle` (bring NVIDIA's weights or whole pinned
 bundle into the Hugging Face cache ahead of time), `cache` (show and prune the preprocessing cache) and
 `predict` (segment new scans with a run's checkpoint: predict.py).
-Thin entry points over model/ and store/; each parses its own arguments and returns an exit code.
+Thin entry points over model/, store/ and predict.py; each parses its own arguments and returns an exit code
+(cli.main reports a NvsegError they raise, exit 2, as it does for a run).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from nvseg_bench import PROG
-from nvseg_bench.errors import NvsegError
 from nvseg_bench.inputs.request import positive_float
 
 
@@ -26,11 +25,7 @@ def fetch_weights(argv: Sequence[str]) -> int:
                                      description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} into the "
                                                  "Hugging Face cache (HF_HOME), so later runs need no network.")
     parser.parse_args(argv)
-    try:
-        path = from_hub()
-    except NvsegError as exc:
-        print(exc.render(PROG), file=sys.stderr)
-        return exc.exit_code
+    path = from_hub()
     print(f"{PROG}: {path} ({path.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(path)})")
     return 0
 
@@ -47,12 +42,8 @@ def fetch_bundle(argv: Sequence[str]) -> int:
                                                  "--bundle-dir need no network. With HF_HUB_OFFLINE=1 it only "
                                                  "checks the cache.")
     parser.parse_args(argv)
-    try:
-        snapshot = bundle_source.hub_snapshot(download=True, patterns=bundle_source.fetch_patterns())
-        used = bundle_source.from_hub(download=False)
-    except NvsegError as exc:
-        print(exc.render(PROG), file=sys.stderr)
-        return exc.exit_code
+    snapshot = bundle_source.hub_snapshot(download=True, patterns=bundle_source.fetch_patterns())
+    used = bundle_source.from_hub(download=False)
     weights = snapshot / HUB_FILE
     state = "unchanged since download" if used.unchanged else f"ALTERED in the cache: {', '.join(used.altered)}"
     print(f"{PROG}: {HUB_REPO}@{HUB_REVISION[:12]} in {snapshot}\n"
@@ -122,11 +113,7 @@ def predict(argv: Sequence[str]) -> int:
     """`nvseg-finetune predict RUN_DIR IMAGE_OR_DIR... --output-dir OUT` (predict.py)."""
     from nvseg_bench import predict as predicting
 
-    try:
-        return predicting.main(argv)
-    except NvsegError as exc:
-        print(exc.render(PROG), file=sys.stderr)
-        return exc.exit_code
+    return predicting.main(argv)
 
 
 SUBCOMMANDS = {"fetch-weights": fetch_weights, "fetch-bundle": fetch_bundle, "cache": cache_command, "predict": predict}
