@@ -131,12 +131,10 @@ def audit_data(entries: list[dict], dataset_dir: Path, root: Path | None, local:
 
 def plan_run(req: Request, resolved: Resolved, env: dict[str, Any], findings: dict[str, Any], factor: int,
              notes: list[str | None]) -> Plan:
-    """The plan with the lines of the checks before it (`notes`, then the allocator's), and several nodes
-    making it a multi-GPU run."""
+    """The plan with the lines of the checks before it (`notes`), and several nodes making it a multi-GPU run."""
     plan = make_plan(resolved, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
     network.check_patch(plan.patch_size, factor, resolved.source("patch_size"))  # the plan's own choice too
-    *before, slurm_line = notes
-    plan = plan.noting(network.patch_note(factor), *before, allocator_line(os.environ), slurm_line)
+    plan = plan.noting(network.patch_note(factor), *notes)
     if (req.nnodes or 1) > 1:
         plan = replace(plan, multi_gpu=True).noting(
             f"multi_gpu: {req.nnodes} nodes x {plan.nproc_per_node} processes, DDP through torchrun")
@@ -267,7 +265,7 @@ def prepare(req: Request) -> Prepared:
     env = environment.collect()
     refuse_sanity_without_gpu(req, resolved.preset, env)
     plan = plan_run(req, resolved, env, findings, factor,
-                    [bundle_source.plan_line(bundle, dict_path), versions, slurm_line])
+                    [bundle_source.plan_line(bundle, dict_path), versions, allocator_line(os.environ), slurm_line])
     missing = missing_bundle_configs(bundle.path, plan.multi_gpu)
     if missing:
         raise ArgumentError(f"the bundle {bundle.path} lacks {', '.join(missing)}.",
