@@ -111,7 +111,7 @@ def _mapping_ask(req: Request, chosen: Value) -> MappingAsk:
         return MappingAsk(req.label_mapping, None, local, chosen.source, req.target_anatomy, new)
     if chosen.source == "--target-anatomy":
         return MappingAsk(None, req.target_anatomy, local, chosen.source, new_classes=new)
-    if new and not req.label_mapping:  # the new classes alone: the card's or the preset's pairs do not join them
+    if new:  # the new classes alone: the card's or the preset's pairs do not join them
         return MappingAsk(None, None, local, "--new-class", new_classes=new)
     return MappingAsk(chosen.value, None, local, chosen.source, new_classes=new)
 
