@@ -46,6 +46,8 @@ class Model:
     names: dict[int, str]  # global id -> class name
     patch_size: list[int]
     sw_overlap: float  # the run's evaluation overlap: the same windows score the new scans
+    amp: bool  # the run's autocast: upstream's inference config turns it on by itself
+    ckpt_key: str  # where the inference config takes its checkpoint from (inference_keys)
 
 
 def read_run(run_dir: Path, checkpoint: str) -> Model:
@@ -72,9 +74,16 @@ def read_run(run_dir: Path, checkpoint: str) -> Model:
                             fix=["Fetch NVIDIA's bundle (`nvseg-finetune fetch-bundle`), or run predict where the "
                                  "run's bundle is."])
     names = {int(k): v for k, v in (given.get("label_names") or {}).items()}
+    plan = doc["plan"]
     return Model(run_dir, Path(chosen).resolve(), checkpoint, bundle, network if network.is_file() else None,
-                 [list(p) for p in given["label_mappings"]["default"]], names, list(doc["plan"]["patch_size"]),
-                 float(doc["plan"]["sw_overlap"]))
+                 [list(p) for p in given["label_mappings"]["default"]], names, list(plan["patch_size"]),
+                 float(plan["sw_overlap"]), bool(plan.get("amp")), checkpoint_key(bundle / "configs" / "inference.json"))
+
+
+def checkpoint_key(config: Path) -> str:
+    """The config id that names the checkpoint, read from the inference config as data: NVIDIA's loads it
+    through a top-level `checkpointloader` (`load_path`), this project's bundle/ through `ckpt_path`."""
+    return "checkpointloader#load_path" if "checkpointloader" in json.loads(config.read_text()) else "ckpt_path"
 
 
 def find_images(given: Sequence[Path]) -> list[Path]:
@@ -127,9 +136,10 @@ def refuse_output_inside(out_dir: Path, inputs: Sequence[Path]) -> None:
 
 def override(model: Model, images: list[Path], out_dir: Path) -> dict[str, Any]:
     prompts = [glob for _, glob in model.pairs]
-    return {"bundle_root": str(model.bundle_dir), "ckpt_path": str(model.checkpoint), "output_dir": str(out_dir / RAW),
+    return {"bundle_root": str(model.bundle_dir), model.ckpt_key: str(model.checkpoint), "evaluator#amp": model.amp,
+            "output_dir": str(out_dir / RAW),
             "dataset#data": [{"image": str(p), "label_prompt": prompts} for p in images], "label_prompt": prompts,
-            "patch_size": model.patch_size, "sw_overlap": model.sw_overlap, "output_postfix": POSTFIX, "separate_folder": False}
+            "patch_size": model.patch_size, "inferer#overlap": model.sw_overlap, "output_postfix": POSTFIX, "separate_folder": False}
 
 
 def to_local(global_map: np.ndarray, pairs: list[list[int]]) -> np.ndarray:
