@@ -26,10 +26,10 @@ from nvseg_bench.inputs import anatomy
 from nvseg_bench.inputs.audit import components, load_hashed, nonfinite_count
 from nvseg_bench.inputs.dataset import UNUSABLE, spacing_problem, voxel_spacing, voxels
 from nvseg_bench.phases.runner import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
+from nvseg_bench.stage.inference import Inference, stage_inference
 from nvseg_bench.store.files import sha256_file, write_atomic
 
 RAW = "raw"  # OUT/raw/NAME_seg.nii.gz: the bundle's label maps, VISTA3D ids
-POSTFIX = "seg"
 RESULT = "predictions.json"
 
 
@@ -47,7 +47,6 @@ class Model:
     patch_size: list[int]
     sw_overlap: float  # the run's evaluation overlap: the same windows score the new scans
     amp: bool  # the run's autocast: upstream's inference config turns it on by itself
-    ckpt_key: str  # where the inference config takes its checkpoint from (inference_keys)
 
 
 def read_run(run_dir: Path, checkpoint: str) -> Model:
@@ -77,13 +76,7 @@ def read_run(run_dir: Path, checkpoint: str) -> Model:
     plan = doc["plan"]
     return Model(run_dir, Path(chosen).resolve(), checkpoint, bundle, network if network.is_file() else None,
                  [list(p) for p in given["label_mappings"]["default"]], names, list(plan["patch_size"]),
-                 float(plan["sw_overlap"]), bool(plan.get("amp")), checkpoint_key(bundle / "configs" / "inference.json"))
-
-
-def checkpoint_key(config: Path) -> str:
-    """The config id that names the checkpoint, read from the inference config as data: NVIDIA's loads it
-    through a top-level `checkpointloader` (`load_path`), this project's bundle/ through `ckpt_path`."""
-    return "checkpointloader#load_path" if "checkpointloader" in json.loads(config.read_text()) else "ckpt_path"
+                 float(plan["sw_overlap"]), bool(plan.get("amp")))
 
 
 def find_images(given: Sequence[Path]) -> list[Path]:
@@ -134,12 +127,9 @@ def refuse_output_inside(out_dir: Path, inputs: Sequence[Path]) -> None:
                                 fix=["Choose an output dir outside the images, e.g. runs/predict."])
 
 
-def override(model: Model, images: list[Path], out_dir: Path) -> dict[str, Any]:
-    prompts = [glob for _, glob in model.pairs]
-    return {"bundle_root": str(model.bundle_dir), model.ckpt_key: str(model.checkpoint), "evaluator#amp": model.amp,
-            "output_dir": str(out_dir / RAW),
-            "dataset#data": [{"image": str(p), "label_prompt": prompts} for p in images], "label_prompt": prompts,
-            "patch_size": model.patch_size, "inferer#overlap": model.sw_overlap, "output_postfix": POSTFIX, "separate_folder": False}
+def inference(model: Model, images: list[Path], out_dir: Path) -> Inference:
+    return Inference(model.bundle_dir, model.checkpoint, tuple(images), tuple(glob for _, glob in model.pairs),
+                     out_dir / RAW, model.patch_size, model.sw_overlap, model.amp)
 
 
 def to_local(global_map: np.ndarray, pairs: list[list[int]]) -> np.ndarray:
@@ -165,11 +155,8 @@ def predict(model: Model, checked: dict[Path, tuple[Any, str]], out_dir: Path) -
     """Run the inference phase over the checked images (path -> (image, sha256)) and write the label maps."""
     images = list(checked)
     configs = out_dir / "configs"
-    configs.mkdir(parents=True, exist_ok=True)
-    staged = configs / "predict_override.json"
-    staged.write_text(json.dumps(override(model, images, out_dir), indent=2) + "\n")
-    stack = [str(model.bundle_dir / "configs" / "inference.json"), *([str(model.network)] if model.network else []),
-             str(staged)]
+    run = inference(model, images, out_dir)
+    stack = stage_inference(run, configs / "predict_override.json", model.network)
     (out_dir / paths.LOGS).mkdir(exist_ok=True)
     spec = PhaseSpec("predict", 1, 1, bundle_command(command_prefix(1), stack, model.bundle_dir),
                      paths.phase_log(out_dir, "predict"))
@@ -178,8 +165,7 @@ def predict(model: Model, checked: dict[Path, tuple[Any, str]], out_dir: Path) -
     rows = []
     for path in images if result.return_code == 0 else []:
         image, digest = checked[path]
-        raw = out_dir / RAW / f"{case_stem(path)}_{POSTFIX}.nii.gz"
-        labels = to_local(np.asarray(nibabel.load(raw).dataobj), model.pairs)
+        labels = to_local(np.asarray(nibabel.load(run.label_map(path)).dataobj), model.pairs)
         target = out_dir / f"{case_stem(path)}_seg.nii.gz"
         nibabel.save(nibabel.Nifti1Image(labels, image.affine, image.header), str(target))
         rows.append({"image": str(path), "image_sha256": digest, "label_map": str(target),

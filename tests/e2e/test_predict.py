@@ -66,15 +66,3 @@ def test_predict_writes_label_maps_in_each_images_grid_that_score_as_the_formal_
         formal = smoke_run.doc["output"]["formal_finetuned_per_case"][f"{case}.nii.gz"]
         assert abs(dice - formal) <= 0.02, (case, dice, formal)
         assert row["anatomy"]["1"]["class_name"] == "spleen" and isinstance(row["plausible"], bool)
-
-
-def test_the_checkpoint_goes_where_each_bundles_inference_config_reads_it(tmp_path):
-    """NVIDIA's inference.json loads the checkpoint through `checkpointloader`, this project's through
-    `ckpt_path`; the override must name the one the config has, or the bundle's own models/model.pt is used."""
-    from nvseg_bench.predict import checkpoint_key
-
-    ours, upstream = tmp_path / "ours.json", tmp_path / "upstream.json"
-    ours.write_text(json.dumps({"ckpt_path": "x", "handlers": []}))
-    upstream.write_text(json.dumps({"checkpointloader": {"load_path": "$@bundle_root + '/models/model.pt'"}}))
-    assert checkpoint_key(ours) == "ckpt_path" and checkpoint_key(upstream) == "checkpointloader#load_path"
-    assert checkpoint_key(REPO / "bundle" / "configs" / "inference.json") == "ckpt_path"
