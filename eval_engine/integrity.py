@@ -86,7 +86,8 @@ def _paths(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
 # fields that legitimately point outside the pack: inputs, the environment, the commands
 ALLOWED_OUTSIDE = ("/input/", "/invocation/", "/environment/", "/output/pretrained_ckpt",
                    "/output/checkpoint_comparisons_to_pretrained/best/pretrained", "/runtime/log_tail",
-                   "/runtime/preprocess_cache")  # the shared preprocessing cache lives outside every run
+                   "/runtime/preprocess_cache",  # the shared preprocessing cache lives outside every run
+                   "/output/forgetting/checkpoints/pretrained")
 
 
 def check_escaping_paths(pack: Pack) -> Finding:

@@ -11,6 +11,7 @@ from typing import Any
 import nibabel
 import numpy as np
 
+from . import per_class
 from .findings import Finding, failed, passed, skipped
 from .gain_check import CSV_NAME, read_per_case
 from .pack import Pack
@@ -45,12 +46,16 @@ def _validation_entries(pack: Pack) -> tuple[list[dict], Path] | None:
     return entries, dataset_dir
 
 
-def _recomputed_per_case(pack: Pack, phase: str, entries: list[dict], dataset_dir: Path) -> dict[str, float] | str:
-    """Dice per validation case (by image file name) from the saved predictions, or why it cannot be had."""
+ByClass = dict[str, dict[int, float]]  # case file name -> VISTA3D id -> Dice (NaN: the label lacks the class)
+
+
+def _recomputed_by_class(pack: Pack, phase: str, entries: list[dict], dataset_dir: Path) -> ByClass | str:
+    """Dice per validation case (by image file name) and mapped class from the saved predictions, or why
+    it cannot be had."""
     pairs = (pack.output.get("input") or {}).get("label_mappings", {}).get("default", [])
     local_to_global = {int(l): int(g) for l, g in pairs}
     classes = list(local_to_global.values())
-    per_case, missing = {}, []
+    by_class, missing = {}, []
     for entry in entries:
         pred_path = pack.root / phase / f"{_case(entry['image'])}_seg.nii.gz"
         if not pred_path.is_file():
@@ -64,11 +69,19 @@ def _recomputed_per_case(pack: Pack, phase: str, entries: list[dict], dataset_di
             label[local == lv] = gv
         if pred.shape != label.shape:
             return f"{pred_path.name} has shape {pred.shape}, its label {label.shape}: not on the original grid"
-        scores = [s for s in dice_per_class(pred, label, classes) if not math.isnan(s)]
-        per_case[Path(entry["image"]).name] = float(np.mean(scores)) if scores else math.nan
+        by_class[Path(entry["image"]).name] = dict(zip(classes, dice_per_class(pred, label, classes)))
     if missing:
         return f"{len(missing)} predictions are missing from the pack: {', '.join(missing)}"
-    return per_case
+    return by_class
+
+
+def case_means(by_class: ByClass) -> dict[str, float]:
+    """Per case, the mean over the classes its label holds (MONAI's `mean` column)."""
+    means = {}
+    for case, scores in by_class.items():
+        held = [s for s in scores.values() if not math.isnan(s)]
+        means[case] = float(np.mean(held)) if held else math.nan
+    return means
 
 
 def bundle_mean_dice(pack: Pack, phase: str) -> float | None:
@@ -105,19 +118,26 @@ def _close(a: float | None, b: float | None) -> bool:
     return abs(a - b) <= DICE_TOLERANCE
 
 
-def recompute_formal(pack: Pack, phase: str, field: str) -> Finding:
+def recompute_formal(pack: Pack, phase: str, field: str) -> list[Finding]:
     """Dice from the saved predictions and the dataset's labels, against every claim the pack makes of it:
-    output.json's mean and per-case values, and the bundle's own metrics.csv and per-case CSV."""
+    output.json's mean and per-case values, and the bundle's own metrics.csv and per-case CSV; then the
+    same per class (per_class.py)."""
     name = f"formal_dice.{phase}"
     out = pack.output.get("output") or {}
     if not out.get("formal_eval_enabled"):
-        return skipped(name, "formal evaluation was not part of this run")
+        return [skipped(name, "formal evaluation was not part of this run")]
     found = _validation_entries(pack)
     if found is None:
-        return skipped(name, "the datalist or dataset is not reachable here, so the labels cannot be read")
-    per_case = _recomputed_per_case(pack, phase, *found)
-    if isinstance(per_case, str):
-        return failed(name, per_case)
+        return [skipped(name, "the datalist or dataset is not reachable here, so the labels cannot be read")]
+    by_class = _recomputed_by_class(pack, phase, *found)
+    if isinstance(by_class, str):
+        return [failed(name, by_class)]
+    return [_formal_claims(pack, phase, field, case_means(by_class)), per_class.check_per_class(pack, phase, by_class)]
+
+
+def _formal_claims(pack: Pack, phase: str, field: str, per_case: dict[str, float]) -> Finding:
+    name = f"formal_dice.{phase}"
+    out = pack.output.get("output") or {}
     valid = [v for v in per_case.values() if not math.isnan(v)]
     mean = float(np.mean(valid)) if valid else None
     side = field.replace("_val_dice", "_per_case")  # formal_pretrained_val_dice -> formal_pretrained_per_case

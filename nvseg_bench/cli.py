@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a seed sweep, e.g. 0,1,2: one finetune per seed into OUT/seed-S, one shared pretrained "
                              "evaluation, the gain's spread in OUT/sweep.json")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
+    forgetting = recipe.add_mutually_exclusive_group()
+    forgetting.add_argument("--forgetting-check", nargs="?", const="5", metavar="N|NAMES",
+                            help="score how far the finetune changed N other VISTA3D classes (default 5, those the "
+                                 "pretrained model finds most of) or the named ones ('liver,aorta'); on by default "
+                                 "for --sanity and GPU runs")
+    forgetting.add_argument("--no-forgetting-check", dest="forgetting_check", action="store_const", const="off",
+                            help="skip the forgetting check")
     recipe.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
                         help="training and evaluation arithmetic (default: fp16 autocast on a CUDA GPU, fp32 on the CPU)")
     model = parser.add_argument_group("model and bundle")
@@ -169,7 +176,8 @@ class Console:
         doc = outcome.doc
         self._schema(outcome.schema_errors)
         self.say(f"{PROG}: {doc['headline']}")
-        for warning in (doc["output"].get("gain_warning"), doc["output"].get("loss_warning")):
+        out = doc["output"]
+        for warning in (out.get("gain_warning"), *out.get("class_warnings", []), out.get("loss_warning")):
             if warning:
                 self.say(f"{PROG}: warning: {warning}")
         self.say(f"  output.json: {outcome.path}")

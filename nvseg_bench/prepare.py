@@ -23,11 +23,12 @@ from nvseg_bench.inputs.resolve import Resolved, resolve_for
 from nvseg_bench.model import bundle_source, checkpoints
 from nvseg_bench.model.weights import Weights, resolve_weights
 from nvseg_bench.phases.runner import allocator_line, bundle_command, command_prefix
-from nvseg_bench.planning import environment, network, pins, slurm
+from nvseg_bench.planning import environment, forgetting, network, pins, slurm
 from nvseg_bench.planning.plan import Plan, make_plan
 from nvseg_bench.prepared import FINETUNED_NAME, Prepared
 from nvseg_bench.stage import overrides, preprocess_cache, resume
 from nvseg_bench.stage.configs import Staged, missing_bundle_configs, override_values, stage
+from nvseg_bench.stage.inference import Inference, stage_inference
 from nvseg_bench.store import digests as store_digests
 from nvseg_bench.store import limits
 from nvseg_bench.store import root as store_root
@@ -241,6 +242,21 @@ def phase_commands(req: Request, plan: Plan, staged: Staged, bundle_dir: Path, o
     return {name: commands[name] for name in PHASE_ORDER if name in commands}
 
 
+def forgetting_commands(forget: forgetting.ForgettingPlan, plan: Plan, staged: Staged, bundle_dir: Path, out_dir: Path,
+                        images: tuple[Path, ...], pretrained: Path) -> dict[str, list[str]]:
+    """The forgetting check's two inference phases (one process each: the inference config is not distributed),
+    run after the formal evaluation; their overrides are staged under OUT/configs/."""
+    if not forget.enabled:
+        return {}
+    commands = {}
+    for name, ckpt in zip(forgetting.PHASES, (pretrained, staged.ckpt_dir / FINETUNED_NAME)):
+        run = Inference(bundle_dir, ckpt, images, forget.prompts, out_dir / name, plan.patch_size, plan.sw_overlap,
+                        plan.amp)
+        stack = stage_inference(run, staged.config_dir / f"{name}.json", staged.network)
+        commands[name] = bundle_command(command_prefix(1), stack, bundle_dir)
+    return commands
+
+
 def prepare(req: Request) -> Prepared:
     preset_name(req.smoke, req.sanity)  # two preset flags are refused before anything else
     req, slurm_line = slurm.apply(req, os.environ)  # an srun step: nodes, rank and rendezvous from the job
@@ -254,7 +270,8 @@ def prepare(req: Request) -> Prepared:
     if resolved["patch_size"] is not None:  # before the audit reads every file
         network.check_patch(list(resolved["patch_size"]), factor, resolved.source("patch_size"))
     versions = pins.check_phase_versions()
-    mapping = labels.resolve_mapping(resolved.mapping, labels.load_label_dict(dict_path), str(dict_path))
+    label_dict = labels.load_label_dict(dict_path)
+    mapping = labels.resolve_mapping(resolved.mapping, label_dict, str(dict_path))
     local = labels.local_values(mapping)
     make_output_dir(req.output_dir, out_dir)
     entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
@@ -264,6 +281,8 @@ def prepare(req: Request) -> Prepared:
     findings, digests = audit_data(entries, dataset_dir, root, local, source, mapping, resolved.mapping.local_value)
     env = environment.collect()
     refuse_sanity_without_gpu(req, resolved.preset, env)
+    forget = forgetting.plan_forgetting(req.forgetting_check, preset=resolved.preset, cuda=bool(env["cuda_available"]),
+                                        label_dict=label_dict, mapped={g for _, g in mapping.pairs}, source=str(dict_path))
     plan = plan_run(req, resolved, env, findings, factor,
                     [bundle_source.plan_line(bundle, dict_path), versions, allocator_line(os.environ), slurm_line])
     missing = missing_bundle_configs(bundle.path, plan.multi_gpu)
@@ -288,7 +307,9 @@ def prepare(req: Request) -> Prepared:
         staged = resume.attach(staged, out_dir, point, plan.amp)
     return Prepared(request=req, resolved=resolved, bundle_dir=bundle.path, dataset_dir=dataset_dir, out_dir=out_dir,
                     mapping=mapping, entries=entries, datalist_path=datalist_path, audit=findings, env=env,
-                    plan=plan.noting(resume_line, cache_line), weights=weights, staged=staged,
-                    commands=phase_commands(req, plan, staged, bundle.path, out_dir, Path(weights.path)),
+                    plan=plan.noting(forget.reason, resume_line, cache_line), weights=weights, staged=staged,
+                    commands=phase_commands(req, plan, staged, bundle.path, out_dir, Path(weights.path))
+                    | forgetting_commands(forget, plan, staged, bundle.path, out_dir, dataset.validation_images(entries, dataset_dir),
+                                          Path(weights.path)), forgetting=forget,
                     cache=cache, digests=digests, cache_note=cache_why, label_dict_path=dict_path, bundle=bundle,
                     resume_point=point)

@@ -14,6 +14,7 @@ from nvseg_bench.inputs.request import Request
 from nvseg_bench.inputs.resolve import Resolved
 from nvseg_bench.model.bundle_source import BundleSource
 from nvseg_bench.model.weights import Weights
+from nvseg_bench.planning.forgetting import ForgettingPlan
 from nvseg_bench.planning.plan import Plan
 from nvseg_bench.stage import preprocess_cache
 from nvseg_bench.stage.configs import Staged
@@ -44,6 +45,7 @@ class Prepared:
     label_dict_path: Path | None = None  # the class list the mapping was resolved against
     bundle: BundleSource | None = None  # where bundle_dir came from (input.bundle)
     resume_point: ResumePoint | None = None  # --resume: where the stopped run continues (stage/resume.py)
+    forgetting: ForgettingPlan | None = None  # the forgetting check's classes, when it runs (planning/forgetting.py)
 
     def planned_log(self) -> Path | None:
         """The log the first phase writes: runtime.log_path of a run that started no phase."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.evidence import forgetting, per_class
+from nvseg_bench.inputs.dataset import validation_images
 from nvseg_bench.model.checkpoints import compare_checkpoints
 from nvseg_bench.phases.logparse import LogFacts
 from nvseg_bench.phases.runner import PhaseResult
@@ -101,7 +103,11 @@ class Evidence:
     formal_post: float | None
     per_case_pre: dict[str, float]
     per_case_post: dict[str, float]
+    classes: tuple[per_class.MappedClass, ...]  # the mapped classes, in the evaluation's column order
+    case_class_pre: per_class.CaseClassDice  # Dice per case per class, from the same phases as per_case_*
+    case_class_post: per_class.CaseClassDice
     trace: dict[str, Any]  # training_trace of the finetune's log
+    forgetting: dict[str, Any] | None  # evidence/forgetting.py, when both of its phases ran and succeeded
     oom: bool
     started: float  # when this run (or the stopped run it resumes) started, epoch seconds
 
@@ -120,17 +126,29 @@ def started_at(p: Prepared, started_epoch: float) -> float:
     return p.resume_point.since if p.resume_point is not None else started_epoch
 
 
+def forgetting_evidence(p: Prepared, results: dict[str, PhaseResult], finetuned: Path) -> dict[str, Any] | None:
+    if p.forgetting is None or not all(_succeeded(results, name) for name in forgetting.PHASES):
+        return None
+    return forgetting.forgetting_block(p.forgetting, p.out_dir, validation_images(p.entries, p.dataset_dir),
+                                       {"pretrained": p.weights.path, "finetuned": str(finetuned)})
+
+
 def gather(p: Prepared, results: dict[str, PhaseResult], started_epoch: float) -> Evidence:
     since = started_at(p, started_epoch)
     finetuned = p.staged.ckpt_dir / FINETUNED_NAME
     exists = finetuned.is_file() and finetuned.stat().st_mtime >= since
     pre = formal_dice(p.out_dir / "eval_pretrained") if _succeeded(results, "eval_pretrained") else None
     post = formal_dice(p.out_dir / "eval_finetuned") if _succeeded(results, "eval_finetuned") else None
+    classes = per_class.mapped_classes(p.mapping.pairs, p.mapping.names)
     return Evidence(
         finetuned_ckpt=finetuned, finetuned_exists=exists,
         comparison=compare_checkpoints(finetuned, Path(p.weights.path)) if exists else None,
         formal_enabled=not p.request.skip_formal_eval, formal_pre=pre, formal_post=post,
         per_case_pre=per_case_dice(p.out_dir / "eval_pretrained") if pre is not None else {},
         per_case_post=per_case_dice(p.out_dir / "eval_finetuned") if post is not None else {},
+        classes=classes,
+        case_class_pre=per_class.read_case_class_dice(p.out_dir / "eval_pretrained", classes) if pre is not None else {},
+        case_class_post=per_class.read_case_class_dice(p.out_dir / "eval_finetuned", classes) if post is not None else {},
         trace=training_trace(results["finetune"].facts if "finetune" in results else LogFacts()),
+        forgetting=forgetting_evidence(p, results, finetuned),
         oom=any(r.facts.oom or r.failure == "oom" for r in results.values()), started=since)

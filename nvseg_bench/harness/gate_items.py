@@ -20,7 +20,8 @@ class NvsegGateNote(UserWarning):
 
 
 def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, request: pytest.FixtureRequest) -> None:
-    verdict = judge(nvseg_gate, nvseg_run, request.config.stash[OPTIONS].require_significant)
+    options = request.config.stash[OPTIONS]
+    verdict = judge(nvseg_gate, nvseg_run, options.require_significant, options.min_agreement)
     # straight into user_properties: the JUnit file gets them as with record_property, minus its xunit2 warning
     request.node.user_properties += [("nvseg_out", str(nvseg_run.out)), ("nvseg_source", nvseg_run.source),
                                      ("nvseg_message", verdict.message)]

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from nvseg_bench.evidence.decision import MIN_GAIN, decide
 from nvseg_bench.output.write import both_schema_errors
 from nvseg_bench.evidence.ranges import bounds, comparable, measured
+from nvseg_bench.harness.options import MIN_AGREEMENT
 from nvseg_bench.harness.runs import RunEvidence
 
 
@@ -207,6 +208,22 @@ def significance(run: RunEvidence, required: bool = False) -> Verdict:
     return bad(f"{said}; the gain is not clear of noise: add validation cases or run a seed sweep (--nvseg-seeds)")
 
 
+def forgetting(run: RunEvidence, min_agreement: float = MIN_AGREEMENT) -> Verdict:
+    """Every class the forgetting check scored agrees with the pretrained model to at least `min_agreement`."""
+    block = _out(run).get("forgetting")
+    if not block:
+        return skip("no forgetting check in this run (on by default for --sanity and GPU runs; "
+                    "--nvseg-args=--forgetting-check turns it on)")
+    scored = {k: v for k, v in block["classes"].items() if v is not None}
+    said = ", ".join(f"{k} {v:.3f}" for k, v in scored.items()) or "no class found by either checkpoint"
+    below = [k for k, v in scored.items() if v < min_agreement]
+    if below:
+        return bad(f"agreement with the pretrained model below {min_agreement} for {', '.join(below)} ({said}): the "
+                   "finetune changed what the model says about classes it was not trained on; lower --learning-rate "
+                   "or --epochs, or add those classes' labels to the mapping")
+    return ok(f"agreement with the pretrained model at least {min_agreement}: {said}")
+
+
 def telemetry(run: RunEvidence) -> Verdict:
     runtime = (run.doc or {}).get("runtime", {})
     phases = list((run.doc or {}).get("invocation", {}).get("phase_return_codes", {}))
@@ -265,6 +282,7 @@ GATES: dict[str, Gate] = {
     "formal_fields": Gate("formal Dice fields present", formal_fields),
     "reference": Gate("Dice inside reference ranges", reference_ranges),
     "significance": Gate("formal gain clear of noise (opt-in)", significance, opt_in=True),
+    "forgetting": Gate("other classes agree with the pretrained model", forgetting),
     "telemetry": Gate("runtime telemetry present", telemetry),
     "inputs_untouched": Gate("inputs untouched", inputs_untouched),
     "trusted": Gate("the CPU verifier trusts the pack", trusted, trusted_only=True),
@@ -285,9 +303,12 @@ def gate_title(gate: str) -> str:
     return GATES[gate].title if gate in GATES else gate
 
 
-def judge(gate: str, run: RunEvidence, require_significant: bool = False) -> Verdict:
+def judge(gate: str, run: RunEvidence, require_significant: bool = False,
+          min_agreement: float = MIN_AGREEMENT) -> Verdict:
     if run.doc is None:
         return bad(f"the run wrote no output.json (exit {run.returncode}): " + " ".join(run.console_tail[-6:]))
     if gate == "significance":
         return significance(run, require_significant)
+    if gate == "forgetting":
+        return forgetting(run, min_agreement)
     return GATES[gate].check(run)

@@ -18,6 +18,7 @@ import pytest
 from nvseg_bench import paths
 
 GROUP = "nvseg-bench (finetune runs as fixtures)"
+MIN_AGREEMENT = 0.8  # the forgetting gate's default bound (docs/harness.md)
 TASK06_ENV = paths.TASK06_ENV
 # (option, ini key, help); paths are resolved against the invocation dir, ini paths against the rootdir
 PATH_OPTIONS = [
@@ -59,6 +60,10 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--nvseg-require-significant", action="store_true",
                     help="turn on the significance gate: fail a run whose formal gain's 95%% interval is not above 0")
     parser.addini("nvseg_require_significant", "default for --nvseg-require-significant", type="bool", default=False)
+    group.addoption("--nvseg-min-agreement", metavar="FRACTION",
+                    help="the forgetting gate fails a class whose agreement with the pretrained model is below this "
+                         f"(default {MIN_AGREEMENT})")
+    parser.addini("nvseg_min_agreement", "default for --nvseg-min-agreement", type="string", default="")
 
 
 def _value(config: pytest.Config, name: str) -> tuple[str | None, Path]:
@@ -160,6 +165,7 @@ class HarnessOptions:
     label_mapping: str | None = None
     seeds: str | None = None
     require_significant: bool = False
+    min_agreement: float = MIN_AGREEMENT
     args: list[str] = field(default_factory=list)
 
     @classmethod
@@ -174,7 +180,19 @@ class HarnessOptions:
         args += _seed_args(texts["seeds"])
         significant = bool(config.getoption("nvseg_require_significant") or config.getini("nvseg_require_significant"))
         return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), trusted=trusted, args=args,
-                   require_significant=significant, **paths, **texts)
+                   require_significant=significant, min_agreement=_min_agreement(config), **paths, **texts)
+
+
+def _min_agreement(config: pytest.Config) -> float:
+    """--nvseg-min-agreement (else the ini key, else MIN_AGREEMENT): a fraction; anything else is a usage error."""
+    given = config.getoption("nvseg_min_agreement") or config.getini("nvseg_min_agreement") or str(MIN_AGREEMENT)
+    try:
+        value = float(given)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise pytest.UsageError(f"--nvseg-min-agreement {given!r} must be a fraction between 0 and 1, e.g. 0.8")
+    return value
 
 
 def _seed_args(seeds: str | None) -> list[str]:

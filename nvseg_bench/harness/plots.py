@@ -114,30 +114,65 @@ def overlay_plot(doc: dict[str, Any], run_dir: Path) -> bytes | None:
     return _png(figure)
 
 
+def _slopes(ax: Any, before: dict[str, float], after: dict[str, float]) -> list[str]:
+    """One line per case scored both times, green up, orange down; returns the cases drawn."""
+    cases = sorted(k for k in set(before) & set(after) if before[k] is not None and after[k] is not None)
+    for case in cases:
+        gain = after[case] - before[case]
+        color = FINETUNED_COLOR if gain > 0 else PRETRAINED_COLOR if gain < 0 else "#888888"
+        ax.plot([0, 1], [before[case], after[case]], "o-", color=color, alpha=0.75, lw=1.2)
+    ax.set_xticks([0, 1], ["pretrained", "finetuned"])
+    ax.set_xlim(-0.25, 1.25)
+    ax.grid(alpha=0.3, axis="y")
+    return cases
+
+
+def _interval_title(stats: dict[str, Any] | None, n_cases: int) -> str:
+    if not stats or stats.get("ci_low") is None:
+        return f"{n_cases} cases"
+    return (f"mean gain {stats['mean_gain']:+.4f}, 95% CI {stats['ci_low']:+.4f}..{stats['ci_high']:+.4f}\n"
+            f"{stats['n_better']} of {stats['n_cases']} cases better ({stats.get('confidence')})")
+
+
 def slope_plot(doc: dict[str, Any]) -> bytes | None:
     """Paired slope chart: one line per validation case, formal Dice before -> after finetuning."""
     from matplotlib.figure import Figure
 
     out = doc.get("output", {})
     before, after = out.get("formal_pretrained_per_case") or {}, out.get("formal_finetuned_per_case") or {}
-    cases = sorted(set(before) & set(after))
-    if not cases:
+    if not set(before) & set(after):
         return None
     figure = Figure(figsize=(4.8, 4.2))
     ax = figure.add_subplot()
-    for case in cases:
-        gain = after[case] - before[case]
-        color = FINETUNED_COLOR if gain > 0 else PRETRAINED_COLOR if gain < 0 else "#888888"
-        ax.plot([0, 1], [before[case], after[case]], "o-", color=color, alpha=0.75, lw=1.2)
-    stats = out.get("formal_gain_stats") or {}
-    if stats.get("ci_low") is not None:
-        title = (f"mean gain {stats['mean_gain']:+.4f}, 95% CI {stats['ci_low']:+.4f}..{stats['ci_high']:+.4f}\n"
-                 f"{stats['n_better']} of {stats['n_cases']} cases better ({out.get('gain_confidence')})")
-    else:
-        title = f"{len(cases)} cases"
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([0, 1], ["pretrained", "finetuned"])
-    ax.set_xlim(-0.25, 1.25)
+    cases = _slopes(ax, before, after)
+    ax.set_title(_interval_title(out.get("formal_gain_stats"), len(cases)), fontsize=9)
     ax.set_ylabel("formal Dice per case")
-    ax.grid(alpha=0.3, axis="y")
+    return _png(figure)
+
+
+def _column(table: dict[str, dict[str, float | None]], name: str) -> dict[str, float]:
+    return {case: row[name] for case, row in table.items() if row.get(name) is not None}
+
+
+def class_plot(doc: dict[str, Any], per_row: int = 4) -> bytes | None:
+    """One small slope chart per mapped class: each case's Dice of that class before -> after, and its interval."""
+    from matplotlib.figure import Figure
+
+    out = doc.get("output", {})
+    classes = [c["name"] for c in out.get("formal_classes") or []]
+    before = out.get("formal_pretrained_per_case_per_class") or {}
+    after = out.get("formal_finetuned_per_case_per_class") or {}
+    if not classes or not before or not after:
+        return None
+    stats = out.get("formal_class_gain_stats") or {}
+    rows = -(-len(classes) // per_row)
+    columns = min(per_row, len(classes))
+    figure = Figure(figsize=(3.0 * columns, 3.1 * rows))
+    for index, name in enumerate(classes, start=1):
+        ax = figure.add_subplot(rows, columns, index)
+        cases = _slopes(ax, _column(before, name), _column(after, name))
+        ax.set_title(f"{name}\n" + _interval_title(stats.get(name), len(cases)), fontsize=8)
+        if (index - 1) % columns == 0:
+            ax.set_ylabel("formal Dice")
+    figure.tight_layout()
     return _png(figure)

@@ -14,7 +14,7 @@ from typing import Any
 
 from nvseg_bench.harness.gates import gate_title, reference_bounds
 from nvseg_bench.harness.ledger import Ledger, RunRecord
-from nvseg_bench.harness.plots import dice_plot, overlay_plot, slope_plot
+from nvseg_bench.harness.plots import class_plot, dice_plot, overlay_plot, slope_plot
 from nvseg_bench.harness.runs import REFERENCE
 from nvseg_bench.harness.summary import number
 
@@ -26,7 +26,8 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 code{font-size:13px}"""
 # (image key, caption) in the order the report shows them
 FIGURES = (("dice", "Validation Dice per epoch"), ("slope", "Formal Dice per case, pretrained -> finetuned"),
-           ("overlay", "Mid-slice overlay"))
+           ("classes", "Formal Dice per class and case, pretrained -> finetuned"), ("overlay", "Mid-slice overlay"))
+CLASS_HEADER = ["class", "label -> VISTA3D id", "pretrained", "finetuned", "gain", "95% CI", "confidence"]
 
 
 @dataclass
@@ -46,6 +47,20 @@ class RunPage:
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
                 ("evidence", f"{self.record.out} ({self.record.source})")]
+
+    def classes(self) -> list[tuple[str, ...]]:
+        """One row per mapped class: formal Dice before and after, the gain and its paired interval."""
+        out = (self.doc or {}).get("output", {})
+        before, after = out.get("formal_pretrained_per_class") or {}, out.get("formal_finetuned_per_class") or {}
+        stats = out.get("formal_class_gain_stats") or {}
+        rows = []
+        for c in out.get("formal_classes") or []:
+            s = stats.get(c["name"]) or {}
+            interval = "-" if s.get("ci_low") is None else f"{s['ci_low']:+.4f}..{s['ci_high']:+.4f}"
+            rows.append((c["name"], f"{c['local']} -> {c['global']}", number(before.get(c["name"])),
+                         number(after.get(c["name"])), number(s.get("mean_gain"), "+.4f"), interval,
+                         str(s.get("confidence") or "-")))
+        return rows if before or after else []
 
     def gates(self) -> list[tuple[str, str, str, str]]:
         return [(gate, gate_title(gate), o.outcome, o.message)
@@ -84,7 +99,7 @@ def build_page(record: RunRecord) -> RunPage:
     bounds = reference_bounds(REFERENCE.get(record.name))
     for name, make in (("dice", lambda: dice_plot(page.doc, bounds[0] if bounds else None)),
                        ("overlay", lambda: overlay_plot(page.doc, Path(record.out))),
-                       ("slope", lambda: slope_plot(page.doc))):
+                       ("slope", lambda: slope_plot(page.doc)), ("classes", lambda: class_plot(page.doc))):
         try:
             png = make()
         except Exception as exc:  # a broken figure must not cost the rest of the report
@@ -112,6 +127,8 @@ def markdown(pages: list[RunPage], report_dir: Path) -> str:
             lines += [f"Not run: {page.record.skip_reason or 'no output.json'}", ""]
             continue
         lines += _md_table(["", ""], page.headline()) + [""]
+        if page.classes():
+            lines += ["### Classes", ""] + _md_table(CLASS_HEADER, page.classes()) + [""]
         lines += ["### Gates", ""] + _md_table(["gate", "claim", "outcome", "detail"], page.gates()) + [""]
         if page.trust():
             said, rows = page.trust()
@@ -146,6 +163,8 @@ def html_page(pages: list[RunPage]) -> str:
             parts.append(f"<p>Not run: {html.escape(page.record.skip_reason or 'no output.json')}</p>")
             continue
         parts.append(_html_table(["", ""], page.headline()))
+        if page.classes():
+            parts.append("<h3>Classes</h3>" + _html_table(CLASS_HEADER, page.classes()))
         parts.append("<h3>Gates</h3>" + _html_table(["gate", "claim", "outcome", "detail"], page.gates(), 2))
         if page.trust():
             said, rows = page.trust()

@@ -49,6 +49,11 @@ class CasePair:
     label: Path
 
 
+def validation_images(entries: list[dict], dataset_dir: Path) -> tuple[Path, ...]:
+    """The images the bundle validates on: the datalist's fold 0."""
+    return tuple(dataset_dir / e["image"] for e in entries if int(e.get("fold", -1)) == 0)
+
+
 def case_name(path: str | Path) -> str:
     """'imagesTr/lung_001.nii.gz' -> 'lung_001'."""
     base = PurePosixPath(str(path)).name

@@ -153,9 +153,10 @@ def normalise_name(name: str) -> str:
 
 
 def resolve_target_anatomy(
-    name: str, label_dict: dict[str, int], source: str = LABEL_DICT_SOURCE
+    name: str, label_dict: dict[str, int], source: str = LABEL_DICT_SOURCE, flag: str = "--target-anatomy",
+    fix: str = NO_NEW_CLASS,
 ) -> int:
-    """Return the global id of a VISTA3D class name; unknown names get a did-you-mean."""
+    """Return the global id of a VISTA3D class name; unknown names get a did-you-mean naming `flag`."""
     by_key = {normalise_name(k): (k, v) for k, v in label_dict.items()}
     key = normalise_name(name)
     if key in by_key:
@@ -166,7 +167,7 @@ def resolve_target_anatomy(
         hint = f"Closest: {shown}. Classes are listed in {source}."
     else:
         hint = f"No class name is close. Classes are listed in {source}."
-    raise MappingError(f"--target-anatomy {name!r} is not a VISTA3D class.", [hint], [NO_NEW_CLASS])
+    raise MappingError(f"{flag} {name!r} is not a VISTA3D class.", [hint], [fix])
 
 
 def _closest(key: str, names: list[str], shown: int = 5) -> list[str]:

@@ -38,6 +38,7 @@ class Request:
     seed: int | None = None
     seeds: list[int] | None = None
     skip_formal_eval: bool = False
+    forgetting_check: str | None = None  # N, class names, "off" (--no-forgetting-check); None: the preset decides
     precision: str | None = None  # fp32 | fp16 | bf16; None: the plan's choice
     pretrained_ckpt: str | None = None
     network_config: Path | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench.model import bundle_source
-from nvseg_bench.evidence import gain_stats
+from nvseg_bench.evidence import forgetting, gain_stats, per_class
 from nvseg_bench.output import peer
 from nvseg_bench.stage import preprocess_cache, resume
 from nvseg_bench.evidence.collect import Evidence
@@ -49,6 +49,7 @@ def _input_block(p: Prepared, bundle: dict[str, Any] | None) -> dict[str, Any]:
         "sanity": p.resolved.preset == "sanity",
         "auto_seg": bool(p.resolved["auto_seg"]),
         "formal_eval": not p.request.skip_formal_eval,
+        "forgetting_check": p.forgetting.to_json() if p.forgetting else None,
         "pretrained_weights": p.weights.to_json(),
         "seed": p.request.seed,
     }
@@ -118,6 +119,8 @@ def output_block(p: Prepared, ev: Evidence, verdict: dict[str, Any]) -> dict[str
     }
     out["loss_warning"] = loss_warning(ev.trace, p.plan.precision)
     out |= gain_stats.output_fields(ev.per_case_pre, ev.per_case_post, verdict["recommended_is_finetuned"])
+    out |= per_class.output_fields(ev.case_class_pre, ev.case_class_post, ev.classes)
+    out["forgetting"] = ev.forgetting
     # the peer skill's names for the training-trace fields
     out |= {"baseline_val_dice": out["training_start_val_dice"], "best_val_dice": out["training_best_val_dice"],
             "best_epoch_index": out["training_best_epoch_index"]}
@@ -165,10 +168,11 @@ def headline(out: dict[str, Any], status: str) -> str:
     pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
     keep = "keep the finetuned checkpoint" if out["recommended_is_finetuned"] else "keep the pretrained checkpoint"
     if pre is not None and post is not None:
-        return f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}{gain_stats.summary(out.get('formal_gain_stats'))}); {keep}"
+        return (f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}{gain_stats.summary(out.get('formal_gain_stats'))}); "
+                f"{keep}{forgetting.headline_tail(out.get('forgetting'))}")
     start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
     if start is not None and best is not None:
-        return f"training-time Dice {start:.4f} -> best {best:.4f}; {keep}"
+        return f"training-time Dice {start:.4f} -> best {best:.4f}; {keep}{forgetting.headline_tail(out.get('forgetting'))}"
     return keep
 
 

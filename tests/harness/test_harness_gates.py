@@ -33,7 +33,8 @@ def edited(run: RunEvidence, change) -> RunEvidence:
 
 
 def test_every_gate_of_an_untrusted_session_passes_on_the_stored_pack_and_opt_in_gates_skip(run):
-    expected = {gate: "skipped" if gate in opt_in_gates() else "passed" for gate in gate_names(trusted=False)}
+    skipping = {*opt_in_gates(), "forgetting"}  # the smoke preset runs no forgetting check
+    expected = {gate: "skipped" if gate in skipping else "passed" for gate in gate_names(trusted=False)}
     assert {gate: judge(gate, run).status for gate in gate_names(trusted=False)} == expected
 
 
@@ -150,3 +151,24 @@ def test_a_pack_changed_since_its_run_fails_even_when_the_verifier_passes_it(run
     trust = Trust("passed", changed=["output.json changed"])
     verdict = judge("trusted", dataclasses.replace(run, trust=trust))
     assert verdict.status == "failed" and "the pack changed after its run: output.json changed" in verdict.message
+
+
+def with_forgetting(run: RunEvidence, classes: dict) -> RunEvidence:
+    scored = [v for v in classes.values() if v is not None]
+    block = {"classes": classes, "min_agreement": min(scored) if scored else None}
+    return edited(run, lambda d: d["output"].update(forgetting=block))
+
+
+def test_the_forgetting_gate_passes_when_every_scored_class_agrees_enough(run):
+    verdict = judge("forgetting", with_forgetting(run, {"liver": 0.97, "aorta": 0.85, "kidney": None}))
+    assert verdict.status == "passed" and "liver 0.970, aorta 0.850" in verdict.message
+
+
+def test_the_forgetting_gate_names_the_class_below_the_bound(run):
+    verdict = judge("forgetting", with_forgetting(run, {"liver": 0.97, "aorta": 0.71}))
+    assert verdict.status == "failed" and "below 0.8 for aorta" in verdict.message
+
+
+def test_the_forgetting_bound_is_the_sessions_min_agreement(run):
+    assert judge("forgetting", with_forgetting(run, {"aorta": 0.71}), min_agreement=0.7).status == "passed"
+    assert judge("forgetting", with_forgetting(run, {"aorta": 0.95}), min_agreement=0.99).status == "failed"

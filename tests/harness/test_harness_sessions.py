@@ -40,7 +40,7 @@ def report_modules() -> None:
     import nvseg_bench.harness.plots  # noqa: F401
 GATES = gate_names(trusted=False)
 TRUSTED_GATES = gate_names(trusted=True)
-OFF = len(opt_in_gates())  # items that skip unless their option is given
+OFF = len(opt_in_gates()) + 1  # items that skip unless their option is given, and forgetting: smoke runs no check
 JUDGED = len(GATES) - OFF  # the items a default session judges
 
 
@@ -95,6 +95,13 @@ def test_a_flag_the_wrapper_lacks_is_a_usage_error_with_a_suggestion(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'--epoch', which is not an nvseg-finetune flag. Did you mean --epochs?*"])
     result.stderr.no_fnmatch_line("*Traceback*")
+
+
+def test_a_min_agreement_outside_0_to_1_is_a_usage_error(pytester):
+    make_project(pytester)
+    result = pytester.runpytest("-m", "smoke", "--nvseg-min-agreement=80")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--nvseg-min-agreement '80' must be a fraction between 0 and 1, e.g. 0.8*"])
 
 
 def test_a_two_word_path_option_that_moved_the_rootdir_is_refused(pytester):

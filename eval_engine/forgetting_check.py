@@ -1,0 +1,115 @@
+"""The forgetting check's claims, re-derived from the two label maps per validation case it saved.
+
+For every validation case, `forget_pretrained/NAME_seg.nii.gz` and `forget_finetuned/NAME_seg.nii.gz`
+hold the VISTA3D ids each checkpoint predicted, prompted with `input.forgetting_check.prompts`. The
+classes scored must be the named ones, or the `count` with the most pretrained foreground in mL (ties
+to the lower id); each agreement is the Dice of the two masks of a class, averaged over the cases where
+either is non-empty. Own code; nothing of the producer's.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import nibabel
+import numpy as np
+
+from .findings import Finding, failed, passed, skipped
+from .pack import Pack
+
+NAME = "forgetting"
+PHASES = ("forget_pretrained", "forget_finetuned")
+TOLERANCE = 1e-6  # the same voxels, counted again
+
+
+def _stem(image: str) -> str:
+    return Path(image).name.removesuffix(".gz").removesuffix(".nii")
+
+
+def _map(path: Path) -> tuple[np.ndarray, float]:
+    image = nibabel.load(str(path))
+    return np.asarray(image.dataobj).astype(np.uint8), float(np.prod(image.header.get_zooms()[:3])) / 1000.0
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float | None:
+    total = int(a.sum()) + int(b.sum())
+    return None if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def _validation_images(pack: Pack) -> list[str] | None:
+    datalist = pack.locate((pack.output.get("input") or {}).get("datalist"))
+    if datalist is None or not datalist.is_file():
+        return None
+    return [e["image"] for e in json.loads(datalist.read_text())["training"] if int(e.get("fold", -1)) == 0]
+
+
+def _maps(pack: Pack, images: list[str]) -> dict[str, tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]]] | str:
+    maps, missing = {}, []
+    for image in images:
+        paths = [pack.root / phase / f"{_stem(image)}_seg.nii.gz" for phase in PHASES]
+        if not all(p.is_file() for p in paths):
+            missing += [str(p.relative_to(pack.root)) for p in paths if not p.is_file()]
+            continue
+        for path in paths:
+            pack.note(path)
+        maps[Path(image).name] = (_map(paths[0]), _map(paths[1]))
+    return f"the pack lacks {', '.join(missing[:4])}" if missing else maps
+
+
+def _scored(plan: dict[str, Any], maps: dict) -> list[int]:
+    if plan.get("count") is None:
+        return [int(i) for i in plan.get("named") or []]
+    volume = {int(i): 0.0 for i in plan.get("prompts") or []}
+    for (pre, ml), _ in maps.values():
+        counts = np.bincount(pre.ravel(), minlength=256)
+        for glob in volume:
+            volume[glob] += int(counts[glob]) * ml
+    return sorted(volume, key=lambda i: (-volume[i], i))[: int(plan["count"])]
+
+
+def _off(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is not b
+    return math.isnan(a) or math.isnan(b) or abs(a - b) > TOLERANCE
+
+
+def check_forgetting(pack: Pack) -> Finding:
+    plan = (pack.output.get("input") or {}).get("forgetting_check") or {}
+    claimed = (pack.output.get("output") or {}).get("forgetting")
+    if not plan.get("enabled"):
+        return skipped(NAME, "the run did not plan a forgetting check")
+    if claimed is None:
+        if pack.output.get("status") == "passed":
+            return failed(NAME, "the plan ran the forgetting check, and output.json reports no result of it")
+        return skipped(NAME, "the run stopped before the forgetting check")
+    images = _validation_images(pack)
+    if images is None:
+        return skipped(NAME, "the datalist is not reachable here, so the validation cases are unknown")
+    maps = _maps(pack, images)
+    if isinstance(maps, str):
+        return failed(NAME, maps)
+    ids = _scored(plan, maps)
+    problems = []
+    if sorted(ids) != sorted(int(v) for v in (claimed.get("class_ids") or {}).values()):
+        problems.append(f"the classes to score are ids {ids}; output.json scored {claimed.get('class_ids')}")
+    by_id = {int(v): k for k, v in (claimed.get("class_ids") or {}).items()}
+    mine: dict[str, float | None] = {}
+    for glob in ids:
+        values = [_dice(pre == glob, post == glob) for (pre, _), (post, _) in maps.values()]
+        held = [v for v in values if v is not None]
+        key = by_id.get(glob, f"class {glob}")
+        mine[key] = sum(held) / len(held) if held else None
+        if _off(mine[key], (claimed.get("classes") or {}).get(key)):
+            problems.append(f"{key}: agreement recomputed {mine[key]}, claimed {(claimed.get('classes') or {}).get(key)}")
+    scored = [v for v in mine.values() if v is not None]
+    lowest = min(scored) if scored else None
+    if _off(lowest, claimed.get("min_agreement")):
+        problems.append(f"min_agreement recomputed {lowest}, claimed {claimed.get('min_agreement')}")
+    numbers = {"classes": mine, "min_agreement": lowest, "cases": len(maps)}
+    if problems:
+        return failed(NAME, "; ".join(problems[:6]), **numbers)
+    low = f"{lowest:.3f}" if lowest is not None else "none"
+    return passed(NAME, f"agreement of {len(ids)} classes over {len(maps)} cases re-derived from the saved "
+                        f"predictions; lowest {low}", **numbers)
