@@ -182,6 +182,8 @@ class Console:
                 self.say(f"{PROG}: warning: {warning}")
         self.say(f"  output.json: {outcome.path}")
         self.say(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
+        if out.get("forgetting"):
+            self.say(f"  forgetting check: {forgetting_line(out['forgetting'])}")
         self.say(f"  preprocess cache: {cache_line(doc['runtime']['preprocess_cache'])}")
         if "error" in doc:
             _err(f"  {doc['error']['message']}")
@@ -205,6 +207,12 @@ class Console:
         if errors:
             _err(f"{PROG}: output.json does not match its schema ({len(errors)} problems, first: {errors[0]}); "
                  "this is a bug in nvseg-bench, please report it.")
+
+
+def forgetting_line(block: dict) -> str:
+    scored = {k: v for k, v in block["classes"].items() if v is not None}
+    said = ", ".join(f"{k} {v:.3f}" for k, v in sorted(scored.items(), key=lambda kv: kv[1]))
+    return f"agreement with the pretrained model: {said or 'no class found by either checkpoint'}"
 
 
 def cache_line(block: dict) -> str:

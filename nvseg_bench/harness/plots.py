@@ -176,3 +176,31 @@ def class_plot(doc: dict[str, Any], per_row: int = 4) -> bytes | None:
             ax.set_ylabel("formal Dice")
     figure.tight_layout()
     return _png(figure)
+
+
+def forgetting_plot(doc: dict[str, Any]) -> bytes | None:
+    """Agreement with the pretrained model per class the forgetting check scored, one bar each, and each
+    case as a dot; the dashed line is the bound below which the headline names the class."""
+    from matplotlib.figure import Figure
+
+    block = doc.get("output", {}).get("forgetting") or {}
+    classes = [name for name, value in (block.get("classes") or {}).items() if value is not None]
+    if not classes:
+        return None
+    figure = Figure(figsize=(max(4.0, 1.1 * len(classes) + 1.5), 3.6))
+    ax = figure.add_subplot()
+    values = [block["classes"][name] for name in classes]
+    bound = float(block.get("headline_below") or 0.0)
+    colors = [FINETUNED_COLOR if v >= bound else PRETRAINED_COLOR for v in values]
+    ax.bar(range(len(classes)), values, color=colors, alpha=0.8)
+    for index, name in enumerate(classes):
+        dots = [row[name] for row in (block.get("per_case") or {}).values() if row.get(name) is not None]
+        ax.plot([index] * len(dots), dots, "o", color="#333333", ms=3, alpha=0.7)
+    if bound:
+        ax.axhline(bound, ls="--", lw=1, color="#666666")
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("Dice, pretrained vs finetuned prediction")
+    ax.set_title(f"forgetting check over {len(block.get('per_case') or {})} validation cases", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    return _png(figure)

@@ -14,7 +14,7 @@ from typing import Any
 
 from nvseg_bench.harness.gates import gate_title, reference_bounds
 from nvseg_bench.harness.ledger import Ledger, RunRecord
-from nvseg_bench.harness.plots import class_plot, dice_plot, overlay_plot, slope_plot
+from nvseg_bench.harness.plots import class_plot, dice_plot, forgetting_plot, overlay_plot, slope_plot
 from nvseg_bench.harness.runs import REFERENCE
 from nvseg_bench.harness.summary import number
 
@@ -26,8 +26,10 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 code{font-size:13px}"""
 # (image key, caption) in the order the report shows them
 FIGURES = (("dice", "Validation Dice per epoch"), ("slope", "Formal Dice per case, pretrained -> finetuned"),
-           ("classes", "Formal Dice per class and case, pretrained -> finetuned"), ("overlay", "Mid-slice overlay"))
+           ("classes", "Formal Dice per class and case, pretrained -> finetuned"),
+           ("forgetting", "Agreement with the pretrained model on other classes"), ("overlay", "Mid-slice overlay"))
 CLASS_HEADER = ["class", "label -> VISTA3D id", "pretrained", "finetuned", "gain", "95% CI", "confidence"]
+FORGETTING_HEADER = ["class", "VISTA3D id", "agreement", "pretrained mL", "finetuned mL"]
 
 
 @dataclass
@@ -61,6 +63,13 @@ class RunPage:
                          number(after.get(c["name"])), number(s.get("mean_gain"), "+.4f"), interval,
                          str(s.get("confidence") or "-")))
         return rows if before or after else []
+
+    def forgetting(self) -> list[tuple[str, ...]]:
+        """One row per class the forgetting check scored: its agreement and the foreground each model found."""
+        block = (self.doc or {}).get("output", {}).get("forgetting") or {}
+        pre, post = block.get("pretrained_foreground_ml") or {}, block.get("finetuned_foreground_ml") or {}
+        return [(name, str(block["class_ids"].get(name, "-")), number(value, ".3f"), number(pre.get(name), ".1f"),
+                 number(post.get(name), ".1f")) for name, value in (block.get("classes") or {}).items()]
 
     def gates(self) -> list[tuple[str, str, str, str]]:
         return [(gate, gate_title(gate), o.outcome, o.message)
@@ -99,7 +108,8 @@ def build_page(record: RunRecord) -> RunPage:
     bounds = reference_bounds(REFERENCE.get(record.name))
     for name, make in (("dice", lambda: dice_plot(page.doc, bounds[0] if bounds else None)),
                        ("overlay", lambda: overlay_plot(page.doc, Path(record.out))),
-                       ("slope", lambda: slope_plot(page.doc)), ("classes", lambda: class_plot(page.doc))):
+                       ("slope", lambda: slope_plot(page.doc)), ("classes", lambda: class_plot(page.doc)),
+                       ("forgetting", lambda: forgetting_plot(page.doc))):
         try:
             png = make()
         except Exception as exc:  # a broken figure must not cost the rest of the report
@@ -129,6 +139,8 @@ def markdown(pages: list[RunPage], report_dir: Path) -> str:
         lines += _md_table(["", ""], page.headline()) + [""]
         if page.classes():
             lines += ["### Classes", ""] + _md_table(CLASS_HEADER, page.classes()) + [""]
+        if page.forgetting():
+            lines += ["### Forgetting", ""] + _md_table(FORGETTING_HEADER, page.forgetting()) + [""]
         lines += ["### Gates", ""] + _md_table(["gate", "claim", "outcome", "detail"], page.gates()) + [""]
         if page.trust():
             said, rows = page.trust()
@@ -165,6 +177,8 @@ def html_page(pages: list[RunPage]) -> str:
         parts.append(_html_table(["", ""], page.headline()))
         if page.classes():
             parts.append("<h3>Classes</h3>" + _html_table(CLASS_HEADER, page.classes()))
+        if page.forgetting():
+            parts.append("<h3>Forgetting</h3>" + _html_table(FORGETTING_HEADER, page.forgetting()))
         parts.append("<h3>Gates</h3>" + _html_table(["gate", "claim", "outcome", "detail"], page.gates(), 2))
         if page.trust():
             said, rows = page.trust()

@@ -43,7 +43,8 @@ def test_the_untouched_pack_passes_every_check(pack):
     found = statuses(pack)
     assert "fail" not in found.values(), found
     for name in ("integrity.manifest", "schema", "checkpoint_claims", "formal_dice.eval_pretrained",
-                 "formal_dice.eval_finetuned", "trajectory", "decision", "gain_stats", "reference_ranges", "environment"):
+                 "formal_dice.eval_finetuned", "trajectory", "decision", "gain_stats", "reference_ranges", "environment",
+                 "per_class.eval_pretrained", "per_class.eval_finetuned", "class_gain_stats"):
         assert found[name] == "pass", (name, found)
 
 
@@ -157,3 +158,16 @@ def test_an_edited_per_case_csv_agreeing_with_output_json_fails_against_the_pred
     rehash(pack, "eval_pretrained/val_mean_dice_raw.csv")
     found = statuses(pack)
     assert found["integrity.manifest"] == "pass" and found["formal_dice.eval_pretrained"] == "fail"
+
+
+def test_an_edited_per_case_per_class_claim_is_caught_against_the_predictions(pack):
+    edit_output(pack, lambda d: d["output"]["formal_pretrained_per_case_per_class"]["spleen_03.nii.gz"].update(spleen=0.9))
+    found = {f.name: f for f in audit(pack)[0]}["per_class.eval_pretrained"]
+    assert found.status == "fail" and "gives 0.9 for spleen_03.nii.gz spleen" in found.detail
+
+
+def test_a_class_regression_the_intervals_do_not_show_is_caught(pack):
+    row = {"class": "spleen", "local": 1, "global": 3, "mean_gain": -0.1, "ci_low": -0.2, "ci_high": -0.05, "n_cases": 2}
+    edit_output(pack, lambda d: d["output"]["class_regressions"].append(row))
+    found = {f.name: f for f in audit(pack)[0]}["class_gain_stats"]
+    assert found.status == "fail" and "class_regressions lists ['spleen']" in found.detail
