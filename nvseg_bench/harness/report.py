@@ -46,6 +46,8 @@ class RunPage:
                 ("formal Dice finetuned", number(out.get("formal_finetuned_val_dice"))),
                 ("improvement", number(out.get("formal_improvement_over_pretrained"), "+.4f")),
                 ("gain confidence", str(out.get("gain_confidence") or "-")),
+                ("classes that got worse", ", ".join(r["class"] for r in out.get("class_regressions") or []) or "none"),
+                ("lowest agreement on other classes", _lowest(out.get("forgetting"))),
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
                 ("evidence", f"{self.record.out} ({self.record.source})")]
@@ -94,6 +96,12 @@ class RunPage:
             rows.append((name, f"{seconds:.1f}", "-" if memory is None else f"{memory:.0f} ({kind})", str(codes.get(name, "-"))))
         rows.append(("all", f"{runtime.get('wall_seconds', 0):.1f}", "", str(runtime.get("return_code", "-"))))
         return rows
+
+
+def _lowest(block: dict[str, Any] | None) -> str:
+    if not block or block.get("min_agreement") is None:
+        return "-" if not block else "no class found by either checkpoint"
+    return f"{block['min_agreement']:.3f} ({block['min_class']})"
 
 
 def build_page(record: RunRecord) -> RunPage:

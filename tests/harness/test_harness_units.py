@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -90,6 +91,25 @@ def test_the_report_shows_the_verifier_verdict_and_its_failed_findings(tmp_path)
     assert "### Verifier" in markdown and "verdict failed" in markdown
     assert "| failed | integrity.manifest: 1 changed since the run |" in markdown
     assert "<td class='failed'>failed</td><td class=''>integrity.manifest" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_the_report_shows_each_class_and_the_forgetting_check(tmp_path):
+    pack = materialize_pack("smoke", tmp_path / "run")
+    doc = json.loads((pack / "output.json").read_text())
+    doc["output"]["forgetting"] = {"classes": {"liver": 0.97, "aorta": 0.71}, "min_agreement": 0.71,
+                                   "min_class": "aorta", "class_ids": {"liver": 1, "aorta": 6},
+                                   "per_case": {"a.nii.gz": {"liver": 0.97, "aorta": 0.71}}, "headline_below": 0.9,
+                                   "pretrained_foreground_ml": {"liver": 1500.0, "aorta": 80.0},
+                                   "finetuned_foreground_ml": {"liver": 1490.0, "aorta": 60.5}}
+    (pack / "output.json").write_text(json.dumps(doc))
+    ledger = Ledger()
+    ledger.runs["smoke"] = RunRecord("smoke", str(pack), {"cache"})
+    write_reports(ledger, tmp_path / "report")
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    spleen = doc["output"]["formal_finetuned_per_class"]["spleen"]
+    assert "### Classes" in markdown and "| spleen | 1 -> 3 | " in markdown and f"{spleen:.4f}" in markdown
+    assert "| aorta | 6 | 0.710 | 80.0 | 60.5 |" in markdown and "| lowest agreement on other classes | 0.710 (aorta) |" in markdown
+    assert (tmp_path / "report" / "smoke_classes.png").is_file() and (tmp_path / "report" / "smoke_forgetting.png").is_file()
 
 
 def test_a_write_under_an_input_shows_in_the_stat_listing_even_in_pycache(tmp_path):
