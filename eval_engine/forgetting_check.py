@@ -45,7 +45,8 @@ def _validation_images(pack: Pack) -> list[str] | None:
     return [e["image"] for e in json.loads(datalist.read_text())["training"] if int(e.get("fold", -1)) == 0]
 
 
-def _maps(pack: Pack, images: list[str]) -> dict[str, tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]]] | str:
+def _maps(pack: Pack, images: list[str]) -> dict[str, tuple[Path, Path]] | str:
+    """Case file name -> the two saved label maps (read one case at a time later: they can be large)."""
     maps, missing = {}, []
     for image in images:
         paths = [pack.root / phase / f"{_stem(image)}_seg.nii.gz" for phase in PHASES]
@@ -54,19 +55,29 @@ def _maps(pack: Pack, images: list[str]) -> dict[str, tuple[tuple[np.ndarray, fl
             continue
         for path in paths:
             pack.note(path)
-        maps[Path(image).name] = (_map(paths[0]), _map(paths[1]))
+        maps[Path(image).name] = (paths[0], paths[1])
     return f"the pack lacks {', '.join(missing[:4])}" if missing else maps
 
 
-def _scored(plan: dict[str, Any], maps: dict) -> list[int]:
+def _scored(plan: dict[str, Any], maps: dict[str, tuple[Path, Path]]) -> list[int]:
     if plan.get("count") is None:
         return [int(i) for i in plan.get("named") or []]
     volume = {int(i): 0.0 for i in plan.get("prompts") or []}
-    for (pre, ml), _ in maps.values():
+    for pre_path, _ in maps.values():
+        pre, ml = _map(pre_path)
         counts = np.bincount(pre.ravel(), minlength=256)
         for glob in volume:
             volume[glob] += int(counts[glob]) * ml
     return sorted(volume, key=lambda i: (-volume[i], i))[: int(plan["count"])]
+
+
+def _agreements(maps: dict[str, tuple[Path, Path]], ids: list[int]) -> dict[int, list[float | None]]:
+    found: dict[int, list[float | None]] = {glob: [] for glob in ids}
+    for pre_path, post_path in maps.values():
+        pre, post = _map(pre_path)[0], _map(post_path)[0]
+        for glob in ids:
+            found[glob].append(_dice(pre == glob, post == glob))
+    return found
 
 
 def _off(a: float | None, b: float | None) -> bool:
@@ -96,8 +107,7 @@ def check_forgetting(pack: Pack) -> Finding:
         problems.append(f"the classes to score are ids {ids}; output.json scored {claimed.get('class_ids')}")
     by_id = {int(v): k for k, v in (claimed.get("class_ids") or {}).items()}
     mine: dict[str, float | None] = {}
-    for glob in ids:
-        values = [_dice(pre == glob, post == glob) for (pre, _), (post, _) in maps.values()]
+    for glob, values in _agreements(maps, ids).items():
         held = [v for v in values if v is not None]
         key = by_id.get(glob, f"class {glob}")
         mine[key] = sum(held) / len(held) if held else None

@@ -54,24 +54,35 @@ def case_maps(out_dir: Path, images: tuple[Path, ...]) -> dict[str, tuple[Path, 
     return maps
 
 
+def pretrained_ml(maps: dict[str, tuple[Path, Path]], prompts: tuple[int, ...]) -> dict[int, float]:
+    """mL of each prompted class in the pretrained maps, over every case (one map in memory at a time)."""
+    volume = dict.fromkeys(prompts, 0.0)
+    for pre_path, _ in maps.values():
+        pre, ml = read_map(pre_path)
+        counts = np.bincount(pre.ravel(), minlength=256)
+        for glob in prompts:
+            volume[glob] += int(counts[glob]) * ml
+    return volume
+
+
 def forgetting_block(plan: ForgettingPlan, out_dir: Path, images: tuple[Path, ...],
                      checkpoints: dict[str, str]) -> dict[str, Any]:
     """output.forgetting: agreement per class and per case, the lowest, and what was compared."""
-    maps = {case: (read_map(pre), read_map(post)) for case, (pre, post) in case_maps(out_dir, images).items()}
-    pre_ml: dict[int, float] = {}
-    for (pre, ml), _ in maps.values():
-        counts = np.bincount(pre.ravel(), minlength=256)
-        for glob in plan.prompts:
-            pre_ml[glob] = pre_ml.get(glob, 0.0) + int(counts[glob]) * ml
+    maps = case_maps(out_dir, images)
+    pre_ml = pretrained_ml(maps, plan.prompts)
     classes = chosen(plan, pre_ml)
     name = {glob: plan.names.get(glob, f"class {glob}") for glob in classes}
-    per_case = {case: {name[g]: agreement(pre == g, post == g) for g in classes}
-                for case, ((pre, _), (post, _)) in maps.items()}
+    per_case: dict[str, dict[str, float | None]] = {}
+    post_ml = dict.fromkeys(name.values(), 0.0)
+    for case, (pre_path, post_path) in maps.items():  # a case at a time: Task06 maps are ~80 MB each
+        (pre, _), (post, ml) = read_map(pre_path), read_map(post_path)
+        per_case[case] = {name[g]: agreement(pre == g, post == g) for g in classes}
+        for glob in classes:
+            post_ml[name[glob]] += int(np.count_nonzero(post == glob)) * ml
     means = {}
     for glob in classes:
         values = [row[name[glob]] for row in per_case.values() if row[name[glob]] is not None]
         means[name[glob]] = sum(values) / len(values) if values else None
-    post_ml = {name[g]: sum(int((post == g).sum()) * ml for _, (post, ml) in maps.values()) for g in classes}
     scored = {k: v for k, v in means.items() if v is not None}
     low = min(scored, key=scored.get) if scored else None
     return {
