@@ -139,8 +139,10 @@ def _reference_key(pack: Pack) -> str | None:
     if preset == "sanity":
         return "task06"
     dataset = str((pack.output.get("input") or {}).get("dataset_dir", ""))
-    if preset == "smoke" and Path(dataset).name == "spleen_micro" and (pack.output.get("model") or "").startswith("micro VISTA3D"):
-        return "spleen_micro"
+    bundle = ((pack.output.get("input") or {}).get("bundle") or {}).get("source")
+    if (preset == "smoke" and Path(dataset).name == "spleen_micro" and bundle == "builtin"
+            and (pack.output.get("model") or "").startswith("micro VISTA3D")):
+        return "spleen_micro"  # measured on this project's bundle/: another bundle's recipe is not held to it
     return None
 
 

@@ -25,6 +25,15 @@ def _case(image_rel: str) -> str:
     return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
 
 
+def prediction_path(phase_dir: Path, stem: str) -> Path | None:
+    """A case's saved prediction in either layout a bundle writes: `STEM_seg.nii.gz` (this project's
+    bundle/) or SaveImaged's default `STEM/STEM_trans.nii.gz` (NVIDIA's evaluate.json)."""
+    for path in (phase_dir / f"{stem}_seg.nii.gz", phase_dir / stem / f"{stem}_trans.nii.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
 def dice_per_class(pred: np.ndarray, label: np.ndarray, classes: list[int]) -> list[float]:
     """Dice per class; NaN where the label lacks the class (such a class does not count)."""
     scores = []
@@ -57,9 +66,9 @@ def _recomputed_by_class(pack: Pack, phase: str, entries: list[dict], dataset_di
     classes = list(local_to_global.values())
     by_class, missing = {}, []
     for entry in entries:
-        pred_path = pack.root / phase / f"{_case(entry['image'])}_seg.nii.gz"
-        if not pred_path.is_file():
-            missing.append(pred_path.name)
+        pred_path = prediction_path(pack.root / phase, _case(entry["image"]))
+        if pred_path is None:
+            missing.append(f"{_case(entry['image'])}_seg.nii.gz")
             continue
         pack.note(pred_path)
         pred = np.asanyarray(nibabel.load(pred_path).dataobj).astype(np.int64)

@@ -47,6 +47,16 @@ def per_case_dice(eval_dir: Path) -> dict[str, float]:
     return {Path(r["filename"]).name: float(r["mean"]) for r in rows if r.get("mean") not in (None, "", "nan")}
 
 
+def prediction_file(eval_dir: Path, image_name: str) -> Path | None:
+    """Where an eval phase saved a case's prediction: this project's bundle writes `NAME_seg.nii.gz`,
+    NVIDIA's evaluate.json SaveImaged's default `NAME/NAME_trans.nii.gz`."""
+    stem = image_name.removesuffix(".gz").removesuffix(".nii")
+    for path in (eval_dir / f"{stem}_seg.nii.gz", eval_dir / stem / f"{stem}_trans.nii.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
 def training_trace(facts: LogFacts) -> dict[str, Any]:
     epochs = sorted(facts.val_dice)
     trace = [facts.val_dice[e] for e in epochs]

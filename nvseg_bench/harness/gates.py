@@ -171,10 +171,14 @@ def reference_ranges(run: RunEvidence) -> Verdict:
     bounds = reference_bounds(run.reference)
     if bounds is None:
         return skip("no reference range for a user dataset; the other gates still hold it to account")
+    bundle = ((run.doc or {}).get("input") or {}).get("bundle")
     if run.reference == "task06":  # published with NVIDIA's recipe: another recipe's numbers are not held to it
-        fair, why = comparable(((run.doc or {}).get("input") or {}).get("bundle"))
+        fair, why = comparable(bundle)
         if not fair:
             return skip(why)
+    elif (bundle or {}).get("source") != "builtin":  # the smoke ranges were measured on this project's bundle/
+        return skip(f"the smoke ranges were measured with this project's bundle/; this run used the "
+                    f"{(bundle or {}).get('source')} bundle {(bundle or {}).get('path')}")
     low, high, source = bounds
     out, misses, seen = _out(run), [], []
     for name in sorted(low.keys() | high.keys()):

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from nvseg_bench.evidence.collect import prediction_file
+
 PRETRAINED_COLOR, FINETUNED_COLOR, LABEL_COLOR = "#d95f02", "#1b9e77", "#7570b3"
 
 
@@ -84,8 +86,7 @@ def overlay_plot(doc: dict[str, Any], run_dir: Path) -> bytes | None:
     if found is None:
         return None
     image_path, label_path, case = found
-    stem = case.removesuffix(".nii.gz").removesuffix(".nii")
-    preds = {side: run_dir / f"eval_{side}" / f"{stem}_seg.nii.gz" for side in ("pretrained", "finetuned")}
+    preds = {side: prediction_file(run_dir / f"eval_{side}", case) for side in ("pretrained", "finetuned")}
     if not image_path.is_file() or not label_path.is_file():
         return None
     image, label = _axial(image_path), _axial(label_path) > 0
@@ -96,7 +97,7 @@ def overlay_plot(doc: dict[str, Any], run_dir: Path) -> bytes | None:
     panels = [("image", None, None), ("label", label, LABEL_COLOR)]
     per_case = doc.get("output", {})
     for side, path in preds.items():
-        if path.is_file():
+        if path is not None:
             score = (per_case.get(f"formal_{side}_per_case") or {}).get(case)
             title = f"{side} prediction" + (f" (Dice {score:.3f})" if score is not None else "")
             panels.append((title, _axial(path) > 0, PRETRAINED_COLOR if side == "pretrained" else FINETUNED_COLOR))

@@ -172,3 +172,9 @@ def test_the_forgetting_gate_names_the_class_below_the_bound(run):
 def test_the_forgetting_bound_is_the_sessions_min_agreement(run):
     assert judge("forgetting", with_forgetting(run, {"aorta": 0.71}), min_agreement=0.7).status == "passed"
     assert judge("forgetting", with_forgetting(run, {"aorta": 0.95}), min_agreement=0.99).status == "failed"
+
+
+def test_a_smoke_run_on_nvidias_bundle_is_not_held_to_ranges_measured_on_bundle(run):
+    other = edited(run, lambda d: d["input"]["bundle"].update(source="hub", path="/hub/NV-Segment-CT"))
+    verdict = judge("reference", other)
+    assert verdict.status == "skipped" and "measured with this project's bundle/" in verdict.message
