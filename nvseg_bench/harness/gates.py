@@ -204,7 +204,11 @@ def significance(run: RunEvidence, required: bool = False) -> Verdict:
         return skip(f"off (--nvseg-require-significant turns it on); {said}")
     if confidence == "clear":
         return ok(said)
-    return bad(f"{said}; the gain is not clear of noise: add validation cases or run a seed sweep (--nvseg-seeds)")
+    if confidence == "too_few_cases":
+        return bad(f"{said}; too few validation cases for a verdict: cross-validate to score every case "
+                   "(--nvseg-folds=all)")
+    return bad(f"{said}; the gain is not clear of noise: add validation cases, cross-validate (--nvseg-folds=all) "
+               "or run a seed sweep (--nvseg-seeds)")
 
 
 def telemetry(run: RunEvidence) -> Verdict:

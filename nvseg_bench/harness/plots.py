@@ -114,8 +114,13 @@ def overlay_plot(doc: dict[str, Any], run_dir: Path) -> bytes | None:
     return _png(figure)
 
 
+FOLD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+               "#17becf")  # matplotlib's tab10
+
+
 def slope_plot(doc: dict[str, Any]) -> bytes | None:
-    """Paired slope chart: one line per validation case, formal Dice before -> after finetuning."""
+    """Paired slope chart: one line per validation case, formal Dice before -> after finetuning; in a
+    cross-validation every case, coloured by its fold, with each fold's gain in the legend."""
     from matplotlib.figure import Figure
 
     out = doc.get("output", {})
@@ -125,10 +130,21 @@ def slope_plot(doc: dict[str, Any]) -> bytes | None:
         return None
     figure = Figure(figsize=(4.8, 4.2))
     ax = figure.add_subplot()
+    cv = out.get("cv") or {}
+    folds = cv.get("case_folds") or {}
     for case in cases:
         gain = after[case] - before[case]
         color = FINETUNED_COLOR if gain > 0 else PRETRAINED_COLOR if gain < 0 else "#888888"
+        if folds:  # a cross-validation: each case in the colour of the fold that held it out
+            color = FOLD_COLORS[sorted(cv["folds"]).index(folds[case]) % len(FOLD_COLORS)]
         ax.plot([0, 1], [before[case], after[case]], "o-", color=color, alpha=0.75, lw=1.2)
+    if folds:
+        gains = cv.get("fold_gains") or {}
+        for index, fold in enumerate(sorted(cv["folds"])):
+            gain = gains.get(str(fold))
+            ax.plot([], [], "o-", color=FOLD_COLORS[index % len(FOLD_COLORS)],
+                    label=f"fold {fold}" + (f" ({gain:+.3f})" if gain is not None else ""))
+        ax.legend(fontsize=7, loc="best")
     stats = out.get("formal_gain_stats") or {}
     if stats.get("ci_low") is not None:
         title = (f"mean gain {stats['mean_gain']:+.4f}, 95% CI {stats['ci_low']:+.4f}..{stats['ci_high']:+.4f}\n"

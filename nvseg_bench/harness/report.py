@@ -43,6 +43,7 @@ class RunPage:
                 ("formal Dice finetuned", number(out.get("formal_finetuned_val_dice"))),
                 ("improvement", number(out.get("formal_improvement_over_pretrained"), "+.4f")),
                 ("gain confidence", str(out.get("gain_confidence") or "-")),
+                *([("fold gains", fold_gains(out["cv"]))] if out.get("cv") else []),
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
                 ("evidence", f"{self.record.out} ({self.record.source})")]
@@ -70,6 +71,12 @@ class RunPage:
             rows.append((name, f"{seconds:.1f}", "-" if memory is None else f"{memory:.0f} ({kind})", str(codes.get(name, "-"))))
         rows.append(("all", f"{runtime.get('wall_seconds', 0):.1f}", "", str(runtime.get("return_code", "-"))))
         return rows
+
+
+def fold_gains(cv: dict[str, Any]) -> str:
+    """A cross-validation's per-fold gains, e.g. `fold 0 +0.181, fold 1 +0.213`."""
+    gains = cv.get("fold_gains") or {}
+    return ", ".join(f"fold {fold} {number(gains.get(str(fold)), '+.4f')}" for fold in cv.get("folds", []))
 
 
 def build_page(record: RunRecord) -> RunPage:

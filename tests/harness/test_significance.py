@@ -60,3 +60,33 @@ def test_harness_seeds_reach_the_cli_as_a_sweep():
     from nvseg_bench.harness.options import _seed_args
 
     assert _seed_args("0,1,2") == ["--seeds", "0,1,2"]
+
+
+def test_harness_folds_reach_the_cli_as_a_cross_validation():
+    from nvseg_bench.harness.options import _fold_args
+
+    assert _fold_args("ALL") == ["--folds", "all"] and _fold_args("0, 2") == ["--folds", "0,2"] and _fold_args(None) == []
+
+
+def test_harness_folds_that_do_not_parse_are_a_usage_error():
+    from nvseg_bench.harness.options import _fold_args
+
+    with pytest.raises(pytest.UsageError, match="--nvseg-folds"):
+        _fold_args("0")
+
+
+def test_when_required_a_gain_on_too_few_cases_fails_and_points_to_folds():
+    few = {k: v for k, v in list(BEFORE.items())[:3]}
+    out = {"formal_pretrained_per_case": few, "formal_finetuned_per_case": {k: v + 0.1 for k, v in few.items()}}
+    out |= output_fields(few, out["formal_finetuned_per_case"], kept_finetuned=True)
+    run = RunEvidence("smoke", Path("/nowhere"), 0, 1.0, [], "ran", "k", "now", True, None,
+                      _doc={"status": "passed", "output": out})
+    verdict = judge("significance", run, require_significant=True)
+    assert verdict.status == "failed" and "--nvseg-folds=all" in verdict.message
+
+
+def test_a_cross_validations_slope_chart_colours_cases_by_fold():
+    doc = _run(CLEAR).doc
+    doc["output"]["cv"] = {"folds": [0, 1], "case_folds": {n: i % 2 for i, n in enumerate(BEFORE)},
+                           "fold_gains": {"0": 0.02, "1": 0.025}}
+    assert slope_plot(doc).startswith(b"\x89PNG\r\n\x1a\n")
