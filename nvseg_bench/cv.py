@@ -145,11 +145,12 @@ def pooled_cases(docs: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def headline(cv: dict[str, Any]) -> str:
     pooled, k, n = cv["pooled"], len(cv["folds"]), cv["n_cases"]
-    failed = [r["fold"] for r in cv["runs"] if r["status"] != "passed"]
+    finished = {r["fold"] for r in cv["runs"] if r["status"] == "passed"}
+    unfinished = [f for f in cv["folds"] if f not in finished]
     keep = (f"keep fold {cv['recommended_fold']}'s finetuned checkpoint" if cv["recommended_is_finetuned"]
             else "keep the pretrained checkpoint")
-    if failed or len(cv["runs"]) < k or not pooled.get("n_cases"):
-        return f"{k}-fold CV: fold(s) {failed or 'after the last one'} did not finish; {keep}"
+    if unfinished or not pooled.get("n_cases"):
+        return f"{k}-fold CV: fold(s) {unfinished} did not finish, so there is no pooled verdict; {keep}"
     spread = cv["fold_gain"]
     return (f"{k}-fold CV over {n} cases: formal Dice {cv['formal_pretrained_val_dice']:.4f} -> "
             f"{cv['formal_finetuned_val_dice']:.4f} ({pooled['mean_gain']:+.4f}{gain_stats.summary(pooled)}; "
@@ -157,7 +158,7 @@ def headline(cv: dict[str, Any]) -> str:
 
 
 def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], chosen: list[int], out_dir: Path,
-             source: str) -> dict[str, Any]:
+             source: str, pretrained: str = "") -> dict[str, Any]:
     """cv.json from each fold's output.json document (and its path)."""
     rows = [_fold_row(k, doc, path, fold_cases(entries, k)) for k, (doc, path) in docs.items()]
     cases = pooled_cases({k: doc for k, (doc, _) in docs.items()})
@@ -171,7 +172,7 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
     verdict = decision.decide_cv(confidence=pooled["confidence"] if every_fold else None,
                                  pooled_gain=pooled["mean_gain"], fold=median, fold_ckpt=row.get("finetuned_ckpt"),
                                  fold_changed=bool(row.get("tensors_changed") and row.get("finetuned_ckpt_exists")),
-                                 pretrained_ckpt=next((r["pretrained_ckpt"] for r in rows if r["pretrained_ckpt"]), ""))
+                                 pretrained_ckpt=next((r["pretrained_ckpt"] for r in rows if r["pretrained_ckpt"]), pretrained))
     cv = {
         "kind": "nvseg_cross_validation",
         "out_dir": str(out_dir),
@@ -249,6 +250,8 @@ def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]],
 
 
 class CvShow(Protocol):
+    def plan(self, p: Prepared) -> None: ...
+
     def fold_started(self, fold: int, index: int, total: int) -> None: ...
 
     def fold_done(self, fold: int, outcome: Outcome) -> None: ...
@@ -278,6 +281,7 @@ def run_cv(req: Request, show: CvShow) -> int:
     prepared, entries, every, source = prepare_folds(req)
     chosen = list(prepared)
     out_dir = prepared[chosen[0]].out_dir.parent
+    show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
     shared, interrupted = pretrained_pass(prepared[chosen[0]], every, out_dir)
     docs: dict[int, tuple[dict[str, Any], Path]] = {}
     code = 130 if interrupted else 0
@@ -292,7 +296,10 @@ def run_cv(req: Request, show: CvShow) -> int:
         code = code or outcome.code
         if outcome.code == 130:
             break
-    cv = assemble(docs, entries, chosen, out_dir, source)
+    cv = assemble(docs, entries, chosen, out_dir, source, prepared[chosen[0]].weights.path)
+    if not ok and shared is not None:
+        cv["headline"] = (f"{len(chosen)}-fold CV: the shared evaluation of the pretrained checkpoint did not finish "
+                          f"({shared.failure or f'exit {shared.return_code}'}; see {shared.log_path}); no fold ran")
     if docs:
         path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started)
         code = code or (SCHEMA_BUG if errors else 0)

@@ -90,3 +90,19 @@ def test_a_cross_validations_slope_chart_colours_cases_by_fold():
     doc["output"]["cv"] = {"folds": [0, 1], "case_folds": {n: i % 2 for i, n in enumerate(BEFORE)},
                            "fold_gains": {"0": 0.02, "1": 0.025}}
     assert slope_plot(doc).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def _cv_run(confidence: str, recommended: str) -> RunEvidence:
+    out = {"formal_eval_enabled": True, "formal_pretrained_val_dice": 0.2, "formal_finetuned_val_dice": 0.3,
+           "gain_confidence": confidence, "finetuned_ckpt": "fold-2.pt", "pretrained_ckpt": "pre.pt",
+           "finetuned_ckpt_exists": True, "finetuned_ckpt_matches_pretrained_weights": False,
+           "recommended_ckpt": recommended, "cv": {"folds": [0, 1, 2], "representative_fold": 2}}
+    return RunEvidence("user", Path("/nowhere"), 0, 1.0, [], "ran", "k", "now", True, None,
+                       _doc={"status": "passed", "output": out})
+
+
+def test_the_decision_gate_holds_a_cross_validation_to_its_own_rule():
+    assert judge("decision", _cv_run("within_noise", "pre.pt")).status == "passed"
+    assert judge("decision", _cv_run("clear", "fold-2.pt")).status == "passed"
+    verdict = judge("decision", _cv_run("within_noise", "fold-2.pt"))
+    assert verdict.status == "failed" and "cross-validation rule" in verdict.message
