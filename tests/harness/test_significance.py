@@ -106,3 +106,9 @@ def test_the_decision_gate_holds_a_cross_validation_to_its_own_rule():
     assert judge("decision", _cv_run("clear", "fold-2.pt")).status == "passed"
     verdict = judge("decision", _cv_run("within_noise", "fold-2.pt"))
     assert verdict.status == "failed" and "cross-validation rule" in verdict.message
+
+
+def test_the_report_lists_each_folds_gain_in_fold_order():
+    from nvseg_bench.harness.report import fold_gains
+
+    assert fold_gains({"folds": [0, 3], "fold_gains": {"3": -0.01, "0": 0.125}}) == "fold 0 +0.1250, fold 3 -0.0100"
