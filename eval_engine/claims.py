@@ -86,7 +86,9 @@ def check_trajectory(pack: Pack) -> Finding:
 
 def expected_decision(out: dict[str, Any]) -> dict[str, Any]:
     """The keep rule, written again here on purpose: the verifier never imports the code it audits, so a
-    fault in nvseg_bench/evidence/decision.py cannot also pass this check."""
+    fault in nvseg_bench/evidence/decision.py cannot also pass this check. In a cross-validation's top-level
+    pack (output.cv) the pooled figures decide and the kept checkpoint must also be clear of noise; gain_stats
+    re-derives that confidence."""
     pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
     start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
     changed = out.get("finetuned_ckpt_matches_pretrained_weights") is False
@@ -97,6 +99,8 @@ def expected_decision(out: dict[str, Any]) -> dict[str, Any]:
         gain = None if start is None or best is None else best - start
         improved, regressed = gain is not None and gain > GAIN, False
     keep = improved and changed and bool(out.get("finetuned_ckpt_exists"))
+    if out.get("cv"):  # a cross-validation's pack: a fold checkpoint only on a pooled gain clear of noise
+        keep = keep and out.get("gain_confidence") == "clear"
     return {"improved": improved, "regressed": regressed,
             "recommended_ckpt": out.get("finetuned_ckpt") if keep else out.get("pretrained_ckpt")}
 

@@ -5,7 +5,8 @@ the mean gain, the bootstrap interval with the recorded seed and resample count 
 draw: numpy's default_rng(seed).integers(0, n, size=(resamples, n)) over cases in sorted name
 order, bounds by linear interpolation between order statistics), the exact two-sided Wilcoxon
 signed-rank p-value where it is exact (no ties, no zero gains, up to 50 cases), the counts of cases
-better, worse and unchanged, and the confidence class. Own code; nothing of the producer's.
+better, worse and unchanged, and the confidence class (`too_few_cases` below 6 paired cases). Own code;
+nothing of the producer's.
 """
 from __future__ import annotations
 
@@ -22,10 +23,15 @@ from .pack import Pack
 DECIMALS_TOLERANCE = 5e-5  # "the same to 4 decimals"
 CSV_NAME = "val_mean_dice_raw.csv"
 EXACT_MAX_CASES = 50
+MIN_VERDICT_CASES = 6  # fewer paired cases: `too_few_cases` (a two-sided signed-rank p cannot reach 0.05 below 6)
 
 
 def read_per_case(pack: Pack, phase: str) -> dict[str, float] | None:
-    path = pack.root / phase / CSV_NAME
+    return read_csv(pack, pack.root / phase / CSV_NAME)
+
+
+def read_csv(pack: Pack, path: Path) -> dict[str, float] | None:
+    """Per-case mean Dice by image file name from one val_mean_dice_raw.csv; None when it is absent."""
     if not path.is_file():
         return None
     pack.note(path)
@@ -71,14 +77,65 @@ def exact_signed_rank_p(gains: np.ndarray) -> float | None:
     return min(1.0, 2 * sum(ways[: statistic + 1]) / 2**n)
 
 
-def _near(a: Any, b: Any) -> bool:
+def near(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return abs(float(a) - float(b)) <= DECIMALS_TOLERANCE
 
 
-def _class(low: float, high: float) -> str:
+def _class(low: float, high: float, n_cases: int) -> str:
+    if n_cases < MIN_VERDICT_CASES:
+        return "too_few_cases"
     return "clear" if low > 0 else "clear_loss" if high < 0 else "within_noise"
+
+
+def derive(before: dict[str, float], after: dict[str, float], claimed: dict[str, Any]) -> dict[str, Any]:
+    """The paired figures of two per-case tables, drawn with the claim's recorded seed, resamples, level and
+    tolerance: n_cases, same_cases, mean_gain, better_worse_unchanged, ci_low/ci_high/confidence where an
+    interval applies, wilcoxon_p where the exact test applies."""
+    names = sorted(before.keys() & after.keys())
+    gains = np.array([after[k] - before[k] for k in names])
+    same = before.keys() == after.keys()
+    numbers: dict[str, Any] = {"n_cases": len(names), "same_cases": same}
+    if len(names):
+        tol = float(claimed.get("unchanged_tolerance") or 0.0)
+        numbers["mean_gain"] = float(gains.mean())
+        numbers["better_worse_unchanged"] = (int((gains > tol).sum()), int((gains < -tol).sum()),
+                                             int((np.abs(gains) <= tol).sum()))
+    boot = claimed.get("bootstrap") or {}
+    if same and len(names) >= 2 and "seed" in boot and "resamples" in boot:
+        low, high = bootstrap(gains, int(boot["seed"]), int(boot["resamples"]), float(claimed.get("ci_level", 0.95)))
+        numbers |= {"ci_low": low, "ci_high": high, "seed": boot["seed"], "resamples": boot["resamples"],
+                    "confidence": _class(low, high, len(names))}
+    exact = exact_signed_rank_p(gains) if same and len(names) >= 5 else None
+    if exact is not None:
+        numbers["wilcoxon_p"] = exact
+    return numbers
+
+
+def disagreements(numbers: dict[str, Any], claimed: dict[str, Any]) -> list[str]:
+    """Where a claimed formal_gain_stats-shaped block differs from derive()'s figures."""
+    problems = []
+    if claimed.get("same_cases") != numbers["same_cases"] or claimed.get("n_cases") != numbers["n_cases"]:
+        problems.append(f"{numbers['n_cases']} paired cases (same cases: {numbers['same_cases']}); claimed "
+                        f"{claimed.get('n_cases')} (same cases: {claimed.get('same_cases')})")
+    if "mean_gain" in numbers and not near(numbers["mean_gain"], claimed.get("mean_gain")):
+        problems.append(f"mean gain {numbers['mean_gain']:+.4f}, claimed {claimed.get('mean_gain')}")
+    counts = numbers.get("better_worse_unchanged")
+    said = (claimed.get("n_better"), claimed.get("n_worse"), claimed.get("n_unchanged"))
+    if counts is not None and counts != said:
+        problems.append(f"better/worse/unchanged {counts}, claimed {said}")
+    if "ci_low" in numbers:
+        if not (near(numbers["ci_low"], claimed.get("ci_low")) and near(numbers["ci_high"], claimed.get("ci_high"))):
+            problems.append(f"bootstrap interval {numbers['ci_low']:+.4f}..{numbers['ci_high']:+.4f} (seed "
+                            f"{numbers['seed']}), claimed {claimed.get('ci_low')}..{claimed.get('ci_high')}")
+        elif claimed.get("confidence") != numbers["confidence"]:
+            problems.append(f"confidence is {numbers['confidence']}, claimed {claimed.get('confidence')}")
+    elif claimed.get("ci_low") is not None:
+        problems.append("an interval is claimed where the cases do not support one")
+    if "wilcoxon_p" in numbers and not near(numbers["wilcoxon_p"], claimed.get("wilcoxon_p")):
+        problems.append(f"Wilcoxon p {numbers['wilcoxon_p']:.4f}, claimed {claimed.get('wilcoxon_p')}")
+    return problems
 
 
 def check_gain_stats(pack: Pack) -> Finding:
@@ -96,43 +153,15 @@ def check_gain_stats(pack: Pack) -> Finding:
     for side, csv_values in (("formal_pretrained_per_case", before), ("formal_finetuned_per_case", after)):
         reported = out.get(side) or {}
         off = sorted(k for k in csv_values.keys() | reported.keys()
-                     if not _near(csv_values.get(k), reported.get(k)))
+                     if not near(csv_values.get(k), reported.get(k)))
         if off:
             problems.append(f"{side} differs from the CSV for {', '.join(off)}")
-    names = sorted(before.keys() & after.keys())
-    gains = np.array([after[k] - before[k] for k in names])
-    same = before.keys() == after.keys()
-    if claimed.get("same_cases") != same or claimed.get("n_cases") != len(names):
-        problems.append(f"{len(names)} paired cases (same cases: {same}); output.json claims {claimed.get('n_cases')} "
-                        f"(same cases: {claimed.get('same_cases')})")
-    numbers: dict[str, Any] = {"n_cases": len(names)}
-    if len(names):
-        numbers["mean_gain"] = float(gains.mean())
-        if not _near(numbers["mean_gain"], claimed.get("mean_gain")):
-            problems.append(f"mean gain {numbers['mean_gain']:+.4f}, claimed {claimed.get('mean_gain')}")
-        tol = float(claimed.get("unchanged_tolerance") or 0.0)
-        counts = (int((gains > tol).sum()), int((gains < -tol).sum()), int((np.abs(gains) <= tol).sum()))
-        numbers["better_worse_unchanged"] = counts
-        if counts != (claimed.get("n_better"), claimed.get("n_worse"), claimed.get("n_unchanged")):
-            problems.append(f"better/worse/unchanged {counts}, claimed {(claimed.get('n_better'), claimed.get('n_worse'), claimed.get('n_unchanged'))}")
-    boot = claimed.get("bootstrap") or {}
-    if same and len(names) >= 2 and "seed" in boot and "resamples" in boot:
-        low, high = bootstrap(gains, int(boot["seed"]), int(boot["resamples"]), float(claimed.get("ci_level", 0.95)))
-        numbers |= {"ci_low": low, "ci_high": high, "seed": boot["seed"], "resamples": boot["resamples"]}
-        if not (_near(low, claimed.get("ci_low")) and _near(high, claimed.get("ci_high"))):
-            problems.append(f"bootstrap interval {low:+.4f}..{high:+.4f} (seed {boot['seed']}), claimed "
-                            f"{claimed.get('ci_low')}..{claimed.get('ci_high')}")
-        elif claimed.get("confidence") != _class(low, high) or out.get("gain_confidence") != _class(low, high):
-            problems.append(f"confidence is {_class(low, high)}, claimed {claimed.get('confidence')} / "
-                            f"gain_confidence {out.get('gain_confidence')}")
-    elif claimed.get("ci_low") is not None:
-        problems.append("an interval is claimed where the cases do not support one")
-    exact = exact_signed_rank_p(gains) if same and len(names) >= 5 else None
-    if exact is not None:
-        numbers["wilcoxon_p"] = exact
-        if not _near(exact, claimed.get("wilcoxon_p")):
-            problems.append(f"Wilcoxon p {exact:.4f}, claimed {claimed.get('wilcoxon_p')}")
+    numbers = derive(before, after, claimed)
+    problems += disagreements(numbers, claimed)
+    if "confidence" in numbers and out.get("gain_confidence") != numbers["confidence"]:
+        problems.append(f"gain_confidence is {out.get('gain_confidence')}, the interval over "
+                        f"{numbers['n_cases']} cases gives {numbers['confidence']}")
     if problems:
         return failed(name, "; ".join(problems), **numbers)
     interval = f", interval {numbers['ci_low']:+.4f}..{numbers['ci_high']:+.4f}" if "ci_low" in numbers else ""
-    return passed(name, f"re-derived from the per-case CSVs: {len(names)} cases{interval}", **numbers)
+    return passed(name, f"re-derived from the per-case CSVs: {numbers['n_cases']} cases{interval}", **numbers)

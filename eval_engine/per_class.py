@@ -5,7 +5,7 @@ labels). Here it is held against what the pack says of it: output.json's per-cas
 and per-class means, and the bundle's own raw CSV, whose column `classI` is the I-th pair of
 input.label_mappings. Each class's paired statistics are re-derived from those CSV columns the way
 gain_check.py does it for the mean, and `class_regressions` must list exactly the classes whose
-interval lies below 0. Own code; nothing of the producer's.
+interval lies below 0 over at least MIN_VERDICT_CASES cases. Own code; nothing of the producer's.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .findings import Finding, failed, passed, skipped
-from .gain_check import CSV_NAME, bootstrap
+from .gain_check import CSV_NAME, MIN_VERDICT_CASES, bootstrap
 from .pack import Pack
 
 TOLERANCE = 1e-3  # as recompute.DICE_TOLERANCE: predictions are re-scored on the original grid
@@ -117,8 +117,8 @@ def check_class_gains(pack: Pack) -> Finding:
         for field in ("n_cases", "mean_gain", "ci_low", "ci_high"):
             if _differs(found.get(field), stated.get(field)):
                 problems.append(f"{key}: {field} {found.get(field)}, claimed {stated.get(field)}")
-        if found.get("ci_high") is not None and found["ci_high"] < 0:
-            below.append(key)
+        if found.get("ci_high") is not None and found["ci_high"] < 0 and found["n_cases"] >= MIN_VERDICT_CASES:
+            below.append(key)  # fewer cases get no verdict (too_few_cases), so no regression either
     listed = sorted(row["class"] for row in out.get("class_regressions") or [])
     if listed != sorted(below):
         problems.append(f"class_regressions lists {listed}; the intervals below 0 are {sorted(below)}")

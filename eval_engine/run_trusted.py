@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import VERSION, claims, forgetting_check, gain_check, integrity, per_class, plausibility, provenance, recompute
+from . import (VERSION, claims, cv_check, forgetting_check, gain_check, integrity, per_class, plausibility, provenance,
+               recompute)
 from .findings import Finding, failed, passed, verdict
 from .pack import PackError, load_pack
 
@@ -46,7 +47,7 @@ def audit(pack_dir: Path, schema: Path = claims.SCHEMA) -> tuple[list[Finding], 
                 *recompute.recompute_formal(pack, "eval_pretrained", "formal_pretrained_val_dice"),
                 *recompute.recompute_formal(pack, "eval_finetuned", "formal_finetuned_val_dice"),
                 claims.check_trajectory(pack), claims.check_decision(pack), claims.check_dataset_audit(pack),
-                plausibility.check_anatomy(pack), gain_check.check_gain_stats(pack),
+                plausibility.check_anatomy(pack), gain_check.check_gain_stats(pack), cv_check.check_cv(pack),
                 per_class.check_class_gains(pack), forgetting_check.check_forgetting(pack), claims.check_references(pack),
                 claims.check_environment(pack), provenance.check_bundle(pack)]
     return findings, pack.read

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from nvseg_bench import PROG, __version__, commands
 from nvseg_bench.phases.child import sigterm_as_interrupt
 from nvseg_bench.errors import NvsegError
-from nvseg_bench.inputs.request import (Request, checked_type, from_namespace, parse_new_class, parse_seeds,
+from nvseg_bench.inputs.request import (Request, checked_type, from_namespace, parse_folds, parse_new_class, parse_seeds,
                                         positive_float)
 
 EXIT_CODES = """`nvseg-finetune fetch-bundle` downloads NVIDIA's pinned NV-Segment-CT bundle (configs, scripts,
@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--seeds", type=parse_seeds, metavar="LIST",
                         help="a seed sweep, e.g. 0,1,2: one finetune per seed into OUT/seed-S, one shared pretrained "
                              "evaluation, the gain's spread in OUT/sweep.json")
+    recipe.add_argument("--folds", type=parse_folds, metavar="LIST",
+                        help="cross-validation, 'all' or e.g. 0,1,2,3,4: one finetune per fold into OUT/fold-K, each "
+                             "validating on its fold, one shared pretrained evaluation, the pooled verdict over every "
+                             "case in OUT/cv.json and OUT/output.json")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
     forgetting = recipe.add_mutually_exclusive_group()
     forgetting.add_argument("--forgetting-check", nargs="?", const="5", metavar="N|NAMES",
@@ -134,6 +138,10 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]) -> Request:
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     req = resume_request(args, argv) if args.resume else to_request(args, argv)
+    if req.folds:
+        from nvseg_bench.cv import run_cv  # the run's modules load after parsing: --help stays fast
+
+        return run_cv(req, Console())
     if req.seeds:
         from nvseg_bench.sweep import run_sweep  # the run's modules load after parsing: --help stays fast
 
@@ -192,10 +200,23 @@ class Console:
         self.say(f"{PROG}: sweep seed {seed} ({index} of {total})")
 
     def seed_done(self, seed: int, outcome) -> None:
+        self._member_done(f"seed {seed}", outcome)
+
+    def fold_started(self, fold: int, index: int, total: int) -> None:
+        self.say(f"{PROG}: cross-validation fold {fold} ({index} of {total})")
+
+    def fold_done(self, fold: int, outcome) -> None:
+        self._member_done(f"fold {fold}", outcome)
+
+    def _member_done(self, name: str, outcome) -> None:
         self._schema(outcome.schema_errors)
-        self.say(f"{PROG}: seed {seed}: {outcome.doc['headline']}\n  output.json: {outcome.path}")
+        self.say(f"{PROG}: {name}: {outcome.doc['headline']}\n  output.json: {outcome.path}")
         if outcome.doc["output"].get("gain_warning"):
-            self.say(f"{PROG}: seed {seed}: warning: {outcome.doc['output']['gain_warning']}")
+            self.say(f"{PROG}: {name}: warning: {outcome.doc['output']['gain_warning']}")
+
+    def cv_done(self, cv: dict, path: Path) -> None:
+        self.say(f"{PROG}: {cv['headline']}\n  {cv['decision_reason']}\n  {path.name}: {path}")
+        self.say(f"  recommended checkpoint: {cv['recommended_ckpt']}")
 
     def sweep_done(self, sweep: dict, path: Path) -> None:
         from nvseg_bench.sweep import sweep_line
@@ -242,6 +263,9 @@ def resume_request(given: argparse.Namespace, argv: Sequence[str]) -> Request:
     except SystemExit:
         raise NvsegError(f"the command recorded in {out}/output.json does not parse any more: "
                          f"{invocation.get('command')!r}.", fix=["Start a new run with that command instead."]) from None
+    if args.folds:
+        raise NvsegError(f"{out} is part of a cross-validation ({invocation.get('command')}); it is not resumed.",
+                         fix=["Rerun the cross-validation in a new --output-dir."])
     if args.seeds:
         raise NvsegError(f"{out} is part of a seed sweep ({invocation.get('command')}); a sweep is not resumed.",
                          fix=["Rerun the sweep, or run the missing seed on its own with --seed."])

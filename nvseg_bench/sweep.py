@@ -31,6 +31,7 @@ from nvseg_bench.phases.loop import run_phases
 from nvseg_bench.paths import phase_log
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import prepare
+from nvseg_bench.prepared import Prepared
 from nvseg_bench.run import Outcome, conclude
 
 SWEEP_FILE = "sweep.json"
@@ -126,19 +127,25 @@ def evidence_dir(out_dir: Path) -> Path:
     return seed_dir(out_dir, seed) if seed is not None else out_dir
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    """Hard links where the file system allows (no extra disk), copies elsewhere."""
-    def link(a: str, b: str) -> None:
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
+def link_file(src: str | Path, dst: str | Path) -> None:
+    """A hard link where the file system allows (no extra disk), a copy elsewhere."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
-    shutil.copytree(src, dst, copy_function=link, dirs_exist_ok=True)
+
+def link_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, copy_function=link_file, dirs_exist_ok=True)
 
 
 def share(first: Path, target: Path) -> None:
-    _link_tree(first / SHARED_PHASE, target / SHARED_PHASE)
+    link_tree(first / SHARED_PHASE, target / SHARED_PHASE)
+    share_log(first, target)
+
+
+def share_log(first: Path, target: Path) -> None:
+    """The shared evaluation's log, copied into a member run's logs/ (a copy: the member's manifest hashes it)."""
     (target / "logs").mkdir(parents=True, exist_ok=True)
     log = first / "logs" / f"{SHARED_PHASE}.log"
     if log.is_file():
@@ -186,8 +193,15 @@ def run_seed(req: Request, seed: int, shared: PhaseResult | None,
     prepared = prepare(replace(req, output_dir=seed_dir(req.output_dir, seed), seed=seed, seeds=None))
     if shared is not None and first_dir is not None:
         share(first_dir, prepared.out_dir)
+    return run_sharing(prepared, shared, started, started_epoch)
+
+
+def run_sharing(prepared: Prepared, shared: PhaseResult | None, started: float,
+                started_epoch: float) -> tuple[Outcome, PhaseResult | None]:
+    """The phases and output.json of one member run (a sweep's seed, a CV fold); with `shared`, the
+    pretrained evaluation already in its folder stands for the phase, which is not run again."""
     phases = run_phases(prepared, started_epoch, skip=frozenset({SHARED_PHASE}) if shared else frozenset())
-    if shared is not None:  # evaluated once for the sweep; its figures are that evaluation's
+    if shared is not None:  # evaluated once for all members; its figures are that evaluation's
         log = str(phase_log(prepared.out_dir, SHARED_PHASE))
         phases = replace(phases, results={SHARED_PHASE: replace(shared, log_path=log)} | phases.results)
     outcome = conclude(prepared, phases, started=started, started_epoch=started_epoch)

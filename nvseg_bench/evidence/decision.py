@@ -95,3 +95,44 @@ def judge(results: dict[str, PhaseResult], *, interrupted: bool, planned: bool, 
     if status == "passed" and not checks["passed"]:
         code = EXIT_SANITY_FAILED
     return Judgement(status, code, checks, checks["passed"])
+
+
+CV_RULE = ("cross-validation judges the recipe, not a checkpoint: the pretrained checkpoint unless the pooled 95% "
+           "interval over every case lies above 0 (gain_confidence clear) and the pooled gain exceeds "
+           f"{MIN_GAIN}; then the checkpoint of the fold with the median gain (lower median for an even count), "
+           "if its tensors changed, never the best fold's (the fold gains are noisy, the maximum the luckiest)")
+
+
+def median_fold(gains: dict[int, float]) -> int | None:
+    """The fold with the median gain, the lower median for an even count (ties broken by fold value)."""
+    ranked = sorted(gains, key=lambda fold: (gains[fold], fold))
+    return ranked[(len(ranked) - 1) // 2] if ranked else None
+
+
+def decide_cv(*, confidence: str | None, pooled_gain: float | None, fold: int | None, fold_ckpt: str | None,
+              fold_changed: bool, pretrained_ckpt: str) -> dict[str, Any]:
+    """CV_RULE for a cross-validation's pooled figures; `fold` is median_fold of the fold gains."""
+    improved = pooled_gain is not None and pooled_gain > MIN_GAIN
+    keep = confidence == "clear" and improved and fold is not None and bool(fold_ckpt) and fold_changed
+    if keep:
+        reason = (f"the pooled gain {pooled_gain:+.4f} is clear of noise; fold {fold} has the median gain, so its "
+                  "checkpoint stands for the recipe")
+    elif confidence != "clear":
+        reason = (f"the pooled gain is not clear of noise ({confidence or 'no paired evaluation'}); keep the "
+                  "pretrained checkpoint")
+    elif not improved:
+        reason = f"the pooled gain does not exceed {MIN_GAIN}; keep the pretrained checkpoint"
+    else:
+        reason = f"fold {fold}'s checkpoint holds the pretrained weights; keep the pretrained checkpoint"
+    return {
+        "recommended_ckpt": fold_ckpt if keep else pretrained_ckpt,
+        "recommended_is_finetuned": keep,
+        "recommended_fold": fold if keep else None,
+        "decision_reason": reason,
+        "decision_basis": "pooled formal original-spacing Dice over every case, each scored by the fold that held it out",
+        "improved": improved,
+        "regressed": pooled_gain is not None and pooled_gain < -MIN_GAIN,
+        "formal_improvement_over_pretrained": pooled_gain,
+        "formal_improved": improved,
+        "formal_regressed": pooled_gain is not None and pooled_gain < -MIN_GAIN,
+    }

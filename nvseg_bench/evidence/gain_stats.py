@@ -3,7 +3,14 @@
 From the per-case Dice of the two formal eval phases (paired by case name): the mean gain, a
 seeded 95% paired bootstrap interval of it, the Wilcoxon signed-rank p-value, and how many cases
 got better, worse or stayed the same. The interval is what `gain_confidence` reads: `clear` when
-it lies above 0, `clear_loss` below 0, `within_noise` when it spans 0.
+it lies above 0, `clear_loss` below 0, `within_noise` when it spans 0, and `too_few_cases` below
+MIN_VERDICT_CASES paired cases, whatever the interval says.
+
+Why 6: below it neither test can tell a gain from chance. A two-sided Wilcoxon signed-rank test over
+n cases has the smallest p-value 2/2^n, which first falls below 0.05 at n = 6 (0.031; 0.0625 at 5).
+A bootstrap over n cases has only C(2n-1, n) distinct resamples (3 for 2 cases, 126 for 5, 462 for 6),
+and its percentile interval over a handful of values is narrower than the truth: two cases that both
+gained give an interval above 0 every time. The interval is still computed and kept, not trusted.
 
 The bootstrap is reproducible from the recorded seed by anyone: indices come from
 `numpy.random.default_rng(seed).integers(0, n, size=(resamples, n))` over the cases in sorted
@@ -21,7 +28,11 @@ BOOTSTRAP_SEED = 0
 RESAMPLES = 10_000
 LEVEL = 0.95
 MIN_WILCOXON_CASES = 5
+MIN_VERDICT_CASES = 6  # see the module docstring: the first n at which a two-sided signed-rank p can be < 0.05
+TOO_FEW = "too_few_cases"
 UNCHANGED_TOLERANCE = 1e-6  # per-case Dice is written with finite precision; closer than this is a tie
+TOO_FEW_FIX = (f"an interval needs at least {MIN_VERDICT_CASES} paired cases; cross-validate (--folds all) to "
+               "score every case")
 METHOD = ("indices numpy.random.default_rng(seed).integers(0, n, size=(resamples, n)) over cases in sorted "
           "name order; bounds are linear-interpolated percentiles of the resampled mean gains")
 
@@ -57,10 +68,13 @@ def wilcoxon_p(gains: np.ndarray) -> tuple[float | None, str | None]:
     return float(wilcoxon(gains).pvalue), None
 
 
-def confidence(low: float | None, high: float | None) -> str | None:
-    """`clear` (interval above 0), `clear_loss` (below 0), `within_noise` (spans 0); None without one."""
+def confidence(low: float | None, high: float | None, n_cases: int = MIN_VERDICT_CASES) -> str | None:
+    """`clear` (interval above 0), `clear_loss` (below 0), `within_noise` (spans 0); None without one;
+    `too_few_cases` below MIN_VERDICT_CASES paired cases."""
     if low is None or high is None:
         return None
+    if n_cases < MIN_VERDICT_CASES:
+        return TOO_FEW
     if low > 0:
         return "clear"
     if high < 0:
@@ -100,7 +114,7 @@ def gain_stats(before: dict[str, float], after: dict[str, float], seed: int = BO
         "n_worse": int(np.sum(gains < -UNCHANGED_TOLERANCE)),
         "n_unchanged": int(np.sum(np.abs(gains) <= UNCHANGED_TOLERANCE)),
         "unchanged_tolerance": UNCHANGED_TOLERANCE,
-        "confidence": confidence(low, high),
+        "confidence": confidence(low, high, n),
     }
 
 
@@ -111,11 +125,16 @@ def summary(stats: dict[str, Any] | None) -> str:
     better = f"{stats['n_better']} of {stats['n_cases']} cases better"
     if stats["ci_low"] is None:
         return f", {better}"
+    if stats["confidence"] == TOO_FEW:
+        return f", {better}; too few cases for a verdict: {TOO_FEW_FIX}"
     return f", 95% CI {stats['ci_low']:+.3f}..{stats['ci_high']:+.3f}, {better}"
 
 
 def noise_warning(stats: dict[str, Any] | None, kept_finetuned: bool) -> str | None:
     """A warning when the finetuned checkpoint is kept on a gain its own interval cannot tell from 0."""
+    if kept_finetuned and stats and stats.get("confidence") == TOO_FEW:
+        return (f"the kept finetuned checkpoint's gain {stats['mean_gain']:+.4f} rests on {stats['n_cases']} "
+                f"validation case(s), too few to tell it from chance: {TOO_FEW_FIX}")
     if not kept_finetuned or not stats or stats.get("confidence") != "within_noise":
         return None
     return (f"the kept finetuned checkpoint's gain {stats['mean_gain']:+.4f} is within noise: its 95% interval "

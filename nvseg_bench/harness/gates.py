@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from nvseg_bench.evidence.decision import MIN_GAIN, decide
+from nvseg_bench.evidence.decision import MIN_GAIN, decide, decide_cv
 from nvseg_bench.output.write import both_schema_errors
 from nvseg_bench.evidence.ranges import bounds, comparable, measured
 from nvseg_bench.harness.options import MIN_AGREEMENT
@@ -131,6 +131,8 @@ def decision_rule(run: RunEvidence) -> Verdict:
     """The keep rule (evidence/decision.py, the one copy in this package) applied to the run's own recorded
     numbers must pick the checkpoint output.json recommends."""
     out = _out(run)
+    if out.get("cv"):
+        return cv_decision(out)
     applied = decide(formal_enabled=bool(out.get("formal_eval_enabled")), formal_pre=out.get("formal_pretrained_val_dice"),
                      formal_post=out.get("formal_finetuned_val_dice"), start=out.get("training_start_val_dice"),
                      best=out.get("training_best_val_dice"), tensors_changed=comparison(out).identical is False,
@@ -145,6 +147,19 @@ def decision_rule(run: RunEvidence) -> Verdict:
         return bad(f"recommended_ckpt is {out.get('recommended_ckpt')}, but the rule ({basis} Dice gain {gain_text} "
                    f"> {MIN_GAIN}, tensors changed, file exists) picks {expected}")
     return ok(f"{basis} Dice gain {gain_text}: keep the {'finetuned' if keep else 'pretrained'} checkpoint")
+
+
+def cv_decision(out: dict[str, Any]) -> Verdict:
+    """A cross-validation's top-level output.json: decision.CV_RULE on its pooled figures."""
+    pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
+    gain = None if pre is None or post is None else post - pre
+    applied = decide_cv(confidence=out.get("gain_confidence"), pooled_gain=gain, fold=out["cv"].get("representative_fold"),
+                        fold_ckpt=out.get("finetuned_ckpt"), pretrained_ckpt=out.get("pretrained_ckpt"),
+                        fold_changed=comparison(out).identical is False and bool(out.get("finetuned_ckpt_exists")))
+    if out.get("recommended_ckpt") != applied["recommended_ckpt"]:
+        return bad(f"recommended_ckpt is {out.get('recommended_ckpt')}, but the cross-validation rule (pooled gain "
+                   f"{out.get('gain_confidence')}, median fold's tensors changed) picks {applied['recommended_ckpt']}")
+    return ok(f"pooled gain {out.get('gain_confidence')}: {applied['decision_reason']}")
 
 
 def formal_fields(run: RunEvidence) -> Verdict:
@@ -171,6 +186,9 @@ def reference_ranges(run: RunEvidence) -> Verdict:
     bounds = reference_bounds(run.reference)
     if bounds is None:
         return skip("no reference range for a user dataset; the other gates still hold it to account")
+    if _out(run).get("cv"):
+        return skip("the reference ranges are of single fold-0 runs; a cross-validation's pooled figures over every "
+                    "case are not held to them")
     bundle = ((run.doc or {}).get("input") or {}).get("bundle")
     if run.reference == "task06":  # published with NVIDIA's recipe: another recipe's numbers are not held to it
         fair, why = comparable(bundle)
@@ -209,7 +227,11 @@ def significance(run: RunEvidence, required: bool = False) -> Verdict:
         return skip(f"off (--nvseg-require-significant turns it on); {said}")
     if confidence == "clear":
         return ok(said)
-    return bad(f"{said}; the gain is not clear of noise: add validation cases or run a seed sweep (--nvseg-seeds)")
+    if confidence == "too_few_cases":
+        return bad(f"{said}; too few validation cases for a verdict: cross-validate to score every case "
+                   "(--nvseg-folds=all)")
+    return bad(f"{said}; the gain is not clear of noise: add validation cases, cross-validate (--nvseg-folds=all) "
+               "or run a seed sweep (--nvseg-seeds)")
 
 
 def forgetting(run: RunEvidence, min_agreement: float = MIN_AGREEMENT) -> Verdict:

@@ -12,6 +12,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -37,6 +38,8 @@ TEXT_OPTIONS = [
     ("target-anatomy", "VISTA3D class that local label 1 means, for the user run"),
     ("label-mapping", "'[[local, global], ...]' for the user run"),
     ("seeds", "a seed sweep for every run, e.g. 0,1,2 (nvseg-finetune --seeds); gates judge the sweep's representative seed"),
+    ("folds", "cross-validation for every run, 'all' or e.g. 0,1,2,3,4 (nvseg-finetune --folds); gates judge the "
+              "pooled figures over every case"),
     ("args", "other nvseg-finetune flags for every run, e.g. \"--seed 1 --phase-timeout 3600\""),
 ]
 # the harness owns these: a run's identity and where it writes
@@ -164,6 +167,7 @@ class HarnessOptions:
     target_anatomy: str | None = None
     label_mapping: str | None = None
     seeds: str | None = None
+    folds: str | None = None
     require_significant: bool = False
     min_agreement: float = MIN_AGREEMENT
     args: list[str] = field(default_factory=list)
@@ -177,7 +181,7 @@ class HarnessOptions:
         gpu = bool(config.getoption("gpu") or config.getini("nvseg_gpu"))
         check_pack(paths["trusted_only"])
         trusted = bool(config.getoption("nvseg_trusted") or config.getini("nvseg_trusted") or paths["trusted_only"])
-        args += _seed_args(texts["seeds"])
+        args += _seed_args(texts["seeds"]) + _fold_args(texts["folds"])
         significant = bool(config.getoption("nvseg_require_significant") or config.getini("nvseg_require_significant"))
         return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), trusted=trusted, args=args,
                    require_significant=significant, min_agreement=_min_agreement(config), **paths, **texts)
@@ -196,13 +200,24 @@ def _min_agreement(config: pytest.Config) -> float:
 
 
 def _seed_args(seeds: str | None) -> list[str]:
-    """--nvseg-seeds=0,1,2 -> the CLI's --seeds, checked here so a typo is a usage error, not a failed run."""
-    if not seeds:
-        return []
+    """--nvseg-seeds=0,1,2 -> the CLI's --seeds."""
     from nvseg_bench.inputs.request import parse_seeds
 
+    return _checked_args(seeds, "seeds", lambda text: (parse_seeds(text), text)[1])
+
+
+def _fold_args(folds: str | None) -> list[str]:
+    """--nvseg-folds=all -> the CLI's --folds."""
+    from nvseg_bench.inputs.request import parse_folds
+
+    return _checked_args(folds, "folds", parse_folds)
+
+
+def _checked_args(value: str | None, name: str, parse: Callable[[str], str]) -> list[str]:
+    """The CLI's --NAME VALUE, parsed here so a typo is a usage error, not a failed run."""
+    if not value:
+        return []
     try:
-        parse_seeds(seeds)
+        return [f"--{name}", parse(value)]
     except argparse.ArgumentTypeError as exc:
-        raise pytest.UsageError(f"--nvseg-seeds: {exc}") from None
-    return ["--seeds", seeds]
+        raise pytest.UsageError(f"--nvseg-{name}: {exc}") from None

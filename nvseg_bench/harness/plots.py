@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -115,13 +115,19 @@ def overlay_plot(doc: dict[str, Any], run_dir: Path) -> bytes | None:
     return _png(figure)
 
 
-def _slopes(ax: Any, before: dict[str, float], after: dict[str, float]) -> list[str]:
-    """One line per case scored both times, green up, orange down; returns the cases drawn."""
+FOLD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+               "#17becf")  # matplotlib's tab10
+
+
+def _slopes(ax: Any, before: dict[str, float], after: dict[str, float],
+            color_of: Callable[[str], str] | None = None) -> list[str]:
+    """One line per case scored both times, green up, orange down (or `color_of(case)`); the cases drawn."""
     cases = sorted(k for k in set(before) & set(after) if before[k] is not None and after[k] is not None)
     for case in cases:
         gain = after[case] - before[case]
         color = FINETUNED_COLOR if gain > 0 else PRETRAINED_COLOR if gain < 0 else "#888888"
-        ax.plot([0, 1], [before[case], after[case]], "o-", color=color, alpha=0.75, lw=1.2)
+        ax.plot([0, 1], [before[case], after[case]], "o-", color=color_of(case) if color_of else color, alpha=0.75,
+                lw=1.2)
     ax.set_xticks([0, 1], ["pretrained", "finetuned"])
     ax.set_xlim(-0.25, 1.25)
     ax.grid(alpha=0.3, axis="y")
@@ -136,7 +142,8 @@ def _interval_title(stats: dict[str, Any] | None, n_cases: int) -> str:
 
 
 def slope_plot(doc: dict[str, Any]) -> bytes | None:
-    """Paired slope chart: one line per validation case, formal Dice before -> after finetuning."""
+    """Paired slope chart: one line per validation case, formal Dice before -> after finetuning; in a
+    cross-validation every case, coloured by its fold, with each fold's gain in the legend."""
     from matplotlib.figure import Figure
 
     out = doc.get("output", {})
@@ -145,7 +152,18 @@ def slope_plot(doc: dict[str, Any]) -> bytes | None:
         return None
     figure = Figure(figsize=(4.8, 4.2))
     ax = figure.add_subplot()
-    cases = _slopes(ax, before, after)
+    cv = out.get("cv") or {}
+    folds = cv.get("case_folds") or {}
+    order = sorted(cv.get("folds") or [])
+    by_fold = (lambda case: FOLD_COLORS[order.index(folds[case]) % len(FOLD_COLORS)]) if folds else None
+    cases = _slopes(ax, before, after, by_fold)  # a cross-validation: each case in the colour of its fold
+    if folds:
+        gains = cv.get("fold_gains") or {}
+        for index, fold in enumerate(order):
+            gain = gains.get(str(fold))
+            ax.plot([], [], "o-", color=FOLD_COLORS[index % len(FOLD_COLORS)],
+                    label=f"fold {fold}" + (f" ({gain:+.3f})" if gain is not None else ""))
+        ax.legend(fontsize=7, loc="best")
     ax.set_title(_interval_title(out.get("formal_gain_stats"), len(cases)), fontsize=9)
     ax.set_ylabel("formal Dice per case")
     return _png(figure)

@@ -48,6 +48,7 @@ class RunPage:
                 ("gain confidence", str(out.get("gain_confidence") or "-")),
                 ("classes that got worse", ", ".join(r["class"] for r in out.get("class_regressions") or []) or "none"),
                 ("lowest agreement on other classes", _lowest(out.get("forgetting"))),
+                *([("fold gains", fold_gains(out["cv"]))] if out.get("cv") else []),
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
                 ("evidence", f"{self.record.out} ({self.record.source})")]
@@ -102,6 +103,12 @@ def _lowest(block: dict[str, Any] | None) -> str:
     if not block or block.get("min_agreement") is None:
         return "-" if not block else "no class found by either checkpoint"
     return f"{block['min_agreement']:.3f} ({block['min_class']})"
+
+
+def fold_gains(cv: dict[str, Any]) -> str:
+    """A cross-validation's per-fold gains, e.g. `fold 0 +0.181, fold 1 +0.213`."""
+    gains = cv.get("fold_gains") or {}
+    return ", ".join(f"fold {fold} {number(gains.get(str(fold)), '+.4f')}" for fold in cv.get("folds", []))
 
 
 def build_page(record: RunRecord) -> RunPage:

@@ -15,7 +15,7 @@ import random
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 import nibabel
 import numpy as np
@@ -153,15 +153,21 @@ def _read_json(path: Path) -> Any:
                                 [f"Pass a JSON datalist of the form {_DATALIST_FORM}."]) from exc
 
 
-def load_datalist(path: Path, dataset_dir: Path) -> list[dict]:
-    """Read a datalist and check it against the dataset dir; returns its training entries."""
+def read_entries(path: Path, dataset_dir: Path) -> list[dict]:
+    """A datalist's training entries, each well formed and naming files under the dataset dir; the folds
+    are not judged here (a run needs fold 0, cross-validation any two values)."""
     data = _read_json(path)
     training = data.get("training") if isinstance(data, dict) else None
     if not isinstance(training, list) or not training:
         raise DataContractError(_BAD_DATALIST, [f'{path} has no non-empty "training" list'],
                                 [f"Write the datalist as {_DATALIST_FORM}."])
     _check_entries(training, path, dataset_dir)
-    entries = [{"image": e["image"], "label": e["label"], "fold": e["fold"]} for e in training]
+    return [{"image": e["image"], "label": e["label"], "fold": e["fold"]} for e in training]
+
+
+def load_datalist(path: Path, dataset_dir: Path) -> list[dict]:
+    """Read a datalist and check it against the dataset dir; returns its training entries."""
+    entries = read_entries(path, dataset_dir)
     folds = sorted({e["fold"] for e in entries})
     if 0 not in folds:
         raise DataContractError(
@@ -353,24 +359,27 @@ def _affine_text(affine: np.ndarray) -> str:
 
 
 def prepare_datalist(
-    dataset_dir: Path, datalist: Path | None, out_dir: Path
+    dataset_dir: Path, datalist: Path | None, out_dir: Path,
+    load: Callable[[Path, Path], list[dict]] | None = None,
 ) -> tuple[list[dict], Path, str]:
     """The run's entries, the datalist file to hand the bundle, and where that file came from.
 
     A given datalist is checked and used as-is ("given: PATH"); else the dataset's own
     DATASET/datalist.json ("found: PATH"); else a seed-0 five-fold datalist is written to
-    OUT/datalist.json ("generated: seed-0 five-fold").
+    OUT/datalist.json ("generated: seed-0 five-fold"). `load` reads a datalist (default load_datalist,
+    which wants a fold 0; cross-validation passes read_entries).
     """
+    load = load or load_datalist
     if paths.is_inside(out_dir, dataset_dir):
         raise ArgumentError(
             f"--output-dir {out_dir} is inside the dataset dir {dataset_dir}",
             ["A run writes its datalist, configs and checkpoints there; a dataset stays as it is."],
             ["Pass an --output-dir outside the dataset dir."])
     if datalist is not None:
-        return load_datalist(datalist, dataset_dir), datalist.resolve(), f"given: {datalist}"
+        return load(datalist, dataset_dir), datalist.resolve(), f"given: {datalist}"
     own = dataset_dir / DATASET_DATALIST
     if own.is_file():
-        return load_datalist(own, dataset_dir), own.resolve(), f"found: {own}"
+        return load(own, dataset_dir), own.resolve(), f"found: {own}"
     generated = five_fold_datalist(find_pairs(dataset_dir), seed=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "datalist.json"

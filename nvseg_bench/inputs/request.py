@@ -13,6 +13,7 @@ from typing import Callable
 
 from nvseg_bench.errors import ArgumentError
 
+ALL_FOLDS = "all"  # --folds all: every fold value the datalist holds
 # parser destinations the request does not carry: argparse's own, and the positional merged into dataset_dir
 CLI_ONLY = frozenset({"help", "version", "debug", "fixture_or_dataset", "resume"})  # --resume: cli.resume_request
 
@@ -37,6 +38,7 @@ class Request:
     cache_rate: float | None = None
     seed: int | None = None
     seeds: list[int] | None = None
+    folds: str | None = None  # --folds: "all" or "0,1,2" (parse_folds); None: no cross-validation
     skip_formal_eval: bool = False
     forgetting_check: str | None = None  # N, class names, "off" (--no-forgetting-check); None: the preset decides
     precision: str | None = None  # fp32 | fp16 | bf16; None: the plan's choice
@@ -83,6 +85,19 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"{text!r} must name at least one seed, each once, e.g. 0,1,2")
     return seeds
+
+
+def parse_folds(text: str) -> str:
+    """`all`, or comma-separated distinct integers (`0,1,2,3,4`); returned in the canonical spelling."""
+    if text.strip().lower() == ALL_FOLDS:
+        return ALL_FOLDS
+    try:
+        folds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 'all' or comma-separated fold values, e.g. 0,1,2,3,4") from None
+    if len(folds) < 2 or len(set(folds)) != len(folds):
+        raise argparse.ArgumentTypeError(f"{text!r} must name at least two folds, each once, e.g. 0,1,2,3,4 (or 'all')")
+    return ",".join(str(f) for f in folds)
 
 
 def checked_type(convert: Callable[[str], float], ok: Callable[[float], bool], rule: str) -> Callable[[str], float]:

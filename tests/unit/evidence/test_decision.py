@@ -1,7 +1,9 @@
 """The recommended-checkpoint decision rule."""
 from __future__ import annotations
 
-from nvseg_bench.evidence.decision import decide
+import pytest
+
+from nvseg_bench.evidence.decision import decide, decide_cv, median_fold
 
 
 def _decide(**kw):
@@ -33,3 +35,28 @@ def test_a_formal_loss_is_a_regression():
 def test_without_formal_eval_the_training_trace_decides():
     verdict = _decide(formal_enabled=False, formal_pre=None, formal_post=None)
     assert verdict["recommended_ckpt"] == "ft.pt" and verdict["decision_basis"] == "training-time validation Dice"
+
+
+def test_the_median_fold_is_the_lower_median_for_an_even_count():
+    assert median_fold({0: 0.3, 1: 0.1, 2: 0.2}) == 2
+    assert median_fold({0: 0.4, 1: 0.1, 2: 0.2, 3: 0.3}) == 2
+    assert median_fold({}) is None
+
+
+def _cv(**kw):
+    given = {"confidence": "clear", "pooled_gain": 0.05, "fold": 2, "fold_ckpt": "f2.pt", "fold_changed": True,
+             "pretrained_ckpt": "pre.pt"} | kw
+    return decide_cv(**given)
+
+
+def test_cv_keeps_the_median_folds_checkpoint_on_a_pooled_gain_clear_of_noise():
+    verdict = _cv()
+    assert verdict["recommended_ckpt"] == "f2.pt" and verdict["recommended_fold"] == 2 and verdict["improved"]
+
+
+@pytest.mark.parametrize("change", [{"confidence": "within_noise"}, {"confidence": "too_few_cases"},
+                                    {"pooled_gain": 0.0005}, {"fold_changed": False}, {"confidence": None}])
+def test_cv_keeps_the_pretrained_checkpoint_otherwise(change):
+    verdict = _cv(**change)
+    assert verdict["recommended_ckpt"] == "pre.pt" and verdict["recommended_is_finetuned"] is False
+    assert verdict["recommended_fold"] is None

@@ -93,3 +93,25 @@ def test_a_discarded_checkpoint_within_noise_gets_no_warning():
 def test_no_per_case_dice_leaves_the_fields_null():
     assert output_fields({}, {}, kept_finetuned=False) == {"formal_gain_stats": None, "gain_confidence": None,
                                                            "gain_warning": None}
+
+
+def test_fewer_than_six_paired_cases_are_too_few_for_a_verdict_whatever_the_interval():
+    before = _cases([0.2, 0.3, 0.4, 0.5, 0.6])
+    stats = gain_stats(before, {k: v + 0.2 for k, v in before.items()})
+    assert stats["ci_low"] > 0 and stats["confidence"] == "too_few_cases"
+
+
+def test_six_paired_cases_get_a_verdict_from_the_interval():
+    assert gain_stats(BEFORE, {k: v + 0.2 for k, v in BEFORE.items()})["confidence"] == "clear"
+
+
+def test_a_headline_on_too_few_cases_prints_no_interval_and_points_to_folds():
+    before = _cases([0.2, 0.3])
+    tail = summary(gain_stats(before, {k: v + 0.2 for k, v in before.items()}))
+    assert "95% CI" not in tail and "too few cases" in tail and "--folds" in tail
+
+
+def test_a_kept_checkpoint_on_too_few_cases_gets_a_warning_that_points_to_folds():
+    before = _cases([0.2, 0.3])
+    fields = output_fields(before, {k: v + 0.2 for k, v in before.items()}, kept_finetuned=True)
+    assert fields["gain_confidence"] == "too_few_cases" and "--folds" in fields["gain_warning"]

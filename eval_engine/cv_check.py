@@ -1,0 +1,117 @@
+"""Re-derive a cross-validation's pooled figures (OUT/cv.json) from each fold's own per-case CSVs.
+
+Reads fold-K/eval_pretrained and fold-K/eval_finetuned val_mean_dice_raw.csv for every fold cv.json lists
+(by this pack's layout, not by the paths cv.json records), refuses a case scored by two folds, pools the
+cases and derives the paired figures with gain_check's code: the mean gain, the bootstrap interval with
+the recorded seed, the counts, the exact Wilcoxon p, the confidence (too_few_cases below 6 cases); then
+each fold's gain and their spread. cv.json must agree with all of it, and output.json's pooled
+formal_gain_stats with cv.json. Own code; nothing of the producer's.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .findings import Finding, failed, passed, skipped
+from .gain_check import CSV_NAME, derive, disagreements, near, read_csv
+from .pack import Pack
+
+CV_FILE = "cv.json"
+
+
+def _read(pack: Pack) -> dict[str, Any] | str:
+    path = pack.root / CV_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"{CV_FILE} is not readable JSON: {exc}"
+    pack.note(path)
+    return doc
+
+
+def _fold_tables(pack: Pack, cv: dict[str, Any]) -> tuple[dict[int, tuple[dict, dict]], list[str]]:
+    """fold -> (before, after) per case, and what is missing or scored twice."""
+    tables, problems, seen = {}, [], {}
+    for row in cv.get("runs") or []:
+        fold = row.get("fold")
+        root = pack.root / f"fold-{fold}"
+        before = read_csv(pack, root / "eval_pretrained" / CSV_NAME)
+        after = read_csv(pack, root / "eval_finetuned" / CSV_NAME)
+        if before is None or after is None:
+            problems.append(f"fold-{fold} lacks eval_pretrained/{CSV_NAME} or eval_finetuned/{CSV_NAME}")
+            continue
+        for name in before.keys() | after.keys():
+            if name in seen:
+                problems.append(f"{name} is scored by fold {seen[name]} and fold {fold}")
+            seen[name] = fold
+        tables[fold] = (before, after)
+    return tables, problems
+
+
+def _fold_gain(before: dict[str, float], after: dict[str, float]) -> float | None:
+    if not before or not after:
+        return None
+    return float(np.mean(list(after.values())) - np.mean(list(before.values())))
+
+
+def _fold_problems(cv: dict[str, Any], tables: dict[int, tuple[dict, dict]]) -> list[str]:
+    problems = []
+    gains = {}
+    for row in cv.get("runs") or []:
+        if row.get("fold") not in tables:
+            continue
+        before, after = tables[row["fold"]]
+        gains[row["fold"]] = _fold_gain(before, after)
+        if not near(gains[row["fold"]], row.get("formal_gain")):
+            problems.append(f"fold {row['fold']}'s gain is {gains[row['fold']]}, cv.json claims {row.get('formal_gain')}")
+        if sorted(before.keys() | after.keys()) != sorted(row.get("cases") or []):
+            problems.append(f"fold {row['fold']} scored {sorted(before.keys() | after.keys())}, cv.json lists "
+                            f"{row.get('cases')}")
+    values = [g for g in gains.values() if g is not None]
+    spread = cv.get("fold_gain") or {}
+    if values and not (near(min(values), spread.get("min")) and near(max(values), spread.get("max"))
+                       and near(float(np.mean(values)), spread.get("mean"))):
+        problems.append(f"fold gains span {min(values):+.4f}..{max(values):+.4f} (mean {np.mean(values):+.4f}); cv.json "
+                        f"claims {spread.get('min')}..{spread.get('max')} (mean {spread.get('mean')})")
+    return problems
+
+
+def _tied_to_output(pack: Pack, pooled: dict[str, Any]) -> list[str]:
+    out = pack.output.get("output") or {}
+    claimed = out.get("formal_gain_stats") or {}
+    keys = ("mean_gain", "ci_low", "ci_high")
+    off = [k for k in keys if not near(pooled.get(k), claimed.get(k))]
+    if off or out.get("gain_confidence") != pooled.get("confidence"):
+        return [f"output.json's formal_gain_stats ({', '.join(off) or 'gain_confidence'}) differ from cv.json's pooled figures"]
+    return []
+
+
+def check_cv(pack: Pack) -> Finding:
+    name = "cv_pooled"
+    claimed_cv = (pack.output.get("output") or {}).get("cv")
+    if not (pack.root / CV_FILE).is_file():
+        if claimed_cv:
+            return failed(name, f"output.json says this is a cross-validation, and the pack has no {CV_FILE}")
+        return skipped(name, "not a cross-validation (no cv.json)")
+    cv = _read(pack)
+    if isinstance(cv, str):
+        return failed(name, cv)
+    tables, problems = _fold_tables(pack, cv)
+    before = {k: v for b, _ in tables.values() for k, v in b.items()}
+    after = {k: v for _, a in tables.values() for k, v in a.items()}
+    pooled = cv.get("pooled") or {}
+    numbers = derive(before, after, pooled)
+    problems += [f"pooled: {p}" for p in disagreements(numbers, pooled)]
+    if "confidence" in numbers and cv.get("gain_confidence") not in (numbers["confidence"], None):
+        problems.append(f"cv.json's gain_confidence is {cv.get('gain_confidence')}, the pooled interval over "
+                        f"{numbers['n_cases']} cases gives {numbers['confidence']}")
+    problems += _fold_problems(cv, tables)
+    problems += _tied_to_output(pack, pooled)
+    numbers["folds"] = sorted(tables)
+    if problems:
+        return failed(name, "; ".join(problems), **numbers)
+    interval = f", interval {numbers['ci_low']:+.4f}..{numbers['ci_high']:+.4f}" if "ci_low" in numbers else ""
+    return passed(name, f"re-derived from {len(tables)} folds' per-case CSVs: {numbers['n_cases']} cases{interval}, "
+                        f"{numbers.get('confidence')}", **numbers)

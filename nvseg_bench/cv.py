@@ -1,0 +1,310 @@
+"""Cross-validation (`--folds all` or `--folds 0,1,2,3,4`): a verdict on every case, not on fold 0's few.
+
+The pretrained checkpoint is evaluated once over the cases of every chosen fold (OUT/eval_pretrained,
+with OUT/datalist-cv.json: those cases, all fold 0); nothing in that evaluation depends on the fold.
+Then, per fold K, one finetune on every other case and one evaluation of it on fold K's cases, in
+OUT/fold-K/: a complete evidence pack with its own output.json, its datalist (fold K relabelled 0, the
+rest 1) and its own cases' part of the shared evaluation (their predictions linked, the CSVs cut to
+them), so the verifier checks each fold as it checks a single run. The preprocessing cache is shared
+as it is by any runs.
+
+OUT/cv.json pools the per-case Dice of every case, each from the fold that held it out: the paired
+statistics of evidence/gain_stats.py over all cases, the spread of the per-fold gains, and the checkpoint
+by decision.CV_RULE. OUT/output.json is the median-gain fold's document with those pooled figures in
+`output` and OUT/eval_finetuned holding every fold's predictions, so OUT itself is a pack the verifier
+re-derives. Refused with --seeds (a fold x seed grid), --dry-run, --skip-formal-eval and --resume.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from nvseg_bench.errors import EXIT_PHASE_FAILED, ArgumentError
+from nvseg_bench.evidence import collect, decision, gain_stats
+from nvseg_bench.inputs import folds as cv_folds
+from nvseg_bench.inputs.dataset import case_name
+from nvseg_bench.inputs.request import Request
+from nvseg_bench.output import write
+from nvseg_bench.phases.loop import run_phases
+from nvseg_bench.phases.runner import PhaseResult
+from nvseg_bench.prepare import make_output_dir, prepare, resolve_dirs
+from nvseg_bench.prepared import Prepared
+from nvseg_bench.run import SCHEMA_BUG, Outcome
+from nvseg_bench.sweep import SHARED_PHASE, distribution, link_file, run_sharing, share_log
+
+CV_FILE = "cv.json"
+ALL_CASES = "datalist-cv.json"
+RAW_CSV, METRICS_CSV = "val_mean_dice_raw.csv", "metrics.csv"
+
+
+def fold_dir(out_dir: Path, fold: int) -> Path:
+    return out_dir / f"fold-{fold}"
+
+
+def refuse_combinations(req: Request) -> None:
+    asked = [flag for flag, on in (("--seeds", bool(req.seeds)), ("--dry-run", req.dry_run),
+                                   ("--skip-formal-eval", req.skip_formal_eval), ("--resume", req.resuming)) if on]
+    if asked:
+        raise ArgumentError(f"--folds runs one formal finetune per fold; it cannot be combined with {', '.join(asked)}.",
+                            fix=["Drop --folds for a single run or a seed sweep, or drop the other flag: a fold x seed "
+                                 "grid is not supported (run --seed S --folds all once per seed instead)."])
+
+
+def with_values(command: list[str], values: dict[str, str]) -> list[str]:
+    """The bundle command with `--key value` set: replaced where it is given, appended where not."""
+    command = list(command)
+    for key, value in values.items():
+        flag = f"--{key}"
+        if flag in command:
+            command[len(command) - 1 - command[::-1].index(flag) + 1] = value
+        else:
+            command += [flag, value]
+    return command
+
+
+def pretrained_pass(first: Prepared, every: Path, out_dir: Path) -> tuple[PhaseResult | None, bool]:
+    """eval_pretrained once over every chosen case, into OUT/eval_pretrained; (result, interrupted)."""
+    cases = json.loads(every.read_text())["training"]
+    command = with_values(first.commands[SHARED_PHASE], {"output_dir": str(out_dir / SHARED_PHASE),
+                                                         "data_list_file_path": str(every)})
+    whole = replace(first, out_dir=out_dir, entries=cases, datalist_path=every, commands={SHARED_PHASE: command})
+    run = run_phases(whole, time.time())
+    return run.results.get(SHARED_PHASE), run.interrupted
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def merge_eval(parts: list[tuple[Path, set[str]]], target: Path) -> None:
+    """An eval folder holding the named cases of each part (image file names, e.g. spleen_03.nii.gz): their
+    predictions linked, their per-case CSV rows, and metrics.csv's val_mean_dice as the mean of those rows,
+    which is what the verifier recomputes from the predictions."""
+    target.mkdir(parents=True, exist_ok=True)
+    header: list[str] = []
+    kept: list[dict[str, str]] = []
+    for src, names in parts:
+        for stem in sorted(case_name(name) for name in names):
+            for prediction in (src / f"{stem}_seg.nii.gz", src / f"{stem}_seg.nii"):
+                if prediction.is_file() and not (target / prediction.name).exists():
+                    link_file(prediction, target / prediction.name)
+        if (src / RAW_CSV).is_file():
+            fields, rows = _rows(src / RAW_CSV)
+            header = header or fields
+            kept += [row for row in rows if Path(row["filename"]).name in names]
+    with (target / RAW_CSV).open("w", newline="") as handle:
+        out = csv.DictWriter(handle, fieldnames=header)
+        out.writeheader()
+        out.writerows(kept)
+    means = [float(r["mean"]) for r in kept if r.get("mean") not in (None, "") and not math.isnan(float(r["mean"]))]
+    if means:
+        (target / METRICS_CSV).write_text(f"val_mean_dice,{sum(means) / len(means)!r}\n")
+
+
+def fold_cases(entries: list[dict], fold: int) -> set[str]:
+    return {Path(e["image"]).name for e in entries if e["fold"] == fold}
+
+
+def run_fold(p: Prepared, shared: PhaseResult, out_dir: Path, cases: set[str]) -> Outcome:
+    """One fold: its cases' part of the shared evaluation, then finetune and eval_finetuned, then output.json."""
+    started, started_epoch = time.monotonic(), time.time()
+    merge_eval([(out_dir / SHARED_PHASE, cases)], p.out_dir / SHARED_PHASE)
+    share_log(out_dir, p.out_dir)
+    outcome, _ = run_sharing(p, shared, started, started_epoch)
+    return outcome
+
+
+def _fold_row(fold: int, doc: dict[str, Any], path: Path, cases: set[str]) -> dict[str, Any]:
+    out = doc.get("output", {})
+    keys = ("formal_pretrained_val_dice", "formal_finetuned_val_dice", "gain_confidence", "finetuned_ckpt",
+            "finetuned_ckpt_exists", "recommended_is_finetuned", "pretrained_ckpt")
+    return {"fold": fold, "output_json": str(path), "status": doc.get("status"), "cases": sorted(cases),
+            "formal_gain": out.get("formal_improvement_over_pretrained"),
+            "tensors_changed": out.get("finetuned_ckpt_matches_pretrained_weights") is False} | {k: out.get(k) for k in keys}
+
+
+def pooled_cases(docs: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """case -> its fold and formal Dice before and after, from the fold that held it out."""
+    cases: dict[str, dict[str, Any]] = {}
+    for fold, doc in docs.items():
+        out = doc.get("output", {})
+        before, after = out.get("formal_pretrained_per_case") or {}, out.get("formal_finetuned_per_case") or {}
+        for name in sorted(before.keys() | after.keys()):
+            cases[name] = {"fold": fold, "pretrained": before.get(name), "finetuned": after.get(name)}
+    return cases
+
+
+def headline(cv: dict[str, Any]) -> str:
+    pooled, k, n = cv["pooled"], len(cv["folds"]), cv["n_cases"]
+    finished = {r["fold"] for r in cv["runs"] if r["status"] == "passed"}
+    unfinished = [f for f in cv["folds"] if f not in finished]
+    keep = (f"keep fold {cv['recommended_fold']}'s finetuned checkpoint" if cv["recommended_is_finetuned"]
+            else "keep the pretrained checkpoint")
+    if unfinished or not pooled.get("n_cases"):
+        return f"{k}-fold CV: fold(s) {unfinished} did not finish, so there is no pooled verdict; {keep}"
+    spread = cv["fold_gain"]
+    return (f"{k}-fold CV over {n} cases: formal Dice {cv['formal_pretrained_val_dice']:.4f} -> "
+            f"{cv['formal_finetuned_val_dice']:.4f} ({pooled['mean_gain']:+.4f}{gain_stats.summary(pooled)}; "
+            f"fold gains {spread['min']:+.4f}..{spread['max']:+.4f}); {keep}")
+
+
+def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], chosen: list[int], out_dir: Path,
+             source: str, pretrained: str = "") -> dict[str, Any]:
+    """cv.json from each fold's output.json document (and its path)."""
+    rows = [_fold_row(k, doc, path, fold_cases(entries, k)) for k, (doc, path) in docs.items()]
+    cases = pooled_cases({k: doc for k, (doc, _) in docs.items()})
+    before = {n: c["pretrained"] for n, c in cases.items() if c["pretrained"] is not None}
+    after = {n: c["finetuned"] for n, c in cases.items() if c["finetuned"] is not None}
+    pooled = gain_stats.gain_stats(before, after)
+    gains = {r["fold"]: r["formal_gain"] for r in rows if r["formal_gain"] is not None}
+    every_fold = len(rows) == len(chosen) and all(r["status"] == "passed" for r in rows)
+    median = decision.median_fold(gains)
+    row = next((r for r in rows if r["fold"] == median), {})
+    verdict = decision.decide_cv(confidence=pooled["confidence"] if every_fold else None,
+                                 pooled_gain=pooled["mean_gain"], fold=median, fold_ckpt=row.get("finetuned_ckpt"),
+                                 fold_changed=bool(row.get("tensors_changed") and row.get("finetuned_ckpt_exists")),
+                                 pretrained_ckpt=next((r["pretrained_ckpt"] for r in rows if r["pretrained_ckpt"]), pretrained))
+    cv = {
+        "kind": "nvseg_cross_validation",
+        "out_dir": str(out_dir),
+        "datalist_source": source,
+        "all_cases_datalist": str(out_dir / ALL_CASES),
+        "folds": chosen,
+        "n_cases": len(cases),
+        "shared_phase": SHARED_PHASE,
+        "runs": rows,
+        "cases": cases,
+        "formal_pretrained_val_dice": _mean(before.values()),
+        "formal_finetuned_val_dice": _mean(after.values()),
+        "pooled": pooled,
+        "gain_confidence": pooled["confidence"] if every_fold else None,
+        "fold_gain": distribution(list(gains.values())),
+        "representative_fold": median,
+        "recommendation_rule": decision.CV_RULE,
+        **verdict,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return cv | {"headline": headline(cv)}
+
+
+def _mean(values: Any) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def top_document(cv: dict[str, Any], rep: dict[str, Any], req: Request, out_dir: Path, wall: float) -> dict[str, Any]:
+    """OUT/output.json: the representative fold's document with the pooled figures in `output`, the all-case
+    datalist as its input, and OUT as its root (invocation.cwd: the verifier re-roots recorded paths on it)."""
+    doc = copy.deepcopy(rep)
+    out, pooled = doc["output"], cv["pooled"]
+    cases = cv["cases"]
+    out |= {
+        "formal_pretrained_val_dice": cv["formal_pretrained_val_dice"],
+        "formal_finetuned_val_dice": cv["formal_finetuned_val_dice"],
+        "formal_pretrained_per_case": {n: c["pretrained"] for n, c in cases.items() if c["pretrained"] is not None},
+        "formal_finetuned_per_case": {n: c["finetuned"] for n, c in cases.items() if c["finetuned"] is not None},
+        "formal_gain_stats": pooled,
+        "gain_confidence": cv["gain_confidence"],
+        "gain_warning": gain_stats.noise_warning(pooled, cv["recommended_is_finetuned"]),
+        **{k: cv[k] for k in ("recommended_ckpt", "recommended_is_finetuned", "decision_reason", "decision_basis",
+                              "improved", "regressed", "formal_improvement_over_pretrained", "formal_improved",
+                              "formal_regressed")},
+        "cv": {"folds": cv["folds"], "n_cases": cv["n_cases"], "cv_json": str(out_dir / CV_FILE),
+               "representative_fold": cv["representative_fold"], "recommended_fold": cv["recommended_fold"],
+               "case_folds": {n: c["fold"] for n, c in cases.items()},
+               "fold_gains": {str(r["fold"]): r["formal_gain"] for r in cv["runs"]}},
+    }
+    doc["input"] |= {"datalist": cv["all_cases_datalist"], "n_val_cases": cv["n_cases"]}
+    doc["invocation"] |= {"command": req.command_line, "cwd": str(out_dir)}
+    doc["runtime"] |= {"wall_seconds": round(wall, 2)}
+    doc["headline"] = cv["headline"]
+    if any(r["status"] != "passed" for r in cv["runs"]) or len(cv["runs"]) < len(cv["folds"]):
+        doc["status"] = "failed" if doc["status"] == "passed" else doc["status"]
+        doc.setdefault("error", {"kind": "crash", "phase": "finetune",
+                                 "message": f"not every fold finished; see {out_dir / CV_FILE}"})
+    return doc
+
+
+def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]], req: Request, out_dir: Path,
+               wall: float) -> tuple[Path, list[str]]:
+    """OUT/cv.json, OUT/eval_finetuned (every fold's predictions), OUT/output.json and OUT/manifest.json."""
+    (out_dir / CV_FILE).write_text(json.dumps(cv, indent=2) + "\n")
+    parts = [(fold_dir(out_dir, r["fold"]) / "eval_finetuned", set(r["cases"])) for r in cv["runs"]
+             if (fold_dir(out_dir, r["fold"]) / "eval_finetuned").is_dir()]
+    merge_eval(parts, out_dir / "eval_finetuned")
+    rep = cv["representative_fold"] if cv["representative_fold"] is not None else next(iter(docs))
+    doc = top_document(cv, docs[rep][0], req, out_dir, wall)
+    path, errors = write.write(doc, out_dir)
+    inputs = json.loads((fold_dir(out_dir, rep) / collect.MANIFEST).read_text()).get("inputs", {})
+    collect.write_manifest(out_dir, inputs)
+    return path, errors
+
+
+class CvShow(Protocol):
+    def plan(self, p: Prepared) -> None: ...
+
+    def fold_started(self, fold: int, index: int, total: int) -> None: ...
+
+    def fold_done(self, fold: int, outcome: Outcome) -> None: ...
+
+    def cv_done(self, cv: dict[str, Any], path: Path) -> None: ...
+
+
+def prepare_folds(req: Request) -> tuple[dict[int, Prepared], list[dict], Path, str]:
+    """Every fold prepared (all input checks) before any phase; the entries, the all-case datalist, the source."""
+    dataset_dir, out_dir = resolve_dirs(req)
+    make_output_dir(req.output_dir, out_dir)
+    entries, path, source = cv_folds.source_entries(dataset_dir, req.datalist, out_dir)
+    chosen = cv_folds.chosen_folds(entries, path, dataset_dir, req.folds or cv_folds.ALL)
+    every = cv_folds.write_json(out_dir / ALL_CASES, cv_folds.validation_datalist(entries, chosen))
+    prepared = {}
+    for fold in chosen:
+        datalist = cv_folds.write_json(fold_dir(out_dir, fold) / "datalist.json", cv_folds.fold_datalist(entries, fold))
+        prepared[fold] = prepare(replace(req, output_dir=fold_dir(out_dir, fold), datalist=datalist, folds=None))
+    return prepared, entries, every, source
+
+
+def run_cv(req: Request, show: CvShow) -> int:
+    """`--folds`: the shared evaluation, every fold, OUT/cv.json and OUT/output.json; the exit code of the
+    first fold that failed (130 when interrupted), else 0. Bad input raises NvsegError before any phase."""
+    refuse_combinations(req)
+    started = time.monotonic()
+    prepared, entries, every, source = prepare_folds(req)
+    chosen = list(prepared)
+    out_dir = prepared[chosen[0]].out_dir.parent
+    show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
+    shared, interrupted = pretrained_pass(prepared[chosen[0]], every, out_dir)
+    docs: dict[int, tuple[dict[str, Any], Path]] = {}
+    code = 130 if interrupted else 0
+    ok = shared is not None and shared.return_code == 0 and shared.failure is None
+    if not ok and not interrupted:
+        code = EXIT_PHASE_FAILED  # the shared evaluation failed: no fold can be compared
+    for index, fold in enumerate(chosen if ok else [], start=1):
+        show.fold_started(fold, index, len(chosen))
+        outcome = run_fold(prepared[fold], shared, out_dir, fold_cases(entries, fold))
+        show.fold_done(fold, outcome)
+        docs[fold] = (outcome.doc, outcome.path)
+        code = code or outcome.code
+        if outcome.code == 130:
+            break
+    cv = assemble(docs, entries, chosen, out_dir, source, prepared[chosen[0]].weights.path)
+    if not ok and shared is not None:
+        cv["headline"] = (f"{len(chosen)}-fold CV: the shared evaluation of the pretrained checkpoint did not finish "
+                          f"({shared.failure or f'exit {shared.return_code}'}; see {shared.log_path}); no fold ran")
+    if docs:
+        path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started)
+        code = code or (SCHEMA_BUG if errors else 0)
+    else:
+        (out_dir / CV_FILE).write_text(json.dumps(cv, indent=2) + "\n")
+        path = out_dir / CV_FILE
+    show.cv_done(cv, path.resolve())
+    return code

@@ -1,0 +1,149 @@
+"""Cross-validation run for real: `--folds all` on a 10-case copy of the shipped fixture, one run shared by
+every test here (and by both xdist workers: the first to come runs it under a file lock, the other reads it)."""
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from eval_engine.run_trusted import main as verify
+from nvseg_bench.cli import main
+from nvseg_bench.output.write import schema_errors
+
+from ..helpers import REPO
+
+sys.path.insert(0, str(REPO / "fixtures"))
+import make_cv_copy  # noqa: E402
+
+
+@dataclass
+class CvRun:
+    out: Path
+    returncode: int
+    console: str
+
+    def doc(self, *parts: str) -> dict:
+        return json.loads(self.out.joinpath(*parts).read_text())
+
+
+@pytest.fixture(scope="session")
+def ten_cases(tmp_path_factory) -> Path:
+    return make_cv_copy.build(tmp_path_factory.mktemp("cv10") / "data")
+
+
+@pytest.fixture(scope="session")
+def cv_run(tmp_path_factory, worker_id) -> CvRun:
+    """`nvseg-finetune COPY --smoke --epochs 1 --folds all` once per session, whichever worker asks first."""
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if worker_id != "master" else root
+    out, record = root / "cv-run", root / "cv-run.json"
+    with (root / "cv-run.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.is_file():
+            data = make_cv_copy.build(root / "cv-data")
+            run = subprocess.run([sys.executable, "-m", "nvseg_bench", str(data), "--smoke", "--epochs", "1",
+                                  "--folds", "all", "--output-dir", str(out)],
+                                 capture_output=True, text=True, cwd=REPO, timeout=1800)
+            record.write_text(json.dumps({"returncode": run.returncode, "console": run.stdout[-3000:] + run.stderr[-3000:]}))
+    saved = json.loads(record.read_text())
+    return CvRun(out, saved["returncode"], saved["console"])
+
+
+@pytest.mark.slow
+def test_a_five_fold_cross_validation_runs_in_one_command(cv_run):
+    assert cv_run.returncode == 0, cv_run.console
+    cv = cv_run.doc("cv.json")
+    assert cv["folds"] == [0, 1, 2, 3, 4] and [r["status"] for r in cv["runs"]] == ["passed"] * 5
+    assert cv["n_cases"] == 10 and cv["pooled"]["n_cases"] == 10 and cv["pooled"]["same_cases"] is True
+
+
+@pytest.mark.slow
+def test_every_case_is_scored_once_by_the_fold_that_held_it_out(cv_run):
+    cases = cv_run.doc("cv.json")["cases"]
+    for fold in range(5):
+        doc = cv_run.doc(f"fold-{fold}", "output.json")
+        held_out = set(doc["output"]["formal_finetuned_per_case"])
+        assert len(held_out) == 2 and all(cases[name]["fold"] == fold for name in held_out)
+        assert doc["input"]["n_val_cases"] == 2 and doc["input"]["n_train_fold_cases"] == 8
+
+
+@pytest.mark.slow
+def test_the_pretrained_checkpoint_is_evaluated_once_and_shared(cv_run):
+    everyone = cv_run.doc("output.json")["output"]["formal_pretrained_per_case"]
+    assert len(everyone) == 10
+    for fold in range(5):
+        doc = cv_run.doc(f"fold-{fold}", "output.json")
+        assert doc["output"]["formal_pretrained_per_case"].items() <= everyone.items()
+        assert sorted(p.name for p in (cv_run.out / f"fold-{fold}" / "eval_pretrained").glob("*_seg.nii.gz")) == \
+            sorted(n.replace(".nii.gz", "_seg.nii.gz") for n in doc["output"]["formal_pretrained_per_case"])
+    shared_log = (cv_run.out / "logs" / "eval_pretrained.log").read_text()
+    assert all((cv_run.out / f"fold-{k}" / "logs" / "eval_pretrained.log").read_text() == shared_log for k in range(5))
+    seconds = {cv_run.doc(f"fold-{k}", "output.json")["runtime"]["phase_seconds"]["eval_pretrained"] for k in range(5)}
+    assert len(seconds) == 1  # the one evaluation's time, in every fold
+
+
+@pytest.mark.slow
+def test_the_top_level_output_json_carries_the_pooled_verdict(cv_run):
+    doc, cv = cv_run.doc("output.json"), cv_run.doc("cv.json")
+    assert schema_errors(doc) == []
+    assert doc["headline"].startswith("5-fold CV over 10 cases: formal Dice ")
+    assert doc["output"]["formal_gain_stats"] == cv["pooled"] and doc["output"]["gain_confidence"] == cv["gain_confidence"]
+    assert cv["gain_confidence"] in ("clear", "within_noise", "clear_loss")  # 10 cases are enough for a verdict
+    assert doc["output"]["recommended_ckpt"] == cv["recommended_ckpt"]
+    if cv["recommended_is_finetuned"]:
+        assert cv["recommended_ckpt"].endswith(f"fold-{cv['representative_fold']}/checkpoints/model_finetune.pt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pack", [".", "fold-3"])
+def test_the_verifier_passes_the_cv_pack_and_a_fold_pack(cv_run, pack, tmp_path):
+    code = verify(["--pack", str(cv_run.out / pack), "--out", str(tmp_path / "trust")])
+    summary = json.loads((tmp_path / "trust" / "trust_summary.json").read_text())
+    failed = [f for f in summary["findings"] if f["status"] == "fail"]
+    assert code == 0 and failed == []
+    cv_finding = next(f for f in summary["findings"] if f["name"] == "cv_pooled")
+    assert cv_finding["status"] == ("pass" if pack == "." else "skipped")
+
+
+@pytest.mark.slow
+def test_the_verifier_fails_a_copy_whose_cv_json_flatters_the_gain(cv_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(cv_run.out, copy)
+    cv = json.loads((copy / "cv.json").read_text())
+    cv["pooled"]["mean_gain"] += 0.05
+    (copy / "cv.json").write_text(json.dumps(cv))
+    assert verify(["--pack", str(copy), "--out", str(tmp_path / "trust")]) == 1
+    summary = json.loads((tmp_path / "trust" / "trust_summary.json").read_text())
+    finding = next(f for f in summary["findings"] if f["name"] == "cv_pooled")
+    assert finding["status"] == "fail" and "pooled: mean gain" in finding["detail"]
+
+
+def test_a_fold_with_no_case_is_refused_before_any_phase(ten_cases, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(ten_cases), "--smoke", "--folds", "0,7", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "asks for fold(s) [7]" in err and "Traceback" not in err
+    assert not list(out.glob("fold-*"))
+
+
+def test_folds_with_seeds_are_refused_before_any_phase(ten_cases, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(ten_cases), "--smoke", "--folds", "all", "--seeds", "0,1", "--output-dir", str(out)]) == 2
+    assert "cannot be combined with --seeds" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_case_in_two_folds_is_refused_before_any_phase(ten_cases, tmp_path, capsys):
+    datalist = json.loads((ten_cases / "datalist.json").read_text())
+    datalist["training"].append(dict(datalist["training"][0], fold=3))
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(datalist))
+    assert main([str(ten_cases), "--smoke", "--datalist", str(path), "--folds", "all",
+                 "--output-dir", str(tmp_path / "out")]) == 2
+    assert "listed more than once" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "logs").exists()

@@ -1,0 +1,107 @@
+"""Cross-validation's own steps on hand-made fold documents: the eval folders it cuts and joins, the
+pooled cv.json, the top-level output.json and the refusals."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from nvseg_bench.cv import assemble, merge_eval, refuse_combinations, top_document, with_values
+from nvseg_bench.errors import ArgumentError
+from nvseg_bench.inputs.request import Request
+
+PRE = {0: {"a.nii.gz": 0.20, "b.nii.gz": 0.30}, 1: {"c.nii.gz": 0.25, "d.nii.gz": 0.35}, 2: {"e.nii.gz": 0.4, "f.nii.gz": 0.1}}
+GAIN = {0: 0.10, 1: 0.02, 2: 0.05}
+ENTRIES = [{"image": f"imagesTr/{name}", "label": f"labelsTr/{name}", "fold": fold}
+           for fold, cases in PRE.items() for name in cases]
+
+
+def _doc(fold: int, status: str = "passed") -> dict:
+    before = PRE[fold]
+    after = {k: v + GAIN[fold] for k, v in before.items()}
+    mean = lambda d: sum(d.values()) / len(d)  # noqa: E731
+    out = {"formal_pretrained_per_case": before, "formal_finetuned_per_case": after,
+           "formal_pretrained_val_dice": mean(before), "formal_finetuned_val_dice": mean(after),
+           "formal_improvement_over_pretrained": mean(after) - mean(before),
+           "finetuned_ckpt": f"/out/fold-{fold}/checkpoints/model_finetune.pt", "finetuned_ckpt_exists": True,
+           "finetuned_ckpt_matches_pretrained_weights": False, "pretrained_ckpt": "/pre.pt",
+           "recommended_is_finetuned": True, "gain_confidence": "too_few_cases"}
+    return {"status": status, "headline": "h", "output": out, "input": {"datalist": "x"},
+            "invocation": {"command": "c", "cwd": f"/out/fold-{fold}"}, "runtime": {"wall_seconds": 1.0}}
+
+
+def _assemble(statuses: dict[int, str] | None = None) -> dict:
+    docs = {k: (_doc(k, (statuses or {}).get(k, "passed")), Path(f"/out/fold-{k}/output.json")) for k in PRE}
+    return assemble(docs, ENTRIES, list(PRE), Path("/out"), "given: d.json")
+
+
+def test_every_case_is_pooled_once_from_the_fold_that_held_it_out():
+    cv = _assemble()
+    assert cv["n_cases"] == 6 and cv["cases"]["c.nii.gz"] == {"fold": 1, "pretrained": 0.25, "finetuned": 0.27}
+    assert cv["pooled"]["n_cases"] == 6 and cv["pooled"]["mean_gain"] == pytest.approx(sum(GAIN.values()) / 3)
+
+
+def test_the_fold_gains_spread_is_recorded():
+    spread = _assemble()["fold_gain"]
+    assert (spread["min"], spread["max"], spread["n"]) == (pytest.approx(0.02), pytest.approx(0.10), 3)
+
+
+def test_a_clear_pooled_gain_recommends_the_median_folds_checkpoint_not_the_best():
+    cv = _assemble()
+    assert cv["gain_confidence"] == "clear" and cv["representative_fold"] == 2 and cv["recommended_fold"] == 2
+    assert cv["recommended_ckpt"].endswith("fold-2/checkpoints/model_finetune.pt")
+
+
+def test_the_headline_names_the_folds_and_cases():
+    assert _assemble()["headline"].startswith("3-fold CV over 6 cases: formal Dice ")
+
+
+def test_a_failed_fold_gives_no_verdict_and_keeps_the_pretrained_checkpoint():
+    cv = _assemble({1: "failed"})
+    assert cv["gain_confidence"] is None and cv["recommended_ckpt"] == "/pre.pt"
+    assert "did not finish" in cv["headline"]
+
+
+def test_the_top_document_carries_the_pooled_figures_and_roots_on_out():
+    cv = _assemble()
+    doc = top_document(cv, _doc(2), Request(output_dir=Path("/out"), command_line="nvseg-finetune --folds all"),
+                       Path("/out"), 9.0)
+    out = doc["output"]
+    assert len(out["formal_pretrained_per_case"]) == 6 and out["formal_gain_stats"] is cv["pooled"]
+    assert out["cv"]["case_folds"]["e.nii.gz"] == 2 and out["recommended_ckpt"] == cv["recommended_ckpt"]
+    assert doc["invocation"]["cwd"] == "/out" and doc["input"]["n_val_cases"] == 6 and doc["headline"] == cv["headline"]
+
+
+def _write_eval(folder: Path, scores: dict[str, float]) -> None:
+    folder.mkdir(parents=True)
+    with (folder / "val_mean_dice_raw.csv").open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["filename", "class0", "mean"])
+        out.writerows([f"/data/imagesTr/{name}", v, v] for name, v in scores.items())
+    for name in scores:
+        (folder / name.replace(".nii.gz", "_seg.nii.gz")).write_bytes(name.encode())
+
+
+def test_merging_eval_folders_keeps_the_named_cases_and_their_mean(tmp_path):
+    _write_eval(tmp_path / "a", {"x.nii.gz": 0.2, "y.nii.gz": 0.4, "z.nii.gz": 0.9})
+    _write_eval(tmp_path / "b", {"w.nii.gz": 0.6})
+    merge_eval([(tmp_path / "a", {"x.nii.gz", "y.nii.gz"}), (tmp_path / "b", {"w.nii.gz"})], tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").glob("*_seg.nii.gz")) == ["w_seg.nii.gz", "x_seg.nii.gz",
+                                                                             "y_seg.nii.gz"]
+    rows = list(csv.DictReader((tmp_path / "m" / "val_mean_dice_raw.csv").open()))
+    assert [Path(r["filename"]).name for r in rows] == ["x.nii.gz", "y.nii.gz", "w.nii.gz"]
+    name, value = (tmp_path / "m" / "metrics.csv").read_text().strip().split(",")
+    assert name == "val_mean_dice" and float(value) == pytest.approx(0.4)
+
+
+def test_bundle_values_are_replaced_where_given_and_appended_where_not():
+    command = ["python", "-m", "monai.bundle", "run", "--output_dir", "/a", "--ckpt_path", "/c"]
+    assert with_values(command, {"output_dir": "/b", "data_list_file_path": "/d.json"}) == [
+        "python", "-m", "monai.bundle", "run", "--output_dir", "/b", "--ckpt_path", "/c", "--data_list_file_path", "/d.json"]
+
+
+@pytest.mark.parametrize("flag", [{"seeds": [0, 1]}, {"dry_run": True}, {"skip_formal_eval": True}, {"resuming": True}])
+def test_folds_refuse_seeds_dry_run_skipping_the_formal_eval_and_resume(flag):
+    with pytest.raises(ArgumentError, match="--folds runs one formal finetune per fold"):
+        refuse_combinations(Request(output_dir=Path("/out"), folds="all", **flag))
