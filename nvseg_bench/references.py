@@ -15,12 +15,12 @@ pretrained score gets an upper bound: a better finetune than measured is no faul
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from nvseg_bench.history.record import data_digest
 from nvseg_bench.sweep import SWEEP_FILE, distribution, seed_dir
 
 MARGIN_STD = 4.0
@@ -52,15 +52,6 @@ def ranges(spreads: dict[str, dict[str, Any]]) -> tuple[dict[str, float], dict[s
     low = {f: round(spreads[f]["min"] - margin(spreads[f]), ROUND) for f in BOUNDED_BELOW if spreads[f]["n"]}
     high = {f: round(spreads[f]["max"] + margin(spreads[f]), ROUND) for f in BOUNDED_ABOVE if spreads[f]["n"]}
     return low, high
-
-
-def data_digest(manifest: dict[str, Any]) -> str:
-    """sha256 over the dataset files' names and sha256 as the run's manifest recorded them."""
-    files = ((manifest.get("inputs") or {}).get("dataset") or {}).get("files") or {}
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(f"{name}\0{files[name]['sha256']}\n".encode())
-    return digest.hexdigest()
 
 
 def provenance(sweeps: list[dict[str, Any]], seeds: list[int], docs: list[dict[str, Any]], digest: str) -> dict[str, Any]:

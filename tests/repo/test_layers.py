@@ -7,7 +7,7 @@ import ast
 from ..helpers import REPO
 
 FLOW = ("paths", "errors", "store", "inputs", "planning", "model", "stage", "prepared", "phases", "evidence",
-        "output", "predict", "prepare", "run", "sweep", "references", "commands", "cli", "__main__", "harness")
+        "output", "predict", "prepare", "run", "sweep", "history", "references", "commands", "cli", "__main__", "harness")
 
 
 def _layer(module: str) -> str | None:
