@@ -15,6 +15,7 @@ from nvseg_bench.history.record import record_from_run_dir
 from nvseg_bench.history.storage import FileStorage
 
 from ..harness_util import project_with_stored_pack
+from .test_harness_sessions import PNG_SIGNATURE, report_modules  # noqa: F401 (a fixture)
 
 
 def _store(pytester) -> Path:
@@ -110,6 +111,18 @@ def test_a_file_url_store_is_where_runs_are_saved(pytester, tmp_path):
     pytester.runpytest("-m", "smoke", "--nvseg-autosave", f"--nvseg-storage=file://{store}")
     [saved] = list(store.glob("*.json"))
     assert json.loads(saved.read_text())["dataset"]["digest"] and not _store(pytester).exists()
+
+
+def test_the_report_carries_the_comparison_and_a_trend_of_the_saved_runs(pytester, tmp_path, report_modules):
+    project_with_stored_pack(pytester, tmp_path)
+    pytester.runpytest("-m", "smoke", "--nvseg-autosave")
+    result = pytester.runpytest("-m", "smoke", "--nvseg-autosave", "--nvseg-compare", "--nvseg-report=report")
+    assert result.ret == 0
+    markdown = (pytester.path / "report" / "report.md").read_text()
+    first = FileStorage(_store(pytester)).records()[0]["run_id"]
+    assert f"| vs baseline {first} | formal Dice 0.3946 -> 0.3946 (+0.0000" in markdown
+    assert "![Formal Dice over saved runs](smoke_trend.png)" in markdown
+    assert (pytester.path / "report" / "smoke_trend.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def _gates_judged() -> list[str]:
