@@ -46,7 +46,7 @@ def judge_baseline(run: RunEvidence, opts: HarnessOptions) -> tuple[Verdict, dic
     except UnknownRun as exc:
         return bad(f"{exc}; `nvseg-finetune history {storage.root}` lists them"), None
     if base is None:
-        return skip(f"no saved {run.name} run in {storage.root} to compare with; --nvseg-autosave saves this one"), None
+        return skip(f"no passed {run.name} run saved in {storage.root} to compare with; --nvseg-autosave saves this one"), None
     if base.get("name") != run.name:
         return skip(f"{base['run_id']} is a {base.get('name')} run; this is {run.name}: not compared"), None
     current = build_record(run.doc or {}, _manifest(run.out), name=run.name, out=run.out)
@@ -56,7 +56,7 @@ def judge_baseline(run: RunEvidence, opts: HarnessOptions) -> tuple[Verdict, dic
     failed = [j.message for j in judgements if j.status == "failed"]
     warned = [j.message for j in judgements if j.status == "warned"]
     if failed:
-        return bad(f"regression {'; '.join(failed)} [{said}]"), comparison
+        return bad(f"regression: {'; '.join(failed)} [{said}]"), comparison
     if warned:
         return ok(f"{'; '.join(warned)} [{said}]", note=True), comparison
     return ok(said), comparison

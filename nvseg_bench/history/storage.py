@@ -18,6 +18,7 @@ from nvseg_bench.store.files import write_atomic
 from nvseg_bench.history.record import FORMAT
 
 DEFAULT_DIR = ".nvseg-history"
+GOOD_VERDICTS = ("PASS", "passed")  # a harness verdict, or a CLI run's status: what `last` may compare with
 
 
 class HistoryWarning(UserWarning):
@@ -65,13 +66,14 @@ class FileStorage:
         return sorted(found, key=lambda r: (r.get("time") or 0, r["run_id"]))
 
     def baseline(self, name: str, which: str = "last") -> dict[str, Any] | None:
-        """The saved run to compare a `name` run with: `last` (newest of that name, None if none) or a run id.
+        """The saved run to compare a `name` run with: `last` (the newest of that name that passed, None if none) or
+        a run id. A failed run (a regression among them) is never `last`, so it cannot become the next baseline.
 
         A run id that no file has raises UnknownRun; one of another name is returned as it is (the caller says so).
         """
         records = self.records()
         if which == "last":
-            same = [r for r in records if r.get("name") == name]
+            same = [r for r in records if r.get("name") == name and r.get("verdict") in GOOD_VERDICTS]
             return same[-1] if same else None
         chosen = [r for r in records if r["run_id"] == which or r["run_id"].startswith(which)]
         if len(chosen) != 1:

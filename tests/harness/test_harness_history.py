@@ -58,8 +58,18 @@ def test_a_run_worse_than_a_stored_baseline_fails_with_compare_fail(pytester, tm
     _baseline_with(run_dir, _store(pytester), {"spleen_03.nii.gz": 0.05, "spleen_06.nii.gz": 0.04})
     result = pytester.runpytest("-m", "smoke", "--nvseg-compare-fail=formal_dice:0.01")
     result.assert_outcomes(failed=1, passed=len(_gates_judged()), skipped=_skips() - 1)
-    result.stdout.fnmatch_lines(["*smoke/baseline FAILED: regression formal Dice dropped 0.0450, more than "
+    result.stdout.fnmatch_lines(["*smoke/baseline FAILED: regression: formal Dice dropped 0.0450, more than "
                                  "formal_dice:0.01 (0.0100), and the paired 95% CI -0.0500..-0.0400 lies below 0*"])
+
+
+def test_a_failed_run_is_saved_but_never_becomes_the_next_baseline(pytester, tmp_path):
+    run_dir = project_with_stored_pack(pytester, tmp_path)
+    good = _baseline_with(run_dir, _store(pytester), {"spleen_03.nii.gz": 0.05, "spleen_06.nii.gz": 0.04})
+    for _ in range(2):  # the regression fails both times: the first failed run is kept, not compared with
+        result = pytester.runpytest("-m", "smoke", "--nvseg-autosave", "--nvseg-compare-fail=formal_dice:0.01")
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        result.stdout.fnmatch_lines([f"  smoke vs baseline {good['run_id']}: *"])
+    assert [r["verdict"] for r in FileStorage(_store(pytester)).records()] == ["passed", "FAIL", "FAIL"]
 
 
 def test_the_same_drop_under_a_looser_threshold_passes(pytester, tmp_path):
@@ -91,7 +101,7 @@ def test_a_corrupt_store_file_warns_and_the_others_still_count(pytester, tmp_pat
 def test_an_unknown_baseline_id_fails_and_an_empty_store_skips(pytester, tmp_path):
     project_with_stored_pack(pytester, tmp_path)
     pytester.runpytest("-m", "smoke", "--nvseg-compare", "-rs").stdout.fnmatch_lines(
-        ["SKIPPED * no saved smoke run in *.nvseg-history to compare with; --nvseg-autosave saves this one*"])
+        ["SKIPPED * no passed smoke run saved in *.nvseg-history to compare with; --nvseg-autosave saves this one*"])
     result = pytester.runpytest("-m", "smoke", "--nvseg-compare=20260101T000000Z-smoke-0000")
     result.stdout.fnmatch_lines(["*smoke/baseline FAILED: no saved run matches '20260101T000000Z-smoke-0000'*"])
 
