@@ -147,7 +147,7 @@ def history_command(argv: Sequence[str]) -> int:
     if not records:
         print(f"{PROG}: no saved runs in {storage.root}")
         return 0
-    print(f"{PROG}: {len(records)} saved runs in {storage.root}")
+    print(f"{PROG}: {len(records)} saved run{'s' if len(records) != 1 else ''} in {storage.root}")
     for name in sorted({r.get("name") for r in records}):
         print(f"\n{name}")
         print("\n".join("  " + line for line in history_table([r for r in records if r.get("name") == name])))

@@ -88,6 +88,16 @@ def test_a_drop_within_the_noise_warns_and_passes(pytester, tmp_path):
                                  "but the paired 95% CI -0.1000..+0.0600 spans 0: within the noise*"])
 
 
+def test_under_xdist_the_workers_compare_and_the_controller_saves_once(pytester, tmp_path):
+    pytest.importorskip("xdist")
+    run_dir = project_with_stored_pack(pytester, tmp_path)
+    good = _baseline_with(run_dir, _store(pytester), {"spleen_03.nii.gz": 0.0, "spleen_06.nii.gz": 0.0})
+    result = pytester.runpytest("-n", "2", "-m", "smoke", "--nvseg-autosave", "--nvseg-compare")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([f"  smoke vs baseline {good['run_id']}: formal Dice 0.3946 -> 0.3946 *"])
+    assert len(FileStorage(_store(pytester)).records()) == 2  # the baseline and this session's one record
+
+
 def test_a_corrupt_store_file_warns_and_the_others_still_count(pytester, tmp_path):
     run_dir = project_with_stored_pack(pytester, tmp_path)
     good = _baseline_with(run_dir, _store(pytester), {"spleen_03.nii.gz": 0.0, "spleen_06.nii.gz": 0.0})
