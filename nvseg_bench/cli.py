@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true",
                         help="check inputs, plan and stage configs, print the phase commands; start no phase")
     parser.add_argument("--phase-timeout", type=positive_float, metavar="SECONDS", help="stop a phase that runs longer")
+    parser.add_argument("--save-to", metavar="STORE",
+                        help="after the run, save its record in this history store (a folder or file:///abs/dir; "
+                             "`nvseg-finetune history STORE` lists them)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -138,17 +141,25 @@ def to_request(args: argparse.Namespace, argv: Sequence[str]) -> Request:
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     req = resume_request(args, argv) if args.resume else to_request(args, argv)
+    if args.save_to:
+        commands.history_store(args.save_to)  # a store that cannot be used is refused before the run, not after
     if req.folds:
         from nvseg_bench.cv import run_cv  # the run's modules load after parsing: --help stays fast
 
-        return run_cv(req, Console())
-    if req.seeds:
-        from nvseg_bench.sweep import run_sweep  # the run's modules load after parsing: --help stays fast
+        code = run_cv(req, Console())
+    elif req.seeds:
+        from nvseg_bench.sweep import run_sweep
 
-        return run_sweep(req, Console())
-    from nvseg_bench.run import run
+        code = run_sweep(req, Console())
+    else:
+        from nvseg_bench.run import run
 
-    return run(req, Console())
+        code = run(req, Console())
+    if args.save_to:
+        saved = commands.save_to(args.save_to, req.output_dir)
+        print("\n".join(f"{PROG}: saved {path.stem} to {path.parent}" for path in saved) or
+              f"{PROG}: --save-to: {req.output_dir} has no output.json; nothing was saved")
+    return code
 
 
 def _err(text: str) -> None:
@@ -243,7 +254,7 @@ def cache_line(block: dict) -> str:
             f"{block['bytes'] / 2**20:.1f} MiB in {block['dir']}")
 
 
-RESUME_ALONE = {"--resume", "--debug", "--phase-timeout"}
+RESUME_ALONE = {"--resume", "--debug", "--phase-timeout", "--save-to"}
 
 
 def resume_request(given: argparse.Namespace, argv: Sequence[str]) -> Request:

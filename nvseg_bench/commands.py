@@ -1,6 +1,7 @@
 """The subcommands beside a run: `fetch-weights` and `fetch-bundle` (bring NVIDIA's weights or whole pinned
 bundle into the Hugging Face cache ahead of time), `cache` (show and prune the preprocessing cache) and
-`predict` (segment new scans with a run's checkpoint: predict.py).
+`predict` (segment new scans with a run's checkpoint: predict.py), `history` and `compare` (saved runs and
+two runs side by side: history/), and `save_to` (a run's record into a history store, for --save-to).
 Thin entry points over model/, store/ and predict.py; each parses its own arguments and returns an exit code
 (cli.main reports a NvsegError they raise, exit 2, as it does for a run).
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nvseg_bench import PROG
+from nvseg_bench.errors import NvsegError
 from nvseg_bench.inputs.request import positive_float
 
 
@@ -116,4 +118,95 @@ def predict(argv: Sequence[str]) -> int:
     return predicting.main(argv)
 
 
-SUBCOMMANDS = {"fetch-weights": fetch_weights, "fetch-bundle": fetch_bundle, "cache": cache_command, "predict": predict}
+def history_store(location: str) -> Path:
+    from nvseg_bench.history.storage import store_dir
+
+    try:
+        return store_dir(location, Path.cwd())
+    except ValueError as exc:
+        raise NvsegError(f"the history store {location!r} cannot be used", [str(exc)]) from None
+
+
+def history_command(argv: Sequence[str]) -> int:
+    """`nvseg-finetune history [STORE]`: the saved runs, oldest first (a table, or --json)."""
+    from nvseg_bench.history.show import history_table
+    from nvseg_bench.history.storage import DEFAULT_DIR, FileStorage
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} history",
+                                     description="List the runs saved by --nvseg-autosave or --save-to, oldest first.")
+    parser.add_argument("store", nargs="?", default=DEFAULT_DIR, metavar="STORE",
+                        help=f"a store folder or file:///abs/dir (default: ./{DEFAULT_DIR})")
+    parser.add_argument("--name", help="only runs of this name (smoke, sanity, user)")
+    parser.add_argument("--json", action="store_true", help="the records as a JSON list")
+    args = parser.parse_args(argv)
+    storage = FileStorage(history_store(args.store))
+    records = [r for r in storage.records() if args.name in (None, r.get("name"))]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    if not records:
+        print(f"{PROG}: no saved runs in {storage.root}")
+        return 0
+    print(f"{PROG}: {len(records)} saved run{'s' if len(records) != 1 else ''} in {storage.root}")
+    for name in sorted({r.get("name") for r in records}):
+        print(f"\n{name}")
+        print("\n".join("  " + line for line in history_table([r for r in records if r.get("name") == name])))
+    return 0
+
+
+def _run_record(where: Path) -> dict:
+    """A run folder (its output.json), or a saved record file, as a record."""
+    from nvseg_bench.history.record import record_from_run_dir
+
+    try:
+        if where.is_file():
+            return json.loads(where.read_text())
+        return record_from_run_dir(where)
+    except (OSError, ValueError) as exc:
+        raise NvsegError(f"{where} is not a run to compare", [f"{type(exc).__name__}: {exc}"],
+                         ["Pass the --output-dir of a finished run (with output.json) or a file from the history store."]) \
+            from None
+
+
+def compare_command(argv: Sequence[str]) -> int:
+    """`nvseg-finetune compare RUN_A RUN_B`: RUN_B beside RUN_A, paired per case when they scored the same cases."""
+    from nvseg_bench.history.compare import compare
+    from nvseg_bench.history.regression import judge, parse_threshold
+    from nvseg_bench.history.show import comparison_lines
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} compare",
+                                     description="Compare two finished runs: RUN_B's formal Dice minus RUN_A's, paired "
+                                                 "per case (mean, 95%% bootstrap interval, cases better and worse), and "
+                                                 "the recipe values, versions, bundle and data that differ.")
+    parser.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline: a run folder or a saved record file")
+    parser.add_argument("run_b", type=Path, metavar="RUN_B", help="the run compared with it")
+    parser.add_argument("--fail", action="append", default=[], metavar="METRIC:AMOUNT",
+                        help="exit 1 on a regression, as --nvseg-compare-fail: formal_dice:0.01, formal_dice:1%%, wall:20%%")
+    parser.add_argument("--json", action="store_true", help="the comparison as JSON")
+    args = parser.parse_args(argv)
+    try:
+        thresholds = [parse_threshold(t) for t in args.fail]
+    except ValueError as exc:
+        raise NvsegError(f"--fail: {exc}") from None
+    comparison = compare(_run_record(args.run_a), _run_record(args.run_b))
+    judgements = judge(comparison, thresholds)
+    if args.json:
+        print(json.dumps(comparison | {"judgements": [vars(j) for j in judgements]}, indent=2))
+    else:
+        print("\n".join(comparison_lines(comparison, str(args.run_a), str(args.run_b))))
+        print("\n".join(f"  {j.status}: {j.message}" for j in judgements))
+    return 1 if any(j.status == "failed" for j in judgements) else 0
+
+
+def save_to(location: str, out_dir: Path) -> list[Path]:
+    """--save-to STORE: a record of the finished run in out_dir (each seed of a sweep) saved in the store."""
+    from nvseg_bench.history.record import record_from_run_dir
+    from nvseg_bench.history.storage import FileStorage
+
+    storage = FileStorage(history_store(location))
+    runs = [out_dir] if (out_dir / "output.json").is_file() else sorted(p.parent for p in out_dir.glob("seed-*/output.json"))
+    return [storage.save(record_from_run_dir(run, root=Path.cwd())) for run in runs]
+
+
+SUBCOMMANDS = {"fetch-weights": fetch_weights, "fetch-bundle": fetch_bundle, "cache": cache_command, "predict": predict,
+               "history": history_command, "compare": compare_command}

@@ -1,5 +1,6 @@
 """End of a session (controller only): write each judged run's `gates` into its output.json and
-write the reports when --nvseg-report asks. The terminal table is summary.py's.
+write the reports when --nvseg-report asks; save each run's record in the history store when
+--nvseg-autosave asks. The terminal table is summary.py's.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from nvseg_bench.store.files import write_atomic
 from nvseg_bench.output.write import both_schema_errors
+from nvseg_bench.harness.baseline import attach_history, save_runs
 from nvseg_bench.harness.gates import gate_title
 from nvseg_bench.harness.ledger import Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions
@@ -35,8 +37,12 @@ def write_gates(record: RunRecord, session: str) -> None:
     write_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
-def finish_session(ledger: Ledger, opts: HarnessOptions, session: str) -> None:
+def finish_session(ledger: Ledger, opts: HarnessOptions, session: str, root: Path | None = None) -> None:
     for record in ledger.runs.values():
         write_gates(record, session)
+    if opts.autosave:
+        ledger.saved_paths = save_runs(ledger, opts, root)
+    if opts.report is not None and (opts.autosave or opts.compare):
+        attach_history(ledger, opts)
     if opts.report is not None:
         ledger.report_paths = write_reports(ledger, opts.report)

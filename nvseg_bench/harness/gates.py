@@ -250,6 +250,11 @@ def forgetting(run: RunEvidence, min_agreement: float = MIN_AGREEMENT) -> Verdic
     return ok(f"agreement with the pretrained model at least {min_agreement}: {said}")
 
 
+def baseline_off(run: RunEvidence) -> Verdict:
+    """The `baseline` gate without its options; gate_items judges it with them (harness/baseline.py)."""
+    return skip("off (--nvseg-compare sets each run beside its saved baseline)")
+
+
 def telemetry(run: RunEvidence) -> Verdict:
     runtime = (run.doc or {}).get("runtime", {})
     phases = list((run.doc or {}).get("invocation", {}).get("phase_return_codes", {}))
@@ -312,11 +317,12 @@ GATES: dict[str, Gate] = {
     "telemetry": Gate("runtime telemetry present", telemetry),
     "inputs_untouched": Gate("inputs untouched", inputs_untouched),
     "trusted": Gate("the CPU verifier trusts the pack", trusted, trusted_only=True),
+    "baseline": Gate("no regression against the saved baseline (opt-in)", baseline_off, opt_in=True),
 }
 
 
 def opt_in_gates() -> list[str]:
-    """Gates that skip unless asked for (--nvseg-require-significant): a session's default skips."""
+    """Gates that skip unless asked for (--nvseg-require-significant, --nvseg-compare): a session's default skips."""
     return [name for name, gate in GATES.items() if gate.opt_in]
 
 

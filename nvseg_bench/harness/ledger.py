@@ -30,6 +30,8 @@ class RunRecord:
     schema_problems: list[str] = field(default_factory=list)  # of output.json once `gates` is in it
     doc: dict[str, Any] | None = None  # output.json, read once (see output_json)
     trust: Trust | None = None  # the verifier's verdict as the `trusted` item reported it (trusted mode)
+    comparison: dict[str, Any] | None = None  # with its saved baseline, as the `baseline` item reported it
+    history: list[dict[str, Any]] = field(default_factory=list)  # saved runs of this name (report's trend plot)
 
     def output_json(self) -> dict[str, Any] | None:
         """The run's output.json, read on first use and kept (also once `gates` is added to it)."""
@@ -70,6 +72,7 @@ class Ledger:
     def __init__(self) -> None:
         self.runs: dict[str, RunRecord] = {}
         self.report_paths: list[str] = []
+        self.saved_paths: list[str] = []  # history files this session wrote (--nvseg-autosave)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props: dict[str, Any] = dict(report.user_properties)
@@ -82,6 +85,8 @@ class Ledger:
         if "nvseg_source" in props:
             run.sources.add(props["nvseg_source"])
         run.trust = Trust.from_properties(props) or run.trust
+        if "nvseg_comparison" in props:
+            run.comparison = json.loads(props["nvseg_comparison"])
         if report.when == "setup" and report.skipped:
             run.skip_reason = _reason(report)
         outcome = report.outcome if report.when == "call" else "skipped" if report.skipped else "error"

@@ -17,6 +17,8 @@ from typing import Callable
 import pytest
 
 from nvseg_bench import paths
+from nvseg_bench.history.regression import Threshold, parse_threshold
+from nvseg_bench.history.storage import DEFAULT_DIR, store_dir
 
 GROUP = "nvseg-bench (finetune runs as fixtures)"
 MIN_AGREEMENT = 0.8  # the forgetting gate's default bound (docs/harness.md)
@@ -67,6 +69,7 @@ def add_options(parser: pytest.Parser) -> None:
                     help="the forgetting gate fails a class whose agreement with the pretrained model is below this "
                          f"(default {MIN_AGREEMENT})")
     parser.addini("nvseg_min_agreement", "default for --nvseg-min-agreement", type="string", default="")
+    add_history_options(group, parser)
 
 
 def _value(config: pytest.Config, name: str) -> tuple[str | None, Path]:
@@ -171,6 +174,10 @@ class HarnessOptions:
     require_significant: bool = False
     min_agreement: float = MIN_AGREEMENT
     args: list[str] = field(default_factory=list)
+    autosave: bool = False
+    storage: Path | None = None  # the history store (default ROOTDIR/.nvseg-history)
+    compare: str | None = None  # a saved run id, or "last"
+    compare_fail: list[Threshold] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> HarnessOptions:
@@ -184,7 +191,8 @@ class HarnessOptions:
         args += _seed_args(texts["seeds"]) + _fold_args(texts["folds"])
         significant = bool(config.getoption("nvseg_require_significant") or config.getini("nvseg_require_significant"))
         return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), trusted=trusted, args=args,
-                   require_significant=significant, min_agreement=_min_agreement(config), **paths, **texts)
+                   require_significant=significant, min_agreement=_min_agreement(config), **paths, **texts,
+                   **_history(config))
 
 
 def _min_agreement(config: pytest.Config) -> float:
@@ -221,3 +229,38 @@ def _checked_args(value: str | None, name: str, parse: Callable[[str], str]) -> 
         return [f"--{name}", parse(value)]
     except argparse.ArgumentTypeError as exc:
         raise pytest.UsageError(f"--nvseg-{name}: {exc}") from None
+
+
+def add_history_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    """--nvseg-autosave, --nvseg-storage, --nvseg-compare, --nvseg-compare-fail and their ini keys."""
+    group.addoption("--nvseg-autosave", action="store_true",
+                    help=f"save each judged run's record in the history store (default ROOTDIR/{DEFAULT_DIR})")
+    group.addoption("--nvseg-storage", metavar="DIR", help="the history store: a folder or file:///abs/dir "
+                                                           f"(default ROOTDIR/{DEFAULT_DIR})")
+    group.addoption("--nvseg-compare", nargs="?", const="last", metavar="RUN_ID|last",
+                    help="set each run beside its saved baseline of the same name: the newest (last, the default) "
+                         "or a run id; adds a `baseline` gate")
+    group.addoption("--nvseg-compare-fail", action="append", metavar="METRIC:AMOUNT",
+                    help="fail the baseline gate on a regression: formal_dice:0.01, formal_dice:1%%, wall:20%% "
+                         "(repeatable; implies --nvseg-compare=last)")
+    parser.addini("nvseg_autosave", "default for --nvseg-autosave", type="bool", default=False)
+    for name in ("storage", "compare"):
+        parser.addini(f"nvseg_{name}", f"default for --nvseg-{name}", type="string", default="")
+    parser.addini("nvseg_compare_fail", "default for --nvseg-compare-fail (space-separated)", type="args", default=[])
+
+
+def _history(config: pytest.Config) -> dict:
+    """The history settings; a bad store URL or threshold is a usage error that names it."""
+    given, base = _value(config, "storage")
+    try:
+        storage = store_dir(given or DEFAULT_DIR, base if given else config.rootpath)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--nvseg-storage: {exc}") from None
+    try:
+        thresholds = [parse_threshold(t) for t in config.getoption("nvseg_compare_fail") or
+                      config.getini("nvseg_compare_fail")]
+    except ValueError as exc:
+        raise pytest.UsageError(f"--nvseg-compare-fail: {exc}") from None
+    compare = config.getoption("nvseg_compare") or config.getini("nvseg_compare") or None
+    return {"autosave": bool(config.getoption("nvseg_autosave") or config.getini("nvseg_autosave")),
+            "storage": storage, "compare": compare or ("last" if thresholds else None), "compare_fail": thresholds}

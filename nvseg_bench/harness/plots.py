@@ -223,3 +223,30 @@ def forgetting_plot(doc: dict[str, Any]) -> bytes | None:
     ax.set_title(f"forgetting check over {len(block.get('per_case') or {})} validation cases", fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     return _png(figure)
+
+
+def trend_plot(records: list[dict[str, Any]]) -> bytes | None:
+    """Formal Dice of each saved run of one name, oldest first: finetuned with its 95% interval, and pretrained."""
+    from matplotlib.figure import Figure
+
+    points = [(r, (r.get("figures") or {})) for r in records]
+    points = [(r, f) for r, f in points if f.get("formal_finetuned_val_dice") is not None]
+    if not points:
+        return None
+    x = np.arange(len(points))
+    after = np.array([f["formal_finetuned_val_dice"] for _, f in points])
+    ci = [f.get("formal_finetuned_ci") or [v, v] for (_, f), v in zip(points, after)]
+    spread = np.array([[v - low for (low, _), v in zip(ci, after)], [high - v for (_, high), v in zip(ci, after)]])
+    figure = Figure(figsize=(max(4.8, 0.55 * len(points) + 2), 3.8))
+    ax = figure.add_subplot()
+    ax.errorbar(x, after, yerr=np.clip(spread, 0, None), fmt="o-", color=FINETUNED_COLOR, capsize=3,
+                label="finetuned (95% CI over cases)")
+    before = [f.get("formal_pretrained_val_dice") for _, f in points]
+    if all(v is not None for v in before):
+        ax.plot(x, before, "s--", color=PRETRAINED_COLOR, alpha=0.7, label="pretrained")
+    ax.set_xticks(x, [str(r.get("saved_at", ""))[:16].replace("T", "\n") for r, _ in points], fontsize=7)
+    ax.set_ylabel("formal Dice")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"formal Dice over {len(points)} saved {points[0][0].get('name')} runs, oldest first", fontsize=9)
+    return _png(figure)

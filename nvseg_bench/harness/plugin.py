@@ -160,7 +160,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     from nvseg_bench.harness.finish import finish_session
 
-    finish_session(config.stash[LEDGER], config.stash[OPTIONS], config.stash[SESSION])
+    finish_session(config.stash[LEDGER], config.stash[OPTIONS], config.stash[SESSION], config.rootpath)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -2,7 +2,8 @@
 
 Per run: the headline (formal Dice before and after, gain, the checkpoint to keep, verdict), the
 gates table, the Dice-per-epoch plot, a mid-slice overlay of one validation case, and runtime per
-phase. Plots need matplotlib (the `report` extra); without it the report says so and goes on.
+phase; with saved runs (--nvseg-autosave, --nvseg-compare) the comparison with the baseline and
+a trend plot of formal Dice over the saved runs of that name. Plots need matplotlib (the `report` extra); without it the report says so and goes on.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any
 
 from nvseg_bench.harness.gates import gate_title, reference_bounds
 from nvseg_bench.harness.ledger import Ledger, RunRecord
-from nvseg_bench.harness.plots import class_plot, dice_plot, forgetting_plot, overlay_plot, slope_plot
+from nvseg_bench.history.compare import describe, describe_differences
+from nvseg_bench.harness.plots import class_plot, dice_plot, forgetting_plot, overlay_plot, slope_plot, trend_plot
 from nvseg_bench.harness.runs import REFERENCE
 from nvseg_bench.harness.summary import number
 
@@ -28,6 +30,7 @@ code{font-size:13px}"""
 FIGURES = (("dice", "Validation Dice per epoch"), ("slope", "Formal Dice per case, pretrained -> finetuned"),
            ("classes", "Formal Dice per class and case, pretrained -> finetuned"),
            ("forgetting", "Agreement with the pretrained model on other classes"), ("overlay", "Mid-slice overlay"))
+HISTORY_FIGURES = (("trend", "Formal Dice over saved runs"),)  # with --nvseg-autosave or --nvseg-compare
 CLASS_HEADER = ["class", "label -> VISTA3D id", "pretrained", "finetuned", "gain", "95% CI", "confidence"]
 FORGETTING_HEADER = ["class", "VISTA3D id", "agreement", "pretrained mL", "finetuned mL"]
 
@@ -51,7 +54,15 @@ class RunPage:
                 *([("fold gains", fold_gains(out["cv"]))] if out.get("cv") else []),
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
-                ("evidence", f"{self.record.out} ({self.record.source})")]
+                ("evidence", f"{self.record.out} ({self.record.source})")] + self.baseline()
+
+    def baseline(self) -> list[tuple[str, str]]:
+        """The comparison with the saved baseline (--nvseg-compare), when the `baseline` item made one."""
+        comparison = self.record.comparison
+        if comparison is None:
+            return []
+        return [(f"vs baseline {comparison['baseline']}", describe(comparison)),
+                ("baseline differences", describe_differences(comparison))]
 
     def classes(self) -> list[tuple[str, ...]]:
         """One row per mapped class: formal Dice before and after, the gain and its paired interval."""
@@ -124,7 +135,8 @@ def build_page(record: RunRecord) -> RunPage:
     for name, make in (("dice", lambda: dice_plot(page.doc, bounds[0] if bounds else None)),
                        ("overlay", lambda: overlay_plot(page.doc, Path(record.out))),
                        ("slope", lambda: slope_plot(page.doc)), ("classes", lambda: class_plot(page.doc)),
-                       ("forgetting", lambda: forgetting_plot(page.doc))):
+                       ("forgetting", lambda: forgetting_plot(page.doc))) + \
+            ((("trend", lambda: trend_plot(record.history)),) if record.history else ()):
         try:
             png = make()
         except Exception as exc:  # a broken figure must not cost the rest of the report
@@ -160,7 +172,7 @@ def markdown(pages: list[RunPage], report_dir: Path) -> str:
         if page.trust():
             said, rows = page.trust()
             lines += ["### Verifier", "", said, ""] + (_md_table(["status", "finding"], rows) + [""] if rows else [])
-        for kind, caption in FIGURES:
+        for kind, caption in FIGURES + HISTORY_FIGURES:
             if kind in page.images:
                 file = report_dir / f"{name}_{kind}.png"
                 file.write_bytes(page.images[kind])
@@ -199,7 +211,7 @@ def html_page(pages: list[RunPage]) -> str:
             said, rows = page.trust()
             parts.append(f"<h3>Verifier</h3><p>{html.escape(said)}</p>" + (_html_table(["status", "finding"], rows, 0)
                                                                           if rows else ""))
-        for kind, caption in FIGURES:
+        for kind, caption in FIGURES + HISTORY_FIGURES:
             if kind in page.images:
                 data = base64.b64encode(page.images[kind]).decode()
                 parts.append(f"<h3>{caption}</h3><img alt='{caption}' src='data:image/png;base64,{data}'>")

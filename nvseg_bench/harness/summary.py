@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nvseg_bench.harness.baseline import baseline_lines
 from nvseg_bench.harness.ledger import Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions
 
@@ -41,9 +42,11 @@ def summary_lines(ledger: Ledger, opts: HarnessOptions) -> list[str]:
             lines += [f"  {record.name} verifier: {finding}" for finding in record.trust.failed[:8]]
         for problem in record.schema_problems[:3]:
             lines.append(f"  {record.name}: output.json with gates breaks the schema: {problem}")
+        lines += baseline_lines(record)
         if record.out:
             lines.append(f"  {record.name} evidence: {record.out}")
     lines += skipped
+    lines += [f"saved: {path}" for path in ledger.saved_paths]
     for path in ledger.report_paths:
         lines.append(f"report: {path}")
     return lines

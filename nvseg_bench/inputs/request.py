@@ -15,7 +15,8 @@ from nvseg_bench.errors import ArgumentError
 
 ALL_FOLDS = "all"  # --folds all: every fold value the datalist holds
 # parser destinations the request does not carry: argparse's own, and the positional merged into dataset_dir
-CLI_ONLY = frozenset({"help", "version", "debug", "fixture_or_dataset", "resume"})  # --resume: cli.resume_request
+CLI_ONLY = frozenset({"help", "version", "debug", "fixture_or_dataset", "resume",  # --resume: cli.resume_request
+                      "save_to"})  # --save-to: cli.execute saves the finished run's record
 
 
 @dataclass(frozen=True)

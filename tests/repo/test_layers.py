@@ -7,7 +7,8 @@ import ast
 from ..helpers import REPO
 
 FLOW = ("paths", "errors", "store", "inputs", "planning", "model", "stage", "prepared", "phases", "evidence",
-        "output", "predict", "prepare", "run", "sweep", "cv", "references", "commands", "cli", "__main__", "harness")
+        "output", "predict", "prepare", "run", "sweep", "cv", "history", "references", "commands", "cli", "__main__",
+        "harness")
 
 
 def _layer(module: str) -> str | None:

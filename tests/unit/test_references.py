@@ -106,3 +106,39 @@ def test_sweeps_of_different_data_are_not_pooled(sweep_dir, tmp_path):
     (other / "sweep.json").write_text(json.dumps({"seeds": [9], "runs": [{"seed": 9}]}))
     with pytest.raises(ValueError, match="different data"):
         card_from_sweeps([sweep_dir, other], "mixed")
+
+
+@pytest.fixture
+def store(tmp_path) -> Path:
+    """A history store with three saved smoke runs of one dataset and checkpoint (finetuned 0.40, 0.37, 0.43)."""
+    from nvseg_bench.history.record import build_record
+    from nvseg_bench.history.storage import FileStorage
+
+    storage = FileStorage(tmp_path / "store")
+    manifest = {"inputs": {"dataset": {"files": {"imagesTr/a.nii.gz": {"sha256": "11"}}}}}
+    for i, finetuned in enumerate((0.40, 0.37, 0.43)):
+        doc = _doc(i, finetuned) | {"input": _doc(i, finetuned)["input"] | {"smoke": True}}
+        storage.save(build_record(doc, manifest, when=1.0e9 + i))
+    return storage.root
+
+
+def test_saved_runs_make_a_reference_as_a_sweep_does(store, sweep_dir, tmp_path):
+    target = tmp_path / "refs.json"
+    assert main([str(store), "--out", str(target), "--name", "ours"]) == 0
+    card = json.loads(target.read_text())["ours"]
+    assert card["min"] == card_from_sweeps([sweep_dir], "test")["min"]
+    assert card["provenance"]["kind"] == "measured_history" and len(card["provenance"]["run_ids"]) == 3
+    assert card["provenance"]["data_digest_sha256"] == card_from_sweeps([sweep_dir], "t")["provenance"]["data_digest_sha256"]
+
+
+def test_saved_runs_of_several_names_need_run_name(store, tmp_path, capsys):
+    user = json.loads(next(store.glob("*.json")).read_text()) | {"name": "user", "run_id": "20010909T000000Z-user-1"}
+    (store / "user.json").write_text(json.dumps(user))
+    assert main([str(store), "--out", str(tmp_path / "r.json")]) == 2
+    assert "several names (smoke, user); pick one with --run-name" in capsys.readouterr().err
+    assert main([str(store), "--out", str(tmp_path / "r.json"), "--run-name", "smoke"]) == 0
+
+
+def test_sweeps_and_saved_runs_are_not_mixed(store, sweep_dir, tmp_path, capsys):
+    assert main([str(sweep_dir), str(store), "--out", str(tmp_path / "r.json")]) == 2
+    assert "sweeps and saved runs cannot be mixed" in capsys.readouterr().err
