@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nvseg_bench.errors import EXIT_PHASE_FAILED, ArgumentError
-from nvseg_bench.evidence import collect, decision, gain_stats
+from nvseg_bench.evidence import collect, decision, forgetting, gain_stats, per_class
 from nvseg_bench.inputs import folds as cv_folds
 from nvseg_bench.inputs.dataset import case_name
 from nvseg_bench.inputs.request import Request
@@ -35,7 +35,7 @@ from nvseg_bench.output import write
 from nvseg_bench.phases.loop import run_phases
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import make_output_dir, prepare, resolve_dirs
-from nvseg_bench.prepared import Prepared
+from nvseg_bench.prepared import FINETUNED_NAME, Prepared
 from nvseg_bench.run import SCHEMA_BUG, Outcome
 from nvseg_bench.sweep import SHARED_PHASE, distribution, link_file, run_sharing, share_log
 
@@ -93,10 +93,11 @@ def merge_eval(parts: list[tuple[Path, set[str]]], target: Path) -> None:
     header: list[str] = []
     kept: list[dict[str, str]] = []
     for src, names in parts:
-        for stem in sorted(case_name(name) for name in names):
-            for prediction in (src / f"{stem}_seg.nii.gz", src / f"{stem}_seg.nii"):
-                if prediction.is_file() and not (target / prediction.name).exists():
-                    link_file(prediction, target / prediction.name)
+        for name in sorted(names):
+            prediction = collect.prediction_file(src, name)  # either bundle's layout, kept as it is
+            if prediction is not None and not (target / prediction.relative_to(src)).exists():
+                (target / prediction.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+                link_file(prediction, target / prediction.relative_to(src))
         if (src / RAW_CSV).is_file():
             fields, rows = _rows(src / RAW_CSV)
             header = header or fields
@@ -196,12 +197,43 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
     return cv | {"headline": headline(cv)}
 
 
+def pooled_classes(p: Prepared, out_dir: Path) -> dict[str, Any]:
+    """The per-class fields over every case, from OUT's two eval folders (each case from the fold that held
+    it out), as a single run reports them over its own validation cases."""
+    classes = per_class.mapped_classes(p.mapping.pairs, p.mapping.names)
+    before = per_class.read_case_class_dice(out_dir / SHARED_PHASE, classes)
+    after = per_class.read_case_class_dice(out_dir / "eval_finetuned", classes)
+    return per_class.output_fields(before, after, classes)
+
+
+def pooled_forgetting(p: Prepared, cv: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
+    """The forgetting check over every case: each fold's two label maps of its own cases linked into
+    OUT/forget_*, then scored as one run's; None when the check did not run in every fold."""
+    plan = p.forgetting
+    if plan is None or not plan.enabled or any(r["status"] != "passed" for r in cv["runs"]):
+        return None
+    images = []
+    for row in cv["runs"]:
+        for name in row["cases"]:
+            for phase in forgetting.PHASES:
+                found = fold_dir(out_dir, row["fold"]) / phase / f"{case_name(name)}_seg.nii.gz"
+                if not found.is_file():
+                    return None
+                (out_dir / phase).mkdir(exist_ok=True)
+                link_file(found, out_dir / phase / found.name)
+            images.append(Path(name))
+    each = str(out_dir / "fold-K" / "checkpoints" / FINETUNED_NAME)
+    return forgetting.forgetting_block(plan, out_dir, tuple(images), {"pretrained": p.weights.path,
+                                                                    "finetuned": f"{each} (each case's own fold K)"})
+
+
 def _mean(values: Any) -> float | None:
     values = list(values)
     return sum(values) / len(values) if values else None
 
 
-def top_document(cv: dict[str, Any], rep: dict[str, Any], req: Request, out_dir: Path, wall: float) -> dict[str, Any]:
+def top_document(cv: dict[str, Any], rep: dict[str, Any], req: Request, out_dir: Path, wall: float,
+                 pooled_fields: dict[str, Any]) -> dict[str, Any]:
     """OUT/output.json: the representative fold's document with the pooled figures in `output`, the all-case
     datalist as its input, and OUT as its root (invocation.cwd: the verifier re-roots recorded paths on it)."""
     doc = copy.deepcopy(rep)
@@ -222,11 +254,11 @@ def top_document(cv: dict[str, Any], rep: dict[str, Any], req: Request, out_dir:
                "representative_fold": cv["representative_fold"], "recommended_fold": cv["recommended_fold"],
                "case_folds": {n: c["fold"] for n, c in cases.items()},
                "fold_gains": {str(r["fold"]): r["formal_gain"] for r in cv["runs"]}},
-    }
+    } | pooled_fields
     doc["input"] |= {"datalist": cv["all_cases_datalist"], "n_val_cases": cv["n_cases"]}
     doc["invocation"] |= {"command": req.command_line, "cwd": str(out_dir)}
     doc["runtime"] |= {"wall_seconds": round(wall, 2)}
-    doc["headline"] = cv["headline"]
+    doc["headline"] = cv["headline"] + forgetting.headline_tail(out.get("forgetting"))
     if any(r["status"] != "passed" for r in cv["runs"]) or len(cv["runs"]) < len(cv["folds"]):
         doc["status"] = "failed" if doc["status"] == "passed" else doc["status"]
         doc.setdefault("error", {"kind": "crash", "phase": "finetune",
@@ -235,14 +267,16 @@ def top_document(cv: dict[str, Any], rep: dict[str, Any], req: Request, out_dir:
 
 
 def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]], req: Request, out_dir: Path,
-               wall: float) -> tuple[Path, list[str]]:
-    """OUT/cv.json, OUT/eval_finetuned (every fold's predictions), OUT/output.json and OUT/manifest.json."""
+               wall: float, p: Prepared) -> tuple[Path, list[str]]:
+    """OUT/cv.json, OUT/eval_finetuned (every fold's predictions), OUT/forget_* (the forgetting check's maps),
+    OUT/output.json and OUT/manifest.json; `p` is any fold's Prepared (their mapping and plan are the same)."""
     (out_dir / CV_FILE).write_text(json.dumps(cv, indent=2) + "\n")
     parts = [(fold_dir(out_dir, r["fold"]) / "eval_finetuned", set(r["cases"])) for r in cv["runs"]
              if (fold_dir(out_dir, r["fold"]) / "eval_finetuned").is_dir()]
     merge_eval(parts, out_dir / "eval_finetuned")
     rep = cv["representative_fold"] if cv["representative_fold"] is not None else next(iter(docs))
-    doc = top_document(cv, docs[rep][0], req, out_dir, wall)
+    fields = pooled_classes(p, out_dir) | {"forgetting": pooled_forgetting(p, cv, out_dir)}
+    doc = top_document(cv, docs[rep][0], req, out_dir, wall, fields)
     path, errors = write.write(doc, out_dir)
     inputs = json.loads((fold_dir(out_dir, rep) / collect.MANIFEST).read_text()).get("inputs", {})
     collect.write_manifest(out_dir, inputs)
@@ -301,7 +335,7 @@ def run_cv(req: Request, show: CvShow) -> int:
         cv["headline"] = (f"{len(chosen)}-fold CV: the shared evaluation of the pretrained checkpoint did not finish "
                           f"({shared.failure or f'exit {shared.return_code}'}; see {shared.log_path}); no fold ran")
     if docs:
-        path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started)
+        path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started, prepared[chosen[0]])
         code = code or (SCHEMA_BUG if errors else 0)
     else:
         (out_dir / CV_FILE).write_text(json.dumps(cv, indent=2) + "\n")

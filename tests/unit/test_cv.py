@@ -66,10 +66,11 @@ def test_a_failed_fold_gives_no_verdict_and_keeps_the_pretrained_checkpoint():
 def test_the_top_document_carries_the_pooled_figures_and_roots_on_out():
     cv = _assemble()
     doc = top_document(cv, _doc(2), Request(output_dir=Path("/out"), command_line="nvseg-finetune --folds all"),
-                       Path("/out"), 9.0)
+                       Path("/out"), 9.0, {"formal_classes": [{"name": "spleen", "local": 1, "global": 3}]})
     out = doc["output"]
     assert len(out["formal_pretrained_per_case"]) == 6 and out["formal_gain_stats"] is cv["pooled"]
     assert out["cv"]["case_folds"]["e.nii.gz"] == 2 and out["recommended_ckpt"] == cv["recommended_ckpt"]
+    assert out["formal_classes"] == [{"name": "spleen", "local": 1, "global": 3}]  # the pooled per-class fields
     assert doc["invocation"]["cwd"] == "/out" and doc["input"]["n_val_cases"] == 6 and doc["headline"] == cv["headline"]
 
 
@@ -105,3 +106,29 @@ def test_bundle_values_are_replaced_where_given_and_appended_where_not():
 def test_folds_refuse_seeds_dry_run_skipping_the_formal_eval_and_resume(flag):
     with pytest.raises(ArgumentError, match="--folds runs one formal finetune per fold"):
         refuse_combinations(Request(output_dir=Path("/out"), folds="all", **flag))
+
+
+def test_the_forgetting_check_is_pooled_over_every_fold_s_own_cases(tmp_path):
+    import types
+
+    import nibabel
+    import numpy as np
+
+    from nvseg_bench.cv import pooled_forgetting
+    from nvseg_bench.planning.forgetting import PHASES, ForgettingPlan
+
+    for fold, case, changed in ((0, "a", 0), (1, "b", 3)):
+        for phase in PHASES:
+            volume = np.zeros((6, 6, 6), np.uint8)
+            volume[:3] = 1
+            if phase == PHASES[1]:
+                volume[:changed] = 0  # fold 1's finetuned model lost 3 of the liver's slices
+            (tmp_path / f"fold-{fold}" / phase).mkdir(parents=True)
+            nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), str(tmp_path / f"fold-{fold}" / phase / f"{case}_seg.nii.gz"))
+    plan = ForgettingPlan(True, "", named=(1,), prompts=(1,), names={1: "liver"})
+    p = types.SimpleNamespace(forgetting=plan, weights=types.SimpleNamespace(path="/m/pretrained.pt"))
+    cv = {"runs": [{"fold": 0, "status": "passed", "cases": ["a.nii.gz"]},
+                   {"fold": 1, "status": "passed", "cases": ["b.nii.gz"]}]}
+    block = pooled_forgetting(p, cv, tmp_path)
+    assert block["per_case"] == {"a.nii.gz": {"liver": 1.0}, "b.nii.gz": {"liver": 0.0}}
+    assert block["classes"] == {"liver": 0.5} and (tmp_path / PHASES[1] / "b_seg.nii.gz").is_file()
