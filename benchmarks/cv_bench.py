@@ -84,7 +84,9 @@ def run() -> int:
               "cv_headline": cv_doc["headline"], "load_before": before, "load_after": after,
               "python": sys.version.split()[0], "cpu_count": os.cpu_count(), "work": str(work)}
     target = REPO / "benchmarks" / "results" / f"cv_bench_{result['date']}.json"
-    target.write_text(json.dumps(result, indent=2) + "\n")
+    kept = json.loads(target.read_text()) if target.is_file() else {"about": "runs of benchmarks/cv_bench.py"}
+    kept["runs"] = [*kept.get("runs", []), result]  # a later run of the day adds to the file, never replaces it
+    target.write_text(json.dumps(kept, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 
