@@ -300,6 +300,7 @@ class Gate:
     check: Callable[[RunEvidence], Verdict]
     trusted_only: bool = False  # an item only under --nvseg-trusted / --nvseg-trusted-only
     opt_in: bool = False  # an item always, but it skips unless its option turns it on
+    conditional: bool = False  # skips when the run lacks what it judges (forgetting: a run without the check)
 
 
 GATES: dict[str, Gate] = {
@@ -313,7 +314,7 @@ GATES: dict[str, Gate] = {
     "formal_fields": Gate("formal Dice fields present", formal_fields),
     "reference": Gate("Dice inside reference ranges", reference_ranges),
     "significance": Gate("formal gain clear of noise (opt-in)", significance, opt_in=True),
-    "forgetting": Gate("other classes agree with the pretrained model", forgetting),
+    "forgetting": Gate("other classes agree with the pretrained model", forgetting, conditional=True),
     "telemetry": Gate("runtime telemetry present", telemetry),
     "inputs_untouched": Gate("inputs untouched", inputs_untouched),
     "trusted": Gate("the CPU verifier trusts the pack", trusted, trusted_only=True),
@@ -324,6 +325,11 @@ GATES: dict[str, Gate] = {
 def opt_in_gates() -> list[str]:
     """Gates that skip unless asked for (--nvseg-require-significant, --nvseg-compare): a session's default skips."""
     return [name for name, gate in GATES.items() if gate.opt_in]
+
+
+def conditional_gates() -> list[str]:
+    """Gates that skip when the run did not do what they judge; a skip there is no fault."""
+    return [name for name, gate in GATES.items() if gate.conditional]
 
 
 def gate_names(trusted: bool) -> list[str]:

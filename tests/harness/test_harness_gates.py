@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.harness.gates import GATES, gate_names, judge, opt_in_gates, reference_bounds
+from nvseg_bench.harness.gates import GATES, conditional_gates, gate_names, judge, opt_in_gates, reference_bounds
 from nvseg_bench.harness.runs import RunEvidence
 from nvseg_bench.harness.trust import Trust
 
@@ -33,7 +33,7 @@ def edited(run: RunEvidence, change) -> RunEvidence:
 
 
 def test_every_gate_of_an_untrusted_session_passes_on_the_stored_pack_and_opt_in_gates_skip(run):
-    skipping = {*opt_in_gates(), "forgetting"}  # the smoke preset runs no forgetting check
+    skipping = {*opt_in_gates(), *conditional_gates()}  # the smoke preset runs no forgetting check
     expected = {gate: "skipped" if gate in skipping else "passed" for gate in gate_names(trusted=False)}
     assert {gate: judge(gate, run).status for gate in gate_names(trusted=False)} == expected
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nvseg_bench.planning.environment import visible_gpus_from_smi
-from nvseg_bench.harness.gates import gate_names, opt_in_gates
+from nvseg_bench.harness.gates import conditional_gates, gate_names, opt_in_gates
 from nvseg_bench.harness import trust as trust_module
 from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.report import FIGURES
@@ -40,7 +40,7 @@ def report_modules() -> None:
     import nvseg_bench.harness.plots  # noqa: F401
 GATES = gate_names(trusted=False)
 TRUSTED_GATES = gate_names(trusted=True)
-OFF = len(opt_in_gates()) + 1  # items that skip unless their option is given, and forgetting: smoke runs no check
+OFF = len(opt_in_gates()) + len(conditional_gates())  # items that skip unless asked for, and those a smoke run lacks
 JUDGED = len(GATES) - OFF  # the items a default session judges
 
 
@@ -250,8 +250,9 @@ def test_the_report_embeds_both_plots_and_names_the_verdict(pytester, cached_smo
     pytester.runpytest("-m", "smoke", "--nvseg-report", "report")
     page = (pytester.path / "report" / "report.html").read_text()
     images = [chunk.split("'", 1)[0] for chunk in page.split("data:image/png;base64,")[1:]]
-    # one image per figure the report draws (Dice trace, per-case slope chart, overlay)
-    assert len(images) == len(FIGURES) and all(base64.b64decode(i).startswith(PNG_SIGNATURE) for i in images)
+    # one image per figure the report draws (Dice trace, per-case and per-class slope charts, overlay); a smoke
+    # run has no forgetting check, so no agreement chart
+    assert len(images) == len(FIGURES) - 1 and all(base64.b64decode(i).startswith(PNG_SIGNATURE) for i in images)
     assert "smoke: PASS" in page and "<td class='passed'>passed</td>" in page
     markdown = (pytester.path / "report" / "report.md").read_text()
     assert "![Validation Dice per epoch](smoke_dice.png)" in markdown
