@@ -18,14 +18,11 @@ import numpy as np
 
 from .findings import Finding, failed, passed, skipped
 from .pack import Pack
+from .recompute import _case
 
 NAME = "forgetting"
 PHASES = ("forget_pretrained", "forget_finetuned")
 TOLERANCE = 1e-6  # the same voxels, counted again
-
-
-def _stem(image: str) -> str:
-    return Path(image).name.removesuffix(".gz").removesuffix(".nii")
 
 
 def _map(path: Path) -> tuple[np.ndarray, float]:
@@ -49,7 +46,7 @@ def _maps(pack: Pack, images: list[str]) -> dict[str, tuple[Path, Path]] | str:
     """Case file name -> the two saved label maps (read one case at a time later: they can be large)."""
     maps, missing = {}, []
     for image in images:
-        paths = [pack.root / phase / f"{_stem(image)}_seg.nii.gz" for phase in PHASES]
+        paths = [pack.root / phase / f"{_case(image)}_seg.nii.gz" for phase in PHASES]
         if not all(p.is_file() for p in paths):
             missing += [str(p.relative_to(pack.root)) for p in paths if not p.is_file()]
             continue

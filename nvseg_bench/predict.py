@@ -24,7 +24,7 @@ from nvseg_bench import PROG, paths
 from nvseg_bench.errors import ArgumentError, DataContractError
 from nvseg_bench.inputs import anatomy
 from nvseg_bench.inputs.audit import components, load_hashed, nonfinite_count
-from nvseg_bench.inputs.dataset import UNUSABLE, spacing_problem, voxel_spacing, voxels
+from nvseg_bench.inputs.dataset import UNUSABLE, case_name, spacing_problem, voxel_spacing, voxels
 from nvseg_bench.phases.runner import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
 from nvseg_bench.stage.inference import Inference, stage_inference
 from nvseg_bench.store.files import sha256_file, write_atomic
@@ -101,7 +101,7 @@ def find_images(given: Sequence[Path]) -> list[Path]:
 
 
 def case_stem(path: Path) -> str:
-    return path.name.removesuffix(".gz").removesuffix(".nii")
+    return case_name(path)
 
 
 def check_image(path: Path) -> tuple[Any, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench.evidence import forgetting, per_class
-from nvseg_bench.inputs.dataset import validation_images
+from nvseg_bench.inputs.dataset import case_name, validation_images
 from nvseg_bench.model.checkpoints import compare_checkpoints
 from nvseg_bench.phases.logparse import LogFacts
 from nvseg_bench.phases.runner import PhaseResult
@@ -50,7 +50,7 @@ def per_case_dice(eval_dir: Path) -> dict[str, float]:
 def prediction_file(eval_dir: Path, image_name: str) -> Path | None:
     """Where an eval phase saved a case's prediction: this project's bundle writes `NAME_seg.nii.gz`,
     NVIDIA's evaluate.json SaveImaged's default `NAME/NAME_trans.nii.gz`."""
-    stem = image_name.removesuffix(".gz").removesuffix(".nii")
+    stem = case_name(image_name)
     for path in (eval_dir / f"{stem}_seg.nii.gz", eval_dir / stem / f"{stem}_trans.nii.gz"):
         if path.is_file():
             return path

@@ -16,6 +16,7 @@ from typing import Any
 import nibabel
 import numpy as np
 
+from nvseg_bench.inputs.dataset import case_name
 from nvseg_bench.planning.forgetting import PHASES, ForgettingPlan
 from nvseg_bench.stage.inference import POSTFIX
 
@@ -49,8 +50,7 @@ def case_maps(out_dir: Path, images: tuple[Path, ...]) -> dict[str, tuple[Path, 
     """Case file name -> (pretrained map, finetuned map)."""
     maps = {}
     for image in images:
-        stem = image.name.removesuffix(".gz").removesuffix(".nii")
-        maps[image.name] = tuple(out_dir / phase / f"{stem}_{POSTFIX}.nii.gz" for phase in PHASES)
+        maps[image.name] = tuple(out_dir / phase / f"{case_name(image)}_{POSTFIX}.nii.gz" for phase in PHASES)
     return maps
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.inputs.dataset import case_name
+
 POSTFIX = "seg"
 CONFIG = Path("configs") / "inference.json"
 
@@ -47,8 +49,7 @@ class Inference:
 
     def label_map(self, image: Path) -> Path:
         """Where the bundle writes the label map of `image`."""
-        stem = image.name.removesuffix(".gz").removesuffix(".nii")
-        return self.output_dir / f"{stem}_{POSTFIX}.nii.gz"
+        return self.output_dir / f"{case_name(image)}_{POSTFIX}.nii.gz"
 
 
 def stage_inference(run: Inference, override_path: Path, network: Path | None) -> list[str]:
