@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 
 from nvseg_bench import PROG, __version__, commands
 from nvseg_bench.phases.child import sigterm_as_interrupt
-from nvseg_bench.errors import NvsegError
+from nvseg_bench.errors import DiskFullError, NvsegError
+from nvseg_bench.store.files import is_disk_full
 from nvseg_bench.inputs.request import (Request, checked_type, from_namespace, parse_folds, parse_new_class, parse_seeds,
                                         positive_float)
 
@@ -333,6 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
         if args.debug:
             raise
+        if isinstance(exc, OSError) and is_disk_full(exc):  # a full disk is the user's to fix, not a bug
+            full = DiskFullError.writing(Path(exc.filename or Path(args.output_dir or args.resume) / "output.json"))
+            print(full.render(PROG), file=sys.stderr)
+            return full.exit_code
         print(f"{PROG}: internal error: {type(exc).__name__}: {exc}\n  Rerun with --debug for the traceback "
               "and report it.", file=sys.stderr)
         return 1
