@@ -1,12 +1,13 @@
 """`nvseg-finetune predict RUN_DIR IMAGE_OR_DIR... --output-dir OUT`: segment new scans with a run's checkpoint.
 
-Reads the run folder as data (run_folder.py: output.json's plain values, the network definition checked to
-carry no code, the checkpoint inside the folder verified as a plain state dict), runs the bundle's own `configs/inference.json` as one `monai.bundle run`
-phase over every image (prompted with the mapped VISTA3D ids; the wrapper never infers itself), then
-writes one label map per image in that image's own grid and affine, holding the user's local label
-values, and OUT/predictions.json: per image its path and sha256, the label map, voxels and mL per class,
-and the anatomy plausibility verdict. Inputs meet the data contract's limits (readable 3D NIfTI, finite
-voxels, usable spacing); bad input is exit 2 before the phase. No torch, no monai.
+Reads the run folder as data (run_folder.py: output.json's plain values, the network definition checked
+to carry no code, the checkpoint inside the folder verified as a plain state dict), runs the bundle's own
+`configs/inference.json` as one `monai.bundle run` phase over every image (prompted with the mapped
+VISTA3D ids; the wrapper never infers itself), then writes one label map per image in that image's own
+grid and affine, holding the user's local label values, and OUT/predictions.json: per image its path and
+sha256, the label map, voxels and mL per class, and the anatomy plausibility verdict. Inputs meet the
+data contract's limits (readable 3D NIfTI, finite voxels, usable spacing); bad input is exit 2 before
+the phase. No monai; torch only for a checkpoint of a format this tool does not read itself.
 """
 from __future__ import annotations
 

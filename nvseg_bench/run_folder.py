@@ -10,7 +10,7 @@ The checkpoint is the file inside the folder, wherever the folder lies now (the 
 re-rooted at the run folder, never opened as recorded), read as a plain state dict without
 unpickling anything else. The bundle comes from this tool's own rule (its bundle/, the pinned hub
 snapshot, or `--bundle-dir`), never from a path the folder names. Every refusal is exit 2 naming the
-file, before any phase. No torch, no monai.
+file, before any phase. No monai; torch only for a checkpoint in a format this tool's reader does not read.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Any
 from nvseg_bench import PROG
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.model import bundle_source
-from nvseg_bench.model.checkpoints import NotTorchZip, read_archive
+from nvseg_bench.model.checkpoints import read_tensors
 from nvseg_bench.store.files import sha256_file
 
 NETWORK = Path("configs") / "network.json"
@@ -113,11 +113,13 @@ def _rerooted(recorded: str, old_root: str, run_dir: Path) -> Path | None:
 
 
 def plain_state_dict(path: Path) -> Path:
-    """`path` when it is a torch archive whose pickle holds only tensors in dicts; exit 2 naming it otherwise."""
+    """`path` when it holds only tensors in dicts; exit 2 naming it otherwise. Read by this tool's own unpickler
+    (tensors and dicts, nothing else is constructed); a file it cannot read (an older torch format) goes to
+    torch.load(weights_only=True), which refuses every other global in the same way."""
     try:
-        tensors = read_archive(path)
-    except (NotTorchZip, OSError) as exc:
-        raise refused(path, f"it is not a plain state dict ({exc})",
+        tensors = read_tensors(path)
+    except Exception as exc:  # a damaged or foreign file raises many types; all mean "not a plain state dict"
+        raise refused(path, f"it is not a plain state dict ({type(exc).__name__}: {str(exc)[:200]})",
                       "Use a checkpoint written by the run (torch.save of a state dict), or --checkpoint PATH.") from None
     if not tensors:
         raise refused(path, "it holds no tensors", "Use a checkpoint written by the run, or --checkpoint PATH.")
