@@ -14,6 +14,7 @@ file, before any phase. No monai; torch only for a checkpoint in a format this t
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -28,7 +29,9 @@ from nvseg_bench.model.checkpoints import read_tensors
 from nvseg_bench.store.files import sha256_file
 
 NETWORK = Path("configs") / "network.json"
-NETWORK_CLASS = re.compile(r"monai\.networks\.(nets|blocks|layers)\.[A-Za-z_][A-Za-z0-9_.]*")
+# a class of MONAI's networks: exported by the package, or defined in one of its module files (checked on disk,
+# so `monai.networks.nets.vista3d.torch.load`, an import of that module reached as an attribute, is refused)
+NETWORK_CLASS = re.compile(r"monai\.networks\.(nets|blocks|layers)\.(?:([a-z0-9_]+)\.)?([A-Z][A-Za-z0-9_]*)")
 REFERENCE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")  # a whole-string reference to a top-level id
 MAX_ID = 1023  # VISTA3D's class ids (and --new-class ids) stay far below this
 MAX_PATCH_EDGE = 1024
@@ -161,6 +164,18 @@ def _pretrained_outside(doc: dict[str, Any], recorded: Path, which: str) -> Path
                         fix=["Pass the pretrained weights the run used: --checkpoint PATH."])
 
 
+def network_class(target: Any) -> bool:
+    """Whether a `_target_` names a MONAI network class (never a function, never a module's import)."""
+    match = NETWORK_CLASS.fullmatch(target) if isinstance(target, str) else None
+    if match is None:
+        return False
+    if match.group(2) is None:
+        return True
+    spec = importlib.util.find_spec("monai")  # finds the package without importing it
+    root = Path(spec.origin).parent if spec and spec.origin else None
+    return root is not None and (root / "networks" / match.group(1) / f"{match.group(2)}.py").is_file()
+
+
 def _code_in(value: Any, where: str, refs: set[str], targets_allowed: bool) -> str | None:
     """Why `value` is not a plain network definition (None when it is); collects its `@` references."""
     if isinstance(value, str):
@@ -178,7 +193,7 @@ def _code_in(value: Any, where: str, refs: set[str], targets_allowed: bool) -> s
     if isinstance(value, dict):
         for key, item in value.items():
             if key == "_target_" and targets_allowed:
-                if not (isinstance(item, str) and NETWORK_CLASS.fullmatch(item)):
+                if not network_class(item):
                     return f"{where}._target_ is {str(item)[:60]!r}, not a MONAI network class"
             elif key.startswith("_") or "#" in key:
                 return f"{where} has the key {key[:40]!r}, which the bundle treats as an instruction"
