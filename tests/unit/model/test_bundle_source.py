@@ -196,3 +196,19 @@ def test_a_user_finetune_without_bundle_dir_runs_nvidias_bundle_from_the_cache_a
     assert doc["invocation"]["config_stack_paths"][0] == str(snapshot / "configs" / "train.json")
     assert tree_digest(snapshot.parents[1]) == before and not list(snapshot.parents[1].rglob("__pycache__"))
     assert provenance_of(out).status == "pass"
+
+
+def _hub_bundle(state: str) -> dict:
+    return {"source": "hub", "path": "/s", "matches_pinned_upstream": state == "verified",
+            "upstream_check": {"state": state, "file_list": None, "missing": [], "added": [],
+                               "different": ["configs/train.json"] if state == "differs" else []}}
+
+
+def test_the_reference_gate_judges_a_self_consistent_hub_run_and_says_why_it_is_not_verified(tmp_path):
+    verdict = reference_ranges(task06_run(tmp_path, _hub_bundle("self_consistent")))
+    assert verdict.status == "failed"  # judged (the made-up run lacks most figures), not skipped
+
+
+def test_the_reference_gate_skips_a_hub_run_that_differs_naming_the_file(tmp_path):
+    verdict = reference_ranges(task06_run(tmp_path, _hub_bundle("differs")))
+    assert verdict.status == "skipped" and "configs/train.json (different)" in verdict.message
