@@ -255,3 +255,17 @@ def test_predict_writes_label_maps_in_each_images_grid_that_score_as_the_formal_
         formal = smoke_run.doc["output"]["formal_finetuned_per_case"][f"{case}.nii.gz"]
         assert abs(dice - formal) <= 0.02, (case, dice, formal)
         assert row["anatomy"]["1"]["class_name"] == "spleen" and isinstance(row["plausible"], bool)
+
+
+def test_a_full_disk_while_writing_a_label_map_is_exit_3_naming_the_folder(tmp_path, capsys, monkeypatch):
+    import errno
+
+    run, out = _fake_run(tmp_path), tmp_path / "out"
+
+    def phase_that_fills_the_disk(spec, cwd, env, **_):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "raw" / "ct_seg.nii.gz"))
+
+    monkeypatch.setattr(predicting, "run_phase", phase_that_fills_the_disk)
+    assert main(["predict", str(run), str(_scan(tmp_path / "images")), "--output-dir", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert f"the disk holding {out / 'raw'} is full" in err and "Traceback" not in err
