@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 
 from nvseg_bench import PROG, __version__, commands
 from nvseg_bench.phases.child import sigterm_as_interrupt
-from nvseg_bench.errors import NvsegError
+from nvseg_bench.errors import DiskFullError, NvsegError
+from nvseg_bench.store.files import is_disk_full
 from nvseg_bench.inputs.request import (Request, checked_type, from_namespace, parse_folds, parse_new_class, parse_seeds,
                                         positive_float)
 
@@ -307,6 +308,13 @@ def _stopped_run(out: Path) -> dict:
     return doc
 
 
+def disk_full(exc: BaseException, writing: Path | None) -> DiskFullError | None:
+    """A full disk met outside the atomic writer (a phase's file, a label map): the user's to fix, not a bug."""
+    if not (isinstance(exc, OSError) and is_disk_full(exc)) or not (exc.filename or writing):
+        return None
+    return DiskFullError.writing(Path(exc.filename) if exc.filename else writing)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in commands.SUBCOMMANDS:
@@ -315,6 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except NvsegError as exc:
             print(exc.render(PROG), file=sys.stderr)
             return exc.exit_code
+        except OSError as exc:
+            if (full := disk_full(exc, None)) is None:
+                raise
+            print(full.render(PROG), file=sys.stderr)
+            return full.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume is None and args.output_dir is None:
@@ -333,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
         if args.debug:
             raise
+        if (full := disk_full(exc, Path(args.output_dir or args.resume) / "output.json")) is not None:
+            print(full.render(PROG), file=sys.stderr)
+            return full.exit_code
         print(f"{PROG}: internal error: {type(exc).__name__}: {exc}\n  Rerun with --debug for the traceback "
               "and report it.", file=sys.stderr)
         return 1

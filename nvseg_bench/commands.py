@@ -34,27 +34,46 @@ def fetch_weights(argv: Sequence[str]) -> int:
 
 def fetch_bundle(argv: Sequence[str]) -> int:
     """`nvseg-finetune fetch-bundle`: NVIDIA's bundle (configs, scripts, weights) into the local hub cache."""
-    from nvseg_bench.model import bundle_source
+    from nvseg_bench.model import bundle_source, hub_files
     from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION
-    from nvseg_bench.store.files import sha256_file
 
     parser = argparse.ArgumentParser(prog=f"{PROG} fetch-bundle",
                                      description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} (configs, scripts and "
                                                  f"{HUB_FILE}) into the Hugging Face cache (HF_HOME), so runs without "
                                                  "--bundle-dir need no network. With HF_HUB_OFFLINE=1 it only "
-                                                 "checks the cache.")
+                                                 "checks the cache. It also keeps the hub's list of the revision's files (path, blob id, size, LFS sha256) "
+                                                 "beside the cache, which every run checks the snapshot against.")
     parser.parse_args(argv)
     snapshot = bundle_source.hub_snapshot(download=True, patterns=bundle_source.fetch_patterns())
+    listed = _keep_file_list(snapshot)
     used = bundle_source.from_hub(download=False)
-    weights = snapshot / HUB_FILE
-    state = "unchanged since download" if used.unchanged else f"ALTERED in the cache: {', '.join(used.altered)}"
+    check, weights = used.check, snapshot / HUB_FILE
     print(f"{PROG}: {HUB_REPO}@{HUB_REVISION[:12]} in {snapshot}\n"
-          f"  recipe: {len(used.configs_sha256)} config and script files, {state}")
+          f"  recipe: {len(used.configs_sha256)} config and script files; upstream check: {check.state}"
+          + (f" against {check.file_list}" if check.file_list else ""))
+    if listed:
+        print(f"  {listed}")
+    if check.warning():
+        print(f"{PROG}: warning: {check.warning()}")
     if weights.is_file():
-        print(f"  weights: {weights} ({weights.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(weights)})")
+        print(f"  weights: {weights} ({weights.stat().st_size / 2**20:.1f} MiB, sha256 {check.weights_sha256})")
     else:
         print(f"  weights: {HUB_FILE} is not in the cache; runs will fetch it, or pass --pretrained-ckpt")
-    return 0 if used.unchanged else 2
+    return 2 if check.state == hub_files.DIFFERS else 0
+
+
+def _keep_file_list(snapshot: Path) -> str | None:
+    """Ask the hub for the revision's file list and keep it beside the cache; a line saying why not, when not."""
+    from nvseg_bench.model import bundle_source, hub_files
+
+    if bundle_source.offline():
+        return "file list: not asked for (HF_HUB_OFFLINE is set); the cache is checked against its own blob names"
+    try:
+        hub_files.fetch_list(snapshot.parents[1])
+    except Exception as exc:  # the hub raises many types; all mean "no list now"
+        return f"file list: the hub did not give it ({type(exc).__name__}); the cache is checked against its own " \
+               "blob names"
+    return None
 
 
 def _age(text: str) -> float:

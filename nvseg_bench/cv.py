@@ -37,6 +37,7 @@ from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import make_output_dir, prepare, resolve_dirs
 from nvseg_bench.prepared import FINETUNED_NAME, Prepared
 from nvseg_bench.run import SCHEMA_BUG, Outcome
+from nvseg_bench.store.files import write_atomic
 from nvseg_bench.sweep import SHARED_PHASE, distribution, link_file, run_sharing, share_log
 
 CV_FILE = "cv.json"
@@ -270,7 +271,7 @@ def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]],
                wall: float, p: Prepared) -> tuple[Path, list[str]]:
     """OUT/cv.json, OUT/eval_finetuned (every fold's predictions), OUT/forget_* (the forgetting check's maps),
     OUT/output.json and OUT/manifest.json; `p` is any fold's Prepared (their mapping and plan are the same)."""
-    (out_dir / CV_FILE).write_text(json.dumps(cv, indent=2) + "\n")
+    write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
     parts = [(fold_dir(out_dir, r["fold"]) / "eval_finetuned", set(r["cases"])) for r in cv["runs"]
              if (fold_dir(out_dir, r["fold"]) / "eval_finetuned").is_dir()]
     merge_eval(parts, out_dir / "eval_finetuned")
@@ -338,7 +339,7 @@ def run_cv(req: Request, show: CvShow) -> int:
         path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started, prepared[chosen[0]])
         code = code or (SCHEMA_BUG if errors else 0)
     else:
-        (out_dir / CV_FILE).write_text(json.dumps(cv, indent=2) + "\n")
+        write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
         path = out_dir / CV_FILE
     show.cv_done(cv, path.resolve())
     return code

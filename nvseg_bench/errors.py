@@ -6,10 +6,11 @@ with `exit_code`; it never shows a traceback unless `--debug` is given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
-EXIT_PHASE_FAILED = 3
+EXIT_PHASE_FAILED = 3  # also a full disk while writing the run's files (DiskFullError)
 EXIT_SANITY_FAILED = 4
 
 
@@ -48,3 +49,15 @@ class MappingError(NvsegError):
 
 class ArgumentError(NvsegError):
     """A command-line value that does not parse or contradicts another."""
+
+
+class DiskFullError(NvsegError):
+    """The disk (or quota) filled while a file was written: the work stopped there, exit 3."""
+
+    @classmethod
+    def writing(cls, path: Path) -> "DiskFullError":
+        return cls(f"the disk holding {path.parent} is full: {path.name} could not be written.",
+                   evidence=[f"Writing {path} failed with 'No space left on device' (or the disk quota)."],
+                   fix=[f"Free space on the disk of {path.parent} (or choose another folder) and run the command "
+                        "again."],
+                   exit_code=EXIT_PHASE_FAILED)

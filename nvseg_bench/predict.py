@@ -1,12 +1,13 @@
 """`nvseg-finetune predict RUN_DIR IMAGE_OR_DIR... --output-dir OUT`: segment new scans with a run's checkpoint.
 
-Reads the run's output.json (the recommended checkpoint, the bundle, the network config it staged, the
-label mapping, the patch size), runs the bundle's own `configs/inference.json` as one `monai.bundle run`
-phase over every image (prompted with the mapped VISTA3D ids; the wrapper never infers itself), then
-writes one label map per image in that image's own grid and affine, holding the user's local label
-values, and OUT/predictions.json: per image its path and sha256, the label map, voxels and mL per class,
-and the anatomy plausibility verdict. Inputs meet the data contract's limits (readable 3D NIfTI, finite
-voxels, usable spacing); bad input is exit 2 before the phase. No torch, no monai.
+Reads the run folder as data (run_folder.py: output.json's plain values, the network definition checked
+to carry no code, the checkpoint inside the folder verified as a plain state dict), runs the bundle's own
+`configs/inference.json` as one `monai.bundle run` phase over every image (prompted with the mapped
+VISTA3D ids; the wrapper never infers itself), then writes one label map per image in that image's own
+grid and affine, holding the user's local label values, and OUT/predictions.json: per image its path and
+sha256, the label map, voxels and mL per class, and the anatomy plausibility verdict. Inputs meet the
+data contract's limits (readable 3D NIfTI, finite voxels, usable spacing); bad input is exit 2 before
+the phase. No monai; torch only for a checkpoint of a format this tool does not read itself.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from nvseg_bench.errors import ArgumentError, DataContractError
 from nvseg_bench.inputs import anatomy
 from nvseg_bench.inputs.audit import components, load_hashed, nonfinite_count
 from nvseg_bench.inputs.dataset import UNUSABLE, case_name, spacing_problem, voxel_spacing, voxels
+from nvseg_bench import run_folder
 from nvseg_bench.phases.runner import PhaseSpec, bundle_command, bundle_env, command_prefix, run_phase
+from nvseg_bench.run_folder import RunValues
 from nvseg_bench.stage.inference import Inference, stage_inference
 from nvseg_bench.store.files import sha256_file, write_atomic
 
@@ -35,48 +38,34 @@ RESULT = "predictions.json"
 
 @dataclass(frozen=True)
 class Model:
-    """What a finished run says the inference needs."""
+    """What predict runs: the bundle by this tool's rule, the run's plain values and checked network, one checkpoint."""
 
     run_dir: Path
     checkpoint: Path
     which: str  # recommended | pretrained | a path
     bundle_dir: Path
-    network: Path | None  # the run's staged network config, when it had one
-    pairs: list[list[int]]  # [local, global]
-    names: dict[int, str]  # global id -> class name
-    patch_size: list[int]
-    sw_overlap: float  # the run's evaluation overlap: the same windows score the new scans
-    amp: bool  # the run's autocast: upstream's inference config turns it on by itself
+    network: dict[str, Any] | None  # the run's network definition, checked as plain data (run_folder.network)
+    values: RunValues
+
+    @property
+    def pairs(self) -> list[list[int]]:
+        return self.values.pairs
+
+    @property
+    def names(self) -> dict[int, str]:
+        return self.values.names
 
 
-def read_run(run_dir: Path, checkpoint: str) -> Model:
-    """The model a run kept (or its pretrained one, or a given file); exit 2 for anything else."""
-    try:
-        doc = json.loads((run_dir / "output.json").read_text())
-    except (OSError, ValueError):
-        raise ArgumentError(f"{run_dir} is not an nvseg-finetune run dir: it has no readable output.json.",
-                            fix=["Pass the --output-dir of a finished `nvseg-finetune` run."]) from None
-    out, given = doc.get("output") or {}, doc.get("input") or {}
-    if doc.get("status") != "passed":
-        raise ArgumentError(f"the run in {run_dir} did not finish (status {doc.get('status')!r}), so it has no "
-                            "checkpoint to predict with.",
-                            fix=[f"Finish it first (`{PROG} --resume {run_dir}`), or pass another run dir."])
-    chosen = {"recommended": out.get("recommended_ckpt"), "pretrained": out.get("pretrained_ckpt")}.get(checkpoint,
-                                                                                                    checkpoint)
-    if not chosen or not Path(chosen).is_file():
-        raise ArgumentError(f"--checkpoint {checkpoint}: {chosen or 'no checkpoint'} is not a file.",
-                            fix=["Use --checkpoint recommended or pretrained for the run's own, or a .pt path."])
-    network = run_dir / "configs" / "network.json"
-    bundle = Path((given.get("bundle") or {}).get("path") or (doc.get("invocation") or {}).get("bundle_dir") or "")
+def read_run(run_dir: Path, checkpoint: str, bundle_dir: Path | None = None) -> Model:
+    """The model a run kept (or its pretrained one, or a given file), read as data; exit 2 for anything else."""
+    doc = run_folder.read_output(run_dir)
+    values = run_folder.run_values(doc, run_dir / "output.json")
+    network = run_folder.network(run_dir)
+    bundle = run_folder.bundle(doc, bundle_dir)
     if not (bundle / "configs" / "inference.json").is_file():
-        raise ArgumentError(f"the bundle the run used, {bundle}, has no configs/inference.json.",
-                            fix=["Fetch NVIDIA's bundle (`nvseg-finetune fetch-bundle`), or run predict where the "
-                                 "run's bundle is."])
-    names = {int(k): v for k, v in (given.get("label_names") or {}).items()}
-    plan = doc["plan"]
-    return Model(run_dir, Path(chosen).resolve(), checkpoint, bundle, network if network.is_file() else None,
-                 [list(p) for p in given["label_mappings"]["default"]], names, list(plan["patch_size"]),
-                 float(plan["sw_overlap"]), bool(plan.get("amp")))
+        raise ArgumentError(f"the bundle {bundle} has no configs/inference.json.",
+                            fix=["Fetch NVIDIA's bundle (`nvseg-finetune fetch-bundle`), or pass --bundle-dir DIR."])
+    return Model(run_dir, run_folder.checkpoint(doc, run_dir, checkpoint), checkpoint, bundle, network, values)
 
 
 def find_images(given: Sequence[Path]) -> list[Path]:
@@ -120,16 +109,25 @@ def check_image(path: Path) -> tuple[Any, str]:
 
 
 def refuse_output_inside(out_dir: Path, inputs: Sequence[Path]) -> None:
-    """An output dir inside a folder given as input would be read as input by a later predict."""
+    """Label maps go to a folder of their own: never inside an input folder (a later predict of that folder
+    would read them as scans), never beside a scan given by name, never over a file."""
     for item in inputs:
         if item.is_dir() and paths.is_inside(out_dir, item):
             raise ArgumentError(f"--output-dir {out_dir} lies inside the input folder {item}.",
                                 fix=["Choose an output dir outside the images, e.g. runs/predict."])
+        if item.is_file() and out_dir.resolve() == item.resolve().parent:
+            raise ArgumentError(f"--output-dir {out_dir} is the folder of the scan {item}: the label maps would be "
+                                "written beside the scans.",
+                                fix=["Choose an output dir of its own, e.g. runs/predict."])
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArgumentError(f"--output-dir {out_dir} is a file, not a folder.",
+                            fix=["Choose a new folder, e.g. runs/predict."])
 
 
 def inference(model: Model, images: list[Path], out_dir: Path) -> Inference:
-    return Inference(model.bundle_dir, model.checkpoint, tuple(images), tuple(glob for _, glob in model.pairs),
-                     out_dir / RAW, model.patch_size, model.sw_overlap, model.amp)
+    v = model.values
+    return Inference(model.bundle_dir, model.checkpoint, tuple(images), tuple(glob for _, glob in v.pairs),
+                     out_dir / RAW, v.patch_size, v.sw_overlap, v.amp)
 
 
 def to_local(global_map: np.ndarray, pairs: list[list[int]]) -> np.ndarray:
@@ -156,7 +154,12 @@ def predict(model: Model, checked: dict[Path, tuple[Any, str]], out_dir: Path) -
     images = list(checked)
     configs = out_dir / "configs"
     run = inference(model, images, out_dir)
-    stack = stage_inference(run, configs / "predict_override.json", model.network)
+    network = None
+    if model.network is not None:  # our own copy of the checked definition, never the run's file
+        configs.mkdir(parents=True, exist_ok=True)
+        network = configs / "network.json"
+        write_atomic(network, json.dumps(model.network, indent=2) + "\n")
+    stack = stage_inference(run, configs / "predict_override.json", network)
     (out_dir / paths.LOGS).mkdir(exist_ok=True)
     spec = PhaseSpec("predict", 1, 1, bundle_command(command_prefix(1), stack, model.bundle_dir),
                      paths.phase_log(out_dir, "predict"))
@@ -186,8 +189,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE_OR_DIR")
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--checkpoint", default="recommended", help="recommended (default), pretrained, or a path")
+    parser.add_argument("--bundle-dir", type=Path, default=None,
+                        help="the bundle to run (default: the one the run's recorded source names: this project's "
+                             "bundle/ or NVIDIA's pinned hub snapshot; a run on its own bundle needs it)")
     args = parser.parse_args(list(argv))
-    model = read_run(args.run_dir.resolve(), args.checkpoint)
+    model = read_run(args.run_dir.resolve(), args.checkpoint, args.bundle_dir)
     images = find_images(args.inputs)
     out_dir = args.output_dir.resolve()
     refuse_output_inside(out_dir, [p.resolve() for p in args.inputs])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from nvseg_bench.errors import DiskFullError
 from nvseg_bench.evidence import collect, decision
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.model import bundle_source
@@ -51,8 +52,12 @@ def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: fl
     judged = decision.judge(phases.results, interrupted=phases.interrupted, planned=p.request.dry_run,
                             preset=p.resolved.preset, bundle=bundle, out=out)
     doc = result.build(p, phases, out, judged, bundle=bundle, wall=time.monotonic() - started, started=ev.started)
-    collect.write_manifest(p.out_dir, {"pretrained_ckpt": p.weights.to_json(),
-                                       "dataset": collect.dataset_inputs(p.entries, p.dataset_dir, p.digests)})
+    try:
+        collect.write_manifest(p.out_dir, {"pretrained_ckpt": p.weights.to_json(),
+                                           "dataset": collect.dataset_inputs(p.entries, p.dataset_dir, p.digests)})
+    except DiskFullError as full:  # output.json says so where it still fits, then exit 3 naming the folder
+        write.write(doc | {"status": "failed", "headline": f"failed: {full.headline}"}, p.out_dir)
+        raise
     path, errors = write.write(doc, p.out_dir)
     code = max(judged.code, SCHEMA_BUG) if errors else judged.code
     return Outcome(doc, path, 130 if phases.interrupted else code, errors)

@@ -33,6 +33,7 @@ from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import prepare
 from nvseg_bench.prepared import Prepared
 from nvseg_bench.run import Outcome, conclude
+from nvseg_bench.store.files import write_atomic
 
 SWEEP_FILE = "sweep.json"
 SHARED_PHASE = "eval_pretrained"
@@ -163,7 +164,7 @@ def write(docs: dict[int, tuple[dict[str, Any], Path]], out_dir: Path) -> tuple[
     """OUT/sweep.json from every seed's output.json; returns its path and content."""
     sweep = assemble(docs, out_dir.resolve())
     target = out_dir / SWEEP_FILE
-    target.write_text(json.dumps(sweep, indent=2) + "\n")
+    write_atomic(target, json.dumps(sweep, indent=2) + "\n")
     return target, sweep
 
 

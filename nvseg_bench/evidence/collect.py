@@ -20,7 +20,7 @@ from nvseg_bench.model.checkpoints import compare_checkpoints
 from nvseg_bench.phases.logparse import LogFacts
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepared import FINETUNED_NAME, Prepared
-from nvseg_bench.store.files import sha256_file
+from nvseg_bench.store.files import sha256_file, write_atomic
 
 MANIFEST = "manifest.json"
 
@@ -97,7 +97,7 @@ def write_manifest(out_dir: Path, inputs: dict[str, dict[str, Any]]) -> dict[str
         if path.is_file() and rel not in ("output.json", MANIFEST):
             files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     manifest = {"root": str(out_dir), "files": files, "inputs": inputs}
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -69,14 +69,31 @@ def task06_checks(out: dict[str, Any], return_code: int) -> dict[str, Any]:
 NOT_COMPARABLE = "not comparable: recipe differs"
 
 
+def upstream_state(bundle: dict[str, Any]) -> str:
+    """input.bundle's upstream check state; an older output.json without one reads from matches_pinned_upstream."""
+    check = bundle.get("upstream_check")
+    if isinstance(check, dict) and check.get("state"):
+        return str(check["state"])
+    return "verified" if bundle.get("matches_pinned_upstream") else "differs" if bundle.get("source") == "hub" \
+        else "not_hub"
+
+
 def comparable(bundle: dict[str, Any] | None) -> tuple[bool, str]:
-    """Whether a run's numbers may be held to the Task06 reference: only a run of the recipe that
-    produced it, the pinned upstream bundle as the hub delivered it (output.json input.bundle)."""
+    """Whether a run's numbers may be held to the Task06 reference: only a run of the recipe that produced it,
+    the pinned upstream bundle, verified against the hub's file list or (without one) self-consistent, never
+    one that differs (output.json input.bundle)."""
     if not bundle:
         return False, f"{NOT_COMPARABLE} (output.json records no bundle provenance)"
-    if bundle.get("matches_pinned_upstream"):
-        return True, "the pinned upstream bundle, unchanged"
-    differing = bundle.get("differing_files") or bundle.get("altered_files") or []
+    state = upstream_state(bundle)
+    if state == "verified":
+        return True, "the pinned upstream bundle, verified against the hub's file list"
+    if state == "self_consistent" and bundle.get("source") == "hub":
+        return True, ("the pinned upstream bundle, self-consistent only (warning: no hub file list was kept, so an "
+                      "edited file relinked under a new name, or an added file, would not show; run "
+                      "`nvseg-finetune fetch-bundle` once with network access)")
+    check = bundle.get("upstream_check") if isinstance(bundle.get("upstream_check"), dict) else {}
+    differing = bundle.get("differing_files") or [f"{f} ({kind})" for kind in ("missing", "added", "different")
+                                                  for f in check.get(kind) or []] or bundle.get("altered_files") or []
     named = f": {', '.join(differing[:8])}" + (f" and {len(differing) - 8} more" if len(differing) > 8 else "") \
         if differing else ""
     return False, f"{NOT_COMPARABLE} ({bundle.get('source')} bundle {bundle.get('path')}{named})"

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from nvseg_bench.evidence.decision import MIN_GAIN, decide, decide_cv
 from nvseg_bench.output.write import both_schema_errors
-from nvseg_bench.evidence.ranges import bounds, comparable, measured
+from nvseg_bench.evidence.ranges import bounds, comparable, measured, upstream_state
 from nvseg_bench.harness.options import MIN_AGREEMENT
 from nvseg_bench.harness.runs import RunEvidence
 
@@ -190,10 +190,12 @@ def reference_ranges(run: RunEvidence) -> Verdict:
         return skip("the reference ranges are of single fold-0 runs; a cross-validation's pooled figures over every "
                     "case are not held to them")
     bundle = ((run.doc or {}).get("input") or {}).get("bundle")
+    caveat = ""
     if run.reference == "task06":  # published with NVIDIA's recipe: another recipe's numbers are not held to it
         fair, why = comparable(bundle)
         if not fair:
             return skip(why)
+        caveat = f"; {why}" if upstream_state(bundle or {}) != "verified" else ""
     elif (bundle or {}).get("source") != "builtin":  # the smoke ranges were measured on this project's bundle/
         return skip(f"the smoke ranges were measured with this project's bundle/; this run used the "
                     f"{(bundle or {}).get('source')} bundle {(bundle or {}).get('path')}")
@@ -211,7 +213,7 @@ def reference_ranges(run: RunEvidence) -> Verdict:
             misses.append(f"{name} {value:.4f} > {high[name]} (max)")
     if misses:
         return bad("; ".join(misses) + f" [{source}]")
-    return ok(", ".join(seen) + f" inside {source}")
+    return ok(", ".join(seen) + f" inside {source}{caveat}", note=bool(caveat))
 
 
 def significance(run: RunEvidence, required: bool = False) -> Verdict:

@@ -32,7 +32,9 @@ GENERATED_SOURCE = "generated: seed-0 five-fold"
 DATASET_DATALIST = "datalist.json"  # a dataset's own split, used when --datalist is not given
 # CT in Hounsfield units holds air (about -1000 HU) and dense tissue or bone (above 200 HU).
 
-NIFTI_ERRORS = (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error)
+# WrapStructError: a file too short for a NIfTI header (a text file named .nii.gz, say)
+NIFTI_ERRORS = (nibabel.filebasedimages.ImageFileError, nibabel.wrapstruct.WrapStructError, OSError, EOFError,
+                ValueError, zlib.error)
 UNUSABLE = "the dataset is not usable (nothing was run)"
 _BAD_DATALIST = "the datalist is not usable (nothing was run)"
 _PAIR_RULE = "Each imagesTr/NAME.nii.gz needs labelsTr/NAME.nii.gz with the same shape and affine."

@@ -3,10 +3,11 @@
 Three sources, in this order: `--bundle-dir DIR` ("dir"); this repository's `bundle/` ("builtin",
 the offline stand-in that the smoke preset and the micro model use); else NVIDIA's recipe, the
 Hugging Face repo nvidia/NV-Segment-CT at the pinned revision the weights come from ("hub"),
-looked up in the ordinary HF cache first and downloaded only when HF_HUB_OFFLINE is not set. A
-hub snapshot is used in place and never written to. The HF cache names every file's content by
-its hash (a git blob id, or the sha256 of a large file), so whether a snapshot is still exactly what
-the hub delivered is checked offline. No torch, no monai.
+looked up in the ordinary HF cache first and downloaded only when HF_HUB_OFFLINE is not set and the
+hub answers at all. A hub snapshot is used in place and never written to. Whether it is exactly
+the pinned revision is checked offline against the hub's own file list that fetch-bundle keeps
+(hub_files.py): `verified`, `self_consistent` (no list: each file only matches its own blob name),
+`differs`, or `not_hub`. No torch, no monai.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from typing import Any
 
 from nvseg_bench import paths
 from nvseg_bench.errors import ArgumentError
-from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, hub_cache_dir
+from nvseg_bench.model import hub_files
+from nvseg_bench.model.hub_files import UpstreamCheck, git_blob_id  # noqa: F401 (git_blob_id: the fixtures use it)
+from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, hub_cache_dir, hub_unreachable
 
 BUILTIN = paths.BUILTIN_BUNDLE
 BUILTIN_PRESETS = ("smoke",)  # presets whose default is the builtin stand-in: the micro model needs it
@@ -27,6 +30,7 @@ RECIPE_DIRS = ("configs", "scripts")  # the files that make the recipe: digested
 RECIPE_PATTERNS = ["configs/*", "scripts/*", "*.json", "LICENSE*", "README*", "docs/*"]
 CODE_SUFFIXES = (".json", ".py", ".conf", ".yaml", ".yml")
 WEIGHT_SUFFIXES = (".pt", ".safetensors")  # kept with git LFS on the hub: blobs named by their sha256
+COMPARABLE = (hub_files.VERIFIED, hub_files.SELF_CONSISTENT)  # the reference gates compare these, never `differs`
 
 
 @dataclass(frozen=True)
@@ -38,18 +42,27 @@ class BundleSource:
     repo: str | None = None
     revision: str | None = None
     configs_sha256: dict[str, str] = field(default_factory=dict)
-    unchanged: bool = False  # hub only: every snapshot file still hashes to the name the hub gave it
-    altered: tuple[str, ...] = ()  # hub files that no longer match
+    upstream: UpstreamCheck | None = None  # hub only: the snapshot against the hub's file list (hub_files.py)
+
+    @property
+    def check(self) -> UpstreamCheck:
+        return self.upstream or UpstreamCheck(hub_files.NOT_HUB, None)
 
     @property
     def matches_pinned_upstream(self) -> bool:
-        return self.source == "hub" and self.revision == HUB_REVISION and self.unchanged
+        return self.source == "hub" and self.revision == HUB_REVISION and self.check.state == hub_files.VERIFIED
+
+    @property
+    def comparable(self) -> bool:
+        """Whether a reference measured on the pinned recipe may judge this run (verified or self-consistent)."""
+        return self.source == "hub" and self.revision == HUB_REVISION and self.check.state in COMPARABLE
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "repo": self.repo, "revision": self.revision, "path": str(self.path),
                 "configs_sha256": dict(self.configs_sha256),
                 "matches_pinned_upstream": self.matches_pinned_upstream,
-                "altered_files": list(self.altered)}
+                "upstream_check": self.check.to_json(), "weights_sha256": self.check.weights_sha256,
+                "altered_files": list(self.check.different)}
 
 
 def recipe_digests(root: Path) -> dict[str, str]:
@@ -59,25 +72,7 @@ def recipe_digests(root: Path) -> dict[str, str]:
     return {f.relative_to(root).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 
-def git_blob_id(data: bytes) -> str:
-    """The id git (and so the hub) gives a file's content: sha1 of 'blob <size>\\0' and the bytes."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def altered_files(snapshot: Path) -> list[str]:
-    """Snapshot files whose content no longer hashes to their blob's name (edited in the cache). The
-    weights are left out here: their sha256 is taken and recorded anyway (input.pretrained_weights)."""
-    altered = []
-    for path in sorted(p for p in snapshot.rglob("*") if p.is_file() and not p.name.endswith(WEIGHT_SUFFIXES)):
-        blob = Path(os.path.realpath(path)).name
-        data = path.read_bytes()
-        actual = hashlib.sha256(data).hexdigest() if len(blob) == 64 else git_blob_id(data)
-        if actual != blob:
-            altered.append(path.relative_to(snapshot).as_posix())
-    return altered
-
-
-def _offline() -> bool:
+def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -101,9 +96,11 @@ def hub_snapshot(download: bool, patterns: list[str] | None = None) -> Path:
         return Path(snapshot_download(HUB_REPO, revision=HUB_REVISION, cache_dir=hub_cache_dir(),
                                       allow_patterns=wanted, local_files_only=True))
     except Exception as exc:  # not cached, or cached in part (the hub raises several types)
-        if not download or _offline():
-            raise _missing_hub("HF_HUB_OFFLINE is set and it is not cached" if _offline() else
+        if not download or offline():
+            raise _missing_hub("HF_HUB_OFFLINE is set and it is not cached" if offline() else
                                f"not cached: {type(exc).__name__}") from None
+    if unreachable := hub_unreachable():  # one quick try: no retries against a hub that is not there
+        raise _missing_hub(f"not cached, and {unreachable}")
     print(f"nvseg-finetune: downloading the bundle files of {HUB_REPO}@{HUB_REVISION[:12]}", flush=True)
     try:
         return Path(snapshot_download(HUB_REPO, revision=HUB_REVISION, cache_dir=hub_cache_dir(),
@@ -116,9 +113,8 @@ def from_hub(download: bool = True) -> BundleSource:
     snapshot = hub_snapshot(download)
     if not (snapshot / "configs").is_dir():
         raise _missing_hub(f"the cached snapshot {snapshot} has no configs/ folder")
-    altered = altered_files(snapshot)
     return BundleSource("hub", snapshot, HUB_REPO, HUB_REVISION, recipe_digests(snapshot),
-                        unchanged=not altered, altered=tuple(altered))
+                        upstream=hub_files.check_snapshot(snapshot, RECIPE_PATTERNS))
 
 
 def bundle_dir(given: Path) -> Path:
@@ -153,7 +149,7 @@ def differing_files(used: BundleSource) -> list[str]:
     try:
         pinned = recipe_digests(hub_snapshot(download=False))
     except ArgumentError:
-        return list(used.altered)
+        return list(used.check.different)
     mine = used.configs_sha256
     changed = [f"{name} (changed)" for name in sorted(mine.keys() & pinned.keys()) if mine[name] != pinned[name]]
     return (changed + [f"{name} (missing)" for name in sorted(pinned.keys() - mine.keys())]
@@ -168,7 +164,9 @@ def fetch_patterns() -> list[str]:
 def plan_line(used: BundleSource, class_list: Path) -> str:
     """The plan's line on which bundle runs, why, and where its class list comes from."""
     if used.source == "hub":
-        state = "unchanged" if used.unchanged else f"ALTERED in the cache: {', '.join(used.altered)}"
+        against = "against the hub's file list" if used.check.file_list else "no hub file list"
+        warning = used.check.warning()
+        state = f"{used.check.state}, {against}" + (f"; warning: {warning}" if warning else "")
         what = f"NVIDIA's recipe, {used.repo}@{(used.revision or '')[:12]} from the Hugging Face cache ({state})"
     elif used.source == "builtin":
         what = "this project's offline stand-in bundle/ (the smoke preset's micro model needs it)"

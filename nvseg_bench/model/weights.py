@@ -45,6 +45,29 @@ def hub_cache_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
+HUB_PROBE_SECONDS = 3.0  # one connection attempt before a download; the download itself keeps its retries
+
+
+def hub_endpoint() -> str:
+    """The hub huggingface_hub talks to (HF_ENDPOINT, as it reads it)."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be reached at all (None when a connection opens): one TCP connect, no retries, so a
+    machine without network learns in seconds, not after the download's retries."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(hub_endpoint())
+    port = where.port or (443 if where.scheme == "https" else 80)
+    try:
+        with socket.create_connection((where.hostname or "", port), timeout=HUB_PROBE_SECONDS):
+            return None
+    except OSError as exc:
+        return f"the hub at {hub_endpoint()} cannot be reached ({type(exc).__name__}: {exc})"
+
+
 def from_hub() -> Path:
     """The pinned hub checkpoint, from the local cache when offline."""
     try:
@@ -62,6 +85,8 @@ def from_hub() -> Path:
     except Exception:  # not cached (the hub raises several types for that)
         if offline:
             return _unavailable("offline (HF_HUB_OFFLINE is set) and not in the local cache", "LocalEntryNotFound")
+        if unreachable := hub_unreachable():
+            return _unavailable("not in the local cache, and the hub cannot be reached", unreachable)
     print(f"nvseg-finetune: downloading {HUB_FILE} (about 832 MiB) from {HUB_REPO}@{HUB_REVISION[:12]}", flush=True)
     try:
         return Path(hf_hub_download(HUB_REPO, HUB_FILE, revision=HUB_REVISION, cache_dir=hub_cache_dir()))

@@ -61,7 +61,7 @@ def bundle_block(p: Prepared) -> dict[str, Any] | None:
     if p.bundle is None:
         return None
     block = p.bundle.to_json()
-    if p.resolved.preset == "sanity" and not p.bundle.matches_pinned_upstream:
+    if p.resolved.preset == "sanity" and not p.bundle.comparable:
         block["differing_files"] = bundle_source.differing_files(p.bundle)
     return block
 

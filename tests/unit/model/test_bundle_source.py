@@ -92,7 +92,7 @@ def test_a_file_edited_in_the_cache_no_longer_matches_the_pinned_upstream(tmp_pa
     train = Path(os.path.realpath(snapshot / "configs" / "train.json"))
     train.write_text(train.read_text().replace('"num_workers"', '"num_workers" ', 1))
     used = bundle_source.from_hub(download=False)
-    assert not used.matches_pinned_upstream and used.altered == ("configs/train.json",)
+    assert not used.matches_pinned_upstream and used.check.different == ("configs/train.json",)
     assert comparable(used.to_json())[1].startswith(f"{NOT_COMPARABLE} (hub bundle {snapshot}: configs/train.json")
 
 
@@ -127,7 +127,7 @@ def test_the_reference_gate_judges_a_run_of_the_pinned_recipe(tmp_path):
 def test_fetch_bundle_offline_reports_the_cached_snapshot_and_its_weights(capsys):
     assert main(["fetch-bundle"]) == 0
     out = capsys.readouterr().out
-    assert f"{HUB_REPO}@{HUB_REVISION[:12]}" in out and "unchanged since download" in out and "sha256" in out
+    assert f"{HUB_REPO}@{HUB_REVISION[:12]}" in out and "upstream check: verified against" in out and "sha256" in out
 
 
 def test_choosing_the_bundle_never_imports_torch_or_monai(user_data, tmp_path):
@@ -168,7 +168,7 @@ def test_the_verifier_fails_a_builtin_run_that_claims_the_pinned_bundle(tmp_path
     doc["input"]["bundle"]["matches_pinned_upstream"] = True
     (tmp_path / "out" / "output.json").write_text(json.dumps(doc))
     found = provenance_of(tmp_path / "out")
-    assert found.status == "fail" and "the verifier finds False" in found.detail
+    assert found.status == "fail" and "the verifier finds not_hub" in found.detail
 
 
 def test_the_verifier_fails_a_recipe_file_changed_since_the_run(user_data, tmp_path):
@@ -196,3 +196,19 @@ def test_a_user_finetune_without_bundle_dir_runs_nvidias_bundle_from_the_cache_a
     assert doc["invocation"]["config_stack_paths"][0] == str(snapshot / "configs" / "train.json")
     assert tree_digest(snapshot.parents[1]) == before and not list(snapshot.parents[1].rglob("__pycache__"))
     assert provenance_of(out).status == "pass"
+
+
+def _hub_bundle(state: str) -> dict:
+    return {"source": "hub", "path": "/s", "matches_pinned_upstream": state == "verified",
+            "upstream_check": {"state": state, "file_list": None, "missing": [], "added": [],
+                               "different": ["configs/train.json"] if state == "differs" else []}}
+
+
+def test_the_reference_gate_judges_a_self_consistent_hub_run_and_says_why_it_is_not_verified(tmp_path):
+    verdict = reference_ranges(task06_run(tmp_path, _hub_bundle("self_consistent")))
+    assert verdict.status == "failed"  # judged (the made-up run lacks most figures), not skipped
+
+
+def test_the_reference_gate_skips_a_hub_run_that_differs_naming_the_file(tmp_path):
+    verdict = reference_ranges(task06_run(tmp_path, _hub_bundle("differs")))
+    assert verdict.status == "skipped" and "configs/train.json (different)" in verdict.message

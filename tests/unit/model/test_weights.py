@@ -68,3 +68,20 @@ def test_fetch_weights_reports_the_cached_file_offline(tmp_path, monkeypatch, ca
     assert f"sha256 {sha256_file(snapshot / HUB_FILE)}" in capsys.readouterr().out
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
     assert main(["fetch-weights"]) == 2 and "HF_HUB_OFFLINE" in capsys.readouterr().err
+
+
+def test_uncached_weights_with_no_hub_to_reach_are_refused_without_a_download_attempt(tmp_path, monkeypatch):
+    import socket
+
+    from nvseg_bench.model import weights
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(weights, "HUB_PROBE_SECONDS", 1.0)
+    with pytest.raises(ArgumentError, match="the hub cannot be reached") as caught:
+        resolve_weights(None, "default", None, tmp_path)
+    assert f"127.0.0.1:{port}" in str(caught.value) and not (tmp_path / "empty").exists()
