@@ -210,14 +210,15 @@ def _log_files(client: Any, run_id: str, files: dict[str, Path], texts: dict[str
             client.log_artifacts(run_id, str(where), artifact_path=folder)
 
 
-def add_to(block: dict[str, Any], files: dict[str, Path], extra_tags: dict[str, str]) -> None:
-    """Add files and tags to a run already logged (output.json's tracking.mlflow block), e.g. the verifier's
-    summary once the harness has judged the pack."""
+def add_to(block: dict[str, Any], files: dict[str, Path], extra_tags: dict[str, str],
+           plots: dict[str, bytes] | None = None) -> None:
+    """Add files, tags and plots to a run already logged (output.json's tracking.mlflow block): the verifier's
+    summary once the harness has judged the pack, the harness report's figures once it is written."""
     run = MlflowRun(block["uri"], block["experiment_id"], block["run_id"], block.get("run_name", ""))
     try:
         client = _client(run.uri)
         for key, value in extra_tags.items():
             client.set_tag(run.run_id, key, value)
-        _log_files(client, run.run_id, files, {}, {})
+        _log_files(client, run.run_id, files, {}, plots or {})
     except Exception as exc:
         raise _failed(f"logging to MLflow run {run.run_id}", run.uri, exc) from exc

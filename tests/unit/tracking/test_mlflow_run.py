@@ -1,0 +1,72 @@
+"""The MLflow run the tool completes from a run's evidence, on a stored pack and a local SQLite store (no
+finetune): what a teammate finds in it, read back with the MLflow client."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nvseg_bench.harness.ledger import RunRecord
+from nvseg_bench.harness.report import RunPage, track_pages
+from nvseg_bench.tracking import mlflow_run, session
+
+from ...helpers import materialize_pack
+
+mlflow = pytest.importorskip("mlflow")
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """The smoke pack's output.json logged into a fresh run, as `finish` does after a real run."""
+    root = tmp_path_factory.mktemp("mlflow")
+    pack = materialize_pack("smoke", root / "smoke")
+    run = mlflow_run.open_run(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}", "nvseg-bench", "smoke-test")
+    doc = json.loads((pack / "output.json").read_text())
+    tracker = session.Tracker(session.Tracking(mlflow=True), pack, uri=run.uri, run=run)
+    warnings = session.finish(tracker, doc, session.evidence_files(pack))
+    return run, doc, pack, warnings
+
+
+def _client(run):
+    return mlflow.tracking.MlflowClient(tracking_uri=run.uri)
+
+
+def test_completing_a_run_warns_of_nothing_and_ends_it_finished(logged):
+    run, _, _, warnings = logged
+    assert warnings == [] and _client(run).get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_the_recipe_is_logged_as_params(logged):
+    run, doc, _, _ = logged
+    params = _client(run).get_run(run.run_id).data.params
+    assert params["recipe.learning_rate"] == str(doc["plan"]["learning_rate"])
+    assert params["input.label_mappings"] == json.dumps(doc["input"]["label_mappings"])
+
+
+def test_the_gain_statistics_and_each_class_are_logged_as_metrics(logged):
+    run, doc, _, _ = logged
+    metrics = _client(run).get_run(run.run_id).data.metrics
+    stats = doc["output"]["formal_gain_stats"]
+    assert metrics["gain.mean_gain"] == pytest.approx(stats["mean_gain"])
+    assert metrics["gain.n_better"] == stats["n_better"]
+    for name, block in doc["output"]["formal_class_gain_stats"].items():
+        assert metrics[f"class.{name}.mean_gain"] == pytest.approx(block["mean_gain"])
+
+
+def test_the_per_class_table_holds_each_class_before_and_after(logged, tmp_path):
+    run, doc, _, _ = logged
+    path = Path(_client(run).download_artifacts(run.run_id, "tables/per_class.csv", str(tmp_path)))
+    rows = path.read_text().splitlines()
+    out = doc["output"]
+    assert rows[0] == "class,pretrained,finetuned,gain,ci_low,ci_high"
+    assert len(rows) == 1 + len(out["formal_finetuned_per_class"])
+
+
+def test_the_harness_report_adds_its_figures_to_the_tracked_run(logged):
+    run, doc, pack, _ = logged
+    page = RunPage(RunRecord("smoke", out=str(pack)), doc | {"tracking": {"mlflow": run.to_json()}},
+                   images={"slope": b"\x89PNG fake"})
+    track_pages([page])
+    names = {a.path for a in _client(run).list_artifacts(run.run_id, "plots")}
+    assert "plots/report_slope.png" in names and page.notes == []
