@@ -239,5 +239,6 @@ def run_sweep(req: Request, show: SweepShow) -> int:
     summary = {f"sweep.formal_gain.{k}": v for k, v in doc["formal_gain"].items() if v is not None}
     headline = {"status": "passed" if code == 0 else "failed", "headline": sweep_line(doc),
                 "invocation": {"command": req.command_line}}
-    show.tracked(parent, session.finish(parent, headline, {SWEEP_FILE: target}, summary | {"sweep.n_clear": doc["n_clear"]}))
+    summary["sweep.n_clear"] = doc["n_clear"]
+    show.tracked(parent, session.finish(parent, headline, {SWEEP_FILE: target}, summary))
     return code

@@ -3,7 +3,8 @@
 `--tracking` is repeatable and takes comma-separated names: `mlflow`, `mlflow=URI`, `tensorboard`. MLflow's
 store is the URI given, else $MLFLOW_TRACKING_URI, else a local store in `mlruns/` beside the output dir (no
 server needed): an SQLite database, mlruns/mlflow.db, with the artifacts in mlruns/artifacts (MLflow 3 keeps
-its plain-folder file store in maintenance mode and refuses it unless asked; a `file:` URI given is honoured). Without the mlflow package the flag is refused (exit 2) naming the extra. Never imports mlflow.
+its plain-folder file store in maintenance mode and refuses it unless asked; a `file:` URI given is honoured).
+Without the tracker's package the flag is refused (exit 2) naming the extra. Never imports mlflow.
 """
 from __future__ import annotations
 

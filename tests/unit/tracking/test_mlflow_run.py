@@ -70,3 +70,30 @@ def test_the_harness_report_adds_its_figures_to_the_tracked_run(logged):
     track_pages([page])
     names = {a.path for a in _client(run).list_artifacts(run.run_id, "plots")}
     assert "plots/report_slope.png" in names and page.notes == []
+
+
+def test_a_member_run_opens_its_parent_first_and_logs_as_its_child(tmp_path):
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    @dataclass(frozen=True)
+    class Member:  # the fields of prepared.Prepared that session.start reads
+        request: object
+        staged: object
+        commands: dict
+        out_dir: Path
+
+    out = tmp_path / "sweep"
+    parent = session.parent([["mlflow"]], out)
+    items = session.member_items([["mlflow"]], parent)
+    assert items == [[f"mlflow={parent.uri}"]] and parent.uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    staged = tmp_path / "dfw_tracking.json"
+    staged.write_text(json.dumps({"tracking_uri": parent.uri, "experiment_name": "nvseg-bench", "run_name": "seed-0"}))
+    member = Member(SimpleNamespace(tracking=items, dry_run=False), SimpleNamespace(tracking=staged),
+                    {"finetune": ["python", "--tracking", "mlflow"]}, out / "seed-0")
+    started, tracker = session.start(member, parent)
+    assert parent.run is not None and tracker.run.parent_run_id == parent.run.run_id
+    child = _client(tracker.run).get_run(tracker.run.run_id)
+    assert child.data.tags["mlflow.parentRunId"] == parent.run.run_id
+    assert started.commands["finetune"] == ["python", "--tracking", "mlflow"]
+    assert tracker.block()["mlflow"]["parent_run_id"] == parent.run.run_id
