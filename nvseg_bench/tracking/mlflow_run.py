@@ -145,8 +145,10 @@ def _csv(header: list[str], rows: Iterable[list[Any]]) -> str:
 
 
 def tables(doc: dict[str, Any]) -> dict[str, str]:
-    """Per-case and per-class Dice before and after, as CSV text by artifact name."""
+    """Per-case and per-class Dice before and after, as CSV text by artifact name (none for a sweep's parent)."""
     out = doc.get("output") or {}
+    if not out:
+        return {}
     before, after = out.get("formal_pretrained_per_case") or {}, out.get("formal_finetuned_per_case") or {}
     cases = sorted(set(before) | set(after))
     found = {"per_case.csv": _csv(["case", "pretrained", "finetuned", "gain"],

@@ -97,3 +97,17 @@ def test_a_member_run_opens_its_parent_first_and_logs_as_its_child(tmp_path):
     assert child.data.tags["mlflow.parentRunId"] == parent.run.run_id
     assert started.commands["finetune"] == ["python", "--tracking", "mlflow"]
     assert tracker.block()["mlflow"]["parent_run_id"] == parent.run.run_id
+
+
+def test_a_sweeps_parent_run_keeps_sweep_json_and_the_spread_of_the_gains(tmp_path):
+    parent = session.parent([["mlflow"]], tmp_path / "sweep")
+    session._opened(parent)
+    (tmp_path / "sweep").mkdir()
+    sweep = tmp_path / "sweep" / "sweep.json"
+    sweep.write_text("{}\n")
+    doc = {"status": "passed", "headline": "sweep of 2 seeds: formal gain mean +0.0100", "invocation": {"command": "x"}}
+    warnings = session.finish(parent, doc, {"sweep.json": sweep}, {"sweep.formal_gain.mean": 0.01})
+    run = _client(parent.run).get_run(parent.run.run_id)
+    assert warnings == [] and run.data.metrics["sweep.formal_gain.mean"] == 0.01
+    assert {a.path for a in _client(parent.run).list_artifacts(parent.run.run_id)} == {"sweep.json"}
+    assert run.data.tags["mlflow.note.content"] == doc["headline"]
