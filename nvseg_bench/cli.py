@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 from nvseg_bench import PROG, __version__, commands
 from nvseg_bench.phases.child import sigterm_as_interrupt
+from nvseg_bench.tracking.choice import parse_tracking
 from nvseg_bench.errors import DiskFullError, NvsegError
 from nvseg_bench.store.files import is_disk_full
 from nvseg_bench.inputs.request import (Request, checked_type, from_namespace, parse_folds, parse_new_class, parse_seeds,
@@ -128,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true",
                         help="check inputs, plan and stage configs, print the phase commands; start no phase")
     parser.add_argument("--phase-timeout", type=positive_float, metavar="SECONDS", help="stop a phase that runs longer")
+    parser.add_argument("--tracking", action="append", type=parse_tracking, metavar="mlflow[=URI]|tensorboard",
+                        help="log the finetune to an experiment tracker (repeatable or comma-separated): mlflow into "
+                             "URI, else $MLFLOW_TRACKING_URI, else OUT/../mlruns (needs the [mlflow] extra); "
+                             "tensorboard into OUT/train (needs the [tensorboard] extra); see docs/usage.md")
     parser.add_argument("--save-to", metavar="STORE",
                         help="after the run, save its record in this history store (a folder or file:///abs/dir; "
                              "`nvseg-finetune history STORE` lists them)")
@@ -207,6 +212,19 @@ class Console:
         self.say(f"  preprocess cache: {cache_line(doc['runtime']['preprocess_cache'])}")
         if "error" in doc:
             _err(f"  {doc['error']['message']}")
+
+    def tracked(self, tracker, warnings: list[str]) -> None:
+        """Where the run was tracked and how to open it; a store that failed is a warning, the run stands."""
+        block = tracker.block() or {}
+        run = block.get("mlflow") or {}
+        if run.get("run_id"):
+            local = run["uri"].startswith(("file:", "sqlite:"))
+            self.say(f"  mlflow: run {run['run_name']} ({run['run_id']}) in {run['uri']}"
+                     + (f"; open it with: mlflow ui --backend-store-uri {shlex.quote(run['uri'])}" if local else ""))
+        if block.get("tensorboard"):
+            self.say(f"  tensorboard: tensorboard --logdir {shlex.quote(block['tensorboard']['dir'])}")
+        for warning in warnings:
+            _err(f"{PROG}: warning: {warning}")
 
     def seed_started(self, seed: int, index: int, total: int) -> None:
         self.say(f"{PROG}: sweep seed {seed} ({index} of {total})")

@@ -38,6 +38,7 @@ from nvseg_bench.prepare import make_output_dir, prepare, resolve_dirs
 from nvseg_bench.prepared import FINETUNED_NAME, Prepared
 from nvseg_bench.run import SCHEMA_BUG, Outcome
 from nvseg_bench.store.files import write_atomic
+from nvseg_bench.tracking import session
 from nvseg_bench.sweep import SHARED_PHASE, distribution, link_file, run_sharing, share_log
 
 CV_FILE = "cv.json"
@@ -116,12 +117,13 @@ def fold_cases(entries: list[dict], fold: int) -> set[str]:
     return {Path(e["image"]).name for e in entries if e["fold"] == fold}
 
 
-def run_fold(p: Prepared, shared: PhaseResult, out_dir: Path, cases: set[str]) -> Outcome:
+def run_fold(p: Prepared, shared: PhaseResult, out_dir: Path, cases: set[str],
+             parent: session.Tracker | None = None) -> Outcome:
     """One fold: its cases' part of the shared evaluation, then finetune and eval_finetuned, then output.json."""
     started, started_epoch = time.monotonic(), time.time()
     merge_eval([(out_dir / SHARED_PHASE, cases)], p.out_dir / SHARED_PHASE)
     share_log(out_dir, p.out_dir)
-    outcome, _ = run_sharing(p, shared, started, started_epoch)
+    outcome, _ = run_sharing(p, shared, started, started_epoch, parent)
     return outcome
 
 
@@ -234,7 +236,7 @@ def _mean(values: Any) -> float | None:
 
 
 def top_document(cv: dict[str, Any], rep: dict[str, Any], req: Request, out_dir: Path, wall: float,
-                 pooled_fields: dict[str, Any]) -> dict[str, Any]:
+                 pooled_fields: dict[str, Any], tracking: dict[str, Any] | None = None) -> dict[str, Any]:
     """OUT/output.json: the representative fold's document with the pooled figures in `output`, the all-case
     datalist as its input, and OUT as its root (invocation.cwd: the verifier re-roots recorded paths on it)."""
     doc = copy.deepcopy(rep)
@@ -260,6 +262,9 @@ def top_document(cv: dict[str, Any], rep: dict[str, Any], req: Request, out_dir:
     doc["invocation"] |= {"command": req.command_line, "cwd": str(out_dir)}
     doc["runtime"] |= {"wall_seconds": round(wall, 2)}
     doc["headline"] = cv["headline"] + forgetting.headline_tail(out.get("forgetting"))
+    doc.pop("tracking", None)  # the fold's own run; the top document is the CV's parent run
+    if tracking:
+        doc["tracking"] = tracking
     if any(r["status"] != "passed" for r in cv["runs"]) or len(cv["runs"]) < len(cv["folds"]):
         doc["status"] = "failed" if doc["status"] == "passed" else doc["status"]
         doc.setdefault("error", {"kind": "crash", "phase": "finetune",
@@ -268,7 +273,7 @@ def top_document(cv: dict[str, Any], rep: dict[str, Any], req: Request, out_dir:
 
 
 def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]], req: Request, out_dir: Path,
-               wall: float, p: Prepared) -> tuple[Path, list[str]]:
+               wall: float, p: Prepared, tracking: dict[str, Any] | None = None) -> tuple[Path, list[str]]:
     """OUT/cv.json, OUT/eval_finetuned (every fold's predictions), OUT/forget_* (the forgetting check's maps),
     OUT/output.json and OUT/manifest.json; `p` is any fold's Prepared (their mapping and plan are the same)."""
     write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
@@ -277,7 +282,7 @@ def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]],
     merge_eval(parts, out_dir / "eval_finetuned")
     rep = cv["representative_fold"] if cv["representative_fold"] is not None else next(iter(docs))
     fields = pooled_classes(p, out_dir) | {"forgetting": pooled_forgetting(p, cv, out_dir)}
-    doc = top_document(cv, docs[rep][0], req, out_dir, wall, fields)
+    doc = top_document(cv, docs[rep][0], req, out_dir, wall, fields, tracking)
     path, errors = write.write(doc, out_dir)
     inputs = json.loads((fold_dir(out_dir, rep) / collect.MANIFEST).read_text()).get("inputs", {})
     collect.write_manifest(out_dir, inputs)
@@ -292,6 +297,8 @@ class CvShow(Protocol):
     def fold_done(self, fold: int, outcome: Outcome) -> None: ...
 
     def cv_done(self, cv: dict[str, Any], path: Path) -> None: ...
+
+    def tracked(self, tracker: session.Tracker, warnings: list[str]) -> None: ...
 
 
 def prepare_folds(req: Request) -> tuple[dict[int, Prepared], list[dict], Path, str]:
@@ -313,6 +320,8 @@ def run_cv(req: Request, show: CvShow) -> int:
     first fold that failed (130 when interrupted), else 0. Bad input raises NvsegError before any phase."""
     refuse_combinations(req)
     started = time.monotonic()
+    parent = session.parent(req.tracking, req.output_dir)  # each fold is a child run of the CV's
+    req = replace(req, tracking=session.member_items(req.tracking, parent))
     prepared, entries, every, source = prepare_folds(req)
     chosen = list(prepared)
     out_dir = prepared[chosen[0]].out_dir.parent
@@ -325,7 +334,7 @@ def run_cv(req: Request, show: CvShow) -> int:
         code = EXIT_PHASE_FAILED  # the shared evaluation failed: no fold can be compared
     for index, fold in enumerate(chosen if ok else [], start=1):
         show.fold_started(fold, index, len(chosen))
-        outcome = run_fold(prepared[fold], shared, out_dir, fold_cases(entries, fold))
+        outcome = run_fold(prepared[fold], shared, out_dir, fold_cases(entries, fold), parent)
         show.fold_done(fold, outcome)
         docs[fold] = (outcome.doc, outcome.path)
         code = code or outcome.code
@@ -336,10 +345,13 @@ def run_cv(req: Request, show: CvShow) -> int:
         cv["headline"] = (f"{len(chosen)}-fold CV: the shared evaluation of the pretrained checkpoint did not finish "
                           f"({shared.failure or f'exit {shared.return_code}'}; see {shared.log_path}); no fold ran")
     if docs:
-        path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started, prepared[chosen[0]])
+        path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started, prepared[chosen[0]],
+                                  parent.block())
         code = code or (SCHEMA_BUG if errors else 0)
     else:
         write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
         path = out_dir / CV_FILE
     show.cv_done(cv, path.resolve())
+    doc = json.loads(path.read_text()) if path.name == "output.json" else {"status": "failed", "headline": cv["headline"]}
+    show.tracked(parent, session.finish(parent, doc, session.evidence_files(out_dir, CV_FILE)))
     return code

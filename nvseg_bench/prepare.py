@@ -32,6 +32,8 @@ from nvseg_bench.stage.inference import Inference, stage_inference
 from nvseg_bench.store import digests as store_digests
 from nvseg_bench.store import limits
 from nvseg_bench.store import root as store_root
+from nvseg_bench.tracking import bundle as tracking_bundle
+from nvseg_bench.tracking import choice as tracking_choice
 
 PHASE_ORDER = ("eval_pretrained", "finetune", "eval_finetuned")
 
@@ -234,7 +236,8 @@ def torchrun_args(req: Request) -> list[str]:
 def phase_commands(req: Request, plan: Plan, staged: Staged, bundle_dir: Path, out_dir: Path,
                    pretrained: Path) -> dict[str, list[str]]:
     prefix = command_prefix(plan.nproc_per_node, torchrun_args(req))
-    commands = {"finetune": bundle_command(prefix, staged.train_stack, bundle_dir)}
+    tracked = {"tracking": "mlflow"} if tracking_choice.from_items(req.tracking).mlflow else None
+    commands = {"finetune": bundle_command(prefix, staged.train_stack, bundle_dir, tracked)}
     if not req.skip_formal_eval:
         for name, ckpt in (("eval_pretrained", pretrained), ("eval_finetuned", staged.ckpt_dir / FINETUNED_NAME)):
             extra = {"ckpt_path": str(ckpt), "output_dir": str(out_dir / name)}
@@ -259,6 +262,7 @@ def forgetting_commands(forget: forgetting.ForgettingPlan, plan: Plan, staged: S
 
 def prepare(req: Request) -> Prepared:
     preset_name(req.smoke, req.sanity)  # two preset flags are refused before anything else
+    tracking = tracking_choice.checked(req.tracking)  # --tracking without its package: refused first
     req, slurm_line = slurm.apply(req, os.environ)  # an srun step: nodes, rank and rendezvous from the job
     if req.bundle_dir is not None:
         bundle_source.bundle_dir(req.bundle_dir)  # a wrong --bundle-dir is answered first
@@ -297,7 +301,8 @@ def prepare(req: Request) -> Prepared:
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
                              auto_seg=bool(resolved["auto_seg"]),
                              recipe={key: resolved[key] for key in overrides.recipe_rows()})
-    staged = stage(plan, bundle_dir=bundle.path, out_dir=out_dir, override=values, network_config=net_config)
+    staged = stage(plan, bundle_dir=bundle.path, out_dir=out_dir, override=values, network_config=net_config,
+                   tracking=tracking_bundle.values(tracking, out_dir))
     cache, cache_line = None, None
     if root is not None:
         cache, staged, cache_why, cache_line = attach_cache(req, root, plan, staged, entries=entries,

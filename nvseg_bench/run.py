@@ -25,6 +25,7 @@ from nvseg_bench.phases.runner import bundle_env
 from nvseg_bench.planning import pins
 from nvseg_bench.prepare import prepare
 from nvseg_bench.prepared import Prepared
+from nvseg_bench.tracking import session
 
 SCHEMA_BUG = 3  # output.json failed its own schema: the run's result stands, the exit code says there is a bug
 
@@ -42,9 +43,13 @@ class Show(Protocol):
 
     def outcome(self, outcome: Outcome) -> None: ...
 
+    def tracked(self, tracker: session.Tracker, warnings: list[str]) -> None: ...
 
-def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: float) -> Outcome:
-    """Evidence, decision, judgement and output.json (with the evidence manifest) for a run that got this far."""
+
+def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: float,
+             tracking: dict[str, Any] | None = None) -> Outcome:
+    """Evidence, decision, judgement and output.json (with the evidence manifest) for a run that got this far;
+    `tracking` is what was tracked (tracking/session.py), recorded as output.json's `tracking`."""
     ev = collect.gather(p, phases.results, started_epoch)
     verdict = decision.decide_on(ev, p.weights.path)
     out = result.output_block(p, ev, verdict)
@@ -52,6 +57,8 @@ def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: fl
     judged = decision.judge(phases.results, interrupted=phases.interrupted, planned=p.request.dry_run,
                             preset=p.resolved.preset, bundle=bundle, out=out)
     doc = result.build(p, phases, out, judged, bundle=bundle, wall=time.monotonic() - started, started=ev.started)
+    if tracking:
+        doc["tracking"] = tracking
     try:
         collect.write_manifest(p.out_dir, {"pretrained_ckpt": p.weights.to_json(),
                                            "dataset": collect.dataset_inputs(p.entries, p.dataset_dir, p.digests)})
@@ -81,7 +88,9 @@ def run(req: Request, show: Show) -> int:
             starter.close()
         raise
     show.plan(prepared)
+    prepared, tracker = session.start(prepared)
     phases = PhaseRun() if req.dry_run else run_phases(prepared, started_epoch, starter)
-    outcome = conclude(prepared, phases, started=started, started_epoch=started_epoch)
+    outcome = conclude(prepared, phases, started=started, started_epoch=started_epoch, tracking=tracker.block())
     show.outcome(outcome)
+    show.tracked(tracker, session.finish(tracker, outcome.doc, session.evidence_files(prepared.out_dir)))
     return outcome.code

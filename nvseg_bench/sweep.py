@@ -34,6 +34,7 @@ from nvseg_bench.prepare import prepare
 from nvseg_bench.prepared import Prepared
 from nvseg_bench.run import Outcome, conclude
 from nvseg_bench.store.files import write_atomic
+from nvseg_bench.tracking import session
 
 SWEEP_FILE = "sweep.json"
 SHARED_PHASE = "eval_pretrained"
@@ -185,39 +186,48 @@ class SweepShow(Protocol):
 
     def sweep_done(self, sweep: dict[str, Any], path: Path) -> None: ...
 
+    def tracked(self, tracker: session.Tracker, warnings: list[str]) -> None: ...
 
-def run_seed(req: Request, seed: int, shared: PhaseResult | None,
-             first_dir: Path | None) -> tuple[Outcome, PhaseResult | None]:
+
+def run_seed(req: Request, seed: int, shared: PhaseResult | None, first_dir: Path | None,
+             parent: session.Tracker | None = None) -> tuple[Outcome, PhaseResult | None]:
     """One seed's run into OUT/seed-S; `shared` is the first seed's eval_pretrained result (then its folder
     is linked in and the phase is not run again)."""
     started, started_epoch = time.monotonic(), time.time()
     prepared = prepare(replace(req, output_dir=seed_dir(req.output_dir, seed), seed=seed, seeds=None))
     if shared is not None and first_dir is not None:
         share(first_dir, prepared.out_dir)
-    return run_sharing(prepared, shared, started, started_epoch)
+    return run_sharing(prepared, shared, started, started_epoch, parent)
 
 
-def run_sharing(prepared: Prepared, shared: PhaseResult | None, started: float,
-                started_epoch: float) -> tuple[Outcome, PhaseResult | None]:
+def run_sharing(prepared: Prepared, shared: PhaseResult | None, started: float, started_epoch: float,
+                parent: session.Tracker | None = None) -> tuple[Outcome, PhaseResult | None]:
     """The phases and output.json of one member run (a sweep's seed, a CV fold); with `shared`, the
-    pretrained evaluation already in its folder stands for the phase, which is not run again."""
+    pretrained evaluation already in its folder stands for the phase, which is not run again. With
+    `parent`, the member is tracked as its child run; its warnings join the parent's."""
+    prepared, tracker = session.start(prepared, parent)
     phases = run_phases(prepared, started_epoch, skip=frozenset({SHARED_PHASE}) if shared else frozenset())
     if shared is not None:  # evaluated once for all members; its figures are that evaluation's
         log = str(phase_log(prepared.out_dir, SHARED_PHASE))
         phases = replace(phases, results={SHARED_PHASE: replace(shared, log_path=log)} | phases.results)
-    outcome = conclude(prepared, phases, started=started, started_epoch=started_epoch)
+    outcome = conclude(prepared, phases, started=started, started_epoch=started_epoch, tracking=tracker.block())
+    warnings = session.finish(tracker, outcome.doc, session.evidence_files(prepared.out_dir))
+    if parent is not None:
+        parent.warnings.extend(w for w in warnings if w not in parent.warnings)
     return outcome, phases.results.get(SHARED_PHASE)
 
 
 def run_sweep(req: Request, show: SweepShow) -> int:
     """`--seeds`: run every seed, write OUT/sweep.json; the exit code of the first seed that failed, else 0."""
     refuse_combinations(req.seed, req.dry_run, req.skip_formal_eval)
+    parent = session.parent(req.tracking, req.output_dir)  # each seed is a child run of the sweep's
+    req = replace(req, tracking=session.member_items(req.tracking, parent))
     docs: dict[int, tuple[dict[str, Any], Path]] = {}
     shared, first_dir, code = None, None, 0
     seeds = req.seeds or []
     for index, seed in enumerate(seeds, start=1):
         show.seed_started(seed, index, len(seeds))
-        outcome, pre = run_seed(req, seed, shared, first_dir)
+        outcome, pre = run_seed(req, seed, shared, first_dir, parent)
         show.seed_done(seed, outcome)
         docs[seed] = (outcome.doc, outcome.path)
         code = code or outcome.code
@@ -227,4 +237,9 @@ def run_sweep(req: Request, show: SweepShow) -> int:
             break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
     target, doc = write(docs, req.output_dir)
     show.sweep_done(doc, target.resolve())
+    summary = {f"sweep.formal_gain.{k}": v for k, v in doc["formal_gain"].items() if v is not None}
+    headline = {"status": "passed" if code == 0 else "failed", "headline": sweep_line(doc),
+                "invocation": {"command": req.command_line}}
+    summary["sweep.n_clear"] = doc["n_clear"]
+    show.tracked(parent, session.finish(parent, headline, {SWEEP_FILE: target}, summary))
     return code

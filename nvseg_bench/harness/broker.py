@@ -20,7 +20,7 @@ from nvseg_bench.sweep import evidence_dir
 from nvseg_bench.harness.cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint, stat_listing
 from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.runs import RunEvidence, RunSkipped, RunSpec, build_spec, pack_run_name, run_cli, skip_reason
-from nvseg_bench.harness.trust import judge_pack, pack_digests
+from nvseg_bench.harness.trust import Trust, judge_pack, pack_digests
 
 REUSABLE_EXIT_CODES = (0, 4)
 
@@ -69,8 +69,21 @@ class RunBroker:
         trust = judge_pack(out, self.memo, entry.get("pack"), entry.get("trust"))
         if trust.source == "ran":
             self.say(f"nvseg: the verifier judged {entry['name']}: {trust.verdict} ({trust.summary})")
+            self._track_trust(out, trust)
         entry["trust"] = trust.to_json()
         self.store.save(entry["name"], entry)
+
+    def _track_trust(self, out: Path, trust: Trust) -> None:
+        """Add the verifier's summary and verdict to the run's MLflow run, when it was logged to one."""
+        block = (json.loads((out / "output.json").read_text()).get("tracking") or {}).get("mlflow") or {}
+        if not block.get("run_id") or not trust.summary:
+            return
+        from nvseg_bench.tracking.mlflow_run import TrackingFailed, add_to
+
+        try:
+            add_to(block, {"trust_summary.json": Path(trust.summary)}, {"nvseg.trust_verdict": trust.verdict})
+        except TrackingFailed as exc:
+            self.say(f"nvseg: warning: {exc}; the verdict stands in {trust.summary}")
 
     def _as_found(self, name: str, pack: Path) -> RunEvidence:
         doc = json.loads((pack / "output.json").read_text())

@@ -43,6 +43,8 @@ TEXT_OPTIONS = [
     ("folds", "cross-validation for every run, 'all' or e.g. 0,1,2,3,4 (nvseg-finetune --folds); gates judge the "
               "pooled figures over every case"),
     ("args", "other nvseg-finetune flags for every run, e.g. \"--seed 1 --phase-timeout 3600\""),
+    ("tracking", "log every run this session starts to mlflow[=URI] and/or tensorboard (nvseg-finetune --tracking); "
+                 "not part of the cache key: a run served from the cache is not logged again (--nvseg-rerun logs it)"),
 ]
 # the harness owns these: a run's identity and where it writes
 RESERVED = {"--output-dir", "--smoke", "--sanity", "--dry-run", "--dataset-dir", "--help", "-h", "--version"}
@@ -174,6 +176,7 @@ class HarnessOptions:
     require_significant: bool = False
     min_agreement: float = MIN_AGREEMENT
     args: list[str] = field(default_factory=list)
+    tracking: list[str] = field(default_factory=list)  # the CLI's --tracking VALUE, kept out of the cache key
     autosave: bool = False
     storage: Path | None = None  # the history store (default ROOTDIR/.nvseg-history)
     compare: str | None = None  # a saved run id, or "last"
@@ -189,8 +192,9 @@ class HarnessOptions:
         check_pack(paths["trusted_only"])
         trusted = bool(config.getoption("nvseg_trusted") or config.getini("nvseg_trusted") or paths["trusted_only"])
         args += _seed_args(texts["seeds"]) + _fold_args(texts["folds"])
+        tracking = _tracking_args(texts.pop("tracking"))
         significant = bool(config.getoption("nvseg_require_significant") or config.getini("nvseg_require_significant"))
-        return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), trusted=trusted, args=args,
+        return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), trusted=trusted, args=args, tracking=tracking,
                    require_significant=significant, min_agreement=_min_agreement(config), **paths, **texts,
                    **_history(config))
 
@@ -219,6 +223,19 @@ def _fold_args(folds: str | None) -> list[str]:
     from nvseg_bench.inputs.request import parse_folds
 
     return _checked_args(folds, "folds", parse_folds)
+
+
+def _tracking_args(value: str | None) -> list[str]:
+    """--nvseg-tracking=mlflow -> the CLI's --tracking; a tracker whose package is missing is a usage error."""
+    from nvseg_bench.errors import NvsegError
+    from nvseg_bench.tracking.choice import checked, parse_tracking
+
+    args = _checked_args(value, "tracking", lambda text: (parse_tracking(text), text)[1])
+    try:
+        checked([parse_tracking(value)] if value else None)
+    except NvsegError as exc:
+        raise pytest.UsageError(f"--nvseg-tracking: {exc.render('')}") from None
+    return args
 
 
 def _checked_args(value: str | None, name: str, parse: Callable[[str], str]) -> list[str]:

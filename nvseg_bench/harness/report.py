@@ -221,9 +221,26 @@ def html_page(pages: list[RunPage]) -> str:
     return "\n".join(parts)
 
 
+def track_pages(pages: list[RunPage]) -> None:
+    """Add each tracked run's report figures (as plots/report_NAME.png) and its output.json with the gates to
+    its MLflow run; a store that fails is a note on that run's page."""
+    for page in pages:
+        block = ((page.doc or {}).get("tracking") or {}).get("mlflow") or {}
+        if not block.get("run_id"):
+            continue
+        from nvseg_bench.tracking.mlflow_run import TrackingFailed, add_to
+
+        try:
+            add_to(block, {"output.json": Path(page.record.out or "") / "output.json"}, {},
+                   {f"report_{name}.png": png for name, png in page.images.items()})
+        except TrackingFailed as exc:
+            page.notes.append(f"the report's figures were not added to MLflow: {exc}")
+
+
 def write_reports(ledger: Ledger, report_dir: Path) -> list[str]:
     report_dir.mkdir(parents=True, exist_ok=True)
     pages = [build_page(record) for record in ledger.runs.values()]
+    track_pages(pages)
     (report_dir / "report.md").write_text(markdown(pages, report_dir))
     (report_dir / "report.html").write_text(html_page(pages))
     return [str(report_dir / "report.html"), str(report_dir / "report.md")]

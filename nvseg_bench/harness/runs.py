@@ -40,6 +40,7 @@ class RunSpec:
     inputs: dict[str, Path | None]  # what the cache key hashes
     uses_gpu: bool
     reference: str | None
+    tracking: list[str] = field(default_factory=list)  # --tracking VALUE: passed to the CLI, not in the cache key
 
 
 @dataclass
@@ -166,7 +167,7 @@ def build_spec(name: str, opts: HarnessOptions) -> RunSpec:
     args += opts.args
     inputs = {"bundle": bundle, "dataset": dataset, "datalist": opts.datalist if name == "user" else None}
     inputs |= model_inputs(args)
-    return RunSpec(name, args, inputs, uses_gpu=opts.gpu, reference=REFERENCE[name])
+    return RunSpec(name, args, inputs, uses_gpu=opts.gpu, reference=REFERENCE[name], tracking=opts.tracking)
 
 
 def cli_env(uses_gpu: bool) -> dict[str, str]:
@@ -178,7 +179,7 @@ def cli_env(uses_gpu: bool) -> dict[str, str]:
 
 def run_cli(spec: RunSpec, out: Path, say: Callable[[str], None]) -> tuple[int, float, list[str]]:
     """Run the CLI; stream its progress lines; return (exit code, seconds, last console lines)."""
-    command = [sys.executable, "-m", "nvseg_bench", *spec.args, "--output-dir", str(out)]
+    command = [sys.executable, "-m", "nvseg_bench", *spec.args, *spec.tracking, "--output-dir", str(out)]
 
     def on_line(line: str) -> None:
         line = line.split("\r")[-1]

@@ -55,6 +55,7 @@ class Request:
     allow_cpu: bool = False
     dry_run: bool = False
     phase_timeout: float | None = None
+    tracking: list[list[str]] | None = None  # --tracking, each value's items (tracking/choice.py); None: untracked
     resuming: bool = False  # continue the stopped run in output_dir (--resume OUT; resume.py)
     command_line: str = ""  # how the run was started, for output.json
 

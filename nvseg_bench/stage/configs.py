@@ -16,6 +16,7 @@ from nvseg_bench.planning.plan import AUTOCAST_DTYPES, Plan
 from nvseg_bench.stage import overrides
 
 NO_LOGGING = "dfw_no_logging.json"
+TRACKING_FILE = "dfw_tracking.json"  # --tracking: the finetune phase's handlers on (tracking/bundle.py)
 OVERRIDE_NAMES = {"sanity": "train_continual_task06_lung.json", "smoke": "auto_override.json",
                   "finetune": "auto_override.json"}
 RESAMPLE_MM = [1.5, 1.5, 1.5]
@@ -30,6 +31,7 @@ class Staged:
     train_stack: list[str]
     eval_stack: list[str]
     ckpt_dir: Path
+    tracking: Path | None = None  # the finetune phase's logging switch (--tracking), last in the train stack
 
 
 def override_values(plan: Plan, *, bundle_dir: Path, dataset_dir: Path, datalist: Path, out_dir: Path,
@@ -84,7 +86,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> Path:
 
 
 def stage(plan: Plan, *, bundle_dir: Path, out_dir: Path, override: dict[str, Any],
-          network_config: Path | None) -> Staged:
+          network_config: Path | None, tracking: dict[str, Any] | None = None) -> Staged:
+    """The staged files and both config stacks; `tracking` (tracking/bundle.py) goes last in the train stack
+    only, so the evaluations keep every handler off."""
     config_dir = out_dir / "configs"
     config_dir.mkdir(parents=True, exist_ok=True)
     override_path = _write_json(config_dir / OVERRIDE_NAMES[plan.preset], override)
@@ -100,14 +104,16 @@ def stage(plan: Plan, *, bundle_dir: Path, out_dir: Path, override: dict[str, An
         train.append(configs / "multi_gpu_train.json")
         evaluate.append(configs / "mgpu_evaluate.json")
     tail = ([network] if network else []) + [override_path, no_logging]
+    logging = _write_json(config_dir / TRACKING_FILE, tracking) if tracking else None
     return Staged(
         config_dir=config_dir,
         override=override_path,
         no_logging=no_logging,
         network=network,
-        train_stack=[str(p) for p in train + tail],
+        train_stack=[str(p) for p in train + tail + ([logging] if logging else [])],
         eval_stack=[str(p) for p in evaluate + tail],
         ckpt_dir=out_dir / "checkpoints",
+        tracking=logging,
     )
 
 

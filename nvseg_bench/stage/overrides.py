@@ -62,6 +62,13 @@ TABLE: tuple[Key, ...] = (
     Key("validate#evaluator#amp", BOTH, "upstream's evaluator turns amp on by itself: fp32 means fp32"),
     Key("train#trainer#amp_kwargs", ONLY_TRAINING, "the autocast dtype of --precision"),
     Key("validate#evaluator#amp_kwargs", BOTH, "the autocast dtype of --precision"),
+    # --tracking (tracking/bundle.py): the finetune phase's handlers; nothing a run computes reads them
+    Key("use_mlflow", ONLY_TRAINING, "the bundle's own MLflow handler stays off: MONAI's --tracking adds one"),
+    Key("use_tensorboard", ONLY_TRAINING, "--tracking tensorboard: the bundle's TensorBoard handlers, into OUT/train"),
+    Key("tracking_uri", ONLY_TRAINING, "--tracking mlflow: the store the MLflow handlers log to"),
+    Key("experiment_name", ONLY_TRAINING, "--tracking mlflow: the experiment of the tool's run"),
+    Key("run_name", ONLY_TRAINING, "--tracking mlflow: the handlers find the run the tool opened by this name"),
+    Key("save_execute_config", ONLY_TRAINING, "--tracking mlflow: the parsed config, kept in OUT/train and logged"),
 )
 KEYS: dict[str, Key] = {key.name: key for key in TABLE}
 

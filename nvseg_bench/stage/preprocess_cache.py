@@ -164,7 +164,7 @@ def _with_cache(stack: list[str], path: Path) -> list[str]:
 def attach(root: Path, *, staged: Staged, entries: list[dict], dataset_dir: Path, values: dict[str, Any],
            formal_eval: bool, digests: dict[str, str] | None = None) -> tuple[PreprocessCache, Staged]:
     """Key the cache for this run, write the two override files, and put them into the config stacks."""
-    run_files = {str(staged.override), str(staged.no_logging)}
+    run_files = {str(staged.override), str(staged.no_logging)} | ({str(staged.tracking)} if staged.tracking else set())
     bundle_files = [Path(f) for f in dict.fromkeys(staged.train_stack + staged.eval_stack) if f not in run_files]
     key_dir = root / chain_key(bundle_files, values)
     n_val = sum(1 for e in entries if int(e.get("fold", -1)) == 0)

@@ -22,6 +22,11 @@ sys.path.insert(0, str(REPO / "fixtures"))
 import make_cv_copy  # noqa: E402
 
 
+def mlflow_store(root: Path) -> str:
+    """The CV run's MLflow store, beside its output dir."""
+    return f"sqlite:///{root / 'cv-mlruns' / 'mlflow.db'}"
+
+
 @dataclass
 class CvRun:
     out: Path
@@ -39,7 +44,8 @@ def ten_cases(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def cv_run(tmp_path_factory, worker_id) -> CvRun:
-    """`nvseg-finetune COPY --smoke --epochs 1 --folds all` once per session, whichever worker asks first."""
+    """`nvseg-finetune COPY --smoke --epochs 1 --folds all --tracking mlflow=STORE` once per session, whichever
+    worker asks first (tracking changes no result; the MLflow test reads its parent and child runs)."""
     root = tmp_path_factory.getbasetemp()
     root = root.parent if worker_id != "master" else root
     out, record = root / "cv-run", root / "cv-run.json"
@@ -48,7 +54,7 @@ def cv_run(tmp_path_factory, worker_id) -> CvRun:
         if not record.is_file():
             data = make_cv_copy.build(root / "cv-data")
             run = subprocess.run([sys.executable, "-m", "nvseg_bench", str(data), "--smoke", "--epochs", "1",
-                                  "--folds", "all", "--output-dir", str(out)],
+                                  "--folds", "all", "--output-dir", str(out), "--tracking", f"mlflow={mlflow_store(root)}"],
                                  capture_output=True, text=True, cwd=REPO, timeout=1800)
             record.write_text(json.dumps({"returncode": run.returncode, "console": run.stdout[-3000:] + run.stderr[-3000:]}))
     saved = json.loads(record.read_text())
@@ -61,6 +67,21 @@ def test_a_five_fold_cross_validation_runs_in_one_command(cv_run):
     cv = cv_run.doc("cv.json")
     assert cv["folds"] == [0, 1, 2, 3, 4] and [r["status"] for r in cv["runs"]] == ["passed"] * 5
     assert cv["n_cases"] == 10 and cv["pooled"]["n_cases"] == 10 and cv["pooled"]["same_cases"] is True
+
+
+@pytest.mark.slow
+def test_the_cv_is_one_mlflow_parent_run_with_a_child_run_per_fold(cv_run):
+    mlflow = pytest.importorskip("mlflow")
+    top = cv_run.doc("output.json")["tracking"]["mlflow"]
+    client = mlflow.tracking.MlflowClient(tracking_uri=top["uri"])
+    folds = {k: cv_run.doc(f"fold-{k}", "output.json")["tracking"]["mlflow"] for k in range(5)}
+    assert all(block["parent_run_id"] == top["run_id"] for block in folds.values())
+    children = client.search_runs([top["experiment_id"]], f"tags.mlflow.parentRunId = '{top['run_id']}'")
+    assert sorted(r.info.run_id for r in children) == sorted(block["run_id"] for block in folds.values())
+    parent = client.get_run(top["run_id"])
+    assert parent.data.metrics["gain.n_cases"] == cv_run.doc("output.json")["output"]["formal_gain_stats"]["n_cases"]
+    assert {a.path for a in client.list_artifacts(top["run_id"])} >= {"cv.json", "output.json"}
+    assert all(client.get_metric_history(r.info.run_id, "val_mean_dice") for r in children)
 
 
 @pytest.mark.slow

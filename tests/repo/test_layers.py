@@ -7,7 +7,8 @@ import ast
 from ..helpers import REPO
 
 FLOW = ("paths", "errors", "store", "inputs", "planning", "model", "stage", "prepared", "phases", "evidence",
-        "output", "run_folder", "predict", "prepare", "run", "sweep", "cv", "history", "references", "commands", "cli", "__main__",
+        "output", "tracking", "run_folder", "predict", "prepare", "run", "sweep", "cv", "history", "references",
+        "commands", "cli", "__main__",
         "harness")
 
 
