@@ -120,9 +120,14 @@ def predict(argv: Sequence[str]) -> int:
 
 
 def history_store(location: str) -> Path:
+    """--save-to STORE as a folder (made when the record is saved); a file there is refused before the run."""
     from nvseg_bench.history.load import store_path
 
-    return store_path(location)
+    root = store_path(location)
+    if root.exists() and not root.is_dir():
+        raise NvsegError(f"--save-to {location} is a file, not a history store folder; nothing was run.",
+                         [f"{root} is a file"], ["Pass a folder (it is created when missing) or file:///abs/dir."])
+    return root
 
 
 def history_command(argv: Sequence[str]) -> int:

@@ -57,6 +57,14 @@ def test_save_to_a_store_url_that_cannot_be_used_is_refused_before_the_run(tmp_p
     assert not (tmp_path / "o").exists()
 
 
+def test_save_to_a_file_is_refused_before_the_run(tmp_path, capsys):
+    (tmp_path / "store.json").write_text("{}")
+    assert main([str(FIXTURE), "--smoke", "--output-dir", str(tmp_path / "o"), "--save-to",
+                 str(tmp_path / "store.json")]) == 2
+    assert "is a file, not a history store folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_history_lists_the_saved_runs_as_a_table(saved, two_runs, capsys):
     capsys.readouterr()
     assert main(["history", str(saved)]) == 0
