@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -138,18 +139,21 @@ def predict(argv: Sequence[str]) -> int:
 
 
 def history_store(location: str) -> Path:
-    from nvseg_bench.history.storage import store_dir
+    """--save-to STORE as a folder (made when the record is saved); a file there is refused before the run."""
+    from nvseg_bench.history.load import store_path
 
-    try:
-        return store_dir(location, Path.cwd())
-    except ValueError as exc:
-        raise NvsegError(f"the history store {location!r} cannot be used", [str(exc)]) from None
+    root = store_path(location)
+    if root.exists() and not root.is_dir():
+        raise NvsegError(f"--save-to {location} is a file, not a history store folder; nothing was run.",
+                         [f"{root} is a file"], ["Pass a folder (it is created when missing) or file:///abs/dir."])
+    return root
 
 
 def history_command(argv: Sequence[str]) -> int:
     """`nvseg-finetune history [STORE]`: the saved runs, oldest first (a table, or --json)."""
+    from nvseg_bench.history.load import existing_store, readable_records
     from nvseg_bench.history.show import history_table
-    from nvseg_bench.history.storage import DEFAULT_DIR, FileStorage
+    from nvseg_bench.history.storage import DEFAULT_DIR
 
     parser = argparse.ArgumentParser(prog=f"{PROG} history",
                                      description="List the runs saved by --nvseg-autosave or --save-to, oldest first.")
@@ -158,8 +162,11 @@ def history_command(argv: Sequence[str]) -> int:
     parser.add_argument("--name", help="only runs of this name (smoke, sanity, user)")
     parser.add_argument("--json", action="store_true", help="the records as a JSON list")
     args = parser.parse_args(argv)
-    storage = FileStorage(history_store(args.store))
-    records = [r for r in storage.records() if args.name in (None, r.get("name"))]
+    storage = existing_store(args.store)
+    found, damaged = readable_records(storage)
+    for line in damaged:
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
+    records = [r for r in found if args.name in (None, r.get("name"))]
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
@@ -173,31 +180,19 @@ def history_command(argv: Sequence[str]) -> int:
     return 0
 
 
-def _run_record(where: Path) -> dict:
-    """A run folder (its output.json), or a saved record file, as a record."""
-    from nvseg_bench.history.record import record_from_run_dir
-
-    try:
-        if where.is_file():
-            return json.loads(where.read_text())
-        return record_from_run_dir(where)
-    except (OSError, ValueError) as exc:
-        raise NvsegError(f"{where} is not a run to compare", [f"{type(exc).__name__}: {exc}"],
-                         ["Pass the --output-dir of a finished run (with output.json) or a file from the history store."]) \
-            from None
-
-
 def compare_command(argv: Sequence[str]) -> int:
     """`nvseg-finetune compare RUN_A RUN_B`: RUN_B beside RUN_A, paired per case when they scored the same cases."""
     from nvseg_bench.history.compare import compare
+    from nvseg_bench.history.load import refuse_same_run, run_record
     from nvseg_bench.history.regression import judge, parse_threshold
     from nvseg_bench.history.show import comparison_lines
 
     parser = argparse.ArgumentParser(prog=f"{PROG} compare",
                                      description="Compare two finished runs: RUN_B's formal Dice minus RUN_A's, paired "
-                                                 "per case (mean, 95%% bootstrap interval, cases better and worse), and "
+                                                 "per case (mean, 95% bootstrap interval, cases better and worse), and "
                                                  "the recipe values, versions, bundle and data that differ.")
-    parser.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline: a run folder or a saved record file")
+    parser.add_argument("run_a", type=Path, metavar="RUN_A",
+                        help="the baseline: a run folder (or its output.json) or a saved record file")
     parser.add_argument("run_b", type=Path, metavar="RUN_B", help="the run compared with it")
     parser.add_argument("--fail", action="append", default=[], metavar="METRIC:AMOUNT",
                         help="exit 1 on a regression, as --nvseg-compare-fail: formal_dice:0.01, formal_dice:1%%, wall:20%%")
@@ -207,7 +202,9 @@ def compare_command(argv: Sequence[str]) -> int:
         thresholds = [parse_threshold(t) for t in args.fail]
     except ValueError as exc:
         raise NvsegError(f"--fail: {exc}") from None
-    comparison = compare(_run_record(args.run_a), _run_record(args.run_b))
+    records = (run_record(args.run_a, "RUN_A"), run_record(args.run_b, "RUN_B"))
+    refuse_same_run(args.run_a, args.run_b, records)
+    comparison = compare(*records)
     judgements = judge(comparison, thresholds)
     if args.json:
         print(json.dumps(comparison | {"judgements": [vars(j) for j in judgements]}, indent=2))

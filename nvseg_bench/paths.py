@@ -1,5 +1,6 @@
-"""Where things are: this package's data files, the repository's bundle and fixtures, and the environment
-variable that names the Task06 dataset. Every path another module needs is named here once."""
+"""Where things are: this package's data files, the bundle and fixtures (a checkout's, or the copy a wheel
+carries), and the environment variable that names the Task06 dataset. Every path another module needs is
+named here once; setup.py reads SHIPPED_PARTS and SHIPPED_DIR from this file to build the wheel's copy."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,15 @@ PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent  # a source checkout or an editable install: bundle/ and fixtures/ sit beside the package
 DATA = PACKAGE / "data"  # reference ranges, the anatomy table, the vista3d132 tensor layout
 SCHEMA = PACKAGE / "schema"  # output.json's schema, the peer skill's restatement, the skill manifest's
-BUILTIN_BUNDLE = REPO / "bundle"  # the offline stand-in bundle (the smoke preset's micro model needs it)
-FIXTURES = REPO / "fixtures"
+# What a wheel carries besides the code, relative to the checkout: the offline stand-in bundle, the micro
+# fixture and the micro model (about 2 MB). The build copies them to PACKAGE/SHIPPED_DIR (setup.py); a checkout
+# never holds that copy (.gitignore), so the checkout's folders stay the one source of truth.
+SHIPPED_PARTS = ("bundle", "fixtures/spleen_micro", "fixtures/micro_model")
+SHIPPED_DIR = "shipped"
+SHIPPED = PACKAGE / SHIPPED_DIR
+HOME = SHIPPED if SHIPPED.is_dir() else REPO  # an installed wheel's copy, else the checkout
+BUILTIN_BUNDLE = HOME / "bundle"  # the offline stand-in bundle (the smoke preset's micro model needs it)
+FIXTURES = HOME / "fixtures"
 SHIPPED_FIXTURE = FIXTURES / "spleen_micro"  # what --smoke runs on by default
 TASK06_ENV = "NVSEG_TASK06_DIR"  # where --sanity (and the harness's sanity run) finds MSD Task06_Lung
 LOGS = "logs"  # OUT/logs/NAME.log: each phase's console output

@@ -1,6 +1,6 @@
 """Prepare: everything that can refuse bad input before a phase starts, in the order of the flow.
 
-request -> resolved values -> bundle -> data contract -> audit -> mapping -> plan -> weights -> resume
+request -> resolved values -> mapping -> data contract -> audit -> bundle -> plan -> weights -> resume
 point -> staged configs -> preprocessing cache -> phase commands, gathered into one frozen `Prepared`.
 Each step takes the values the steps before it built and returns new ones; none is changed after it
 is made. Any refusal is an NvsegError (exit 2) and nothing has run; the only files written are under
@@ -21,7 +21,7 @@ from nvseg_bench.inputs.preset import default_dataset, preset_name
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.inputs.resolve import Resolved, resolve_for
 from nvseg_bench.model import bundle_source, checkpoints
-from nvseg_bench.model.weights import Weights, resolve_weights
+from nvseg_bench.model.weights import Weights, hub_cache_dir, resolve_weights
 from nvseg_bench.phases.runner import allocator_line, bundle_command, command_prefix
 from nvseg_bench.planning import environment, forgetting, network, pins, slurm
 from nvseg_bench.planning.plan import Plan, make_plan
@@ -64,13 +64,42 @@ def refuse_output_inside(given: Path, out_dir: Path, name: str, protected: Path)
                             fix=["Choose an output dir elsewhere, e.g. runs/NAME; this tool never writes into its inputs."])
 
 
-def choose_bundle(req: Request, preset: str, out_dir: Path) -> tuple[bundle_source.BundleSource, Path]:
-    """The bundle (bundle_source.py) and its class list. NVIDIA's hub snapshot ships none (nor does a
-    folder downloaded from it), so the builtin bundle's, the same 124 classes as upstream's
-    (docs/design.md), stands in; the plan says so."""
+def local_bundle(req: Request, preset: str) -> Path | None:
+    """The bundle's folder where it is known without fetching anything: --bundle-dir, or the builtin stand-in of
+    the smoke preset; None for NVIDIA's hub bundle, which is looked up (or downloaded) after the user's own inputs."""
+    if req.bundle_dir is not None:
+        return bundle_source.bundle_dir(req.bundle_dir)
+    return bundle_source.BUILTIN if preset in bundle_source.BUILTIN_PRESETS else None
+
+
+def class_list(known: Path | None) -> Path:
+    """The class list the mapping is checked against. NVIDIA's hub snapshot ships none (nor does a folder
+    downloaded from it), so the builtin bundle's, the same 124 classes as upstream's (docs/design.md), stands
+    in; it is known before the hub bundle is, so a wrong mapping is reported before a missing bundle."""
+    fallback = bundle_source.BUILTIN / labels.LABEL_DICT_PLACES[0]
+    return labels.find_label_dict(known, fallback) if known is not None else fallback
+
+
+def choose_bundle(req: Request, preset: str, out_dir: Path, dict_path: Path) -> bundle_source.BundleSource:
+    """The bundle (bundle_source.py), chosen after the user's data and mapping were checked; its class list
+    must be the one the mapping was checked against."""
     chosen = bundle_source.choose(req.bundle_dir, preset)
     refuse_output_inside(req.output_dir, out_dir, "bundle dir", chosen.path)
-    return chosen, labels.find_label_dict(chosen.path, bundle_source.BUILTIN / labels.LABEL_DICT_PLACES[0])
+    found = labels.find_label_dict(chosen.path, dict_path)
+    if found != dict_path:  # only a hub snapshot can differ: the pinned revision ships no class list
+        raise ArgumentError(f"the bundle {chosen.path} holds the class list {found}, which {chosen.repo or 'it'} at "
+                            "the pinned revision does not ship; the cached bundle was altered.",
+                            fix=["Remove that snapshot from the Hugging Face cache and run `nvseg-finetune "
+                                 "fetch-bundle`, or pass --bundle-dir DIR."])
+    return chosen
+
+
+def check_patch(resolved: Resolved, bundle_dir: Path) -> int:
+    """The network's grid factor; a --patch-size (or card's) that does not fit it is refused."""
+    factor = network.network_factor(bundle_dir, resolved["network_config"])
+    if resolved["patch_size"] is not None:
+        network.check_patch(list(resolved["patch_size"]), factor, resolved.source("patch_size"))
+    return factor
 
 
 def _unwritable(given: Path, where: Path, why: str) -> ArgumentError:
@@ -269,11 +298,15 @@ def prepare(req: Request) -> Prepared:
     dataset_dir, out_dir = resolve_dirs(req)
     resolved = resolve_for(req, dataset_dir)
     refuse_multi_gpu_sanity(req, resolved.preset)
-    bundle, dict_path = choose_bundle(req, resolved.preset, out_dir)
-    factor = network.network_factor(bundle.path, resolved["network_config"])
-    if resolved["patch_size"] is not None:  # before the audit reads every file
-        network.check_patch(list(resolved["patch_size"]), factor, resolved.source("patch_size"))
+    known = local_bundle(req, resolved.preset)
+    # the user's own inputs first (mapping, data contract, audit), NVIDIA's hub bundle after them: a broken dataset
+    # is reported before a bundle that is not cached, whose download would be wasted on it
+    guarded = {"bundle dir": known} if known is not None else {"Hugging Face cache": hub_cache_dir()}
+    for name, folder in guarded.items():
+        refuse_output_inside(req.output_dir, out_dir, name, folder)
+    factor = check_patch(resolved, known) if known is not None else None  # before the audit reads every file
     versions = pins.check_phase_versions()
+    dict_path = class_list(known)
     label_dict = labels.load_label_dict(dict_path)
     mapping = labels.resolve_mapping(resolved.mapping, label_dict, str(dict_path))
     local = labels.local_values(mapping)
@@ -281,8 +314,10 @@ def prepare(req: Request) -> Prepared:
     entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
     dataset.check_pairs_geometry(entries, dataset_dir)
     root, cache_why = store_root.choose_root(req.preprocess_cache, req.no_preprocess_cache,
-                                             {"dataset dir": dataset_dir, "bundle dir": bundle.path})
+                                             {"dataset dir": dataset_dir, **guarded})
     findings, digests = audit_data(entries, dataset_dir, root, local, source, mapping, resolved.mapping.local_value)
+    bundle = choose_bundle(req, resolved.preset, out_dir, dict_path)
+    factor = factor if factor is not None else check_patch(resolved, bundle.path)
     env = environment.collect()
     refuse_sanity_without_gpu(req, resolved.preset, env)
     forget = forgetting.plan_forgetting(req.forgetting_check, preset=resolved.preset, cuda=bool(env["cuda_available"]),

@@ -182,7 +182,8 @@ def fingerprint(args: list[str], inputs: dict[str, Path | None], gpu_allowed: bo
         parts[name] = memo.tree(path) if path.is_dir() else memo.file(path) if path.is_file() else f"missing: {path}"
     if "pretrained checkpoint" not in parts:
         parts["pretrained checkpoint"] = f"hub {HUB_REPO}@{HUB_REVISION} (or the bundle's models/model.pt)"
-    parts["wrapper code"] = memo.tree(WRAPPER, leave_out=(WRAPPER / "harness",))
+    parts["wrapper code"] = memo.tree(WRAPPER, leave_out=(WRAPPER / "harness", paths.SHIPPED))  # a wheel's bundle and
+    # fixture copy: hashed as the run's own inputs above
     parts["packages"] = json.dumps(package_versions(), sort_keys=True)
     parts["machine"] = machine_facts(gpu_allowed)
     parts["environment"] = json.dumps({k: os.environ.get(k) for k in ("NPROC_PER_NODE", "CUDA_VISIBLE_DEVICES")})

@@ -30,7 +30,8 @@ PATH_OPTIONS = [
     ("datalist", "datalist JSON for the user run (fold 0 validates)"),
     ("pretrained-ckpt", "checkpoint the user run starts from"),
     ("network-config", "config file that sets network_def, for the user run"),
-    ("bundle-dir", "VISTA3D bundle for every run (default: this project's bundle/)"),
+    ("bundle-dir", "VISTA3D bundle for every run (default: the smoke run uses this project's offline stand-in "
+                   "bundle; sanity and user runs NVIDIA's nvidia/NV-Segment-CT from the Hugging Face cache)"),
     ("out", "evidence root: runs are written under DIR/<run>-<key> (default: pytest's cache dir)"),
     ("report", "write report.md and a self-contained report.html here"),
     ("trusted-only", "judge the existing run dir DIR (its output.json) with the gate items and the verifier; "

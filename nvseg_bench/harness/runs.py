@@ -105,7 +105,8 @@ def pack_run_name(doc: dict[str, Any]) -> str:
 
 def skip_reason(name: str, opts: HarnessOptions, gpu_count: int) -> str | None:
     if name == "smoke" and not SMOKE_FIXTURE.is_dir():
-        return f"the shipped fixture {SMOKE_FIXTURE} is not here; run from a source checkout of nvseg-bench"
+        return (f"the shipped fixture {SMOKE_FIXTURE} is not here; reinstall nvseg-bench (its wheel ships the fixture) or run "
+                "from a source checkout")
     if name == "sanity":
         if not opts.gpu:
             return "the sanity run needs a GPU: pass --gpu (and --nvseg-task06=DIR)"

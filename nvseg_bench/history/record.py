@@ -117,4 +117,8 @@ def record_from_run_dir(run_dir: Path, **given: Any) -> dict[str, Any]:
     doc = json.loads((run_dir / "output.json").read_text())
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    for name, part in (("output.json", doc), ("manifest.json", manifest)):
+        if part is not None and not (isinstance(part, dict) and all(isinstance(v, dict) for k, v in part.items()
+                                                                    if k in ("input", "output", "plan", "inputs"))):
+            raise ValueError(f"{run_dir / name}: JSON, but not the {name} of an nvseg-finetune run")
     return build_record(doc, manifest, out=run_dir.resolve(), **given)

@@ -25,7 +25,8 @@ LABEL_DICT_NAME = "label_dict.json"
 LABEL_DICT_PLACES = (f"configs/{LABEL_DICT_NAME}", LABEL_DICT_NAME)
 LABEL_DICT_SOURCE = f"bundle/{LABEL_DICT_PLACES[0]}"
 MAPPING_EXAMPLE = "--label-mapping '[[1, 23]]' (local value 1 -> VISTA3D 23 'lung tumor')"
-NO_NEW_CLASS = "This tool maps your labels onto existing VISTA3D classes; it cannot add a new one."
+NO_NEW_CLASS = ("Map the label onto the VISTA3D class it is (a name above); only a structure VISTA3D lacks is a new "
+                "class: --new-class VALUE=NAME teaches it, starting from nothing.")
 
 
 @dataclass(frozen=True)

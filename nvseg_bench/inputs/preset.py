@@ -69,7 +69,8 @@ def default_dataset(smoke: bool, sanity: bool) -> Path:
     if smoke and not sanity:
         if not SHIPPED_FIXTURE.is_dir():
             raise ArgumentError(f"--smoke without a dataset runs the shipped fixture {SHIPPED_FIXTURE}, which is not here.",
-                                fix=["Pass the dataset dir as the first argument, or run from a source checkout."])
+                                fix=["Pass the dataset dir as the first argument, or reinstall nvseg-bench (its wheel ships the "
+                                     "fixture) or run from a source checkout."])
         return SHIPPED_FIXTURE
     if sanity and not smoke:
         found = os.environ.get(TASK06_ENV)

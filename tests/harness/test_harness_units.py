@@ -152,3 +152,10 @@ def test_the_harness_takes_digests_the_cli_remembered_and_leaves_its_own_for_the
     memo.save()
     assert known_digests([fresh], shared) == {str(fresh): taken}  # the next CLI run will not hash it
     assert shared_digest_memo(["--no-preprocess-cache"]) is None
+
+
+def test_the_bundle_dir_help_names_the_hub_bundle_as_the_default_of_sanity_and_user_runs():
+    from nvseg_bench.harness.options import PATH_OPTIONS
+
+    said = dict(PATH_OPTIONS)["bundle-dir"]
+    assert "sanity and user runs NVIDIA's nvidia/NV-Segment-CT" in said and "default: this project's bundle/" not in said

@@ -110,7 +110,7 @@ def test_misspelt_anatomy_gets_a_did_you_mean_with_ids(label_dict):
     text = str(caught.value)
     assert text.startswith("--target-anatomy 'spleeen' is not a VISTA3D class.")
     assert "Closest: 'spleen' (id 3)" in text
-    assert "it cannot add a new one" in text
+    assert "only a structure VISTA3D lacks is a new class: --new-class VALUE=NAME" in text
 
 
 def test_unrelated_anatomy_says_no_name_is_close(label_dict):
