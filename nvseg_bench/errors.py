@@ -12,6 +12,7 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_PHASE_FAILED = 3  # also a full disk while writing the run's files (DiskFullError)
 EXIT_SANITY_FAILED = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: the shell's 128 + SIGINT
 
 
 @dataclass

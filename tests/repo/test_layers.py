@@ -6,7 +6,7 @@ import ast
 
 from ..helpers import REPO
 
-FLOW = ("paths", "errors", "store", "inputs", "planning", "model", "stage", "prepared", "phases", "evidence",
+FLOW = ("paths", "phase_names", "errors", "store", "inputs", "planning", "model", "stage", "prepared", "phases", "evidence",
         "output", "tracking", "run_folder", "predict", "prepare", "run", "sweep", "cv", "history", "references",
         "commands", "cli", "__main__",
         "harness")
