@@ -50,7 +50,7 @@ def _paths(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from _paths(value, f"{where}/{index}")
-    elif isinstance(node, str) and " " not in node and (node.startswith("/") or where.startswith(RELATIVE_FIELDS)):
+    elif isinstance(node, str) and (where.startswith(RELATIVE_FIELDS) or node.startswith("/") and " " not in node):
         yield where, node
 
 
