@@ -5,7 +5,8 @@ A pack names its own dataset and checkpoint; a pack that names a dataset of its 
 swapped for its own predictions) would confirm itself. So the labels, the validation cases and the
 pretrained weights come from the command line (`--dataset-dir`, `--datalist`, `--pretrained-ckpt`;
 in fixture mode the fixture is the dataset). Where the caller gives none, the verifier may read what
-the pack names, and says so on every finding that used it ("labels as the pack names them").
+the pack names, and says so on every finding that used it ("labels as the pack names them",
+"validation cases as the pack names them", "pretrained weights as the pack names them").
 
 The pack's recorded digests (manifest.json `inputs`) are compared with the trusted files by content
 (sha256), never by path: a pack made on another copy of the same data passes, one whose files differ
@@ -22,6 +23,7 @@ from .findings import Finding, failed, passed, skipped, warned
 from .pack import Pack, sha256_file
 
 PACK_LABELS = "labels as the pack names them"
+PACK_CASES = "validation cases as the pack names them"
 PACK_WEIGHTS = "pretrained weights as the pack names them"
 DATALIST = "datalist.json"  # a dataset dir's own datalist, used when the caller gives no --datalist
 
@@ -33,20 +35,30 @@ class Inputs:
     dataset_dir: Path | None
     datalist: Path | None
     pretrained_ckpt: Path | None
-    labels_trusted: bool  # the dataset and the datalist both came from the caller
+    labels_trusted: bool  # the dataset came from the caller
+    cases_trusted: bool  # the datalist came from the caller (given, or the caller's dataset's own)
     weights_trusted: bool
 
+    @property
+    def caveats(self) -> list[str]:
+        """What the pack, not the caller, named: said on every finding that used it and on the verdict line."""
+        return [said for said, trusted in ((PACK_LABELS, self.labels_trusted), (PACK_CASES, self.cases_trusted),
+                                           (PACK_WEIGHTS, self.weights_trusted)) if not trusted]
+
     def labels_said(self, detail: str) -> str:
-        """A finding's detail, with the caveat when the labels came from the pack."""
-        return detail if self.labels_trusted else f"{detail} ({PACK_LABELS})"
+        """A finding's detail, with the caveat when the labels or the validation cases came from the pack."""
+        said = [c for c in self.caveats if c != PACK_WEIGHTS and c not in detail]
+        return f"{detail} ({'; '.join(said)})" if said else detail
 
     def weights_said(self, detail: str) -> str:
         return detail if self.weights_trusted else f"{detail} ({PACK_WEIGHTS})"
 
     def to_json(self) -> dict[str, Any]:
         return {"dataset_dir": str(self.dataset_dir or ""), "datalist": str(self.datalist or ""),
-                "pretrained_ckpt": str(self.pretrained_ckpt or ""), "labels": "trusted" if self.labels_trusted
-                else PACK_LABELS, "weights": "trusted" if self.weights_trusted else PACK_WEIGHTS}
+                "pretrained_ckpt": str(self.pretrained_ckpt or ""),
+                "labels": "trusted" if self.labels_trusted else PACK_LABELS,
+                "validation_cases": "trusted" if self.cases_trusted else PACK_CASES,
+                "weights": "trusted" if self.weights_trusted else PACK_WEIGHTS}
 
 
 def choose(pack: Pack, dataset_dir: Path | None, datalist: Path | None, pretrained: Path | None) -> Inputs:
@@ -56,7 +68,7 @@ def choose(pack: Pack, dataset_dir: Path | None, datalist: Path | None, pretrain
     given_list = datalist or (dataset_dir / DATALIST if dataset_dir and (dataset_dir / DATALIST).is_file() else None)
     weights = pretrained or pack.locate((pack.output.get("output") or {}).get("pretrained_ckpt"))
     return Inputs(dataset_dir=dataset_dir or named_dataset, datalist=given_list or pack.locate(inp.get("datalist")),
-                  pretrained_ckpt=weights, labels_trusted=dataset_dir is not None and given_list is not None,
+                  pretrained_ckpt=weights, labels_trusted=dataset_dir is not None, cases_trusted=given_list is not None,
                   weights_trusted=pretrained is not None)
 
 
@@ -73,7 +85,7 @@ def validation_entries(inputs: Inputs) -> list[dict[str, str]] | str:
         entries = [e for e in json.loads(inputs.datalist.read_text())["training"] if int(e.get("fold", -1)) == 0]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return inputs.labels_said(f"the datalist {inputs.datalist} is not a datalist ({exc})")
-    if not inputs.labels_trusted:
+    if not inputs.cases_trusted:
         wild = [e.get("label") for e in entries if not _stays_inside(str(e.get("label", "")))]
         if wild:
             return f"the pack's datalist sends label reads outside its dataset: {wild[:3]}"

@@ -62,10 +62,9 @@ def audit(pack_dir: Path, schema: Path = claims.SCHEMA, dataset_dir: Path | None
                 claims.check_dataset_audit(pack), plausibility.check_anatomy(pack), gain_check.check_gain_stats(pack),
                 cv_check.check_cv(pack), per_class.check_class_gains(pack), forgetting_check.check_forgetting(pack, given),
                 claims.check_references(pack), claims.check_environment(pack), provenance.check_bundle(pack)]
-    if not given.labels_trusted:
-        for f in findings:
-            if f.name.startswith(LABEL_FINDINGS) and f.status != "skipped" and inputs.PACK_LABELS not in f.detail:
-                f.detail = given.labels_said(f.detail)
+    for f in findings:
+        if f.name.startswith(LABEL_FINDINGS) and f.status != "skipped":
+            f.detail = given.labels_said(f.detail)
     return findings, pack.read, given
 
 
@@ -89,9 +88,7 @@ def run_fixture(project: Path, entry: Path, fixture: Path, out: Path) -> tuple[P
 
 
 def verdict_line(findings: list[Finding], given: inputs.Inputs) -> str:
-    said = verdict(findings)
-    caveats = [c for c, trusted in ((inputs.PACK_LABELS, given.labels_trusted),
-                                    (inputs.PACK_WEIGHTS, given.weights_trusted)) if not trusted]
+    said, caveats = verdict(findings), given.caveats
     open_claims = [f.name for f in findings if f.status == "unverified"]
     line = f"verdict {said}" + (f" ({'; '.join(caveats)})" if caveats else "")
     return line + (f"; not re-derived: {', '.join(open_claims)}" if open_claims else "")
