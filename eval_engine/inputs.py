@@ -25,7 +25,6 @@ from .pack import Pack, sha256_file
 PACK_LABELS = "labels as the pack names them"
 PACK_CASES = "validation cases as the pack names them"
 PACK_WEIGHTS = "pretrained weights as the pack names them"
-DATALIST = "datalist.json"  # a dataset dir's own datalist, used when the caller gives no --datalist
 
 
 @dataclass(frozen=True)
@@ -62,14 +61,23 @@ class Inputs:
 
 
 def choose(pack: Pack, dataset_dir: Path | None, datalist: Path | None, pretrained: Path | None) -> Inputs:
-    """The inputs a check reads: the caller's where given, else (said so) the pack's."""
+    """The inputs a check reads: the caller's where given, else (said so) the pack's.
+
+    Without --datalist the validation cases are the datalist the pack names (a cross-validation fold's
+    or a generated split lives in the pack); they count as the caller's only when that file lies in the
+    caller's dataset dir."""
     inp = pack.output.get("input") or {}
-    named_dataset = pack.locate(inp.get("dataset_dir"))
-    given_list = datalist or (dataset_dir / DATALIST if dataset_dir and (dataset_dir / DATALIST).is_file() else None)
+    named_list = pack.locate(inp.get("datalist"))
     weights = pretrained or pack.locate((pack.output.get("output") or {}).get("pretrained_ckpt"))
-    return Inputs(dataset_dir=dataset_dir or named_dataset, datalist=given_list or pack.locate(inp.get("datalist")),
-                  pretrained_ckpt=weights, labels_trusted=dataset_dir is not None, cases_trusted=given_list is not None,
-                  weights_trusted=pretrained is not None)
+    in_dataset = dataset_dir is not None and named_list is not None and _within(named_list, dataset_dir)
+    return Inputs(dataset_dir=dataset_dir or pack.locate(inp.get("dataset_dir")), datalist=datalist or named_list,
+                  pretrained_ckpt=weights, labels_trusted=dataset_dir is not None,
+                  cases_trusted=datalist is not None or in_dataset, weights_trusted=pretrained is not None)
+
+
+def _within(path: Path, root: Path) -> bool:
+    path, root = path.resolve(), root.resolve()
+    return root in path.parents
 
 
 def validation_entries(inputs: Inputs) -> list[dict[str, str]] | str:

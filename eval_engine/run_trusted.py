@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset-dir", type=Path, metavar="D", help="the dataset whose labels the pack is scored "
                         "against (pack mode; default: the one the pack names, said so in every finding)")
     parser.add_argument("--datalist", type=Path, metavar="F", help="the datalist whose fold 0 are the validation "
-                        "cases (default: D/datalist.json, else the pack's)")
+                        "cases (default: the one the pack names, said so unless it lies in D)")
     parser.add_argument("--pretrained-ckpt", type=Path, metavar="C", help="the pretrained weights the finetuned "
                         "checkpoint is compared with (default: the file the pack names, said so)")
     return parser

@@ -59,7 +59,7 @@ class RunBroker:
             if not hit:
                 entry, hit = self._run(spec, key, parts, entry, self._why(entry, parts)), "ran"
             if self.opts.trusted:
-                self._trust(entry, TrustedInputs.from_spec(spec.inputs))
+                self._trust(entry, TrustedInputs.from_spec(spec.inputs, folds=self.opts.folds is not None))
             return RunEvidence.from_entry(entry, hit)
 
     def trust_dir(self, name: str) -> Path:
@@ -100,7 +100,8 @@ class RunBroker:
         dataset = {"smoke": SMOKE_FIXTURE, "sanity": self.opts.task06, "user": self.opts.dataset}.get(name)
         if dataset is None or not dataset.is_dir():
             return TrustedInputs(pretrained_ckpt=self.opts.pretrained_ckpt)
-        return TrustedInputs(dataset, self.opts.datalist if name == "user" else None, self.opts.pretrained_ckpt)
+        datalist = self.opts.datalist if name == "user" and self.opts.folds is None else None
+        return TrustedInputs(dataset, datalist, self.opts.pretrained_ckpt)
 
     def _usable(self, entry: dict[str, Any] | None, key: str) -> str | None:
         """'shared' or 'cache' when the entry can stand for this run, else None."""

@@ -56,9 +56,10 @@ class TrustedInputs:
         return [item for flag, path in pairs if path is not None for item in (flag, str(path))]
 
     @classmethod
-    def from_spec(cls, inputs: dict[str, Path | None]) -> TrustedInputs:
-        """From a RunSpec's inputs: what the run the harness started was given."""
-        return cls(inputs.get("dataset"), inputs.get("datalist"), inputs.get("pretrained checkpoint"))
+    def from_spec(cls, inputs: dict[str, Path | None], folds: bool = False) -> TrustedInputs:
+        """From a RunSpec's inputs: what the run the harness started was given. A cross-validation's
+        validation cases are its folds' own datalists (in the pack), not the datalist it was given."""
+        return cls(inputs.get("dataset"), None if folds else inputs.get("datalist"), inputs.get("pretrained checkpoint"))
 
 
 @dataclass
