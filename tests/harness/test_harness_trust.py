@@ -16,6 +16,7 @@ from nvseg_bench.harness.broker import RunBroker
 from nvseg_bench.harness.cache import DigestMemo, DirCache, RunStore
 from nvseg_bench.harness.gates import judge
 from nvseg_bench.harness.options import HarnessOptions
+from nvseg_bench.harness.runs import RunEvidence
 from nvseg_bench.harness.trust import Trust, TrustedInputs, judge_pack, pack_digests, run_verifier
 
 from ..harness_util import seed_entry
@@ -149,3 +150,18 @@ def test_trusted_only_judges_the_pack_without_writing_into_it(pack, tmp_path):
     run = _broker(tmp_path, "session", trusted_only=pack).get("smoke")
     assert run.trust.verdict == "passed", run.trust.failed
     assert tree_digest(pack) == before and pack not in Path(run.trust.summary).parents
+
+
+def test_the_verifier_is_started_isolated_with_the_inputs_the_run_used(pack, out):
+    command = trust_module.verifier_command(pack, out, GIVEN)
+    assert command[1:3] == ["-I", "-c"] and command[4] == str(trust_module.ENGINE_HOME)
+    assert command[command.index("--dataset-dir") + 1] == str(FIXTURE)
+    assert command[command.index("--pretrained-ckpt") + 1] == str(GIVEN.pretrained_ckpt)
+    assert command[command.index("--out") + 1] == str(out.resolve())
+
+
+def test_an_unverified_verdict_fails_the_trusted_gate(pack):
+    run = RunEvidence("smoke", pack, 0, 1.0, [], "pack", "", "", None, None,
+                      trust=Trust("unverified", ["formal_dice.eval_finetuned: the labels are not reachable"]))
+    verdict = judge("trusted", run)
+    assert verdict.status == "failed" and "unverified" in verdict.message
