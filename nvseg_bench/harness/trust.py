@@ -171,8 +171,8 @@ def run_verifier(pack: Path, out: Path, given: TrustedInputs) -> Trust:
                                f"{time.monotonic() - started:.1f} s and wrote no {SUMMARY}: {said}"])
     data = json.loads(summary.read_text())
     findings = data.get("findings") or []
-    pick = lambda *statuses: [f"{f.get('name')}: {f.get('detail')}" for f in findings  # noqa: E731
-                              if f.get("status") in statuses]
+    said = lambda f: f"{f.get('name')}{' (unverified)' if f.get('status') == 'unverified' else ''}: {f.get('detail')}"  # noqa: E731
+    pick = lambda *statuses: [said(f) for f in findings if f.get("status") in statuses]  # noqa: E731
     return Trust(str(data.get("verdict", "error")), pick("fail", "unverified"), pick("warn"), str(summary))
 
 
