@@ -12,7 +12,10 @@ ones: the full-size tensor comparison has its own benchmark (ckpt_compare_bench.
 not made consistent; the audit does the same work whatever it finds.
 
 Where the verifier takes trusted inputs (--dataset-dir, --datalist, --pretrained-ckpt) they are
-passed, as a grader would. Prints the wall time of each audit; asserts nothing.
+passed, as a grader would. `--engine ROOT` times the eval_engine/ under ROOT instead (e.g. a checkout
+of an earlier commit: `git worktree add /tmp/before main`), each audit in a fresh `python -I`
+process, so two versions can be timed in turns on one loaded machine. Prints the wall time of each
+audit; asserts nothing.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import argparse
 import csv
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval_engine.run_trusted import build_parser, main  # noqa: E402
+from eval_engine.run_trusted import main  # noqa: E402
 
 SHAPE = (512, 512, 128)  # a Task06 CT is 512 x 512 in-plane; 128 slices is a short one
 
@@ -98,12 +102,29 @@ def build_task06_size(work: Path, cases: int) -> tuple[Path, Path]:
     return pack, data
 
 
-def trusted_args(pack: Path, data: Path | None) -> list[str]:
-    """The trusted inputs a grader passes, where this verifier takes them."""
-    if "--dataset-dir" not in build_parser().format_help() or data is None:
+# one audit of the eval_engine under argv[1], in its own process; prints its exit code and wall seconds
+TIMED = ("import sys, time, io, contextlib; sys.path.insert(0, sys.argv.pop(1)); "
+         "from eval_engine.run_trusted import main; started = time.perf_counter()\n"
+         "with contextlib.redirect_stdout(io.StringIO()): code = main(sys.argv[1:])\n"
+         "print(code, time.perf_counter() - started)")
+
+
+def trusted_args(pack: Path, data: Path | None, engine: Path = ROOT) -> list[str]:
+    """The trusted inputs a grader passes, where that verifier takes them."""
+    help_text = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                                "from eval_engine.run_trusted import build_parser; print(build_parser().format_help())",
+                                str(engine)], capture_output=True, text=True).stdout
+    if "--dataset-dir" not in help_text or data is None:
         return []
     return ["--dataset-dir", str(data), "--datalist", str(data / "datalist.json"),
             "--pretrained-ckpt", str(pack / "pretrained.pt")]
+
+
+def audit_in_process(engine: Path, argv: list[str]) -> tuple[int, float]:
+    proc = subprocess.run([sys.executable, "-I", "-c", TIMED, str(engine), *argv], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())
+    code, seconds = proc.stdout.split()[-2:]
+    return int(code), float(seconds)
 
 
 def run() -> int:
@@ -115,6 +136,7 @@ def run() -> int:
     which.add_argument("--task06-size", type=Path, metavar="WORK", help="build (once) and audit a Task06-size pack")
     parser.add_argument("--cases", type=int, default=13)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--engine", type=Path, metavar="ROOT", help="time ROOT/eval_engine, in fresh processes")
     args = parser.parse_args()
     data = None
     if args.task06_size:
@@ -127,13 +149,19 @@ def run() -> int:
     else:
         pack = args.pack
     times = []
+    given = trusted_args(pack, data, args.engine or ROOT)
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as out:
+            if args.engine:
+                code, seconds = audit_in_process(args.engine.resolve(), ["--pack", str(pack), "--out", out, *given])
+                times.append(seconds)
+                continue
             started = time.perf_counter()
-            code = main(["--pack", str(pack), "--out", out, *trusted_args(pack, data)])
+            code = main(["--pack", str(pack), "--out", out, *given])
             times.append(time.perf_counter() - started)
+    how = f"{args.engine}/eval_engine, each in a fresh process" if args.engine else "in-process, imports warm after the first"
     print(f"pack mode on {pack}: exit {code}; wall {', '.join(f'{t:.2f}' for t in times)} s "
-          f"(best {min(times):.2f} s, in-process, imports warm after the first)")
+          f"(best {min(times):.2f} s, {how})")
     return 0
 
 
