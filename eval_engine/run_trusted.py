@@ -158,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _refuse(f"the skill's entrypoint {entry} does not exist.", "Pass the project or skill dir that holds it.")
         if not args.fixture.is_dir():
             return _refuse(f"--fixture {args.fixture} is not a directory.", "Pass a dataset dir such as fixtures/spleen_micro.")
+        if (args.out / "pack").is_symlink():
+            return _refuse(f"{args.out / 'pack'} is a symbolic link; the smoke run's pack is written into no link.",
+                           "Remove the link, or pass another --out.")
         pack_dir, run_finding = run_fixture(args.project.resolve(), entry, args.fixture, args.out)
         head.append(run_finding)
     else:

@@ -88,3 +88,8 @@ def test_a_tampered_csv_value_fails_against_the_claim(pack):
 def test_a_count_of_cases_better_that_was_raised_fails(pack):
     pack.output["output"]["formal_gain_stats"]["n_better"] += 1
     assert "better/worse/unchanged" in check_gain_stats(pack).detail
+
+
+def test_a_formal_gain_without_its_statistics_is_unverified_not_a_warning(pack):
+    del pack.output["output"]["formal_gain_stats"]
+    assert check_gain_stats(pack).status == "unverified"

@@ -229,3 +229,12 @@ def test_the_summaries_are_written_whole_and_nothing_else_is_left_in_out(pack, t
     verify(pack, tmp_path / "out", *TRUSTED)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["trust_summary.json", "trust_summary.md"]
     assert tree_digest(pack) == before
+
+
+def test_fixture_mode_refuses_a_link_where_its_run_would_write(tmp_path, capsys):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "pack").symlink_to(target)
+    assert main([str(FIXTURE.parents[1]), "--fixture", str(FIXTURE), "--out", str(tmp_path / "out")]) == 2
+    assert list(target.iterdir()) == [] and "symbolic link" in capsys.readouterr().err
