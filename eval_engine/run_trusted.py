@@ -26,7 +26,7 @@ from typing import Sequence
 from . import (VERSION, claims, cv_check, forgetting_check, gain_check, inputs, integrity, per_class, plausibility,
                provenance, recompute, summary)
 from .findings import STATUSES, Finding, failed, passed, verdict
-from .pack import PackError, load_pack
+from .pack import Pack, PackError, load_pack
 
 # the findings that read the labels or the validation cases: each says so when the pack named them
 LABEL_FINDINGS = ("integrity.dataset", "formal_dice.", "per_class.", "forgetting")
@@ -68,11 +68,12 @@ def audit(pack_dir: Path, schema: Path = claims.SCHEMA, dataset_dir: Path | None
     return findings, pack.read, given
 
 
-def _decision_basis_checked(pack, formal: list[Finding], trajectory: Finding) -> bool:
-    """The keep decision rests on re-derived figures: formal Dice of both phases, else the training trace."""
+def _decision_basis_checked(pack: Pack, formal: list[Finding], trajectory: Finding) -> bool:
+    """The figures the keep decision rests on were re-derived (found right or wrong: a wrong one fails by
+    itself): formal Dice of both phases, else the training trace."""
     if (pack.output.get("output") or {}).get("formal_eval_enabled"):
-        return all(f.status == "pass" for f in formal if f.name.startswith("formal_dice."))
-    return trajectory.status == "pass"
+        return all(f.status in ("pass", "fail") for f in formal if f.name.startswith("formal_dice."))
+    return trajectory.status in ("pass", "fail")
 
 
 def run_fixture(project: Path, entry: Path, fixture: Path, out: Path) -> tuple[Path, Finding]:
