@@ -184,7 +184,9 @@ def judge_pack(pack: Path, out: Path, given: TrustedInputs, at_run_end: dict[str
     `at_run_end` is the pack's digests when its run finished (None for a pack the harness did
     not run); any difference from them is named in `changed`.
     """
-    now = pack_digests(pack) | {INPUTS_KEY: " ".join(given.args())}
+    weights = given.pretrained_ckpt
+    now = pack_digests(pack) | {INPUTS_KEY: " ".join(given.args()) + (
+        f" sha256 {sha256_file(weights)}" if weights is not None and weights.is_file() else "")}
     old = Trust.from_json(kept) if kept else None
     if old is not None and old.digests == now and old.verdict != "error" and Path(old.summary).is_file():
         trust = old
