@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .findings import Finding, failed, passed, skipped, warned
+from .findings import Finding, failed, passed, skipped, unverified, warned
 from .pack import Pack
 from .provenance import derived_pinned
 
@@ -105,9 +105,15 @@ def expected_decision(out: dict[str, Any]) -> dict[str, Any]:
             "recommended_ckpt": out.get("finetuned_ckpt") if keep else out.get("pretrained_ckpt")}
 
 
-def check_decision(pack: Pack) -> Finding:
+def check_decision(pack: Pack, basis_checked: bool) -> Finding:
+    """The keep rule applied to the pack's figures; `basis_checked`: the figures it rests on (formal Dice
+    of both phases, else the training trace) were re-derived, without which the decision is unverified."""
     out = pack.output.get("output") or {}
     want = expected_decision(out)
+    if not basis_checked:
+        basis = "formal Dice of both phases" if out.get("formal_eval_enabled") else "the training trace"
+        return unverified("decision", f"the keep decision rests on {basis}, which the verifier could not re-derive",
+                          expected=want)
     wrong = {k: (out.get(k), v) for k, v in want.items() if out.get(k) != v}
     if wrong:
         detail = "; ".join(f"{k} is {got!r}, the rule gives {should!r}" for k, (got, should) in wrong.items())

@@ -3,7 +3,7 @@
 Reads fold-K/eval_pretrained and fold-K/eval_finetuned val_mean_dice_raw.csv for every fold cv.json lists
 (by this pack's layout, not by the paths cv.json records), refuses a case scored by two folds, pools the
 cases and derives the paired figures with gain_check's code: the mean gain, the bootstrap interval with
-the recorded seed, the counts, the exact Wilcoxon p, the confidence (too_few_cases below 6 cases); then
+the verifier's own rules, the counts, the exact Wilcoxon p, the confidence (too_few_cases below 6 cases); then
 each fold's gain and their spread. cv.json must agree with all of it, and output.json's pooled
 formal_gain_stats with cv.json. Own code; nothing of the producer's.
 """
@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from .findings import Finding, failed, passed, skipped
-from .gain_check import CSV_NAME, derive, disagreements, near, read_csv
+from .gain_check import CSV_NAME, TooMany, derive, disagreements, near, read_csv
 from .pack import Pack
 
 CV_FILE = "cv.json"
+MAX_FOLDS = 20  # a pack cannot size the work: more folds are refused
 
 
 def _read(pack: Pack) -> dict[str, Any] | str:
@@ -36,6 +37,9 @@ def _fold_tables(pack: Pack, cv: dict[str, Any]) -> tuple[dict[int, tuple[dict, 
     tables, problems, seen = {}, [], {}
     for row in cv.get("runs") or []:
         fold = row.get("fold")
+        if not isinstance(fold, int) or isinstance(fold, bool):  # a fold names a folder: fold-K, nothing else
+            problems.append(f"cv.json names fold {fold!r}, not a fold number")
+            continue
         root = pack.root / f"fold-{fold}"
         before = read_csv(pack, root / "eval_pretrained" / CSV_NAME)
         after = read_csv(pack, root / "eval_finetuned" / CSV_NAME)
@@ -98,11 +102,16 @@ def check_cv(pack: Pack) -> Finding:
     cv = _read(pack)
     if isinstance(cv, str):
         return failed(name, cv)
+    if not isinstance(cv, dict) or len(cv.get("runs") or []) > MAX_FOLDS:
+        return failed(name, f"{CV_FILE} is not an object with at most {MAX_FOLDS} runs")
     tables, problems = _fold_tables(pack, cv)
     before = {k: v for b, _ in tables.values() for k, v in b.items()}
     after = {k: v for _, a in tables.values() for k, v in a.items()}
     pooled = cv.get("pooled") or {}
-    numbers = derive(before, after, pooled)
+    try:
+        numbers = derive(before, after)
+    except TooMany as exc:
+        return failed(name, str(exc))
     problems += [f"pooled: {p}" for p in disagreements(numbers, pooled)]
     if "confidence" in numbers and cv.get("gain_confidence") not in (numbers["confidence"], None):
         problems.append(f"cv.json's gain_confidence is {cv.get('gain_confidence')}, the pooled interval over "

@@ -8,7 +8,6 @@ either is non-empty. Own code; nothing of the producer's.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import nibabel
 import numpy as np
 
 from .findings import Finding, failed, passed, skipped
+from .inputs import Inputs, validation_entries
 from .pack import Pack
 from .recompute import _case
 
@@ -33,13 +33,6 @@ def _map(path: Path) -> tuple[np.ndarray, float]:
 def _dice(a: np.ndarray, b: np.ndarray) -> float | None:
     total = int(a.sum()) + int(b.sum())
     return None if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
-def _validation_images(pack: Pack) -> list[str] | None:
-    datalist = pack.locate((pack.output.get("input") or {}).get("datalist"))
-    if datalist is None or not datalist.is_file():
-        return None
-    return [e["image"] for e in json.loads(datalist.read_text())["training"] if int(e.get("fold", -1)) == 0]
 
 
 def _maps(pack: Pack, images: list[str]) -> dict[str, tuple[Path, Path]] | str:
@@ -83,7 +76,7 @@ def _off(a: float | None, b: float | None) -> bool:
     return math.isnan(a) or math.isnan(b) or abs(a - b) > TOLERANCE
 
 
-def check_forgetting(pack: Pack) -> Finding:
+def check_forgetting(pack: Pack, inputs: Inputs) -> Finding:
     plan = (pack.output.get("input") or {}).get("forgetting_check") or {}
     claimed = (pack.output.get("output") or {}).get("forgetting")
     if not plan.get("enabled"):
@@ -92,9 +85,12 @@ def check_forgetting(pack: Pack) -> Finding:
         if pack.output.get("status") == "passed":
             return failed(NAME, "the plan ran the forgetting check, and output.json reports no result of it")
         return skipped(NAME, "the run stopped before the forgetting check")
-    images = _validation_images(pack)
-    if images is None:
-        return skipped(NAME, "the datalist is not reachable here, so the validation cases are unknown")
+    entries = validation_entries(inputs)
+    if isinstance(entries, str):
+        return skipped(NAME, f"the validation cases are unknown: {entries}")
+    if len(plan.get("named") or []) > 255 or len(plan.get("prompts") or []) > 255:
+        return failed(NAME, "the plan names more classes than a label map holds (255)")
+    images = [str(e.get("image", "")) for e in entries]
     maps = _maps(pack, images)
     if isinstance(maps, str):
         return failed(NAME, maps)

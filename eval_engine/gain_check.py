@@ -1,12 +1,16 @@
 """Re-derive the paired gain statistics (output.formal_gain_stats) from the pack's per-case CSVs.
 
 Reads each eval phase's val_mean_dice_raw.csv itself, pairs cases by file name, and recomputes
-the mean gain, the bootstrap interval with the recorded seed and resample count (the documented
-draw: numpy's default_rng(seed).integers(0, n, size=(resamples, n)) over cases in sorted name
+the mean gain, the bootstrap interval with this verifier's own seed, resample count and level (the
+documented draw: numpy's default_rng(seed).integers(0, n, size=(resamples, n)) over cases in sorted name
 order, bounds by linear interpolation between order statistics), the exact two-sided Wilcoxon
 signed-rank p-value where it is exact (no ties, no zero gains, up to 50 cases), the counts of cases
 better, worse and unchanged, and the confidence class (`too_few_cases` below 6 paired cases). Own code;
 nothing of the producer's.
+
+The statistical rules (RULES: level, resamples, seed, the unchanged tolerance) are the verifier's
+constants, never the pack's: a pack that records other values fails naming them. A pack cannot size
+the work either: more than MAX_CASES paired cases is refused.
 """
 from __future__ import annotations
 
@@ -17,13 +21,19 @@ from typing import Any
 
 import numpy as np
 
-from .findings import Finding, failed, passed, skipped, warned
+from .findings import Finding, failed, passed, skipped, unverified
 from .pack import Pack
 
 DECIMALS_TOLERANCE = 5e-5  # "the same to 4 decimals"
 CSV_NAME = "val_mean_dice_raw.csv"
 EXACT_MAX_CASES = 50
 MIN_VERDICT_CASES = 6  # fewer paired cases: `too_few_cases` (a two-sided signed-rank p cannot reach 0.05 below 6)
+LEVEL, RESAMPLES, SEED = 0.95, 10_000, 0
+UNCHANGED_TOLERANCE = 1e-6  # closer than this is a tie
+MAX_CASES = 1000  # resamples x cases draws are held at once: 80 MB here
+# where a claim records each rule (a path into formal_gain_stats), and the verifier's own value
+RULES = {"ci_level": (("ci_level",), LEVEL), "resamples": (("bootstrap", "resamples"), RESAMPLES),
+         "seed": (("bootstrap", "seed"), SEED), "unchanged_tolerance": (("unchanged_tolerance",), UNCHANGED_TOLERANCE)}
 
 
 def read_per_case(pack: Pack, phase: str) -> dict[str, float] | None:
@@ -54,10 +64,11 @@ def percentile(sorted_values: np.ndarray, q: float) -> float:
     return float(sorted_values[below] * (1 - weight) + sorted_values[above] * weight)
 
 
-def bootstrap(gains: np.ndarray, seed: int, resamples: int, level: float) -> tuple[float, float]:
-    draws = np.random.default_rng(seed).integers(0, len(gains), size=(resamples, len(gains)))
+def bootstrap(gains: np.ndarray) -> tuple[float, float]:
+    """The interval of the mean gain by this verifier's rules (SEED, RESAMPLES, LEVEL)."""
+    draws = np.random.default_rng(SEED).integers(0, len(gains), size=(RESAMPLES, len(gains)))
     means = np.sort(np.array([gains[row].sum() / len(gains) for row in draws]))
-    tail = (1.0 - level) / 2 * 100
+    tail = (1.0 - LEVEL) / 2 * 100
     return percentile(means, tail), percentile(means, 100 - tail)
 
 
@@ -89,23 +100,40 @@ def _class(low: float, high: float, n_cases: int) -> str:
     return "clear" if low > 0 else "clear_loss" if high < 0 else "within_noise"
 
 
-def derive(before: dict[str, float], after: dict[str, float], claimed: dict[str, Any]) -> dict[str, Any]:
-    """The paired figures of two per-case tables, drawn with the claim's recorded seed, resamples, level and
-    tolerance: n_cases, same_cases, mean_gain, better_worse_unchanged, ci_low/ci_high/confidence where an
-    interval applies, wilcoxon_p where the exact test applies."""
+class TooMany(ValueError):
+    """The pack sizes more work than the verifier's bound."""
+
+
+def rule_problems(claimed: dict[str, Any]) -> list[str]:
+    """Each statistical rule a claim records with a value other than this verifier's own."""
+    problems = []
+    for name, (where, mine) in RULES.items():
+        value: Any = claimed
+        for key in where:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None and not (isinstance(value, (int, float)) and math.isclose(float(value), mine)):
+            problems.append(f"the pack records {name} {value!r}; the verifier's rule is {mine}")
+    return problems
+
+
+def derive(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """The paired figures of two per-case tables by this verifier's rules: n_cases, same_cases, mean_gain,
+    better_worse_unchanged, ci_low/ci_high/confidence where an interval applies, wilcoxon_p where the exact
+    test applies."""
     names = sorted(before.keys() & after.keys())
+    if len(names) > MAX_CASES:
+        raise TooMany(f"{len(names)} paired cases, more than this verifier re-derives ({MAX_CASES})")
     gains = np.array([after[k] - before[k] for k in names])
     same = before.keys() == after.keys()
     numbers: dict[str, Any] = {"n_cases": len(names), "same_cases": same}
     if len(names):
-        tol = float(claimed.get("unchanged_tolerance") or 0.0)
+        tol = UNCHANGED_TOLERANCE
         numbers["mean_gain"] = float(gains.mean())
         numbers["better_worse_unchanged"] = (int((gains > tol).sum()), int((gains < -tol).sum()),
                                              int((np.abs(gains) <= tol).sum()))
-    boot = claimed.get("bootstrap") or {}
-    if same and len(names) >= 2 and "seed" in boot and "resamples" in boot:
-        low, high = bootstrap(gains, int(boot["seed"]), int(boot["resamples"]), float(claimed.get("ci_level", 0.95)))
-        numbers |= {"ci_low": low, "ci_high": high, "seed": boot["seed"], "resamples": boot["resamples"],
+    if same and len(names) >= 2:
+        low, high = bootstrap(gains)
+        numbers |= {"ci_low": low, "ci_high": high, "seed": SEED, "resamples": RESAMPLES, "ci_level": LEVEL,
                     "confidence": _class(low, high, len(names))}
     exact = exact_signed_rank_p(gains) if same and len(names) >= 5 else None
     if exact is not None:
@@ -114,8 +142,8 @@ def derive(before: dict[str, float], after: dict[str, float], claimed: dict[str,
 
 
 def disagreements(numbers: dict[str, Any], claimed: dict[str, Any]) -> list[str]:
-    """Where a claimed formal_gain_stats-shaped block differs from derive()'s figures."""
-    problems = []
+    """Where a claimed formal_gain_stats-shaped block differs from derive()'s figures or rules."""
+    problems = rule_problems(claimed)
     if claimed.get("same_cases") != numbers["same_cases"] or claimed.get("n_cases") != numbers["n_cases"]:
         problems.append(f"{numbers['n_cases']} paired cases (same cases: {numbers['same_cases']}); claimed "
                         f"{claimed.get('n_cases')} (same cases: {claimed.get('same_cases')})")
@@ -145,7 +173,7 @@ def check_gain_stats(pack: Pack) -> Finding:
         return skipped(name, "no paired formal evaluation in this run")
     claimed = out.get("formal_gain_stats")
     if not claimed:
-        return warned(name, "output.json carries no formal_gain_stats (written by an older nvseg-bench?)")
+        return unverified(name, "output.json claims a formal gain and carries no formal_gain_stats to re-derive")
     before, after = read_per_case(pack, "eval_pretrained"), read_per_case(pack, "eval_finetuned")
     if before is None or after is None:
         return failed(name, f"the pack lacks eval_pretrained/{CSV_NAME} or eval_finetuned/{CSV_NAME}")
@@ -156,7 +184,10 @@ def check_gain_stats(pack: Pack) -> Finding:
                      if not near(csv_values.get(k), reported.get(k)))
         if off:
             problems.append(f"{side} differs from the CSV for {', '.join(off)}")
-    numbers = derive(before, after, claimed)
+    try:
+        numbers = derive(before, after)
+    except TooMany as exc:
+        return failed(name, str(exc))
     problems += disagreements(numbers, claimed)
     if "confidence" in numbers and out.get("gain_confidence") != numbers["confidence"]:
         problems.append(f"gain_confidence is {out.get('gain_confidence')}, the interval over "

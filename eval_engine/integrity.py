@@ -1,7 +1,9 @@
-"""Integrity: the manifest's hashes against the files, the inputs outside the pack, and paths that
-leave the pack without being declared inputs."""
+"""Integrity: the manifest's hashes against the files, links that leave the pack, and paths in
+output.json that leave the pack (by an absolute path, `..` or a link) without being declared inputs.
+The inputs outside the pack are compared in inputs.py. Reads only; never follows a link to write."""
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
@@ -41,37 +43,6 @@ def check_manifest(pack: Pack) -> Finding:
     return passed("integrity.manifest", f"all {len(manifest['files'])} listed files match their sha256", **numbers)
 
 
-def check_inputs(pack: Pack) -> list[Finding]:
-    inputs = (pack.manifest or {}).get("inputs") or {}
-    findings = []
-    ckpt = inputs.get("pretrained_ckpt")
-    if not ckpt:
-        findings.append(warned("integrity.pretrained_ckpt", "the manifest records no pretrained checkpoint"))
-    elif not Path(ckpt["path"]).is_file():
-        findings.append(skipped("integrity.pretrained_ckpt", f"{ckpt['path']} is not reachable here"))
-    else:
-        actual = sha256_file(Path(ckpt["path"]))
-        status = passed if actual == ckpt.get("sha256") else failed
-        findings.append(status("integrity.pretrained_ckpt", f"{ckpt['path']} sha256 {'matches' if status is passed else 'differs'}",
-                               recorded=ckpt.get("sha256"), actual=actual))
-    findings.append(_check_dataset(inputs.get("dataset")))
-    return findings
-
-
-def _check_dataset(dataset: dict[str, Any] | None) -> Finding:
-    if not dataset:
-        return warned("integrity.dataset", "the manifest records no dataset files")
-    root = Path(dataset["dataset_dir"])
-    if not root.is_dir():
-        return skipped("integrity.dataset", f"{root} is not reachable here")
-    changed = [rel for rel, meta in dataset["files"].items()
-               if not (root / rel).is_file() or sha256_file(root / rel) != meta["sha256"]]
-    if changed:
-        return failed("integrity.dataset", f"{len(changed)} dataset files differ from the run's ({', '.join(changed[:5])})",
-                      changed=changed)
-    return passed("integrity.dataset", f"all {len(dataset['files'])} dataset files match", files=len(dataset["files"]))
-
-
 def _paths(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -79,7 +50,7 @@ def _paths(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from _paths(value, f"{where}/{index}")
-    elif isinstance(node, str) and node.startswith("/") and " " not in node:
+    elif isinstance(node, str) and (where.startswith(RELATIVE_FIELDS) or node.startswith("/") and " " not in node):
         yield where, node
 
 
@@ -90,11 +61,37 @@ ALLOWED_OUTSIDE = ("/input/", "/invocation/", "/environment/", "/output/pretrain
                    "/output/forgetting/checkpoints/pretrained")
 
 
+# fields the verifier reads files from, checked even when they hold a relative path
+RELATIVE_FIELDS = ("/output/finetuned_ckpt", "/output/recommended_ckpt", "/runtime/phase_logs/",
+                   "/runtime/resumed/earlier_logs/", "/input/datalist")
+
+
+def _may_leave(where: str, value: str) -> bool:
+    """Inputs, the environment and the commands may point anywhere; a relative datalist is the pack's."""
+    if where == "/input/datalist":
+        return PurePosixPath(value).is_absolute()
+    return where == "/output/recommended_ckpt" or where.startswith(ALLOWED_OUTSIDE)
+
+
+def check_links(pack: Pack) -> Finding:
+    """No file or folder in the pack is a link that resolves outside it: every read stays in the pack."""
+    out = []
+    for folder, dirs, files in os.walk(pack.root):  # os.walk does not descend into linked folders
+        for entry in dirs + files:
+            path = Path(folder) / entry
+            if path.is_symlink() and not pack.inside(path):
+                out.append(f"{path.relative_to(pack.root).as_posix()} -> {os.readlink(path)}")
+    if out:
+        return failed("integrity.links", f"{len(out)} links in the pack lead outside it: {', '.join(out[:5])}",
+                      links=out[:20])
+    return passed("integrity.links", "no link in the pack leads outside it")
+
+
 def check_escaping_paths(pack: Pack) -> Finding:
     """Every other path in output.json must point inside the pack."""
     bad = []
     for where, value in _paths(pack.output):
-        if any(where.startswith(prefix) for prefix in ALLOWED_OUTSIDE) or where == "/output/recommended_ckpt":
+        if _may_leave(where, value):
             continue  # the recommendation may be the pretrained file: judged just below
         if not pack.inside(pack.locate(value) or Path(value)):
             bad.append(f"{where}: {value}")

@@ -1,7 +1,10 @@
 """An evidence pack: a run's output directory, read once, with every file read recorded.
 
-Paths in output.json are absolute where the run wrote them; a pack copied to another machine keeps
-its layout, so a path is re-rooted onto the pack when it pointed inside the original run dir.
+Everything in a pack is untrusted data. Paths in output.json are absolute where the run wrote them; a
+pack copied to another machine keeps its layout, so a path is re-rooted onto the pack when it pointed
+inside the original run dir, and a relative path resolves against the pack, never the working
+directory. Whether a located path stays inside the pack (no `..`, no link out) is `inside`; the
+integrity checks fail a pack whose paths leave it.
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ class Pack:
         if not recorded:
             return None
         path = Path(recorded)
+        if not path.is_absolute():
+            return self.root / path
         try:
             return self.root / path.relative_to(self.original_root)
         except ValueError:

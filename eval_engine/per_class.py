@@ -4,7 +4,7 @@ The Dice per case and class comes from recompute.py (the saved predictions again
 labels). Here it is held against what the pack says of it: output.json's per-case-per-class table
 and per-class means, and the bundle's own raw CSV, whose column `classI` is the I-th pair of
 input.label_mappings. Each class's paired statistics are re-derived from those CSV columns the way
-gain_check.py does it for the mean, and `class_regressions` must list exactly the classes whose
+gain_check.py does it for the mean (by the verifier's own rules), and `class_regressions` must list exactly the classes whose
 interval lies below 0 over at least MIN_VERDICT_CASES cases. Own code; nothing of the producer's.
 """
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from .findings import Finding, failed, passed, skipped
-from .gain_check import CSV_NAME, MIN_VERDICT_CASES, bootstrap
+from .gain_check import CSV_NAME, MAX_CASES, MIN_VERDICT_CASES, bootstrap, rule_problems
 from .pack import Pack
 
 TOLERANCE = 1e-3  # as recompute.DICE_TOLERANCE: predictions are re-scored on the original grid
 SIDES = {"eval_pretrained": "pretrained", "eval_finetuned": "finetuned"}
+MAX_CLASSES = 256
 
 
 def class_ids(pack: Pack) -> dict[str, int] | None:
@@ -87,14 +88,13 @@ def check_per_class(pack: Pack, phase: str, recomputed: dict[str, dict[int, floa
                   **numbers)
 
 
-def _stats(before: dict[str, float], after: dict[str, float], claimed: dict[str, Any]) -> dict[str, Any]:
+def _stats(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """One class's paired figures by the verifier's own rules (gain_check.RULES)."""
     names = sorted(before.keys() & after.keys())
     gains = np.array([after[k] - before[k] for k in names])
     found: dict[str, Any] = {"n_cases": len(names), "mean_gain": float(gains.mean()) if names else None}
-    boot = claimed.get("bootstrap") or {}
-    if len(names) >= 2 and "seed" in boot and "resamples" in boot:
-        found["ci_low"], found["ci_high"] = bootstrap(gains, int(boot["seed"]), int(boot["resamples"]),
-                                                      float(claimed.get("ci_level", 0.95)))
+    if len(names) >= 2:
+        found["ci_low"], found["ci_high"] = bootstrap(gains)
     return found
 
 
@@ -108,12 +108,15 @@ def check_class_gains(pack: Pack) -> Finding:
     before, after = csv_columns(pack, "eval_pretrained"), csv_columns(pack, "eval_finetuned")
     if before is None or after is None:
         return failed(name, f"the pack lacks eval_pretrained/{CSV_NAME} or eval_finetuned/{CSV_NAME}")
+    if len(before) > MAX_CASES or len(ids) > MAX_CLASSES:
+        return failed(name, f"{len(before)} cases and {len(ids)} classes: beyond this verifier's bound")
     problems, below = [], []
     for key, glob in ids.items():
         pre = {c: s[glob] for c, s in before.items() if not math.isnan(s[glob])}
         post = {c: s[glob] for c, s in after.items() if not math.isnan(s[glob])}
         stated = claimed.get(key) or {}
-        found = _stats(pre, post, stated)
+        found = _stats(pre, post)
+        problems += [f"{key}: {p}" for p in rule_problems(stated)]
         for field in ("n_cases", "mean_gain", "ci_low", "ci_high"):
             if _differs(found.get(field), stated.get(field)):
                 problems.append(f"{key}: {field} {found.get(field)}, claimed {stated.get(field)}")

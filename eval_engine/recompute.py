@@ -1,5 +1,7 @@
-"""Recompute what a run claims from its files: Dice from the saved predictions, and the tensor
-comparison of the finetuned and pretrained checkpoints. Own code; nothing of the producer's."""
+"""Recompute what a run claims from its files: Dice from the saved predictions against the trusted
+labels (inputs.py), and the tensor comparison of the pack's finetuned checkpoint with the trusted
+pretrained one. A headline figure that cannot be recomputed is `unverified`, never skipped. Own code;
+nothing of the producer's."""
 from __future__ import annotations
 
 import csv
@@ -12,11 +14,13 @@ import nibabel
 import numpy as np
 
 from . import per_class
-from .findings import Finding, failed, passed, skipped
+from .findings import Finding, failed, passed, skipped, unverified
 from .gain_check import CSV_NAME, read_per_case
+from .inputs import Inputs, validation_entries
 from .pack import Pack
 
 DICE_TOLERANCE = 1e-3
+MAX_CLASSES = 256  # a label map's ids: a pack naming more is refused, not scored
 METRICS_NAME = "metrics.csv"  # MetricsSaver's summary: the bundle's own val_mean_dice row
 
 
@@ -44,17 +48,6 @@ def dice_per_class(pred: np.ndarray, label: np.ndarray, classes: list[int]) -> l
     return scores
 
 
-def _validation_entries(pack: Pack) -> tuple[list[dict], Path] | None:
-    inp = pack.output.get("input") or {}
-    datalist = pack.locate(inp.get("datalist"))
-    dataset_dir = Path(inp.get("dataset_dir", ""))
-    if not datalist or not datalist.is_file() or not dataset_dir.is_dir():
-        return None
-    pack.note(datalist)
-    entries = [e for e in json.loads(datalist.read_text())["training"] if int(e.get("fold", -1)) == 0]
-    return entries, dataset_dir
-
-
 ByClass = dict[str, dict[int, float]]  # case file name -> VISTA3D id -> Dice (NaN: the label lacks the class)
 
 
@@ -62,6 +55,8 @@ def _recomputed_by_class(pack: Pack, phase: str, entries: list[dict], dataset_di
     """Dice per validation case (by image file name) and mapped class from the saved predictions, or why
     it cannot be had."""
     pairs = (pack.output.get("input") or {}).get("label_mappings", {}).get("default", [])
+    if len(pairs) > MAX_CLASSES:
+        return f"input.label_mappings has {len(pairs)} pairs, more than a label map holds ({MAX_CLASSES})"
     local_to_global = {int(l): int(g) for l, g in pairs}
     classes = list(local_to_global.values())
     by_class, missing = {}, []
@@ -127,7 +122,7 @@ def _close(a: float | None, b: float | None) -> bool:
     return abs(a - b) <= DICE_TOLERANCE
 
 
-def recompute_formal(pack: Pack, phase: str, field: str) -> list[Finding]:
+def recompute_formal(pack: Pack, phase: str, field: str, inputs: Inputs) -> list[Finding]:
     """Dice from the saved predictions and the dataset's labels, against every claim the pack makes of it:
     output.json's mean and per-case values, and the bundle's own metrics.csv and per-case CSV; then the
     same per class (per_class.py)."""
@@ -135,10 +130,10 @@ def recompute_formal(pack: Pack, phase: str, field: str) -> list[Finding]:
     out = pack.output.get("output") or {}
     if not out.get("formal_eval_enabled"):
         return [skipped(name, "formal evaluation was not part of this run")]
-    found = _validation_entries(pack)
-    if found is None:
-        return [skipped(name, "the datalist or dataset is not reachable here, so the labels cannot be read")]
-    by_class = _recomputed_by_class(pack, phase, *found)
+    entries = validation_entries(inputs)
+    if isinstance(entries, str):
+        return [unverified(name, f"{field} cannot be re-derived: {entries}, so the labels cannot be read")]
+    by_class = _recomputed_by_class(pack, phase, entries, inputs.dataset_dir)
     if isinstance(by_class, str):
         return [failed(name, by_class)]
     return [_formal_claims(pack, phase, field, case_means(by_class)), per_class.check_per_class(pack, phase, by_class)]
@@ -215,12 +210,17 @@ def compare_state_files(finetuned: Path, pretrained: Path) -> dict[str, Any]:
             "identical": same_keys and not changed, "changed": changed}
 
 
-def check_checkpoints(pack: Pack) -> list[Finding]:
+def check_checkpoints(pack: Pack, inputs: Inputs) -> list[Finding]:
+    """Both checkpoints load weights-only; the tensor comparison of the pack's finetuned checkpoint with
+    the trusted pretrained one agrees with output.json's claims."""
     out = pack.output.get("output") or {}
-    finetuned, pretrained = pack.locate(out.get("finetuned_ckpt")), Path(out.get("pretrained_ckpt") or "")
+    finetuned, pretrained = pack.locate(out.get("finetuned_ckpt")), inputs.pretrained_ckpt
     findings = []
     readable = {}
     for label, path in (("finetuned", finetuned), ("pretrained", pretrained)):
+        if label == "finetuned" and path is not None and not pack.inside(path):
+            findings.append(failed("artifacts.finetuned_ckpt", f"{out.get('finetuned_ckpt')} lies outside the pack"))
+            continue
         if path is None or not path.is_file():
             status = failed if label == "finetuned" and out.get("finetuned_ckpt_exists") else skipped
             findings.append(status(f"artifacts.{label}_ckpt", f"{path} is not there"))
@@ -236,7 +236,11 @@ def check_checkpoints(pack: Pack) -> list[Finding]:
         findings.append(passed(f"artifacts.{label}_ckpt", f"{path.name} loads on CPU: {len(tensors)} tensors, "
                                f"{params} values", tensors=len(tensors), values=params))
     if len(readable) < 2:
-        findings.append(skipped("checkpoint_claims", "both checkpoints are needed to compare them"))
+        if "finetuned" not in readable and not out.get("finetuned_ckpt_exists"):
+            findings.append(skipped("checkpoint_claims", "the run claims no finetuned checkpoint to compare"))
+        else:
+            findings.append(unverified("checkpoint_claims", inputs.weights_said(
+                "the finetuned/pretrained tensor comparison cannot be re-derived: both checkpoints are needed")))
         return findings
     found = compare_state_files(readable["finetuned"], readable["pretrained"])
     identical, n_changed = found["identical"], found["n_changed"]
@@ -251,5 +255,6 @@ def check_checkpoints(pack: Pack) -> list[Finding]:
                                f"output.json claims identical={claimed} (best.weights_identical="
                                f"{comparison.get('weights_identical')}), n_changed={comparison.get('n_changed')}", **numbers))
     else:
-        findings.append(passed("checkpoint_claims", f"recomputed {n_changed} changed tensors, as claimed", **numbers))
+        findings.append(passed("checkpoint_claims", inputs.weights_said(f"recomputed {n_changed} changed tensors, "
+                                                                         "as claimed"), **numbers))
     return findings

@@ -47,7 +47,7 @@ def seed_entry(project: Path, run_dir: Path, tmp: Path, name: str = "smoke",
     entry = {"name": name, "out": str(run_dir), "returncode": 0, "wall_seconds": 90.0, "console_tail": [],
              "key": cache_key(parts), "parts": parts, "session": "an earlier session", "finished_at": "earlier",
              "inputs_unchanged": True, "reference": spec.reference, "args": spec.args, "executions": 1,
-             "pack": pack_digests(run_dir, memo)}
+             "pack": pack_digests(run_dir)}
     write_entry(project, entry)
     return entry
 

@@ -19,8 +19,9 @@ from typing import Any, Callable
 from nvseg_bench.sweep import evidence_dir
 from nvseg_bench.harness.cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint, stat_listing
 from nvseg_bench.harness.options import HarnessOptions
-from nvseg_bench.harness.runs import RunEvidence, RunSkipped, RunSpec, build_spec, pack_run_name, run_cli, skip_reason
-from nvseg_bench.harness.trust import Trust, judge_pack, pack_digests
+from nvseg_bench.harness.runs import (SMOKE_FIXTURE, RunEvidence, RunSkipped, RunSpec, build_spec, pack_run_name, run_cli,
+                                     skip_reason)
+from nvseg_bench.harness.trust import Trust, TrustedInputs, judge_pack, pack_digests
 
 REUSABLE_EXIT_CODES = (0, 4)
 
@@ -58,15 +59,20 @@ class RunBroker:
             if not hit:
                 entry, hit = self._run(spec, key, parts, entry, self._why(entry, parts)), "ran"
             if self.opts.trusted:
-                self._trust(entry)
+                self._trust(entry, TrustedInputs.from_spec(spec.inputs, folds=self.opts.folds is not None))
             return RunEvidence.from_entry(entry, hit)
 
-    def _trust(self, entry: dict[str, Any]) -> None:
-        """Judge the run's pack (or re-use the kept verdict) and keep the verdict in its entry."""
+    def trust_dir(self, name: str) -> Path:
+        """Where the verifier writes its summary of a run: the harness's own folder, never the pack."""
+        return self.store.home / "trust" / name
+
+    def _trust(self, entry: dict[str, Any], given: TrustedInputs) -> None:
+        """Judge the run's pack against the inputs the run used (or re-use the kept verdict); keep the
+        verdict in its entry."""
         out = Path(entry["out"])
         if not (out / "output.json").is_file():
             return
-        trust = judge_pack(out, self.memo, entry.get("pack"), entry.get("trust"))
+        trust = judge_pack(out, self.trust_dir(entry["name"]), given, entry.get("pack"), entry.get("trust"))
         if trust.source == "ran":
             self.say(f"nvseg: the verifier judged {entry['name']}: {trust.verdict} ({trust.summary})")
             self._track_trust(out, trust)
@@ -91,13 +97,24 @@ class RunBroker:
         if name != found:
             raise RunSkipped(f"--nvseg-trusted-only judges the {found} run in {pack}; this is the {name} run")
         run = RunEvidence.from_pack(name, pack, doc)
+        given = self._as_found_inputs(name)
         with self.store.lock(name):  # xdist workers share one verdict
             kept = self.store.load(f"{name}-as-found") or {}
-            run.trust = judge_pack(pack, self.memo, None, kept.get("trust") if kept.get("out") == str(pack) else None)
+            run.trust = judge_pack(pack, self.trust_dir(f"{name}-as-found"), given, None,
+                                   kept.get("trust") if kept.get("out") == str(pack) else None)
             self.store.save(f"{name}-as-found", {"out": str(pack), "trust": run.trust.to_json()})
         if run.trust.source == "ran":
             self.say(f"nvseg: the verifier judged the pack {pack}: {run.trust.verdict}")
         return run
+
+    def _as_found_inputs(self, name: str) -> TrustedInputs:
+        """A pack the harness did not run: the dataset its options name for this run; the weights only
+        where the user named them (else the verifier reads the pack's, and says so)."""
+        dataset = {"smoke": SMOKE_FIXTURE, "sanity": self.opts.task06, "user": self.opts.dataset}.get(name)
+        if dataset is None or not dataset.is_dir():
+            return TrustedInputs(pretrained_ckpt=self.opts.pretrained_ckpt)
+        datalist = self.opts.datalist if name == "user" and self.opts.folds is None else None
+        return TrustedInputs(dataset, datalist, self.opts.pretrained_ckpt)
 
     def _usable(self, entry: dict[str, Any] | None, key: str) -> str | None:
         """'shared' or 'cache' when the entry can stand for this run, else None."""
@@ -137,7 +154,7 @@ class RunBroker:
                  "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), "inputs_unchanged": untouched,
                  "reference": spec.reference, "args": spec.args,
                  "executions": int((old or {}).get("executions", 0)) + 1,
-                 "pack": pack_digests(out, self.memo) if out.is_dir() else None}
+                 "pack": pack_digests(out) if out.is_dir() else None}
         self.store.save(spec.name, entry)
         if old and old.get("out") and old["out"] != str(out):
             self.store.forget_dir(Path(old["out"]))

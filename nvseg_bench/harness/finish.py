@@ -1,4 +1,5 @@
-"""End of a session (controller only): write each judged run's `gates` into its output.json and
+"""End of a session (controller only): write each judged run's `gates` into its output.json (never
+into a pack judged as found: --nvseg-trusted-only audits and does not write) and
 write the reports when --nvseg-report asks; save each run's record in the history store when
 --nvseg-autosave asks. The terminal table is summary.py's.
 """
@@ -39,7 +40,8 @@ def write_gates(record: RunRecord, session: str) -> None:
 
 def finish_session(ledger: Ledger, opts: HarnessOptions, session: str, root: Path | None = None) -> None:
     for record in ledger.runs.values():
-        write_gates(record, session)
+        if record.source != "pack":  # a pack judged as found (--nvseg-trusted-only) is audited, never written
+            write_gates(record, session)
     if opts.autosave:
         ledger.saved_paths = save_runs(ledger, opts, root)
     if opts.report is not None and (opts.autosave or opts.compare):

@@ -281,7 +281,7 @@ def inputs_untouched(run: RunEvidence) -> Verdict:
 
 
 def trusted(run: RunEvidence) -> Verdict:
-    """The verifier's verdict on the pack (trusted mode): failed fails, warn passes with its warnings."""
+    """The verifier's verdict on the pack (trusted mode): failed and unverified fail, warn passes with its warnings."""
     trust = run.trust
     if trust is None:
         return bad("trusted mode is on, but the verifier's verdict is missing for this run")
@@ -289,7 +289,7 @@ def trusted(run: RunEvidence) -> Verdict:
     if trust.changed:
         return bad(f"the pack changed after its run: {', '.join(trust.changed[:6])}; the verifier says "
                    f"{trust.verdict}{where}" + "".join(f"; {f}" for f in trust.failed[:3]))
-    if trust.verdict in ("failed", "error"):
+    if trust.verdict in ("failed", "unverified", "error"):
         return bad(f"verifier verdict {trust.verdict}{where}: " + "; ".join(trust.failed[:5]))
     if trust.verdict == "warn":
         return ok(f"verifier verdict warn{where}: " + "; ".join(trust.warnings[:5]), note=True)

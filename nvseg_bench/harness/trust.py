@@ -1,8 +1,14 @@
 """Trusted mode: the CPU verifier judges a run's evidence pack in a process of its own.
 
-`python -m eval_engine.run_trusted --pack RUN --out RUN` writes trust_summary.json beside the run's
-output.json; the harness never imports the verifier, it reads that file. A result is kept with the
-run's cache entry together with a digest of every pack file, and re-used while those digests hold.
+The harness starts the real verifier, never one the pack could supply: `python -I` (no PYTHONPATH, no
+working directory or script folder on the import path) with the folder that holds this installation's
+`eval_engine/` put first explicitly, in a working directory of the harness's own outside the pack. It
+passes the dataset, datalist and pretrained checkpoint the harness itself used as trusted inputs
+(TrustedInputs), and has the verifier write trust_summary.json into that folder (`--out`), never into
+the pack: an audited pack is not written to. The harness never imports the verifier, it reads that
+file. A result is kept with the run's cache entry together with the sha256 of every pack file (by
+content: a `touch -r` after an edit does not hide it; the size+mtime memo is the run cache's, not
+trust's), and re-used while those digests and the trusted inputs hold.
 
 The digest of output.json leaves out its `gates` section: the harness writes that section itself
 after the gate items, and the verifier does not hash output.json (the pack's manifest lists every
@@ -23,19 +29,44 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench import paths
-from nvseg_bench.harness.cache import DigestMemo
+from nvseg_bench.store.files import sha256_file
 
 SUMMARY = "trust_summary.json"
 VERIFIER_FILES = {SUMMARY, "trust_summary.md"}
 VERIFIER = "eval_engine.run_trusted"
 MANIFEST = "manifest.json"
+INPUTS_KEY = "trusted inputs"  # beside the pack's digests: a kept verdict also needs the same trusted inputs
+ENGINE_HOME = paths.PACKAGE.parent  # the folder holding this installation's nvseg_bench/ and eval_engine/
+# run under `python -I`: the import path gets the real eval_engine's folder first, from argv, and nothing else
+LAUNCH = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+          "from eval_engine.run_trusted import main; raise SystemExit(main())")
+
+
+@dataclass(frozen=True)
+class TrustedInputs:
+    """What the harness itself used for a run, passed to the verifier to score the pack against."""
+
+    dataset: Path | None = None
+    datalist: Path | None = None
+    pretrained_ckpt: Path | None = None
+
+    def args(self) -> list[str]:
+        pairs = (("--dataset-dir", self.dataset), ("--datalist", self.datalist),
+                 ("--pretrained-ckpt", self.pretrained_ckpt))
+        return [item for flag, path in pairs if path is not None for item in (flag, str(path))]
+
+    @classmethod
+    def from_spec(cls, inputs: dict[str, Path | None], folds: bool = False) -> TrustedInputs:
+        """From a RunSpec's inputs: what the run the harness started was given. A cross-validation's
+        validation cases are its folds' own datalists (in the pack), not the datalist it was given."""
+        return cls(inputs.get("dataset"), None if folds else inputs.get("datalist"), inputs.get("pretrained checkpoint"))
 
 
 @dataclass
 class Trust:
     """The verifier's verdict on one pack, as the `trusted` gate and the report read it."""
 
-    verdict: str  # passed | warn | failed | error (the verifier could not judge)
+    verdict: str  # passed | warn | failed | unverified | error (the verifier could not judge)
     failed: list[str] = field(default_factory=list)  # "check: detail" of each failed finding
     warnings: list[str] = field(default_factory=list)
     summary: str = ""  # path of trust_summary.json
@@ -76,22 +107,21 @@ def output_digest(path: Path) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def pack_digests(root: Path, memo: DigestMemo) -> dict[str, str]:
-    """One digest per pack file (relative path), and per input the manifest names outside the pack."""
+def pack_digests(root: Path) -> dict[str, str]:
+    """The sha256 of every pack file (relative path), and of the input the manifest names outside the pack."""
     digests = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if rel in VERIFIER_FILES or path.name.startswith(".output.json."):
             continue
-        digests[rel] = output_digest(path) if rel == "output.json" else memo.file(path)
+        digests[rel] = output_digest(path) if rel == "output.json" else sha256_file(path)
     try:
         inputs = json.loads((root / MANIFEST).read_text()).get("inputs") or {}
     except (OSError, ValueError, AttributeError):
         inputs = {}
     ckpt = Path(str((inputs.get("pretrained_ckpt") or {}).get("path", "")))
     if ckpt.name and ckpt.is_file():
-        digests[f"input: {ckpt}"] = memo.file(ckpt)
-    memo.save()
+        digests[f"input: {ckpt}"] = sha256_file(ckpt)
     return digests
 
 
@@ -109,44 +139,61 @@ def changed_files(before: dict[str, str], now: dict[str, str]) -> list[str]:
 
 
 def verifier_env() -> dict[str, str]:
-    """The verifier runs on the CPU, with this process's import path (the project may not be installed)."""
-    here = str(paths.PACKAGE.parent)
-    path = os.environ.get("PYTHONPATH")
-    return dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1",
-                PYTHONPATH=here if not path else f"{here}{os.pathsep}{path}")
+    """The verifier runs on the CPU; `-I` ignores PYTHONPATH, so the import path is LAUNCH's alone."""
+    return dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
 
 
-def run_verifier(pack: Path) -> Trust:
-    """Run the verifier on the pack; read trust_summary.json it leaves beside output.json."""
-    command = [sys.executable, "-m", VERIFIER, "--pack", str(pack), "--out", str(pack)]
-    summary = pack / SUMMARY
+def verifier_command(pack: Path, out: Path, given: TrustedInputs) -> list[str]:
+    return [sys.executable, "-I", "-c", LAUNCH, str(ENGINE_HOME), "--pack", str(pack.resolve()),
+            "--out", str(out.resolve()), *given.args()]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    path, root = path.resolve(), root.resolve()
+    return path == root or root in path.parents
+
+
+def run_verifier(pack: Path, out: Path, given: TrustedInputs) -> Trust:
+    """Run the real verifier on the pack, writing into out (the harness's folder, outside the pack)."""
+    if not (ENGINE_HOME / "eval_engine" / "run_trusted.py").is_file():
+        return Trust("error", [f"verifier: {ENGINE_HOME / 'eval_engine'} is not here; install nvseg-bench with it"])
+    if _inside(out, pack):
+        return Trust("error", [f"verifier: its output folder {out} lies inside the audited pack {pack}"])
+    command = verifier_command(pack, out, given)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = out / SUMMARY
     summary.unlink(missing_ok=True)  # a stale summary must never stand for this verdict
     started = time.monotonic()
-    proc = subprocess.run(command, capture_output=True, text=True, env=verifier_env(), cwd=str(pack.parent))
+    proc = subprocess.run(command, capture_output=True, text=True, env=verifier_env(), cwd=str(out))
     if not summary.is_file():
         said = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
         return Trust("error", [f"verifier: `{' '.join(command)}` exited {proc.returncode} after "
                                f"{time.monotonic() - started:.1f} s and wrote no {SUMMARY}: {said}"])
     data = json.loads(summary.read_text())
     findings = data.get("findings") or []
-    pick = lambda status: [f"{f.get('name')}: {f.get('detail')}" for f in findings if f.get("status") == status]  # noqa: E731
-    return Trust(str(data.get("verdict", "error")), pick("fail"), pick("warn"), str(summary))
+    said = lambda f: f"{f.get('name')}{' (unverified)' if f.get('status') == 'unverified' else ''}: {f.get('detail')}"  # noqa: E731
+    pick = lambda *statuses: [said(f) for f in findings if f.get("status") in statuses]  # noqa: E731
+    return Trust(str(data.get("verdict", "error")), pick("fail", "unverified"), pick("warn"), str(summary))
 
 
-def judge_pack(pack: Path, memo: DigestMemo, at_run_end: dict[str, str] | None,
+def judge_pack(pack: Path, out: Path, given: TrustedInputs, at_run_end: dict[str, str] | None,
                kept: dict[str, Any] | None) -> Trust:
-    """The pack's trust: the kept result while the pack is as the verifier saw it, else a fresh one.
+    """The pack's trust: the kept result while the pack and the trusted inputs are as the verifier saw
+    them, else a fresh one written under out.
 
     `at_run_end` is the pack's digests when its run finished (None for a pack the harness did
     not run); any difference from them is named in `changed`.
     """
-    now = pack_digests(pack, memo)
+    weights = given.pretrained_ckpt
+    now = pack_digests(pack) | {INPUTS_KEY: " ".join(given.args()) + (
+        f" sha256 {sha256_file(weights)}" if weights is not None and weights.is_file() else "")}
     old = Trust.from_json(kept) if kept else None
     if old is not None and old.digests == now and old.verdict != "error" and Path(old.summary).is_file():
         trust = old
         trust.source = "cache"
     else:
-        trust = run_verifier(pack)
+        trust = run_verifier(pack, out, given)
         trust.digests = now
-    trust.changed = changed_files(at_run_end, now) if at_run_end is not None else []
+    files = lambda digests: {k: v for k, v in digests.items() if k != INPUTS_KEY}  # noqa: E731
+    trust.changed = changed_files(files(at_run_end), files(now)) if at_run_end is not None else []
     return trust

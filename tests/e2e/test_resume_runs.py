@@ -57,7 +57,7 @@ def test_a_run_stopped_by_sigterm_after_epoch_1_resumes_to_the_uninterrupted_run
     assert not list((tmp_path / "stopped" / "checkpoints" / "resume").glob("*.pt"))  # finished: discarded
     from eval_engine.run_trusted import audit
 
-    findings, _ = audit(tmp_path / "stopped")
+    findings = audit(tmp_path / "stopped")[0]
     assert {f.name: f.status for f in findings}["trajectory"] == "pass"
 
 

@@ -178,7 +178,8 @@ def test_a_pack_tampered_after_its_run_fails_the_trusted_gate_though_the_run_is_
     result.stdout.fnmatch_lines(["smoke  cache *", "*smoke/trusted FAILED: the pack changed after its run: "
                                  "output.json changed*"], consecutive=False)
     result.stdout.no_fnmatch_line("nvseg: running*")
-    assert (run_dir / "trust_summary.json").is_file()
+    summary = Path(cached_entry(pytester.path / ".pytest_cache", "smoke")["trust"]["summary"])
+    assert summary.is_file() and run_dir not in summary.parents and not (run_dir / "trust_summary.json").exists()
 
 
 def test_an_untouched_cached_pack_keeps_its_verdict_and_the_gates_write_does_not_count_as_a_change(
@@ -186,10 +187,11 @@ def test_an_untouched_cached_pack_keeps_its_verdict_and_the_gates_write_does_not
     run_dir = project_with_stored_pack(pytester, tmp_path)
     calls = []
 
-    def verify(pack: Path) -> Trust:  # the real verifier's verdict on this pack: see the test above
+    def verify(pack: Path, out: Path, given) -> Trust:  # the real verifier's verdict on this pack: see the test above
         calls.append(pack)
-        (pack / "trust_summary.json").write_text("{}")
-        return Trust("passed", summary=str(pack / "trust_summary.json"))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "trust_summary.json").write_text("{}")
+        return Trust("passed", summary=str(out / "trust_summary.json"))
     monkeypatch.setattr(trust_module, "run_verifier", verify)
     pytester.runpytest("-m", "smoke", "--nvseg-trusted").assert_outcomes(passed=len(TRUSTED_GATES) - OFF, skipped=OFF)
     assert "gates" in json.loads((run_dir / "output.json").read_text())
@@ -205,7 +207,7 @@ def test_trusted_only_judges_a_copied_pack_and_reports_the_verdict(pytester, tmp
     result.assert_outcomes(passed=len(TRUSTED_GATES) - OFF - 1, skipped=OFF + 1)  # + inputs_untouched
     result.stdout.fnmatch_lines(["run * verifier", "smoke  pack *PASS *passed"], consecutive=False)
     result.stdout.no_fnmatch_line("nvseg: running*")
-    assert (pack / "trust_summary.json").is_file()
+    assert not (pack / "trust_summary.json").exists() and "gates" not in json.loads((pack / "output.json").read_text())
     assert "### Verifier" in (pytester.path / "report" / "report.md").read_text()
     cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
              for c in ET.parse(pytester.path / "gates.xml").getroot().iter("testcase")}

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
+from eval_engine import gain_check
 from eval_engine.gain_check import bootstrap, check_gain_stats, exact_signed_rank_p
 from eval_engine.pack import Pack
+from nvseg_bench.evidence import gain_stats
 from nvseg_bench.evidence.gain_stats import bootstrap_interval, output_fields
 
 BEFORE = {f"case_{i:02d}.nii.gz": round(0.55 + 0.031 * i, 6) for i in range(7)}
@@ -38,8 +40,19 @@ def test_an_honest_claim_is_re_derived(pack):
 
 def test_the_verifier_bootstrap_gives_the_producers_interval_to_four_decimals():
     gains = np.array([AFTER[k] - BEFORE[k] for k in sorted(BEFORE)])
-    mine, theirs = bootstrap(gains, 0, 10_000, 0.95), bootstrap_interval(gains, 0, 10_000, 0.95)
+    mine, theirs = bootstrap(gains), bootstrap_interval(gains)
     assert np.allclose(mine, theirs, atol=5e-5)
+
+
+def test_the_verifiers_own_rules_are_the_producers_defaults():
+    mine = (gain_check.LEVEL, gain_check.RESAMPLES, gain_check.SEED, gain_check.UNCHANGED_TOLERANCE)
+    assert mine == (gain_stats.LEVEL, gain_stats.RESAMPLES, gain_stats.BOOTSTRAP_SEED, gain_stats.UNCHANGED_TOLERANCE)
+
+
+def test_a_claim_drawn_with_a_smaller_resample_count_fails_naming_it(pack):
+    pack.output["output"]["formal_gain_stats"]["bootstrap"]["resamples"] = 50
+    finding = check_gain_stats(pack)
+    assert finding.status == "fail" and "resamples 50" in finding.detail
 
 
 def test_the_exact_signed_rank_p_matches_scipy():
@@ -75,3 +88,8 @@ def test_a_tampered_csv_value_fails_against_the_claim(pack):
 def test_a_count_of_cases_better_that_was_raised_fails(pack):
     pack.output["output"]["formal_gain_stats"]["n_better"] += 1
     assert "better/worse/unchanged" in check_gain_stats(pack).detail
+
+
+def test_a_formal_gain_without_its_statistics_is_unverified_not_a_warning(pack):
+    del pack.output["output"]["formal_gain_stats"]
+    assert check_gain_stats(pack).status == "unverified"

@@ -28,7 +28,7 @@ def pack(smoke_run, tmp_path) -> Path:
 
 
 def statuses(pack_dir: Path) -> dict[str, str]:
-    findings, _ = audit(pack_dir)
+    findings = audit(pack_dir)[0]
     return {f.name: f.status for f in findings}
 
 
@@ -141,7 +141,7 @@ def rehash(pack_dir: Path, *rels: str) -> None:
 def test_an_edited_metrics_csv_with_a_rehashed_manifest_fails_the_verdict(pack):
     (pack / "eval_finetuned" / "metrics.csv").write_text("val_mean_dice,0.55\n")
     rehash(pack, "eval_finetuned/metrics.csv")
-    findings, _ = audit(pack)
+    findings = audit(pack)[0]
     found = {f.name: f for f in findings}
     assert found["integrity.manifest"].status == "pass"  # the manifest alone cannot tell
     assert found["formal_dice.eval_finetuned"].status == "fail" and verdict(findings) == "failed"
