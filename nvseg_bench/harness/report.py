@@ -1,8 +1,10 @@
-"""--nvseg-report DIR: report.md (with PNGs beside it) and a self-contained report.html.
+"""The report feature: --nvseg-report DIR (ini `nvseg_report`) writes report.md (with PNGs beside
+it) and a self-contained report.html at the session's end, after every gate feature's own step.
 
 Per run: the headline (formal Dice before and after, gain, the checkpoint to keep, verdict), the
 gates table, the Dice-per-epoch plot, a mid-slice overlay of one validation case, and runtime per
-phase; with saved runs (--nvseg-autosave, --nvseg-compare) the comparison with the baseline and
+phase; each gate feature's rows of the headline and its sections (`Feature.headline`,
+`Feature.sections`: the comparison with the baseline, the verifier's findings); with saved runs (--nvseg-autosave, --nvseg-compare) the comparison with the baseline and
 a trend plot of formal Dice over the saved runs of that name. Plots need matplotlib (the `report` extra); without it the report says so and goes on.
 """
 from __future__ import annotations
@@ -13,9 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nvseg_bench.harness.gates import gate_title, reference_bounds
+import pytest
+
+from nvseg_bench.harness.core_gates import reference_bounds
+from nvseg_bench.harness.feature import Feature, Section
+from nvseg_bench.harness.gates import FEATURES, gate_title
 from nvseg_bench.harness.ledger import Ledger, RunRecord
-from nvseg_bench.history.compare import describe, describe_differences
+from nvseg_bench.harness.options import HarnessOptions, add_value_option, option_path
 from nvseg_bench.harness.plots import class_plot, dice_plot, forgetting_plot, overlay_plot, slope_plot, trend_plot
 from nvseg_bench.harness.runs import REFERENCE
 from nvseg_bench.harness.summary import number
@@ -54,15 +60,8 @@ class RunPage:
                 *([("fold gains", fold_gains(out["cv"]))] if out.get("cv") else []),
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
-                ("evidence", f"{self.record.out} ({self.record.source})")] + self.baseline()
-
-    def baseline(self) -> list[tuple[str, str]]:
-        """The comparison with the saved baseline (--nvseg-compare), when the `baseline` item made one."""
-        comparison = self.record.comparison
-        if comparison is None:
-            return []
-        return [(f"vs baseline {comparison['baseline']}", describe(comparison)),
-                ("baseline differences", describe_differences(comparison))]
+                ("evidence", f"{self.record.out} ({self.record.source})")] + \
+            [row for feature in FEATURES for row in feature.headline(self.record)]
 
     def classes(self) -> list[tuple[str, ...]]:
         """One row per mapped class: formal Dice before and after, the gain and its paired interval."""
@@ -89,13 +88,9 @@ class RunPage:
         return [(gate, gate_title(gate), o.outcome, o.message)
                 for gate, o in self.record.gates.items()]
 
-    def trust(self) -> tuple[str, list[tuple[str, str]]] | None:
-        """(verdict line, [(status, finding)]) when the verifier judged the run (trusted mode)."""
-        trust = self.record.trust
-        if trust is None:
-            return None
-        rows = [("failed", f) for f in trust.failed] + [("warn", w) for w in trust.warnings]
-        return f"verdict {trust.verdict} ({trust.summary})", rows
+    def sections(self) -> list[Section]:
+        """The gate features' sections (the verifier's findings in trusted mode), shown after the gates table."""
+        return [section for feature in FEATURES for section in feature.sections(self.record)]
 
     def phases(self) -> list[tuple[str, str, str, str]]:
         runtime = (self.doc or {}).get("runtime", {})
@@ -169,9 +164,9 @@ def markdown(pages: list[RunPage], report_dir: Path) -> str:
         if page.forgetting():
             lines += ["### Forgetting", ""] + _md_table(FORGETTING_HEADER, page.forgetting()) + [""]
         lines += ["### Gates", ""] + _md_table(["gate", "claim", "outcome", "detail"], page.gates()) + [""]
-        if page.trust():
-            said, rows = page.trust()
-            lines += ["### Verifier", "", said, ""] + (_md_table(["status", "finding"], rows) + [""] if rows else [])
+        for section in page.sections():
+            lines += [f"### {section.title}", "", section.text, ""] + \
+                (_md_table(list(section.header), list(section.rows)) + [""] if section.rows else [])
         for kind, caption in FIGURES + HISTORY_FIGURES:
             if kind in page.images:
                 file = report_dir / f"{name}_{kind}.png"
@@ -207,10 +202,9 @@ def html_page(pages: list[RunPage]) -> str:
         if page.forgetting():
             parts.append("<h3>Forgetting</h3>" + _html_table(FORGETTING_HEADER, page.forgetting()))
         parts.append("<h3>Gates</h3>" + _html_table(["gate", "claim", "outcome", "detail"], page.gates(), 2))
-        if page.trust():
-            said, rows = page.trust()
-            parts.append(f"<h3>Verifier</h3><p>{html.escape(said)}</p>" + (_html_table(["status", "finding"], rows, 0)
-                                                                          if rows else ""))
+        for section in page.sections():
+            parts.append(f"<h3>{html.escape(section.title)}</h3><p>{html.escape(section.text)}</p>" + (
+                _html_table(list(section.header), list(section.rows), section.outcome_col) if section.rows else ""))
         for kind, caption in FIGURES + HISTORY_FIGURES:
             if kind in page.images:
                 data = base64.b64encode(page.images[kind]).decode()
@@ -244,3 +238,16 @@ def write_reports(ledger: Ledger, report_dir: Path) -> list[str]:
     (report_dir / "report.md").write_text(markdown(pages, report_dir))
     (report_dir / "report.html").write_text(html_page(pages))
     return [str(report_dir / "report.html"), str(report_dir / "report.md")]
+
+
+def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    add_value_option(group, parser, "report", "write report.md and a self-contained report.html here", "DIR")
+
+
+def finish(ledger: Ledger, opts: HarnessOptions, _root: Path | None) -> None:
+    if opts.report is not None:
+        ledger.report_paths = write_reports(ledger, opts.report)
+
+
+FEATURE = Feature("report", add_options=add_options, read_options=lambda config: {"report": option_path(config, "report")},
+                  path_options=("report",), finish=finish)

@@ -1,11 +1,12 @@
-"""The terminal table at the end of a session: one row per run, then what failed and where the
-evidence is. Also the one number formatter the report uses.
+"""The terminal table at the end of a session: one row per run, then what failed, each gate
+feature's own lines (`Feature.terminal_lines`, in table order) and where the evidence is. Also the
+one number formatter the report uses.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from nvseg_bench.harness.baseline import baseline_lines
+from nvseg_bench.harness.gates import FEATURES
 from nvseg_bench.harness.ledger import Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions
 
@@ -38,11 +39,8 @@ def summary_lines(ledger: Ledger, opts: HarnessOptions) -> list[str]:
     for record in judged:
         for gate in record.failed:
             lines.append(f"  {record.name}/{gate} FAILED: {record.gates[gate].message}")
-        if record.trust and record.trust.failed:
-            lines += [f"  {record.name} verifier: {finding}" for finding in record.trust.failed[:8]]
-        for problem in record.schema_problems[:3]:
-            lines.append(f"  {record.name}: output.json with gates breaks the schema: {problem}")
-        lines += baseline_lines(record)
+        for feature in FEATURES:
+            lines += feature.terminal_lines(record)
         if record.out:
             lines.append(f"  {record.name} evidence: {record.out}")
     lines += skipped
