@@ -62,29 +62,34 @@ def add_options(parser: pytest.Parser) -> pytest.OptionGroup:
     return group
 
 
+def option_dest(name: str) -> str:
+    """`--nvseg-NAME`'s dest, which is also its ini key: nvseg_NAME with underscores."""
+    return "nvseg_" + name.replace("-", "_")
+
+
 def add_value_option(group: pytest.OptionGroup, parser: pytest.Parser, name: str, text: str, metavar: str) -> None:
     """`--nvseg-NAME VALUE` and its ini key `nvseg_NAME`."""
-    dest = "nvseg_" + name.replace("-", "_")
+    dest = option_dest(name)
     group.addoption(f"--nvseg-{name}", dest=dest, metavar=metavar, help=text)
     parser.addini(dest, f"default for --nvseg-{name}", type="string", default="")
 
 
 def add_switch(group: pytest.OptionGroup, parser: pytest.Parser, name: str, text: str) -> None:
     """`--nvseg-NAME` (a switch) and its ini key `nvseg_NAME`."""
-    dest = "nvseg_" + name.replace("-", "_")
+    dest = option_dest(name)
     group.addoption(f"--nvseg-{name}", dest=dest, action="store_true", help=text)
     parser.addini(dest, f"default for --nvseg-{name}", type="bool", default=False)
 
 
 def switch_on(config: pytest.Config, name: str) -> bool:
     """A switch from the command line, else its ini key."""
-    dest = "nvseg_" + name.replace("-", "_")
+    dest = option_dest(name)
     return bool(config.getoption(dest) or config.getini(dest))
 
 
 def option_value(config: pytest.Config, name: str) -> tuple[str | None, Path]:
     """(value, base dir for a relative path) from the option, else env (task06), else the ini key."""
-    dest = "nvseg_" + name.replace("-", "_")
+    dest = option_dest(name)
     given = config.getoption(dest)
     if given:
         return given, config.invocation_params.dir
