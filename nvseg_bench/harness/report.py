@@ -3,9 +3,10 @@ it) and a self-contained report.html at the session's end, after every gate feat
 
 Per run: the headline (formal Dice before and after, gain, the checkpoint to keep, verdict), the
 gates table, the Dice-per-epoch plot, a mid-slice overlay of one validation case, and runtime per
-phase; each gate feature's rows of the headline and its sections (`Feature.headline`,
-`Feature.sections`: the comparison with the baseline, the verifier's findings); with saved runs (--nvseg-autosave, --nvseg-compare) the comparison with the baseline and
-a trend plot of formal Dice over the saved runs of that name. Plots need matplotlib (the `report` extra); without it the report says so and goes on.
+phase; each gate feature adds its own headline rows and sections (`Feature.headline`,
+`Feature.sections`: the comparison with the saved baseline, the verifier's findings); with saved runs
+(--nvseg-autosave, --nvseg-compare) a trend plot of formal Dice over the saved runs of that name.
+Plots need matplotlib (the `report` extra); without it the report says so and goes on.
 """
 from __future__ import annotations
 
