@@ -104,13 +104,19 @@ def check_baseline(run: RunEvidence, opts: HarnessOptions) -> Verdict:
 
 def comparison_properties(comparison: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     """JUnit properties of the baseline item: the baseline's id, the Dice difference, its interval, pairing;
-    the ledger reads `nvseg_comparison` back onto the run's record."""
+    read_comparison takes `nvseg_comparison` back onto the run's record."""
     dice = comparison["formal_dice"]
     ci = "" if not dice["ci"] else f"{dice['ci'][0]:+.4f}..{dice['ci'][1]:+.4f}"
     diff = "" if dice["diff"] is None else f"{dice['diff']:+.4f}"
     return (("nvseg_baseline", str(comparison["baseline"])), ("nvseg_baseline_dice_diff", diff),
             ("nvseg_baseline_dice_ci", ci), ("nvseg_baseline_paired", str(dice["paired"]).lower()),
             ("nvseg_comparison", json.dumps(comparison)))
+
+
+def read_comparison(props: dict[str, Any], record: RunRecord) -> None:
+    """The ledger's side: the comparison, from the `baseline` item's properties, onto the run's record."""
+    if "nvseg_comparison" in props:
+        record.comparison = json.loads(props["nvseg_comparison"])
 
 
 def save_runs(ledger: Ledger, opts: HarnessOptions, root: Path | None) -> list[str]:
@@ -162,4 +168,4 @@ FEATURE = Feature("baseline", gates={
     "baseline": Gate("no regression against the saved baseline (opt-in)", check_baseline,
                      options=("--nvseg-compare", "--nvseg-compare-fail"), opt_in=True),
 }, add_options=add_options, read_options=read_options, terminal_lines=baseline_lines, headline=headline_rows,
-    finish=finish)
+    read_properties=read_comparison, finish=finish)

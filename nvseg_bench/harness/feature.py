@@ -1,5 +1,6 @@
-"""What a harness feature is: its gates, its options, its terminal lines, its report parts and its
-step at the session's end, as one frozen `Feature`; and the `Verdict` a gate returns.
+"""What a harness feature is: its gates, its options, its items' properties read back by the ledger,
+its terminal lines, its report parts and its step at the session's end, as one frozen `Feature`;
+and the `Verdict` a gate returns.
 
 Each feature is one module (core_gates, significance, forgetting, trusted_gate, baseline) that
 builds one `Feature`; gates.py registers them in one table, and the plugin, the gate items, the
@@ -15,7 +16,7 @@ from typing import Any, Callable
 
 import pytest
 
-from nvseg_bench.harness.ledger import Ledger, RunRecord
+from nvseg_bench.harness.ledger import Ledger, PropertyReader, RunRecord
 from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.runs import RunEvidence
 
@@ -78,4 +79,5 @@ class Feature:
     terminal_lines: Callable[[RunRecord], list[str]] = _none  # under the terminal table, per run
     headline: Callable[[RunRecord], list[tuple[str, str]]] = _none  # rows of the report's headline table
     sections: Callable[[RunRecord], list[Section]] = _none  # the report's sections after the gates table
+    read_properties: PropertyReader | None = None  # its items' properties back onto the run's record (ledger)
     finish: Callable[[Ledger, HarnessOptions, Path | None], None] | None = None  # the session's end (controller)

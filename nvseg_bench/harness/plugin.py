@@ -70,7 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     config.stash[SESSION] = workerinput.get("nvseg_session", "") if workerinput else uuid.uuid4().hex
     config.stash[CACHE] = choose_cache(config, config.stash[OPTIONS].out, config.stash[SESSION])
-    config.stash[LEDGER] = Ledger()
+    config.stash[LEDGER] = Ledger([f.read_properties for f in FEATURES if f.read_properties])
     config.pluginmanager.register(config.stash[LEDGER], "nvseg-ledger")
     if workerinput is None and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistSession(config.stash[SESSION]), "nvseg-xdist-session")

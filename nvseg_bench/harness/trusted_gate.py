@@ -16,6 +16,7 @@ from nvseg_bench.harness.feature import Feature, Gate, Section, Verdict, bad, ok
 from nvseg_bench.harness.ledger import RunRecord
 from nvseg_bench.harness.options import HarnessOptions, add_switch, add_value_option, option_path, switch_on
 from nvseg_bench.harness.runs import RunEvidence
+from nvseg_bench.harness.trust import Trust
 
 SWITCH, AS_FOUND = "trusted", "trusted-only"
 
@@ -64,6 +65,11 @@ def trusted(run: RunEvidence, _opts: HarnessOptions) -> Verdict:
     return ok(f"verifier verdict {trust.verdict}{where}", properties=props)
 
 
+def read_verdict(props: dict[str, Any], record: RunRecord) -> None:
+    """The ledger's side: the verifier's verdict, from the `trusted` item's properties, onto the run's record."""
+    record.trust = Trust.from_properties(props) or record.trust
+
+
 def verifier_lines(record: RunRecord) -> list[str]:
     """Under the terminal table: the verifier's failed findings for a run."""
     if not (record.trust and record.trust.failed):
@@ -84,4 +90,4 @@ FEATURE = Feature("trusted", gates={
     "trusted": Gate("the CPU verifier trusts the pack", trusted, options=(f"--nvseg-{SWITCH}", f"--nvseg-{AS_FOUND}"),
                     trusted_only=True),
 }, add_options=add_options, read_options=read_options, path_options=(AS_FOUND,), terminal_lines=verifier_lines,
-    sections=verifier_sections)
+    sections=verifier_sections, read_properties=read_verdict)
