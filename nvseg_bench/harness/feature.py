@@ -76,6 +76,7 @@ class Feature:
     add_options: Callable[[pytest.OptionGroup, pytest.Parser], None] | None = None
     read_options: Callable[[pytest.Config], dict[str, Any]] | None = None  # -> HarnessOptions fields
     path_options: tuple[str, ...] = ()  # its `--nvseg-NAME=DIR` options (the two-word rootdir check)
+    column: tuple[str, Callable[[RunRecord], str | None]] | None = None  # (title, a run's cell) in the terminal table
     terminal_lines: Callable[[RunRecord], list[str]] = _none  # under the terminal table, per run
     headline: Callable[[RunRecord], list[tuple[str, str]]] = _none  # rows of the report's headline table
     sections: Callable[[RunRecord], list[Section]] = _none  # the report's sections after the gates table

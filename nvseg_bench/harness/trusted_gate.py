@@ -90,4 +90,5 @@ FEATURE = Feature("trusted", gates={
     "trusted": Gate("the CPU verifier trusts the pack", trusted, options=(f"--nvseg-{SWITCH}", f"--nvseg-{AS_FOUND}"),
                     trusted_only=True),
 }, add_options=add_options, read_options=read_options, path_options=(AS_FOUND,), terminal_lines=verifier_lines,
-    sections=verifier_sections, read_properties=read_verdict)
+    sections=verifier_sections, read_properties=read_verdict,
+    column=("verifier", lambda record: record.trust.verdict if record.trust else None))
