@@ -18,9 +18,10 @@ from nvseg_bench.history.compare import compare, describe, describe_differences
 from nvseg_bench.history.record import build_record
 from nvseg_bench.history.regression import judge, parse_threshold
 from nvseg_bench.history.storage import DEFAULT_DIR, FileStorage, UnknownRun, store_dir
-from nvseg_bench.harness.feature import Feature, Gate, Verdict, bad, ok, skip
+from nvseg_bench.harness.feature import Feature, Figure, Gate, Verdict, bad, ok, skip
 from nvseg_bench.harness.ledger import Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions, option_value, switch_on
+from nvseg_bench.harness.plots import trend_plot
 from nvseg_bench.harness.runs import RunEvidence
 
 TREND_RUNS = 30  # saved runs the report's trend plot shows, newest last
@@ -155,6 +156,13 @@ def headline_rows(record: RunRecord) -> list[tuple[str, str]]:
             ("baseline differences", describe_differences(comparison))]
 
 
+def trend_figures(record: RunRecord) -> list[Figure]:
+    """The report's trend plot of formal Dice over the saved runs of this name, when finish attached them."""
+    if not record.history:
+        return []
+    return [("trend", "Formal Dice over saved runs", lambda: trend_plot(record.history))]
+
+
 def baseline_lines(record: RunRecord) -> list[str]:
     """The terminal table's line for a run's comparison with its baseline."""
     comparison = record.comparison
@@ -168,4 +176,4 @@ FEATURE = Feature("baseline", gates={
     "baseline": Gate("no regression against the saved baseline (opt-in)", check_baseline,
                      options=("--nvseg-compare", "--nvseg-compare-fail"), opt_in=True),
 }, add_options=add_options, read_options=read_options, terminal_lines=baseline_lines, headline=headline_rows,
-    read_properties=read_comparison, finish=finish)
+    figures=trend_figures, read_properties=read_comparison, finish=finish)

@@ -65,6 +65,9 @@ class Section:
     outcome_col: int | None = None  # the column whose value styles the cell in report.html
 
 
+Figure = tuple[str, str, Callable[[], "bytes | None"]]  # (key, caption, make the PNG; None: no data for it)
+
+
 def _none(*_: Any) -> list:
     return []
 
@@ -80,5 +83,6 @@ class Feature:
     terminal_lines: Callable[[RunRecord], list[str]] = _none  # under the terminal table, per run
     headline: Callable[[RunRecord], list[tuple[str, str]]] = _none  # rows of the report's headline table
     sections: Callable[[RunRecord], list[Section]] = _none  # the report's sections after the gates table
+    figures: Callable[[RunRecord], list[Figure]] = _none  # the report's figures after its own
     read_properties: PropertyReader | None = None  # its items' properties back onto the run's record (ledger)
     finish: Callable[[Ledger, HarnessOptions, Path | None], None] | None = None  # the session's end (controller)

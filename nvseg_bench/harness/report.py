@@ -5,7 +5,8 @@ Per run: the headline (formal Dice before and after, gain, the checkpoint to kee
 gates table, the Dice-per-epoch plot, a mid-slice overlay of one validation case, and runtime per
 phase; each gate feature adds its own headline rows and sections (`Feature.headline`,
 `Feature.sections`: the comparison with the saved baseline, the verifier's findings); with saved runs
-(--nvseg-autosave, --nvseg-compare) a trend plot of formal Dice over the saved runs of that name.
+(--nvseg-autosave, --nvseg-compare) the baseline feature's trend plot of formal Dice over the saved
+runs of that name (`Feature.figures`).
 Plots need matplotlib (the `report` extra); without it the report says so and goes on.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from nvseg_bench.harness.feature import Feature, Section
 from nvseg_bench.harness.gates import FEATURES, gate_title
 from nvseg_bench.harness.ledger import Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions, add_value_option, option_path
-from nvseg_bench.harness.plots import class_plot, dice_plot, forgetting_plot, overlay_plot, slope_plot, trend_plot
+from nvseg_bench.harness.plots import class_plot, dice_plot, forgetting_plot, overlay_plot, slope_plot
 from nvseg_bench.harness.runs import REFERENCE
 from nvseg_bench.harness.summary import number
 
@@ -37,7 +38,6 @@ code{font-size:13px}"""
 FIGURES = (("dice", "Validation Dice per epoch"), ("slope", "Formal Dice per case, pretrained -> finetuned"),
            ("classes", "Formal Dice per class and case, pretrained -> finetuned"),
            ("forgetting", "Agreement with the pretrained model on other classes"), ("overlay", "Mid-slice overlay"))
-HISTORY_FIGURES = (("trend", "Formal Dice over saved runs"),)  # with --nvseg-autosave or --nvseg-compare
 CLASS_HEADER = ["class", "label -> VISTA3D id", "pretrained", "finetuned", "gain", "95% CI", "confidence"]
 FORGETTING_HEADER = ["class", "VISTA3D id", "agreement", "pretrained mL", "finetuned mL"]
 
@@ -47,6 +47,7 @@ class RunPage:
     record: RunRecord
     doc: dict[str, Any] | None
     images: dict[str, bytes] = field(default_factory=dict)
+    captions: tuple[tuple[str, str], ...] = FIGURES  # (image key, caption), the report's own then the features'
     notes: list[str] = field(default_factory=list)
 
     def headline(self) -> list[tuple[str, str]]:
@@ -128,11 +129,12 @@ def build_page(record: RunRecord) -> RunPage:
         page.notes.append(NO_MATPLOTLIB)
         return page
     bounds = reference_bounds(REFERENCE.get(record.name))
+    extra = [figure for feature in FEATURES for figure in feature.figures(record)]
+    page.captions = FIGURES + tuple((key, caption) for key, caption, _ in extra)
     for name, make in (("dice", lambda: dice_plot(page.doc, bounds[0] if bounds else None)),
                        ("overlay", lambda: overlay_plot(page.doc, Path(record.out))),
                        ("slope", lambda: slope_plot(page.doc)), ("classes", lambda: class_plot(page.doc)),
-                       ("forgetting", lambda: forgetting_plot(page.doc))) + \
-            ((("trend", lambda: trend_plot(record.history)),) if record.history else ()):
+                       ("forgetting", lambda: forgetting_plot(page.doc))) + tuple((key, make) for key, _, make in extra):
         try:
             png = make()
         except Exception as exc:  # a broken figure must not cost the rest of the report
@@ -168,7 +170,7 @@ def markdown(pages: list[RunPage], report_dir: Path) -> str:
         for section in page.sections():
             lines += [f"### {section.title}", "", section.text, ""] + \
                 (_md_table(list(section.header), list(section.rows)) + [""] if section.rows else [])
-        for kind, caption in FIGURES + HISTORY_FIGURES:
+        for kind, caption in page.captions:
             if kind in page.images:
                 file = report_dir / f"{name}_{kind}.png"
                 file.write_bytes(page.images[kind])
@@ -206,7 +208,7 @@ def html_page(pages: list[RunPage]) -> str:
         for section in page.sections():
             parts.append(f"<h3>{html.escape(section.title)}</h3><p>{html.escape(section.text)}</p>" + (
                 _html_table(list(section.header), list(section.rows), section.outcome_col) if section.rows else ""))
-        for kind, caption in FIGURES + HISTORY_FIGURES:
+        for kind, caption in page.captions:
             if kind in page.images:
                 data = base64.b64encode(page.images[kind]).decode()
                 parts.append(f"<h3>{caption}</h3><img alt='{caption}' src='data:image/png;base64,{data}'>")
