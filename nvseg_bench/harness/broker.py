@@ -21,7 +21,7 @@ from nvseg_bench.harness.cache import DigestMemo, RunStore, cache_key, changed_p
 from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.runs import (SMOKE_FIXTURE, RunEvidence, RunSkipped, RunSpec, build_spec, pack_run_name, run_cli,
                                      skip_reason)
-from nvseg_bench.harness.trust import Trust, TrustedInputs, judge_pack, pack_digests
+from nvseg_bench.harness.trust import Trust, TrustedInputs, verify_pack, pack_digests
 
 REUSABLE_EXIT_CODES = (0, 4)
 
@@ -72,7 +72,7 @@ class RunBroker:
         out = Path(entry["out"])
         if not (out / "output.json").is_file():
             return
-        trust = judge_pack(out, self.trust_dir(entry["name"]), given, entry.get("pack"), entry.get("trust"))
+        trust = verify_pack(out, self.trust_dir(entry["name"]), given, entry.get("pack"), entry.get("trust"))
         if trust.source == "ran":
             self.say(f"nvseg: the verifier judged {entry['name']}: {trust.verdict} ({trust.summary})")
             self._track_trust(out, trust)
@@ -100,7 +100,7 @@ class RunBroker:
         given = self._as_found_inputs(name)
         with self.store.lock(name):  # xdist workers share one verdict
             kept = self.store.load(f"{name}-as-found") or {}
-            run.trust = judge_pack(pack, self.trust_dir(f"{name}-as-found"), given, None,
+            run.trust = verify_pack(pack, self.trust_dir(f"{name}-as-found"), given, None,
                                    kept.get("trust") if kept.get("out") == str(pack) else None)
             self.store.save(f"{name}-as-found", {"out": str(pack), "trust": run.trust.to_json()})
         if run.trust.source == "ran":

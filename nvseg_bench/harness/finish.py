@@ -1,7 +1,7 @@
 """End of a session (controller only): write each judged run's `gates` into its output.json (never
-into a pack judged as found: --nvseg-trusted-only audits and does not write) and
-write the reports when --nvseg-report asks; save each run's record in the history store when
---nvseg-autosave asks. The terminal table is summary.py's.
+into a pack judged as found: --nvseg-trusted-only audits and does not write), then each feature's
+own step at the end (`Feature.finish`, in table order: the baseline feature saves runs for
+--nvseg-autosave, the report feature writes --nvseg-report last). The terminal table is summary.py's.
 """
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from typing import Any
 
 from nvseg_bench.store.files import write_atomic
 from nvseg_bench.output.write import both_schema_errors
-from nvseg_bench.harness.baseline import attach_history, save_runs
+from nvseg_bench.harness.feature import Feature
 from nvseg_bench.harness.gates import gate_title
 from nvseg_bench.harness.ledger import Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions
-from nvseg_bench.harness.report import write_reports
 
 
 def gates_section(record: RunRecord, session: str) -> dict[str, Any]:
@@ -38,13 +37,11 @@ def write_gates(record: RunRecord, session: str) -> None:
     write_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
-def finish_session(ledger: Ledger, opts: HarnessOptions, session: str, root: Path | None = None) -> None:
+def finish_session(ledger: Ledger, opts: HarnessOptions, session: str, features: tuple[Feature, ...],
+                   root: Path | None = None) -> None:
     for record in ledger.runs.values():
         if record.source != "pack":  # a pack judged as found (--nvseg-trusted-only) is audited, never written
             write_gates(record, session)
-    if opts.autosave:
-        ledger.saved_paths = save_runs(ledger, opts, root)
-    if opts.report is not None and (opts.autosave or opts.compare):
-        attach_history(ledger, opts)
-    if opts.report is not None:
-        ledger.report_paths = write_reports(ledger, opts.report)
+    for feature in features:
+        if feature.finish is not None:
+            feature.finish(ledger, opts, root)

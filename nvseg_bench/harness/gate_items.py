@@ -10,8 +10,7 @@ import warnings
 
 import pytest
 
-from nvseg_bench.harness.baseline import comparison_properties, judge_baseline
-from nvseg_bench.harness.gates import judge
+from nvseg_bench.harness.gates import check_gate
 from nvseg_bench.harness.plugin import OPTIONS
 from nvseg_bench.harness.runs import RunEvidence
 
@@ -21,17 +20,10 @@ class NvsegGateNote(UserWarning):
 
 
 def test_gate(nvseg_run: RunEvidence, nvseg_gate: str, request: pytest.FixtureRequest) -> None:
-    options = request.config.stash[OPTIONS]
-    if nvseg_gate == "baseline" and nvseg_run.doc is not None:  # no output.json fails every gate alike
-        verdict, comparison = judge_baseline(nvseg_run, options)
-        request.node.user_properties += comparison_properties(comparison)
-    else:
-        verdict = judge(nvseg_gate, nvseg_run, options.require_significant, options.min_agreement)
+    verdict = check_gate(nvseg_gate, nvseg_run, request.config.stash[OPTIONS])
     # straight into user_properties: the JUnit file gets them as with record_property, minus its xunit2 warning
     request.node.user_properties += [("nvseg_out", str(nvseg_run.out)), ("nvseg_source", nvseg_run.source),
-                                     ("nvseg_message", verdict.message)]
-    if nvseg_gate == "trusted" and nvseg_run.trust is not None:
-        request.node.user_properties += nvseg_run.trust.properties()
+                                     ("nvseg_message", verdict.message), *verdict.properties]
     if verdict.note:
         warnings.warn(NvsegGateNote(f"{nvseg_run.name}/{nvseg_gate}: {verdict.message}"), stacklevel=1)
     if verdict.status == "skipped":

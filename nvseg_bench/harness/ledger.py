@@ -1,12 +1,14 @@
 """The ledger: every gate item's outcome, gathered from test reports (also those xdist workers
-send to the controller), grouped by run. It is registered as a plugin object for its one hook.
+send to the controller), grouped by run. It is registered as a plugin object for its one hook; what
+a feature's item carries beyond the outcome (the verifier's verdict, the comparison with the
+baseline) each feature reads back onto the run's record itself (`Feature.read_properties`).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import pytest
 
@@ -68,8 +70,12 @@ def _reason(report: pytest.TestReport) -> str:
     return text[-1] if text else ""
 
 
+PropertyReader = Callable[[dict[str, Any], RunRecord], None]  # a feature reading its items' properties
+
+
 class Ledger:
-    def __init__(self) -> None:
+    def __init__(self, readers: Sequence[PropertyReader] = ()) -> None:
+        self.readers = tuple(readers)  # each feature's reader of its items' properties
         self.runs: dict[str, RunRecord] = {}
         self.report_paths: list[str] = []
         self.saved_paths: list[str] = []  # history files this session wrote (--nvseg-autosave)
@@ -84,9 +90,8 @@ class Ledger:
         run.out = props.get("nvseg_out", run.out)
         if "nvseg_source" in props:
             run.sources.add(props["nvseg_source"])
-        run.trust = Trust.from_properties(props) or run.trust
-        if "nvseg_comparison" in props:
-            run.comparison = json.loads(props["nvseg_comparison"])
+        for read in self.readers:
+            read(props, run)
         if report.when == "setup" and report.skipped:
             run.skip_reason = _reason(report)
         outcome = report.outcome if report.when == "call" else "skipped" if report.skipped else "error"

@@ -1,27 +1,28 @@
 """Harness settings: command-line options first, then environment, then the ini file.
 
-`HarnessOptions.from_config` is the one place that reads them; a bad value is a usage error
-that names the option and the fix before any test runs.
+This module owns the options of the runs themselves (which data, which bundle, where the evidence
+goes, what the CLI gets) and the helpers every feature uses to add and read its own options; each
+gate feature (harness/feature.py) adds and reads its options in its own module.
+`HarnessOptions.from_config` puts them together into one value before any test runs; a bad value is
+a usage error that names the option and the fix.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import pytest
 
 from nvseg_bench import paths
-from nvseg_bench.history.regression import Threshold, parse_threshold
-from nvseg_bench.history.storage import DEFAULT_DIR, store_dir
+from nvseg_bench.history.regression import Threshold
 
 GROUP = "nvseg-bench (finetune runs as fixtures)"
-MIN_AGREEMENT = 0.8  # the forgetting gate's default bound (docs/harness.md)
+MIN_AGREEMENT = 0.8  # the forgetting gate's default bound (docs/harness.md); HarnessOptions' default
 TASK06_ENV = paths.TASK06_ENV
 # (option, ini key, help); paths are resolved against the invocation dir, ini paths against the rootdir
 PATH_OPTIONS = [
@@ -33,9 +34,6 @@ PATH_OPTIONS = [
     ("bundle-dir", "VISTA3D bundle for every run (default: the smoke run uses this project's offline stand-in "
                    "bundle; sanity and user runs NVIDIA's nvidia/NV-Segment-CT from the Hugging Face cache)"),
     ("out", "evidence root: runs are written under DIR/<run>-<key> (default: pytest's cache dir)"),
-    ("report", "write report.md and a self-contained report.html here"),
-    ("trusted-only", "judge the existing run dir DIR (its output.json) with the gate items and the verifier; "
-                     "run nothing"),
 ]
 TEXT_OPTIONS = [
     ("target-anatomy", "VISTA3D class that local label 1 means, for the user run"),
@@ -51,33 +49,47 @@ TEXT_OPTIONS = [
 RESERVED = {"--output-dir", "--smoke", "--sanity", "--dry-run", "--dataset-dir", "--help", "-h", "--version"}
 
 
-def add_options(parser: pytest.Parser) -> None:
+def add_options(parser: pytest.Parser) -> pytest.OptionGroup:
+    """The runs' own options; returns the group the features add theirs to."""
     group = parser.getgroup("nvseg", GROUP)
     group.addoption("--gpu", action="store_true", help="allow runs on a CUDA GPU (without it every run sees no GPU)")
     group.addoption("--nvseg-rerun", action="store_true", help="ignore cached runs and run again")
-    group.addoption("--nvseg-trusted", action="store_true",
-                    help="after each run, judge its pack with the CPU verifier (python -m eval_engine.run_trusted) "
-                         "and add a `trusted` gate")
-    for name, text in PATH_OPTIONS + TEXT_OPTIONS:
-        dest = "nvseg_" + name.replace("-", "_")
-        group.addoption(f"--nvseg-{name}", dest=dest, metavar="DIR" if (name, text) in PATH_OPTIONS else "VALUE",
-                        help=text)
-        parser.addini(dest, f"default for --nvseg-{name}", type="string", default="")
+    for name, text in PATH_OPTIONS:
+        add_value_option(group, parser, name, text, "DIR")
+    for name, text in TEXT_OPTIONS:
+        add_value_option(group, parser, name, text, "VALUE")
     parser.addini("nvseg_gpu", "default for --gpu", type="bool", default=False)
-    parser.addini("nvseg_trusted", "default for --nvseg-trusted", type="bool", default=False)
-    group.addoption("--nvseg-require-significant", action="store_true",
-                    help="turn on the significance gate: fail a run whose formal gain's 95%% interval is not above 0")
-    parser.addini("nvseg_require_significant", "default for --nvseg-require-significant", type="bool", default=False)
-    group.addoption("--nvseg-min-agreement", metavar="FRACTION",
-                    help="the forgetting gate fails a class whose agreement with the pretrained model is below this "
-                         f"(default {MIN_AGREEMENT})")
-    parser.addini("nvseg_min_agreement", "default for --nvseg-min-agreement", type="string", default="")
-    add_history_options(group, parser)
+    return group
 
 
-def _value(config: pytest.Config, name: str) -> tuple[str | None, Path]:
+def option_dest(name: str) -> str:
+    """`--nvseg-NAME`'s dest, which is also its ini key: nvseg_NAME with underscores."""
+    return "nvseg_" + name.replace("-", "_")
+
+
+def add_value_option(group: pytest.OptionGroup, parser: pytest.Parser, name: str, text: str, metavar: str) -> None:
+    """`--nvseg-NAME VALUE` and its ini key `nvseg_NAME`."""
+    dest = option_dest(name)
+    group.addoption(f"--nvseg-{name}", dest=dest, metavar=metavar, help=text)
+    parser.addini(dest, f"default for --nvseg-{name}", type="string", default="")
+
+
+def add_switch(group: pytest.OptionGroup, parser: pytest.Parser, name: str, text: str) -> None:
+    """`--nvseg-NAME` (a switch) and its ini key `nvseg_NAME`."""
+    dest = option_dest(name)
+    group.addoption(f"--nvseg-{name}", dest=dest, action="store_true", help=text)
+    parser.addini(dest, f"default for --nvseg-{name}", type="bool", default=False)
+
+
+def switch_on(config: pytest.Config, name: str) -> bool:
+    """A switch from the command line, else its ini key."""
+    dest = option_dest(name)
+    return bool(config.getoption(dest) or config.getini(dest))
+
+
+def option_value(config: pytest.Config, name: str) -> tuple[str | None, Path]:
     """(value, base dir for a relative path) from the option, else env (task06), else the ini key."""
-    dest = "nvseg_" + name.replace("-", "_")
+    dest = option_dest(name)
     given = config.getoption(dest)
     if given:
         return given, config.invocation_params.dir
@@ -87,14 +99,14 @@ def _value(config: pytest.Config, name: str) -> tuple[str | None, Path]:
     return (ini or None), config.rootpath
 
 
-def _path(config: pytest.Config, name: str) -> Path | None:
-    value, base = _value(config, name)
+def option_path(config: pytest.Config, name: str) -> Path | None:
+    value, base = option_value(config, name)
     if value is None:
         return None
     return (base / Path(value).expanduser()).resolve()
 
 
-def check_rootdir(config: pytest.Config) -> None:
+def check_rootdir(config: pytest.Config, path_options: set[str]) -> None:
     """Refuse `--nvseg-dataset DIR` as two words when it moved pytest's rootdir.
 
     pytest picks its rootdir and ini file before plugins load, so it reads the DIR of a two-word
@@ -105,7 +117,7 @@ def check_rootdir(config: pytest.Config) -> None:
     here = config.invocation_params.dir.resolve()
     root = config.rootpath.resolve()
     for flag, value in zip(args, args[1:]):
-        if not flag.startswith("--nvseg-") or flag.removeprefix("--nvseg-") not in dict(PATH_OPTIONS):
+        if not flag.startswith("--nvseg-") or flag.removeprefix("--nvseg-") not in path_options:
             continue
         path = (here / value).resolve()
         moved = (root == path or root in path.parents) and not (root == here or root in here.parents)
@@ -142,20 +154,6 @@ def check_passthrough(text: str) -> list[str]:
     return tokens
 
 
-def check_pack(pack: Path | None) -> None:
-    """--nvseg-trusted-only must name a run dir: one with a readable output.json."""
-    if pack is None:
-        return
-    doc = pack / "output.json"
-    if not doc.is_file():
-        raise pytest.UsageError(f"--nvseg-trusted-only={pack} has no output.json. Pass the --output-dir of one "
-                                "nvseg-finetune run (the folder that holds output.json and manifest.json).")
-    try:
-        json.loads(doc.read_text())
-    except ValueError as exc:
-        raise pytest.UsageError(f"{doc} is not valid JSON ({exc}); copy the run dir again from where it ran.") from None
-
-
 @dataclass
 class HarnessOptions:
     gpu: bool = False
@@ -184,32 +182,18 @@ class HarnessOptions:
     compare_fail: list[Threshold] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, config: pytest.Config) -> HarnessOptions:
-        check_rootdir(config)
-        paths = {name.replace("-", "_"): _path(config, name) for name, _ in PATH_OPTIONS}
-        texts = {name.replace("-", "_"): _value(config, name)[0] for name, _ in TEXT_OPTIONS}
+    def from_config(cls, config: pytest.Config, features: Sequence[Any] = ()) -> HarnessOptions:
+        """The runs' own options, then each feature's (`Feature.read_options`), as one value."""
+        check_rootdir(config, {name for name, _ in PATH_OPTIONS} | {n for f in features for n in f.path_options})
+        paths = {name.replace("-", "_"): option_path(config, name) for name, _ in PATH_OPTIONS}
+        texts = {name.replace("-", "_"): option_value(config, name)[0] for name, _ in TEXT_OPTIONS}
         args = check_passthrough(texts.pop("args") or "")
         gpu = bool(config.getoption("gpu") or config.getini("nvseg_gpu"))
-        check_pack(paths["trusted_only"])
-        trusted = bool(config.getoption("nvseg_trusted") or config.getini("nvseg_trusted") or paths["trusted_only"])
         args += _seed_args(texts["seeds"]) + _fold_args(texts["folds"])
         tracking = _tracking_args(texts.pop("tracking"))
-        significant = bool(config.getoption("nvseg_require_significant") or config.getini("nvseg_require_significant"))
-        return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), trusted=trusted, args=args, tracking=tracking,
-                   require_significant=significant, min_agreement=_min_agreement(config), **paths, **texts,
-                   **_history(config))
-
-
-def _min_agreement(config: pytest.Config) -> float:
-    """--nvseg-min-agreement (else the ini key, else MIN_AGREEMENT): a fraction; anything else is a usage error."""
-    given = config.getoption("nvseg_min_agreement") or config.getini("nvseg_min_agreement") or str(MIN_AGREEMENT)
-    try:
-        value = float(given)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise pytest.UsageError(f"--nvseg-min-agreement {given!r} must be a fraction between 0 and 1, e.g. 0.8")
-    return value
+        read = {k: v for f in features if f.read_options for k, v in f.read_options(config).items()}
+        return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), args=args, tracking=tracking,
+                   **paths, **texts, **read)
 
 
 def _seed_args(seeds: str | None) -> list[str]:
@@ -247,38 +231,3 @@ def _checked_args(value: str | None, name: str, parse: Callable[[str], str]) -> 
         return [f"--{name}", parse(value)]
     except argparse.ArgumentTypeError as exc:
         raise pytest.UsageError(f"--nvseg-{name}: {exc}") from None
-
-
-def add_history_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
-    """--nvseg-autosave, --nvseg-storage, --nvseg-compare, --nvseg-compare-fail and their ini keys."""
-    group.addoption("--nvseg-autosave", action="store_true",
-                    help=f"save each judged run's record in the history store (default ROOTDIR/{DEFAULT_DIR})")
-    group.addoption("--nvseg-storage", metavar="DIR", help="the history store: a folder or file:///abs/dir "
-                                                           f"(default ROOTDIR/{DEFAULT_DIR})")
-    group.addoption("--nvseg-compare", nargs="?", const="last", metavar="RUN_ID|last",
-                    help="set each run beside its saved baseline of the same name: the newest (last, the default) "
-                         "or a run id; adds a `baseline` gate")
-    group.addoption("--nvseg-compare-fail", action="append", metavar="METRIC:AMOUNT",
-                    help="fail the baseline gate on a regression: formal_dice:0.01, formal_dice:1%%, wall:20%% "
-                         "(repeatable; implies --nvseg-compare=last)")
-    parser.addini("nvseg_autosave", "default for --nvseg-autosave", type="bool", default=False)
-    for name in ("storage", "compare"):
-        parser.addini(f"nvseg_{name}", f"default for --nvseg-{name}", type="string", default="")
-    parser.addini("nvseg_compare_fail", "default for --nvseg-compare-fail (space-separated)", type="args", default=[])
-
-
-def _history(config: pytest.Config) -> dict:
-    """The history settings; a bad store URL or threshold is a usage error that names it."""
-    given, base = _value(config, "storage")
-    try:
-        storage = store_dir(given or DEFAULT_DIR, base if given else config.rootpath)
-    except ValueError as exc:
-        raise pytest.UsageError(f"--nvseg-storage: {exc}") from None
-    try:
-        thresholds = [parse_threshold(t) for t in config.getoption("nvseg_compare_fail") or
-                      config.getini("nvseg_compare_fail")]
-    except ValueError as exc:
-        raise pytest.UsageError(f"--nvseg-compare-fail: {exc}") from None
-    compare = config.getoption("nvseg_compare") or config.getini("nvseg_compare") or None
-    return {"autosave": bool(config.getoption("nvseg_autosave") or config.getini("nvseg_autosave")),
-            "storage": storage, "compare": compare or ("last" if thresholds else None), "compare_fail": thresholds}

@@ -1,6 +1,7 @@
-"""pytest plugin (entry point `nvseg`): options, markers, the header line, the run fixtures, the
-ledger of gate outcomes, and what the session leaves behind (output.json `gates`, reports, the
-terminal table).
+"""pytest plugin (entry point `nvseg`): markers, the header line, the run fixtures, the ledger of
+gate outcomes, and what the session leaves behind (output.json `gates`, the terminal table). The
+options are the runs' own (options.py) and each feature's: FEATURES, the gate table (gates.py) and
+the report last, each adds and reads its own and has its step at the session's end.
 
 Loaded in every project that installs nvseg-bench, so it adds no items and runs nothing on its
 own: runs start only when a test asks for `nvseg_run` or `nvseg_runs`.
@@ -18,7 +19,9 @@ from nvseg_bench import __version__
 from nvseg_bench.planning.environment import package_versions, visible_gpus_from_smi
 from nvseg_bench.harness.broker import RunBroker
 from nvseg_bench.harness.cache import DigestMemo, KeyValues, RunStore, choose_cache, shared_digest_memo
-from nvseg_bench.harness.gates import gate_names
+from nvseg_bench.harness import report
+from nvseg_bench.harness.feature import Feature
+from nvseg_bench.harness.gates import FEATURES as GATE_FEATURES, gate_names
 from nvseg_bench.harness.ledger import Ledger
 from nvseg_bench.harness.options import HarnessOptions, add_options
 from nvseg_bench.harness.runs import RunEvidence, RunSkipped
@@ -40,6 +43,7 @@ LEDGER = pytest.StashKey[Ledger]()
 BROKER = pytest.StashKey[RunBroker]()
 GPUS = pytest.StashKey[list]()
 CACHE = pytest.StashKey[tuple]()  # (KeyValues, header note or None)
+FEATURES: tuple[Feature, ...] = (*GATE_FEATURES, report.FEATURE)
 
 
 class XdistSession:
@@ -53,17 +57,20 @@ class XdistSession:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser)
+    group = add_options(parser)
+    for feature in FEATURES:
+        if feature.add_options is not None:
+            feature.add_options(group, parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    config.stash[OPTIONS] = HarnessOptions.from_config(config)
+    config.stash[OPTIONS] = HarnessOptions.from_config(config, FEATURES)
     workerinput = getattr(config, "workerinput", None)
     config.stash[SESSION] = workerinput.get("nvseg_session", "") if workerinput else uuid.uuid4().hex
     config.stash[CACHE] = choose_cache(config, config.stash[OPTIONS].out, config.stash[SESSION])
-    config.stash[LEDGER] = Ledger()
+    config.stash[LEDGER] = Ledger([f.read_properties for f in FEATURES if f.read_properties])
     config.pluginmanager.register(config.stash[LEDGER], "nvseg-ledger")
     if workerinput is None and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistSession(config.stash[SESSION]), "nvseg-xdist-session")
@@ -160,7 +167,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     from nvseg_bench.harness.finish import finish_session
 
-    finish_session(config.stash[LEDGER], config.stash[OPTIONS], config.stash[SESSION], config.rootpath)
+    finish_session(config.stash[LEDGER], config.stash[OPTIONS], config.stash[SESSION], FEATURES,
+                   config.rootpath)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -1,9 +1,13 @@
-"""--nvseg-report DIR: report.md (with PNGs beside it) and a self-contained report.html.
+"""The report feature: --nvseg-report DIR (ini `nvseg_report`) writes report.md (with PNGs beside
+it) and a self-contained report.html at the session's end, after every gate feature's own step.
 
 Per run: the headline (formal Dice before and after, gain, the checkpoint to keep, verdict), the
 gates table, the Dice-per-epoch plot, a mid-slice overlay of one validation case, and runtime per
-phase; with saved runs (--nvseg-autosave, --nvseg-compare) the comparison with the baseline and
-a trend plot of formal Dice over the saved runs of that name. Plots need matplotlib (the `report` extra); without it the report says so and goes on.
+phase; each gate feature adds its own headline rows and sections (`Feature.headline`,
+`Feature.sections`: the comparison with the saved baseline, the verifier's findings); with saved runs
+(--nvseg-autosave, --nvseg-compare) the baseline feature's trend plot of formal Dice over the saved
+runs of that name (`Feature.figures`).
+Plots need matplotlib (the `report` extra); without it the report says so and goes on.
 """
 from __future__ import annotations
 
@@ -13,10 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nvseg_bench.harness.gates import gate_title, reference_bounds
+import pytest
+
+from nvseg_bench.harness.core_gates import reference_bounds
+from nvseg_bench.harness.feature import Feature, Section
+from nvseg_bench.harness.gates import FEATURES, gate_title
 from nvseg_bench.harness.ledger import Ledger, RunRecord
-from nvseg_bench.history.compare import describe, describe_differences
-from nvseg_bench.harness.plots import class_plot, dice_plot, forgetting_plot, overlay_plot, slope_plot, trend_plot
+from nvseg_bench.harness.options import HarnessOptions, add_value_option, option_path
+from nvseg_bench.harness.plots import class_plot, dice_plot, forgetting_plot, overlay_plot, slope_plot
 from nvseg_bench.harness.runs import REFERENCE
 from nvseg_bench.harness.summary import number
 
@@ -30,7 +38,6 @@ code{font-size:13px}"""
 FIGURES = (("dice", "Validation Dice per epoch"), ("slope", "Formal Dice per case, pretrained -> finetuned"),
            ("classes", "Formal Dice per class and case, pretrained -> finetuned"),
            ("forgetting", "Agreement with the pretrained model on other classes"), ("overlay", "Mid-slice overlay"))
-HISTORY_FIGURES = (("trend", "Formal Dice over saved runs"),)  # with --nvseg-autosave or --nvseg-compare
 CLASS_HEADER = ["class", "label -> VISTA3D id", "pretrained", "finetuned", "gain", "95% CI", "confidence"]
 FORGETTING_HEADER = ["class", "VISTA3D id", "agreement", "pretrained mL", "finetuned mL"]
 
@@ -40,6 +47,7 @@ class RunPage:
     record: RunRecord
     doc: dict[str, Any] | None
     images: dict[str, bytes] = field(default_factory=dict)
+    captions: tuple[tuple[str, str], ...] = FIGURES  # (image key, caption), the report's own then the features'
     notes: list[str] = field(default_factory=list)
 
     def headline(self) -> list[tuple[str, str]]:
@@ -54,15 +62,8 @@ class RunPage:
                 *([("fold gains", fold_gains(out["cv"]))] if out.get("cv") else []),
                 ("recommended checkpoint", str(out.get("recommended_ckpt", "-"))),
                 ("decision", str(out.get("decision_reason", "-"))),
-                ("evidence", f"{self.record.out} ({self.record.source})")] + self.baseline()
-
-    def baseline(self) -> list[tuple[str, str]]:
-        """The comparison with the saved baseline (--nvseg-compare), when the `baseline` item made one."""
-        comparison = self.record.comparison
-        if comparison is None:
-            return []
-        return [(f"vs baseline {comparison['baseline']}", describe(comparison)),
-                ("baseline differences", describe_differences(comparison))]
+                ("evidence", f"{self.record.out} ({self.record.source})")] + \
+            [row for feature in FEATURES for row in feature.headline(self.record)]
 
     def classes(self) -> list[tuple[str, ...]]:
         """One row per mapped class: formal Dice before and after, the gain and its paired interval."""
@@ -89,13 +90,9 @@ class RunPage:
         return [(gate, gate_title(gate), o.outcome, o.message)
                 for gate, o in self.record.gates.items()]
 
-    def trust(self) -> tuple[str, list[tuple[str, str]]] | None:
-        """(verdict line, [(status, finding)]) when the verifier judged the run (trusted mode)."""
-        trust = self.record.trust
-        if trust is None:
-            return None
-        rows = [("failed", f) for f in trust.failed] + [("warn", w) for w in trust.warnings]
-        return f"verdict {trust.verdict} ({trust.summary})", rows
+    def sections(self) -> list[Section]:
+        """The gate features' sections (the verifier's findings in trusted mode), shown after the gates table."""
+        return [section for feature in FEATURES for section in feature.sections(self.record)]
 
     def phases(self) -> list[tuple[str, str, str, str]]:
         runtime = (self.doc or {}).get("runtime", {})
@@ -132,11 +129,12 @@ def build_page(record: RunRecord) -> RunPage:
         page.notes.append(NO_MATPLOTLIB)
         return page
     bounds = reference_bounds(REFERENCE.get(record.name))
+    extra = [figure for feature in FEATURES for figure in feature.figures(record)]
+    page.captions = FIGURES + tuple((key, caption) for key, caption, _ in extra)
     for name, make in (("dice", lambda: dice_plot(page.doc, bounds[0] if bounds else None)),
                        ("overlay", lambda: overlay_plot(page.doc, Path(record.out))),
                        ("slope", lambda: slope_plot(page.doc)), ("classes", lambda: class_plot(page.doc)),
-                       ("forgetting", lambda: forgetting_plot(page.doc))) + \
-            ((("trend", lambda: trend_plot(record.history)),) if record.history else ()):
+                       ("forgetting", lambda: forgetting_plot(page.doc))) + tuple((key, make) for key, _, make in extra):
         try:
             png = make()
         except Exception as exc:  # a broken figure must not cost the rest of the report
@@ -169,10 +167,10 @@ def markdown(pages: list[RunPage], report_dir: Path) -> str:
         if page.forgetting():
             lines += ["### Forgetting", ""] + _md_table(FORGETTING_HEADER, page.forgetting()) + [""]
         lines += ["### Gates", ""] + _md_table(["gate", "claim", "outcome", "detail"], page.gates()) + [""]
-        if page.trust():
-            said, rows = page.trust()
-            lines += ["### Verifier", "", said, ""] + (_md_table(["status", "finding"], rows) + [""] if rows else [])
-        for kind, caption in FIGURES + HISTORY_FIGURES:
+        for section in page.sections():
+            lines += [f"### {section.title}", "", section.text, ""] + \
+                (_md_table(list(section.header), list(section.rows)) + [""] if section.rows else [])
+        for kind, caption in page.captions:
             if kind in page.images:
                 file = report_dir / f"{name}_{kind}.png"
                 file.write_bytes(page.images[kind])
@@ -207,11 +205,10 @@ def html_page(pages: list[RunPage]) -> str:
         if page.forgetting():
             parts.append("<h3>Forgetting</h3>" + _html_table(FORGETTING_HEADER, page.forgetting()))
         parts.append("<h3>Gates</h3>" + _html_table(["gate", "claim", "outcome", "detail"], page.gates(), 2))
-        if page.trust():
-            said, rows = page.trust()
-            parts.append(f"<h3>Verifier</h3><p>{html.escape(said)}</p>" + (_html_table(["status", "finding"], rows, 0)
-                                                                          if rows else ""))
-        for kind, caption in FIGURES + HISTORY_FIGURES:
+        for section in page.sections():
+            parts.append(f"<h3>{html.escape(section.title)}</h3><p>{html.escape(section.text)}</p>" + (
+                _html_table(list(section.header), list(section.rows), section.outcome_col) if section.rows else ""))
+        for kind, caption in page.captions:
             if kind in page.images:
                 data = base64.b64encode(page.images[kind]).decode()
                 parts.append(f"<h3>{caption}</h3><img alt='{caption}' src='data:image/png;base64,{data}'>")
@@ -244,3 +241,16 @@ def write_reports(ledger: Ledger, report_dir: Path) -> list[str]:
     (report_dir / "report.md").write_text(markdown(pages, report_dir))
     (report_dir / "report.html").write_text(html_page(pages))
     return [str(report_dir / "report.html"), str(report_dir / "report.md")]
+
+
+def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    add_value_option(group, parser, "report", "write report.md and a self-contained report.html here", "DIR")
+
+
+def finish(ledger: Ledger, opts: HarnessOptions, _root: Path | None) -> None:
+    if opts.report is not None:
+        ledger.report_paths = write_reports(ledger, opts.report)
+
+
+FEATURE = Feature("report", add_options=add_options, read_options=lambda config: {"report": option_path(config, "report")},
+                  path_options=("report",), finish=finish)

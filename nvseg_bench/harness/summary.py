@@ -1,11 +1,13 @@
-"""The terminal table at the end of a session: one row per run, then what failed and where the
-evidence is. Also the one number formatter the report uses.
+"""The terminal table at the end of a session: one row per run, with each gate feature's column
+(`Feature.column`), then what failed, each feature's lines (`Feature.terminal_lines`, in table order)
+and where the evidence is. Also the one number formatter the report uses.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from nvseg_bench.harness.baseline import baseline_lines
+from nvseg_bench.harness.feature import Feature
+from nvseg_bench.harness.gates import FEATURES
 from nvseg_bench.harness.ledger import Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions
 
@@ -14,7 +16,7 @@ def number(value: Any, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def summary_row(record: RunRecord, trusted: bool = False) -> list[str]:
+def summary_row(record: RunRecord, columns: tuple[Feature, ...] = ()) -> list[str]:
     out = (record.output_json() or {}).get("output", {})
     dice = f"{number(out.get('formal_pretrained_val_dice'))} -> {number(out.get('formal_finetuned_val_dice'))}"
     keep = "finetuned" if out.get("recommended_is_finetuned") else "pretrained"
@@ -22,15 +24,16 @@ def summary_row(record: RunRecord, trusted: bool = False) -> list[str]:
     gates = f"{len(judged) - len(record.failed)}/{len(judged)} passed"
     row = [record.name, record.source, dice, number(out.get("formal_improvement_over_pretrained"), "+.4f"),
            keep, gates, record.verdict]
-    return row + ([record.trust.verdict if record.trust else "-"] if trusted else [])
+    return row + [feature.column[1](record) or "-" for feature in columns if feature.column]
 
 
 def summary_lines(ledger: Ledger, opts: HarnessOptions) -> list[str]:
-    trusted = any(r.trust for r in ledger.runs.values())
+    # a feature's column shows when any run has a value in it (the verifier's verdict in trusted mode)
+    columns = tuple(f for f in FEATURES if f.column and any(f.column[1](r) for r in ledger.runs.values()))
     header = ["run", "source", "formal Dice pre -> post", "gain", "keep", "gates", "verdict"] + \
-        (["verifier"] if trusted else [])
+        [f.column[0] for f in columns if f.column]
     judged = [r for r in ledger.runs.values() if r.out is not None]
-    rows = [summary_row(r, trusted) for r in judged]
+    rows = [summary_row(r, columns) for r in judged]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]] \
         if rows else []
@@ -38,11 +41,8 @@ def summary_lines(ledger: Ledger, opts: HarnessOptions) -> list[str]:
     for record in judged:
         for gate in record.failed:
             lines.append(f"  {record.name}/{gate} FAILED: {record.gates[gate].message}")
-        if record.trust and record.trust.failed:
-            lines += [f"  {record.name} verifier: {finding}" for finding in record.trust.failed[:8]]
-        for problem in record.schema_problems[:3]:
-            lines.append(f"  {record.name}: output.json with gates breaks the schema: {problem}")
-        lines += baseline_lines(record)
+        for feature in FEATURES:
+            lines += feature.terminal_lines(record)
         if record.out:
             lines.append(f"  {record.name} evidence: {record.out}")
     lines += skipped

@@ -176,7 +176,7 @@ def run_verifier(pack: Path, out: Path, given: TrustedInputs) -> Trust:
     return Trust(str(data.get("verdict", "error")), pick("fail", "unverified"), pick("warn"), str(summary))
 
 
-def judge_pack(pack: Path, out: Path, given: TrustedInputs, at_run_end: dict[str, str] | None,
+def verify_pack(pack: Path, out: Path, given: TrustedInputs, at_run_end: dict[str, str] | None,
                kept: dict[str, Any] | None) -> Trust:
     """The pack's trust: the kept result while the pack and the trusted inputs are as the verifier saw
     them, else a fresh one written under out.

@@ -11,7 +11,7 @@ import pytest
 from nvseg_bench.model.checkpoints import compare_checkpoints
 from nvseg_bench.harness.broker import RunBroker
 from nvseg_bench.harness.cache import DigestMemo, RunStore
-from nvseg_bench.harness.gates import GATES, gate_names, judge
+from nvseg_bench.harness.gates import GATES, gate_names, check_gate
 from nvseg_bench.harness.ledger import GateOutcome, Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.report import write_reports
@@ -32,7 +32,7 @@ def test_bench_evidence_parsing_and_every_gate(benchmark, smoke_run, nvseg_runs)
 
     def parse_and_judge() -> dict[str, str]:
         run = RunEvidence.from_entry(entry, "cache")
-        return {gate: judge(gate, run).status for gate in gate_names(trusted=False)}
+        return {gate: check_gate(gate, run).status for gate in gate_names(trusted=False)}
 
     assert set(benchmark(parse_and_judge).values()) == {"passed"}
 

@@ -14,10 +14,10 @@ import pytest
 from nvseg_bench.harness import trust as trust_module
 from nvseg_bench.harness.broker import RunBroker
 from nvseg_bench.harness.cache import DigestMemo, DirCache, RunStore
-from nvseg_bench.harness.gates import judge
+from nvseg_bench.harness.gates import check_gate
 from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.runs import RunEvidence
-from nvseg_bench.harness.trust import Trust, TrustedInputs, judge_pack, pack_digests, run_verifier
+from nvseg_bench.harness.trust import Trust, TrustedInputs, verify_pack, pack_digests, run_verifier
 
 from ..harness_util import seed_entry
 from ..helpers import FIXTURE, PACKS, materialize_pack, tree_digest
@@ -73,28 +73,28 @@ def test_the_gates_section_the_harness_writes_is_not_a_change_of_the_pack(pack):
 
 
 def test_a_kept_verdict_is_reused_while_the_pack_is_unchanged(pack, out, fake_verifier):
-    first = judge_pack(pack, out, GIVEN, pack_digests(pack), None)
-    again = judge_pack(pack, out, GIVEN, first.digests, first.to_json())
+    first = verify_pack(pack, out, GIVEN, pack_digests(pack), None)
+    again = verify_pack(pack, out, GIVEN, first.digests, first.to_json())
     assert len(fake_verifier) == 1 and again.source == "cache" and again.changed == []
 
 
 def test_a_swapped_checkpoint_is_named_and_judged_again(pack, out, fake_verifier):
     at_run_end = pack_digests(pack)
-    first = judge_pack(pack, out, GIVEN, at_run_end, None)
+    first = verify_pack(pack, out, GIVEN, at_run_end, None)
     swap_checkpoint(pack)
-    again = judge_pack(pack, out, GIVEN, at_run_end, first.to_json())
+    again = verify_pack(pack, out, GIVEN, at_run_end, first.to_json())
     assert len(fake_verifier) == 2 and again.changed == [f"{FINETUNED} changed"]
 
 
 def test_an_edit_hidden_by_touch_r_is_judged_again_not_served_from_the_memo(pack, out, fake_verifier):
-    first = judge_pack(pack, out, GIVEN, pack_digests(pack), None)
+    first = verify_pack(pack, out, GIVEN, pack_digests(pack), None)
     log = pack / "logs" / "finetune.log"
     stat = log.stat()
     text = log.read_text()
     log.write_text(text.replace("val_mean_dice: 0.", "val_mean_dice: 1.", 1)[: len(text)])  # same size
     os.utime(log, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # what `touch -r` does
     assert log.stat().st_size == stat.st_size and log.stat().st_mtime_ns == stat.st_mtime_ns
-    again = judge_pack(pack, out, GIVEN, first.digests, first.to_json())
+    again = verify_pack(pack, out, GIVEN, first.digests, first.to_json())
     assert len(fake_verifier) == 2 and again.source == "ran" and again.changed == ["logs/finetune.log changed"]
 
 
@@ -136,12 +136,12 @@ def _broker(tmp_path: Path, session: str, **options) -> RunBroker:
 def test_a_cached_run_edited_after_it_ran_fails_the_trusted_gate_in_the_next_session(pack, tmp_path, fake_verifier):
     seed_entry(tmp_path / "project", pack, tmp_path)
     first = _broker(tmp_path, "session one").get("smoke")
-    assert first.source == "cache" and judge("trusted", first).status == "passed"
+    assert first.source == "cache" and check_gate("trusted", first).status == "passed"
     doc = json.loads((pack / "output.json").read_text())
     doc["output"]["recommended_ckpt"] = doc["output"]["pretrained_ckpt"]
     (pack / "output.json").write_text(json.dumps(doc))
     second = _broker(tmp_path, "session two").get("smoke")
-    verdict = judge("trusted", second)
+    verdict = check_gate("trusted", second)
     assert second.source == "cache" and verdict.status == "failed" and "output.json changed" in verdict.message
 
 
@@ -163,5 +163,5 @@ def test_the_verifier_is_started_isolated_with_the_inputs_the_run_used(pack, out
 def test_an_unverified_verdict_fails_the_trusted_gate(pack):
     run = RunEvidence("smoke", pack, 0, 1.0, [], "pack", "", "", None, None,
                       trust=Trust("unverified", ["formal_dice.eval_finetuned: the labels are not reachable"]))
-    verdict = judge("trusted", run)
+    verdict = check_gate("trusted", run)
     assert verdict.status == "failed" and "unverified" in verdict.message

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from nvseg_bench.evidence.gain_stats import output_fields
-from nvseg_bench.harness.gates import judge
+from nvseg_bench.harness.gates import check_gate
+from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.plots import slope_plot
 from nvseg_bench.harness.runs import RunEvidence
 
@@ -28,17 +29,17 @@ NOISY = [0.05, -0.05, 0.03, -0.03, 0.02, -0.01]
 
 
 def test_the_significance_gate_is_off_by_default_and_says_so():
-    verdict = judge("significance", _run(NOISY))
+    verdict = check_gate("significance", _run(NOISY))
     assert verdict.status == "skipped" and "--nvseg-require-significant" in verdict.message
 
 
 def test_when_required_a_gain_within_noise_fails():
-    verdict = judge("significance", _run(NOISY), require_significant=True)
+    verdict = check_gate("significance", _run(NOISY), HarnessOptions(require_significant=True))
     assert verdict.status == "failed" and "within_noise" in verdict.message
 
 
 def test_when_required_a_clear_gain_passes():
-    assert judge("significance", _run(CLEAR), require_significant=True).status == "passed"
+    assert check_gate("significance", _run(CLEAR), HarnessOptions(require_significant=True)).status == "passed"
 
 
 def test_the_slope_chart_draws_a_png_from_the_per_case_dice():
@@ -81,7 +82,7 @@ def test_when_required_a_gain_on_too_few_cases_fails_and_points_to_folds():
     out |= output_fields(few, out["formal_finetuned_per_case"], kept_finetuned=True)
     run = RunEvidence("smoke", Path("/nowhere"), 0, 1.0, [], "ran", "k", "now", True, None,
                       _doc={"status": "passed", "output": out})
-    verdict = judge("significance", run, require_significant=True)
+    verdict = check_gate("significance", run, HarnessOptions(require_significant=True))
     assert verdict.status == "failed" and "--nvseg-folds=all" in verdict.message
 
 
@@ -102,9 +103,9 @@ def _cv_run(confidence: str, recommended: str) -> RunEvidence:
 
 
 def test_the_decision_gate_holds_a_cross_validation_to_its_own_rule():
-    assert judge("decision", _cv_run("within_noise", "pre.pt")).status == "passed"
-    assert judge("decision", _cv_run("clear", "fold-2.pt")).status == "passed"
-    verdict = judge("decision", _cv_run("within_noise", "fold-2.pt"))
+    assert check_gate("decision", _cv_run("within_noise", "pre.pt")).status == "passed"
+    assert check_gate("decision", _cv_run("clear", "fold-2.pt")).status == "passed"
+    verdict = check_gate("decision", _cv_run("within_noise", "fold-2.pt"))
     assert verdict.status == "failed" and "cross-validation rule" in verdict.message
 
 

@@ -1,4 +1,4 @@
-"""README's Layout section names every module of the package and the verifier, under its own folder's heading."""
+"""docs/design.md's Layout section names every module of the package and the verifier, under its own folder's heading."""
 from __future__ import annotations
 
 import re
@@ -9,8 +9,8 @@ PACKAGES = ("nvseg_bench", "eval_engine")
 
 
 def layout_sections() -> dict[str, str]:
-    """Folder heading (`nvseg_bench/stage/`) -> the text under it, from README's `## Layout`."""
-    text = (REPO / "README.md").read_text()
+    """Folder heading (`nvseg_bench/stage/`) -> the text under it, from docs/design.md's `## Layout`."""
+    text = (REPO / "docs" / "design.md").read_text()
     layout = text.split("\n## Layout", 1)[1].split("\n## ", 1)[0]
     parts = re.split(r"^### `([^`]+)`.*$", layout, flags=re.M)
     return {parts[i].rstrip("/") + "/": parts[i + 1] for i in range(1, len(parts) - 1, 2)}
