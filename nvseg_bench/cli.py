@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from nvseg_bench import PROG, __version__, commands
 from nvseg_bench.phases.child import sigterm_as_interrupt
 from nvseg_bench.tracking.choice import parse_tracking
-from nvseg_bench.errors import DiskFullError, NvsegError
+from nvseg_bench.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, DiskFullError, NvsegError
 from nvseg_bench.store.files import is_disk_full
 from nvseg_bench.inputs.request import (Request, checked_type, from_namespace, parse_folds, parse_new_class, parse_seeds,
                                         positive_float)
@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (Ctrl-C or SIGTERM) before any phase started; nothing ran.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
         if args.debug:
             raise
@@ -369,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return full.exit_code
         print(f"{PROG}: internal error: {type(exc).__name__}: {exc}\n  Rerun with --debug for the traceback "
               "and report it.", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.errors import EXIT_PHASE_FAILED, ArgumentError
+from nvseg_bench.phase_names import FORGETTING
+from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_PHASE_FAILED, EXIT_SCHEMA_BUG, ArgumentError
 from nvseg_bench.evidence import collect, decision, forgetting, gain_stats, per_class
 from nvseg_bench.inputs import folds as cv_folds
 from nvseg_bench.inputs.dataset import case_name
@@ -36,7 +37,7 @@ from nvseg_bench.phases.loop import run_phases
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import make_output_dir, prepare, resolve_dirs
 from nvseg_bench.prepared import FINETUNED_NAME, Prepared
-from nvseg_bench.run import SCHEMA_BUG, Outcome
+from nvseg_bench.run import Outcome
 from nvseg_bench.store.files import write_atomic
 from nvseg_bench.tracking import session
 from nvseg_bench.sweep import SHARED_PHASE, distribution, link_file, run_sharing, share_log
@@ -218,7 +219,7 @@ def pooled_forgetting(p: Prepared, cv: dict[str, Any], out_dir: Path) -> dict[st
     images = []
     for row in cv["runs"]:
         for name in row["cases"]:
-            for phase in forgetting.PHASES:
+            for phase in FORGETTING:
                 found = fold_dir(out_dir, row["fold"]) / phase / f"{case_name(name)}_seg.nii.gz"
                 if not found.is_file():
                     return None
@@ -328,7 +329,7 @@ def run_cv(req: Request, show: CvShow) -> int:
     show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
     shared, interrupted = pretrained_pass(prepared[chosen[0]], every, out_dir)
     docs: dict[int, tuple[dict[str, Any], Path]] = {}
-    code = 130 if interrupted else 0
+    code = EXIT_INTERRUPTED if interrupted else 0
     ok = shared is not None and shared.return_code == 0 and shared.failure is None
     if not ok and not interrupted:
         code = EXIT_PHASE_FAILED  # the shared evaluation failed: no fold can be compared
@@ -338,7 +339,7 @@ def run_cv(req: Request, show: CvShow) -> int:
         show.fold_done(fold, outcome)
         docs[fold] = (outcome.doc, outcome.path)
         code = code or outcome.code
-        if outcome.code == 130:
+        if outcome.code == EXIT_INTERRUPTED:
             break
     cv = assemble(docs, entries, chosen, out_dir, source, prepared[chosen[0]].weights.path)
     if not ok and shared is not None:
@@ -347,7 +348,7 @@ def run_cv(req: Request, show: CvShow) -> int:
     if docs:
         path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started, prepared[chosen[0]],
                                   parent.block())
-        code = code or (SCHEMA_BUG if errors else 0)
+        code = code or (EXIT_SCHEMA_BUG if errors else 0)
     else:
         write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
         path = out_dir / CV_FILE

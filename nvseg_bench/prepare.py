@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_PRETRAINED, FINETUNE, FORGETTING, RUN_ORDER
 from nvseg_bench import paths
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.evidence.collect import dataset_inputs
@@ -35,7 +36,6 @@ from nvseg_bench.store import root as store_root
 from nvseg_bench.tracking import bundle as tracking_bundle
 from nvseg_bench.tracking import choice as tracking_choice
 
-PHASE_ORDER = ("eval_pretrained", "finetune", "eval_finetuned")
 
 
 def resolve_dirs(req: Request) -> tuple[Path, Path]:
@@ -210,7 +210,7 @@ def resume_point(req: Request, out_dir: Path, plan: Plan, bundle: bundle_source.
                             fix=["Restore those files, or start a new run in a new --output-dir."])
     point = replace(resume.last_point(out_dir), since=float((doc.get("runtime") or {}).get("started_at") or 0.0),
                     stopped=doc)
-    if resume.finished(doc, out_dir, "finetune"):
+    if resume.finished(doc, out_dir, FINETUNE):
         where = "the finetune had finished: only the phases after it run"
     else:
         kept = point.checkpoint or "no epoch had completed: the finetune starts again"
@@ -266,12 +266,12 @@ def phase_commands(req: Request, plan: Plan, staged: Staged, bundle_dir: Path, o
                    pretrained: Path) -> dict[str, list[str]]:
     prefix = command_prefix(plan.nproc_per_node, torchrun_args(req))
     tracked = {"tracking": "mlflow"} if tracking_choice.from_items(req.tracking).mlflow else None
-    commands = {"finetune": bundle_command(prefix, staged.train_stack, bundle_dir, tracked)}
+    commands = {FINETUNE: bundle_command(prefix, staged.train_stack, bundle_dir, tracked)}
     if not req.skip_formal_eval:
-        for name, ckpt in (("eval_pretrained", pretrained), ("eval_finetuned", staged.ckpt_dir / FINETUNED_NAME)):
+        for name, ckpt in ((EVAL_PRETRAINED, pretrained), (EVAL_FINETUNED, staged.ckpt_dir / FINETUNED_NAME)):
             extra = {"ckpt_path": str(ckpt), "output_dir": str(out_dir / name)}
             commands[name] = bundle_command(prefix, staged.eval_stack, bundle_dir, extra)
-    return {name: commands[name] for name in PHASE_ORDER if name in commands}
+    return {name: commands[name] for name in RUN_ORDER if name in commands}
 
 
 def forgetting_commands(forget: forgetting.ForgettingPlan, plan: Plan, staged: Staged, bundle_dir: Path, out_dir: Path,
@@ -281,7 +281,7 @@ def forgetting_commands(forget: forgetting.ForgettingPlan, plan: Plan, staged: S
     if not forget.enabled:
         return {}
     commands = {}
-    for name, ckpt in zip(forgetting.PHASES, (pretrained, staged.ckpt_dir / FINETUNED_NAME)):
+    for name, ckpt in zip(FORGETTING, (pretrained, staged.ckpt_dir / FINETUNED_NAME)):
         run = Inference(bundle_dir, ckpt, images, forget.prompts, out_dir / name, plan.patch_size, plan.sw_overlap,
                         plan.amp)
         stack = stage_inference(run, staged.config_dir / f"{name}.json", staged.network)

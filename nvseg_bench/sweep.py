@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.errors import ArgumentError
+from nvseg_bench.errors import EXIT_INTERRUPTED, ArgumentError
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.phases.loop import run_phases
 from nvseg_bench.paths import phase_log
@@ -233,7 +233,7 @@ def run_sweep(req: Request, show: SweepShow) -> int:
         code = code or outcome.code
         if shared is None:
             shared, first_dir = pre, outcome.path.parent
-        if outcome.code == 130 or pre is None or pre.return_code != 0:
+        if outcome.code == EXIT_INTERRUPTED or pre is None or pre.return_code != 0:
             break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
     target, doc = write(docs, req.output_dir)
     show.sweep_done(doc, target.resolve())

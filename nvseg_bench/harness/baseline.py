@@ -12,7 +12,7 @@ from typing import Any
 
 from nvseg_bench.history.compare import compare, describe, describe_differences
 from nvseg_bench.history.record import build_record
-from nvseg_bench.history.regression import judge
+from nvseg_bench.history.regression import check_regression as judge
 from nvseg_bench.history.storage import FileStorage, UnknownRun
 from nvseg_bench.harness.gates import Verdict, bad, ok, skip
 from nvseg_bench.harness.ledger import Ledger, RunRecord

@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 
+from nvseg_bench.phase_names import FINETUNE
 from nvseg_bench.phases import eval_memo, warm
 from nvseg_bench.paths import phase_log
 from nvseg_bench.phases import resumed
@@ -72,7 +73,7 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
                 results[name] = earlier
                 _say(index, len(names), name, "kept: it finished before the run stopped")
                 continue
-            if p.resume_point is not None and name == "finetune":
+            if p.resume_point is not None and name == FINETUNE:
                 resume.set_aside_log(spec.log_path)
             try:
                 results[name] = run_phase(spec, cwd=p.out_dir, env=env, timeout=p.request.phase_timeout, warm=starter)
@@ -85,7 +86,7 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
                 eval_memo.keep(p.cache.root, memo_key, results[name], p)
             if results[name].return_code != 0:
                 break
-            if name == "finetune":
+            if name == FINETUNE:
                 resume.discard(p.out_dir)  # a finished finetune needs no epoch checkpoint
     finally:
         if starter is not None:
@@ -95,6 +96,6 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
             hold.close()
             if p.cache.cap is not None:  # what the phases wrote may have passed the cap: trim the others
                 limits.make_room(p.cache.root, p.cache.cap, 0, keep=frozenset({p.cache.key_dir}))
-    if p.resume_point is not None and "finetune" in results:  # the trace of every epoch, each once
-        results["finetune"] = replace(results["finetune"], facts=resumed.merged_facts(p.out_dir, results["finetune"].facts))
+    if p.resume_point is not None and FINETUNE in results:  # the trace of every epoch, each once
+        results[FINETUNE] = replace(results[FINETUNE], facts=resumed.merged_facts(p.out_dir, results[FINETUNE].facts))
     return PhaseRun(results, interrupted, warm_note, cache_start)

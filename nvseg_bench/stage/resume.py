@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.phase_names import EVAL_PRETRAINED, FINETUNE
 from nvseg_bench.stage.configs import Staged
 
 FOLDER = Path("checkpoints") / "resume"
@@ -254,8 +255,8 @@ def earlier_logs(logs_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-DONE_MARKS = {"eval_pretrained": Path("eval_pretrained") / "metrics.csv",
-              "finetune": Path("checkpoints") / "model_finetune.pt"}  # what a finished phase leaves in OUT
+DONE_MARKS = {EVAL_PRETRAINED: Path(EVAL_PRETRAINED) / "metrics.csv",
+              FINETUNE: Path("checkpoints") / "model_finetune.pt"}  # what a finished phase leaves in OUT
 
 
 def finished(doc: dict[str, Any], out_dir: Path, name: str) -> bool:

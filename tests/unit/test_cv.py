@@ -115,7 +115,8 @@ def test_the_forgetting_check_is_pooled_over_every_fold_s_own_cases(tmp_path):
     import numpy as np
 
     from nvseg_bench.cv import pooled_forgetting
-    from nvseg_bench.planning.forgetting import PHASES, ForgettingPlan
+    from nvseg_bench.phase_names import FORGETTING as PHASES
+    from nvseg_bench.planning.forgetting import ForgettingPlan
 
     for fold, case, changed in ((0, "a", 0), (1, "b", 3)):
         for phase in PHASES:
