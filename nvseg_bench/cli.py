@@ -149,14 +149,10 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     req = resume_request(args, argv) if args.resume else to_request(args, argv)
     if args.save_to:
         commands.history_store(args.save_to)  # a store that cannot be used is refused before the run, not after
-    if req.folds:
-        from nvseg_bench.cv import run_cv  # the run's modules load after parsing: --help stays fast
+    if req.folds or req.seeds:
+        from nvseg_bench.campaign import run_campaign  # the run's modules load after parsing: --help stays fast
 
-        code = run_cv(req, Console())
-    elif req.seeds:
-        from nvseg_bench.sweep import run_sweep
-
-        code = run_sweep(req, Console())
+        code = run_campaign(req, Console())
     else:
         from nvseg_bench.run import run
 
@@ -249,7 +245,7 @@ class Console:
         self.say(f"  recommended checkpoint: {cv['recommended_ckpt']}")
 
     def sweep_done(self, sweep: dict, path: Path) -> None:
-        from nvseg_bench.sweep import sweep_line
+        from nvseg_bench.campaign.seeds import sweep_line
 
         self.say(f"{PROG}: {sweep_line(sweep)}\n  sweep.json: {path}")
 
