@@ -191,36 +191,6 @@ def checked_weights(resolved: Resolved, bundle_dir: Path, net_config: Path | Non
     return replace(weights, layout_check=found)
 
 
-def resume_point(req: Request, out_dir: Path, plan: Plan, bundle: bundle_source.BundleSource, entries: list[dict],
-                 dataset_dir: Path, digests: dict[str, str], weights_sha256: str
-                 ) -> tuple[resume.ResumePoint | None, str | None]:
-    """For --resume: where the stopped run continues and the plan's line, after checking that nothing it used
-    has changed."""
-    if not req.resuming:
-        return None, None
-    if plan.multi_gpu:
-        raise ArgumentError(f"--resume {out_dir}: that run used several processes; resuming is for one-process runs.",
-                            fix=["Start it again in a new --output-dir."])
-    doc, manifest = resume.read_stopped(out_dir)
-    differs = resume.changes(doc, manifest, bundle=bundle.configs_sha256, weights_sha256=weights_sha256,
-                             dataset=dataset_inputs(entries, dataset_dir, digests))
-    if differs:
-        raise ArgumentError(f"--resume {out_dir}: the inputs changed since that run stopped, so the resumed run would "
-                            "mix two recipes; nothing was run.", evidence=differs,
-                            fix=["Restore those files, or start a new run in a new --output-dir."])
-    point = replace(resume.last_point(out_dir), since=float((doc.get("runtime") or {}).get("started_at") or 0.0),
-                    stopped=doc)
-    if resume.finished(doc, out_dir, FINETUNE):
-        where = "the finetune had finished: only the phases after it run"
-    else:
-        kept = point.checkpoint or "no epoch had completed: the finetune starts again"
-        where = f"after epoch {point.epoch} of {plan.epochs} ({kept})"
-        if point.incomplete:
-            where += (f"; {', '.join(p.name for p in point.incomplete)} is incomplete (the stop came while it was "
-                      "written) and is passed over")
-    return point, f"resume: {where}; the inputs are those of the stopped run"
-
-
 def attach_cache(req: Request, root: Path, plan: Plan, staged: Staged, *, entries: list[dict], dataset_dir: Path,
                  values: dict[str, Any], rows: list[dict], digests: dict[str, str]
                  ) -> tuple[preprocess_cache.PreprocessCache | None, Staged, str | None, str | None]:
@@ -331,7 +301,9 @@ def prepare(req: Request) -> Prepared:
     net_config = resolved["network_config"]
     check_network_config(net_config, resolved.source("network_config"))
     weights = checked_weights(resolved, bundle.path, net_config)
-    point, resume_line = resume_point(req, out_dir, plan, bundle, entries, dataset_dir, digests, weights.sha256)
+    point, resume_line = resume.choose_point(req, out_dir, plan, bundle_sha256=bundle.configs_sha256,
+                                             dataset=lambda: dataset_inputs(entries, dataset_dir, digests),
+                                             weights_sha256=weights.sha256)
     values = override_values(plan, bundle_dir=bundle.path, dataset_dir=dataset_dir, datalist=datalist_path,
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
                              auto_seg=bool(resolved["auto_seg"]),
