@@ -5,7 +5,9 @@
 
 `run` owns the whole flow for a single run or a dry run: it always writes output.json, also when a
 phase fails or Ctrl-C lands, and returns the exit code. What the user sees is cli.py's: it passes a
-`Show` that prints the plan before the phases and the outcome after them. A seed sweep is sweep.py's.
+`Show` that prints the plan before the phases and the outcome after them. Not here: runs made of runs
+(`--seeds`, `--folds`: campaign/, whose members each end in `conclude`), `nvseg-finetune predict`
+(predict.py) and saved runs (`history`, `compare`, `--save-to`: history/, called from commands.py).
 """
 from __future__ import annotations
 
