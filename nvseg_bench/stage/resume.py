@@ -188,7 +188,7 @@ def changes(doc: dict[str, Any], manifest: dict[str, Any], *, bundle: dict[str, 
     return found
 
 
-STOPPED_LOG = "finetune.stopped-{n}.log"
+STOPPED_LOG = FINETUNE + ".stopped-{n}.log"  # finetune.stopped-1.log, ...
 
 
 def set_aside_log(log: Path) -> Path | None:
@@ -203,7 +203,7 @@ def set_aside_log(log: Path) -> Path | None:
 
 def earlier_logs(logs_dir: Path) -> list[Path]:
     """The logs of the finetunes stopped before this one, oldest first."""
-    found = [(int(p.stem.rsplit("-", 1)[1]), p) for p in logs_dir.glob("finetune.stopped-*.log")
+    found = [(int(p.stem.rsplit("-", 1)[1]), p) for p in logs_dir.glob(STOPPED_LOG.format(n="*"))
              if p.stem.rsplit("-", 1)[1].isdigit()]
     return [p for _, p in sorted(found)]
 
