@@ -76,6 +76,18 @@ def test_the_top_document_carries_the_pooled_figures_and_roots_on_out():
     assert doc["invocation"]["cwd"] == "/out" and doc["input"]["n_val_cases"] == 6 and doc["headline"] == cv["headline"]
 
 
+def test_the_top_document_is_built_beside_the_fold_s_document_and_leaves_it_unchanged():
+    import copy
+
+    fold = _doc(2, status="failed")
+    kept = copy.deepcopy(fold)
+    doc = cv_document(_assemble({2: "failed"}), fold, command_line="nvseg-finetune --folds all", out_dir=Path("/out"),
+                      wall=9.0, pooled_fields={}, tracking={"mlflow": {"run_id": "parent"}})
+    assert fold == kept  # the representative fold's own output.json stays that fold's
+    assert doc["status"] == "failed" and doc["error"]["phase"] == "finetune" and doc["tracking"]["mlflow"]["run_id"] == "parent"
+    assert doc["invocation"] == {"command": "nvseg-finetune --folds all", "cwd": "/out"}
+
+
 def _write_eval(folder: Path, scores: dict[str, float]) -> None:
     folder.mkdir(parents=True)
     with (folder / "val_mean_dice_raw.csv").open("w", newline="") as handle:
