@@ -2,7 +2,7 @@
 
 A test that needs a real finetune run is marked slow, so `pytest -m "not slow"` stays quick.
 
-Benchmarks of the harness's own costs (tests/test_harness_bench.py) run only when asked for
+Benchmarks of the harness's own costs (tests/harness/test_harness_bench.py) run only when asked for
 (`pytest --benchmark-only`), so they never weigh on the default run's time.
 """
 from __future__ import annotations

@@ -7,20 +7,18 @@ run.run owns the flow and the exit code, and this module prints what stops a run
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from nvseg_bench import PROG, __version__, commands
 from nvseg_bench.phases.child import sigterm_as_interrupt
 from nvseg_bench.tracking.choice import parse_tracking
-from nvseg_bench.errors import DiskFullError, NvsegError
+from nvseg_bench.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, DiskFullError, NvsegError
+from nvseg_bench.stage import resume
 from nvseg_bench.store.files import is_disk_full
 from nvseg_bench.inputs.request import (Request, checked_type, from_namespace, parse_folds, parse_new_class, parse_seeds,
                                         positive_float)
@@ -149,14 +147,10 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     req = resume_request(args, argv) if args.resume else to_request(args, argv)
     if args.save_to:
         commands.history_store(args.save_to)  # a store that cannot be used is refused before the run, not after
-    if req.folds:
-        from nvseg_bench.cv import run_cv  # the run's modules load after parsing: --help stays fast
+    if req.folds or req.seeds:
+        from nvseg_bench.campaign import run_campaign  # the run's modules load after parsing: --help stays fast
 
-        code = run_cv(req, Console())
-    elif req.seeds:
-        from nvseg_bench.sweep import run_sweep
-
-        code = run_sweep(req, Console())
+        code = run_campaign(req, Console())
     else:
         from nvseg_bench.run import run
 
@@ -249,7 +243,7 @@ class Console:
         self.say(f"  recommended checkpoint: {cv['recommended_ckpt']}")
 
     def sweep_done(self, sweep: dict, path: Path) -> None:
-        from nvseg_bench.sweep import sweep_line
+        from nvseg_bench.campaign.seeds import sweep_line
 
         self.say(f"{PROG}: {sweep_line(sweep)}\n  sweep.json: {path}")
 
@@ -273,57 +267,10 @@ def cache_line(block: dict) -> str:
             f"{block['bytes'] / 2**20:.1f} MiB in {block['dir']}")
 
 
-RESUME_ALONE = {"--resume", "--debug", "--phase-timeout", "--save-to"}
-
-
 def resume_request(given: argparse.Namespace, argv: Sequence[str]) -> Request:
-    """The request of the stopped run in OUT (--resume OUT), read from its output.json, to be continued there."""
-    out: Path = given.resume
-    extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in RESUME_ALONE]
-    extra += [str(given.fixture_or_dataset)] if given.fixture_or_dataset else []
-    if extra:
-        raise NvsegError(f"--resume reads the recipe from {out}/output.json; {' '.join(extra)} cannot change it.",
-                         fix=[f"Run `{PROG} --resume {out}` alone (with --debug or --phase-timeout if you like)."])
-    doc = _stopped_run(out)
-    invocation = doc.get("invocation") or {}
-    argv_then = shlex.split(invocation.get("command") or "")[1:]
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            args = build_parser().parse_args(argv_then)
-    except SystemExit:
-        raise NvsegError(f"the command recorded in {out}/output.json does not parse any more: "
-                         f"{invocation.get('command')!r}.", fix=["Start a new run with that command instead."]) from None
-    if args.folds:
-        raise NvsegError(f"{out} is part of a cross-validation ({invocation.get('command')}); it is not resumed.",
-                         fix=["Rerun the cross-validation in a new --output-dir."])
-    if args.seeds:
-        raise NvsegError(f"{out} is part of a seed sweep ({invocation.get('command')}); a sweep is not resumed.",
-                         fix=["Rerun the sweep, or run the missing seed on its own with --seed."])
-    req = to_request(args, argv_then)
-    launch = Path(invocation.get("launch_dir") or Path.cwd())
-    anchored = {key: launch / value for key in ("dataset_dir", "datalist", "network_config", "bundle_dir",
-                                                "preprocess_cache")
-                if isinstance(value := getattr(req, key), Path) and not value.is_absolute()}
-    if req.pretrained_ckpt and not Path(req.pretrained_ckpt).is_absolute():
-        anchored["pretrained_ckpt"] = str(launch / req.pretrained_ckpt)
-    plan = doc.get("plan") or {}  # the plan's choices stand: a GPU with less free memory must not change them
-    pinned = {"patch_size": req.patch_size or plan.get("patch_size"),
-              "cache_rate": req.cache_rate if req.cache_rate is not None else plan.get("train_dataset_cache_rate")}
-    return replace(req, **anchored, **pinned, output_dir=out.resolve(), resuming=True,
-                   phase_timeout=given.phase_timeout or req.phase_timeout)
-
-
-def _stopped_run(out: Path) -> dict:
-    path = out / "output.json"
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise NvsegError(f"--resume {out}: {path} is not the output.json of an {PROG} run ({exc}).",
-                         fix=["Pass the --output-dir of the stopped run."]) from None
-    if doc.get("status") == "passed":
-        raise NvsegError(f"--resume {out}: that run finished ({doc.get('headline')}); there is nothing to resume.",
-                         fix=["Start a new run in a new --output-dir to train more."])
-    return doc
+    """--resume OUT: the stopped run's request (stage/resume.py reads it), parsed with this parser."""
+    return resume.stopped_request(given.resume, argv, dataset_given=given.fixture_or_dataset,
+                                  phase_timeout=given.phase_timeout, parse=build_parser().parse_args, build=to_request)
 
 
 def disk_full(exc: BaseException, writing: Path | None) -> DiskFullError | None:
@@ -360,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (Ctrl-C or SIGTERM) before any phase started; nothing ran.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
         if args.debug:
             raise
@@ -369,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return full.exit_code
         print(f"{PROG}: internal error: {type(exc).__name__}: {exc}\n  Rerun with --debug for the traceback "
               "and report it.", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ def compare_command(argv: Sequence[str]) -> int:
     """`nvseg-finetune compare RUN_A RUN_B`: RUN_B beside RUN_A, paired per case when they scored the same cases."""
     from nvseg_bench.history.compare import compare
     from nvseg_bench.history.load import refuse_same_run, run_record
-    from nvseg_bench.history.regression import judge, parse_threshold
+    from nvseg_bench.history.regression import check_regression, parse_threshold
     from nvseg_bench.history.show import comparison_lines
 
     parser = argparse.ArgumentParser(prog=f"{PROG} compare",
@@ -205,13 +205,13 @@ def compare_command(argv: Sequence[str]) -> int:
     records = (run_record(args.run_a, "RUN_A"), run_record(args.run_b, "RUN_B"))
     refuse_same_run(args.run_a, args.run_b, records)
     comparison = compare(*records)
-    judgements = judge(comparison, thresholds)
+    checks = check_regression(comparison, thresholds)
     if args.json:
-        print(json.dumps(comparison | {"judgements": [vars(j) for j in judgements]}, indent=2))
+        print(json.dumps(comparison | {"judgements": [vars(j) for j in checks]}, indent=2))
     else:
         print("\n".join(comparison_lines(comparison, str(args.run_a), str(args.run_b))))
-        print("\n".join(f"  {j.status}: {j.message}" for j in judgements))
-    return 1 if any(j.status == "failed" for j in judgements) else 0
+        print("\n".join(f"  {j.status}: {j.message}" for j in checks))
+    return 1 if any(j.status == "failed" for j in checks) else 0
 
 
 def save_to(location: str, out_dir: Path) -> list[Path]:

@@ -12,6 +12,8 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_PHASE_FAILED = 3  # also a full disk while writing the run's files (DiskFullError)
 EXIT_SANITY_FAILED = 4
+EXIT_SCHEMA_BUG = 3  # output.json failed its own schema: the run's result stands, the exit code says there is a bug
+EXIT_INTERNAL = 1  # a bug in this tool: cli.py says so and points at --debug
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: the shell's 128 + SIGINT
 
 

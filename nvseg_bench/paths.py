@@ -1,6 +1,6 @@
 """Where things are: this package's data files, the bundle and fixtures (a checkout's, or the copy a wheel
 carries), and the environment variable that names the Task06 dataset. Every path another module needs is
-named here once; setup.py reads SHIPPED_PARTS and SHIPPED_DIR from this file to build the wheel's copy."""
+named here once, the member folders of a seed sweep and a CV included; setup.py reads SHIPPED_PARTS and SHIPPED_DIR from this file to build the wheel's copy."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,3 +32,17 @@ def is_inside(path: Path, folder: Path) -> bool:
 def phase_log(out_dir: Path, name: str) -> Path:
     """Where phase `name` of the run in out_dir writes its log."""
     return out_dir / LOGS / f"{name}.log"
+
+
+def seed_dir(out_dir: Path, seed: int) -> Path:
+    """A seed sweep's member run for `seed` (campaign/seeds.py)."""
+    return out_dir / f"seed-{seed}"
+
+
+def fold_dir(out_dir: Path, fold: int) -> Path:
+    """A cross-validation's member run for `fold` (campaign/folds.py)."""
+    return out_dir / f"fold-{fold}"
+
+
+CV_FILE = "cv.json"  # OUT/cv.json: a cross-validation's pooled figures and its folds
+SWEEP_FILE = "sweep.json"  # OUT/sweep.json: a seed sweep's gains and its recommendation

@@ -21,8 +21,9 @@ from typing import Any, Sequence
 import nibabel
 import numpy as np
 
+from nvseg_bench.phase_names import PREDICT
 from nvseg_bench import PROG, paths
-from nvseg_bench.errors import ArgumentError, DataContractError
+from nvseg_bench.errors import EXIT_OK, EXIT_PHASE_FAILED, ArgumentError, DataContractError
 from nvseg_bench.inputs import anatomy
 from nvseg_bench.inputs.audit import components, load_hashed, nonfinite_count
 from nvseg_bench.inputs.dataset import UNUSABLE, case_name, spacing_problem, voxel_spacing, voxels
@@ -161,8 +162,8 @@ def predict(model: Model, checked: dict[Path, tuple[Any, str]], out_dir: Path) -
         write_atomic(network, json.dumps(model.network, indent=2) + "\n")
     stack = stage_inference(run, configs / "predict_override.json", network)
     (out_dir / paths.LOGS).mkdir(exist_ok=True)
-    spec = PhaseSpec("predict", 1, 1, bundle_command(command_prefix(1), stack, model.bundle_dir),
-                     paths.phase_log(out_dir, "predict"))
+    spec = PhaseSpec(PREDICT, 1, 1, bundle_command(command_prefix(1), stack, model.bundle_dir),
+                     paths.phase_log(out_dir, PREDICT))
     started = time.monotonic()
     result = run_phase(spec, cwd=out_dir, env=bundle_env(model.bundle_dir, configs))
     rows = []
@@ -180,7 +181,7 @@ def predict(model: Model, checked: dict[Path, tuple[Any, str]], out_dir: Path) -
            "label_names": {str(g): model.names.get(g) for _, g in model.pairs}, "command": spec.command,
            "log_path": str(spec.log_path), "seconds": round(time.monotonic() - started, 2), "images": rows}
     write_atomic(out_dir / RESULT, json.dumps(doc, indent=2) + "\n")
-    return doc, 0 if result.return_code == 0 else 3
+    return doc, EXIT_OK if result.return_code == 0 else EXIT_PHASE_FAILED
 
 
 def main(argv: Sequence[str]) -> int:

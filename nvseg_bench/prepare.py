@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_PRETRAINED, FINETUNE, FORGETTING, RUN_ORDER
 from nvseg_bench import paths
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.evidence.collect import dataset_inputs
@@ -35,7 +36,6 @@ from nvseg_bench.store import root as store_root
 from nvseg_bench.tracking import bundle as tracking_bundle
 from nvseg_bench.tracking import choice as tracking_choice
 
-PHASE_ORDER = ("eval_pretrained", "finetune", "eval_finetuned")
 
 
 def resolve_dirs(req: Request) -> tuple[Path, Path]:
@@ -191,36 +191,6 @@ def checked_weights(resolved: Resolved, bundle_dir: Path, net_config: Path | Non
     return replace(weights, layout_check=found)
 
 
-def resume_point(req: Request, out_dir: Path, plan: Plan, bundle: bundle_source.BundleSource, entries: list[dict],
-                 dataset_dir: Path, digests: dict[str, str], weights_sha256: str
-                 ) -> tuple[resume.ResumePoint | None, str | None]:
-    """For --resume: where the stopped run continues and the plan's line, after checking that nothing it used
-    has changed."""
-    if not req.resuming:
-        return None, None
-    if plan.multi_gpu:
-        raise ArgumentError(f"--resume {out_dir}: that run used several processes; resuming is for one-process runs.",
-                            fix=["Start it again in a new --output-dir."])
-    doc, manifest = resume.read_stopped(out_dir)
-    differs = resume.changes(doc, manifest, bundle=bundle.configs_sha256, weights_sha256=weights_sha256,
-                             dataset=dataset_inputs(entries, dataset_dir, digests))
-    if differs:
-        raise ArgumentError(f"--resume {out_dir}: the inputs changed since that run stopped, so the resumed run would "
-                            "mix two recipes; nothing was run.", evidence=differs,
-                            fix=["Restore those files, or start a new run in a new --output-dir."])
-    point = replace(resume.last_point(out_dir), since=float((doc.get("runtime") or {}).get("started_at") or 0.0),
-                    stopped=doc)
-    if resume.finished(doc, out_dir, "finetune"):
-        where = "the finetune had finished: only the phases after it run"
-    else:
-        kept = point.checkpoint or "no epoch had completed: the finetune starts again"
-        where = f"after epoch {point.epoch} of {plan.epochs} ({kept})"
-        if point.incomplete:
-            where += (f"; {', '.join(p.name for p in point.incomplete)} is incomplete (the stop came while it was "
-                      "written) and is passed over")
-    return point, f"resume: {where}; the inputs are those of the stopped run"
-
-
 def attach_cache(req: Request, root: Path, plan: Plan, staged: Staged, *, entries: list[dict], dataset_dir: Path,
                  values: dict[str, Any], rows: list[dict], digests: dict[str, str]
                  ) -> tuple[preprocess_cache.PreprocessCache | None, Staged, str | None, str | None]:
@@ -266,12 +236,12 @@ def phase_commands(req: Request, plan: Plan, staged: Staged, bundle_dir: Path, o
                    pretrained: Path) -> dict[str, list[str]]:
     prefix = command_prefix(plan.nproc_per_node, torchrun_args(req))
     tracked = {"tracking": "mlflow"} if tracking_choice.from_items(req.tracking).mlflow else None
-    commands = {"finetune": bundle_command(prefix, staged.train_stack, bundle_dir, tracked)}
+    commands = {FINETUNE: bundle_command(prefix, staged.train_stack, bundle_dir, tracked)}
     if not req.skip_formal_eval:
-        for name, ckpt in (("eval_pretrained", pretrained), ("eval_finetuned", staged.ckpt_dir / FINETUNED_NAME)):
+        for name, ckpt in ((EVAL_PRETRAINED, pretrained), (EVAL_FINETUNED, staged.ckpt_dir / FINETUNED_NAME)):
             extra = {"ckpt_path": str(ckpt), "output_dir": str(out_dir / name)}
             commands[name] = bundle_command(prefix, staged.eval_stack, bundle_dir, extra)
-    return {name: commands[name] for name in PHASE_ORDER if name in commands}
+    return {name: commands[name] for name in RUN_ORDER if name in commands}
 
 
 def forgetting_commands(forget: forgetting.ForgettingPlan, plan: Plan, staged: Staged, bundle_dir: Path, out_dir: Path,
@@ -281,7 +251,7 @@ def forgetting_commands(forget: forgetting.ForgettingPlan, plan: Plan, staged: S
     if not forget.enabled:
         return {}
     commands = {}
-    for name, ckpt in zip(forgetting.PHASES, (pretrained, staged.ckpt_dir / FINETUNED_NAME)):
+    for name, ckpt in zip(FORGETTING, (pretrained, staged.ckpt_dir / FINETUNED_NAME)):
         run = Inference(bundle_dir, ckpt, images, forget.prompts, out_dir / name, plan.patch_size, plan.sw_overlap,
                         plan.amp)
         stack = stage_inference(run, staged.config_dir / f"{name}.json", staged.network)
@@ -331,7 +301,9 @@ def prepare(req: Request) -> Prepared:
     net_config = resolved["network_config"]
     check_network_config(net_config, resolved.source("network_config"))
     weights = checked_weights(resolved, bundle.path, net_config)
-    point, resume_line = resume_point(req, out_dir, plan, bundle, entries, dataset_dir, digests, weights.sha256)
+    point, resume_line = resume.choose_point(req, out_dir, plan, bundle_sha256=bundle.configs_sha256,
+                                             dataset=lambda: dataset_inputs(entries, dataset_dir, digests),
+                                             weights_sha256=weights.sha256)
     values = override_values(plan, bundle_dir=bundle.path, dataset_dir=dataset_dir, datalist=datalist_path,
                              out_dir=out_dir, pretrained=Path(weights.path), pairs=mapping.pairs,
                              auto_seg=bool(resolved["auto_seg"]),

@@ -24,9 +24,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from nvseg_bench.evidence.pool import distribution
 from nvseg_bench.history.record import data_digest
 from nvseg_bench.history.storage import FORMAT, FileStorage
-from nvseg_bench.sweep import SWEEP_FILE, distribution, seed_dir
+from nvseg_bench.paths import SWEEP_FILE, seed_dir
 
 MARGIN_STD = 4.0
 MARGIN_MIN = 0.05

@@ -1,11 +1,13 @@
 """One run, as a plain sequence over frozen values:
 
     prepare (prepare.py) -> phases (phases/loop.py) -> evidence (evidence/collect.py)
-    -> decision and judgement (evidence/decision.py) -> output.json (output/result.py, output/write.py)
+    -> decision and run status (evidence/decision.py) -> output.json (output/result.py, output/write.py)
 
 `run` owns the whole flow for a single run or a dry run: it always writes output.json, also when a
 phase fails or Ctrl-C lands, and returns the exit code. What the user sees is cli.py's: it passes a
-`Show` that prints the plan before the phases and the outcome after them. A seed sweep is sweep.py's.
+`Show` that prints the plan before the phases and the outcome after them. Not here: runs made of runs
+(`--seeds`, `--folds`: campaign/, whose members each end in `conclude`), `nvseg-finetune predict`
+(predict.py) and saved runs (`history`, `compare`, `--save-to`: history/, called from commands.py).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.errors import DiskFullError
+from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_SCHEMA_BUG, DiskFullError
 from nvseg_bench.evidence import collect, decision
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.model import bundle_source
@@ -26,8 +28,6 @@ from nvseg_bench.planning import pins
 from nvseg_bench.prepare import prepare
 from nvseg_bench.prepared import Prepared
 from nvseg_bench.tracking import session
-
-SCHEMA_BUG = 3  # output.json failed its own schema: the run's result stands, the exit code says there is a bug
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,15 @@ class Show(Protocol):
 
 def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: float,
              tracking: dict[str, Any] | None = None) -> Outcome:
-    """Evidence, decision, judgement and output.json (with the evidence manifest) for a run that got this far;
+    """Evidence, decision, run status and output.json (with the evidence manifest) for a run that got this far;
     `tracking` is what was tracked (tracking/session.py), recorded as output.json's `tracking`."""
     ev = collect.gather(p, phases.results, started_epoch)
     verdict = decision.decide_on(ev, p.weights.path)
     out = result.output_block(p, ev, verdict)
     bundle = result.bundle_block(p)  # a sanity run's differing files are digested here, once
-    judged = decision.judge(phases.results, interrupted=phases.interrupted, planned=p.request.dry_run,
-                            preset=p.resolved.preset, bundle=bundle, out=out)
-    doc = result.build(p, phases, out, judged, bundle=bundle, wall=time.monotonic() - started, started=ev.started)
+    status = decision.run_status(phases.results, interrupted=phases.interrupted, planned=p.request.dry_run,
+                                 preset=p.resolved.preset, bundle=bundle, out=out)
+    doc = result.build(p, phases, out, status, bundle=bundle, wall=time.monotonic() - started, started=ev.started)
     if tracking:
         doc["tracking"] = tracking
     try:
@@ -66,8 +66,8 @@ def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: fl
         write.write(doc | {"status": "failed", "headline": f"failed: {full.headline}"}, p.out_dir)
         raise
     path, errors = write.write(doc, p.out_dir)
-    code = max(judged.code, SCHEMA_BUG) if errors else judged.code
-    return Outcome(doc, path, 130 if phases.interrupted else code, errors)
+    code = max(status.code, EXIT_SCHEMA_BUG) if errors else status.code
+    return Outcome(doc, path, EXIT_INTERRUPTED if phases.interrupted else code, errors)
 
 
 def start_warm(req: Request) -> warm.WarmStarter | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_PRETRAINED, FINETUNE, FORGETTING
 from nvseg_bench.evidence import forgetting, per_class
 from nvseg_bench.inputs.dataset import case_name, validation_images
 from nvseg_bench.model.checkpoints import compare_checkpoints
@@ -137,7 +138,7 @@ def started_at(p: Prepared, started_epoch: float) -> float:
 
 
 def forgetting_evidence(p: Prepared, results: dict[str, PhaseResult], finetuned: Path) -> dict[str, Any] | None:
-    if p.forgetting is None or not all(_succeeded(results, name) for name in forgetting.PHASES):
+    if p.forgetting is None or not all(_succeeded(results, name) for name in FORGETTING):
         return None
     return forgetting.forgetting_block(p.forgetting, p.out_dir, validation_images(p.entries, p.dataset_dir),
                                        {"pretrained": p.weights.path, "finetuned": str(finetuned)})
@@ -147,18 +148,18 @@ def gather(p: Prepared, results: dict[str, PhaseResult], started_epoch: float) -
     since = started_at(p, started_epoch)
     finetuned = p.staged.ckpt_dir / FINETUNED_NAME
     exists = finetuned.is_file() and finetuned.stat().st_mtime >= since
-    pre = formal_dice(p.out_dir / "eval_pretrained") if _succeeded(results, "eval_pretrained") else None
-    post = formal_dice(p.out_dir / "eval_finetuned") if _succeeded(results, "eval_finetuned") else None
+    pre = formal_dice(p.out_dir / EVAL_PRETRAINED) if _succeeded(results, EVAL_PRETRAINED) else None
+    post = formal_dice(p.out_dir / EVAL_FINETUNED) if _succeeded(results, EVAL_FINETUNED) else None
     classes = per_class.mapped_classes(p.mapping.pairs, p.mapping.names)
     return Evidence(
         finetuned_ckpt=finetuned, finetuned_exists=exists,
         comparison=compare_checkpoints(finetuned, Path(p.weights.path)) if exists else None,
         formal_enabled=not p.request.skip_formal_eval, formal_pre=pre, formal_post=post,
-        per_case_pre=per_case_dice(p.out_dir / "eval_pretrained") if pre is not None else {},
-        per_case_post=per_case_dice(p.out_dir / "eval_finetuned") if post is not None else {},
+        per_case_pre=per_case_dice(p.out_dir / EVAL_PRETRAINED) if pre is not None else {},
+        per_case_post=per_case_dice(p.out_dir / EVAL_FINETUNED) if post is not None else {},
         classes=classes,
-        case_class_pre=per_class.read_case_class_dice(p.out_dir / "eval_pretrained", classes) if pre is not None else {},
-        case_class_post=per_class.read_case_class_dice(p.out_dir / "eval_finetuned", classes) if post is not None else {},
-        trace=training_trace(results["finetune"].facts if "finetune" in results else LogFacts()),
+        case_class_pre=per_class.read_case_class_dice(p.out_dir / EVAL_PRETRAINED, classes) if pre is not None else {},
+        case_class_post=per_class.read_case_class_dice(p.out_dir / EVAL_FINETUNED, classes) if post is not None else {},
+        trace=training_trace(results[FINETUNE].facts if FINETUNE in results else LogFacts()),
         forgetting=forgetting_evidence(p, results, finetuned),
         oom=any(r.facts.oom or r.failure == "oom" for r in results.values()), started=since)

@@ -67,7 +67,7 @@ def decide_on(ev: Evidence, pretrained_ckpt: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Judgement:
+class RunStatus:
     """A run's status and exit code, and for a sanity run its reference checks."""
 
     status: str  # planned | passed | failed | interrupted
@@ -79,22 +79,22 @@ class Judgement:
         return {"sanity_reference_checks": self.sanity_checks, "sanity_recovery_demonstrated": self.sanity_recovery}
 
 
-def judge(results: dict[str, PhaseResult], *, interrupted: bool, planned: bool, preset: str,
-          bundle: dict[str, Any] | None, out: dict[str, Any]) -> Judgement:
+def run_status(results: dict[str, PhaseResult], *, interrupted: bool, planned: bool, preset: str,
+          bundle: dict[str, Any] | None, out: dict[str, Any]) -> RunStatus:
     """Status and exit code from the phases; a sanity run is also held to the Task06 reference when its recipe
     is the reference's (ranges.comparable), and fails with EXIT_SANITY_FAILED when it misses it."""
     failed = any(r.return_code != 0 or r.failure for r in results.values())
     status = "planned" if planned else "interrupted" if interrupted else "failed" if failed else "passed"
     code = EXIT_OK if status in ("passed", "planned") else EXIT_PHASE_FAILED
     if preset != "sanity" or planned:
-        return Judgement(status, code)
+        return RunStatus(status, code)
     fair, why = comparable(bundle)
     if not fair:
-        return Judgement(status, code, task06_not_comparable(why))  # no verdict either way
+        return RunStatus(status, code, task06_not_comparable(why))  # no verdict either way
     checks = task06_checks(out, code)
     if status == "passed" and not checks["passed"]:
         code = EXIT_SANITY_FAILED
-    return Judgement(status, code, checks, checks["passed"])
+    return RunStatus(status, code, checks, checks["passed"])
 
 
 CV_RULE = ("cross-validation judges the recipe, not a checkpoint: the pretrained checkpoint unless the pooled 95% "

@@ -16,8 +16,9 @@ from typing import Any
 import nibabel
 import numpy as np
 
+from nvseg_bench.phase_names import FORGETTING
 from nvseg_bench.inputs.dataset import case_name
-from nvseg_bench.planning.forgetting import PHASES, ForgettingPlan
+from nvseg_bench.planning.forgetting import ForgettingPlan
 from nvseg_bench.stage.inference import POSTFIX
 
 HEADLINE_BELOW = 0.9  # below this the headline names the class (output.forgetting.min_agreement)
@@ -50,7 +51,7 @@ def case_maps(out_dir: Path, images: tuple[Path, ...]) -> dict[str, tuple[Path, 
     """Case file name -> (pretrained map, finetuned map)."""
     maps = {}
     for image in images:
-        maps[image.name] = tuple(out_dir / phase / f"{case_name(image)}_{POSTFIX}.nii.gz" for phase in PHASES)
+        maps[image.name] = tuple(out_dir / phase / f"{case_name(image)}_{POSTFIX}.nii.gz" for phase in FORGETTING)
     return maps
 
 
@@ -96,7 +97,7 @@ def forgetting_block(plan: ForgettingPlan, out_dir: Path, images: tuple[Path, ..
         "requested": {"count": plan.count} if plan.count is not None else {"named": list(plan.named)},
         "n_prompted": len(plan.prompts),
         "checkpoints": checkpoints,
-        "phases": list(PHASES),
+        "phases": list(FORGETTING),
         "headline_below": HEADLINE_BELOW,
         "method": METHOD,
     }

@@ -16,7 +16,7 @@ import pytest
 
 from nvseg_bench.history.compare import compare, describe, describe_differences
 from nvseg_bench.history.record import build_record
-from nvseg_bench.history.regression import judge, parse_threshold
+from nvseg_bench.history.regression import check_regression, parse_threshold
 from nvseg_bench.history.storage import DEFAULT_DIR, FileStorage, UnknownRun, store_dir
 from nvseg_bench.harness.feature import Feature, Figure, Gate, Verdict, bad, ok, skip
 from nvseg_bench.harness.ledger import Ledger, RunRecord
@@ -92,7 +92,7 @@ def check_baseline(run: RunEvidence, opts: HarnessOptions) -> Verdict:
     current = build_record(run.doc or {}, _manifest(run.out), name=run.name, out=run.out)
     comparison = compare(base, current)
     said = f"{_baseline_said(base)}: {describe(comparison)}; {describe_differences(comparison)}"
-    verdicts = judge(comparison, opts.compare_fail)
+    verdicts = check_regression(comparison, opts.compare_fail)
     failed = [v.message for v in verdicts if v.status == "failed"]
     warned = [v.message for v in verdicts if v.status == "warned"]
     props = comparison_properties(comparison)

@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
-from nvseg_bench.sweep import evidence_dir
+from nvseg_bench.campaign.seeds import evidence_dir
 from nvseg_bench.harness.cache import DigestMemo, RunStore, cache_key, changed_parts, fingerprint, stat_listing
 from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.runs import (SMOKE_FIXTURE, RunEvidence, RunSkipped, RunSpec, build_spec, pack_run_name, run_cli,

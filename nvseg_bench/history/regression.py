@@ -43,41 +43,41 @@ def parse_threshold(text: str) -> Threshold:
 
 
 @dataclass(frozen=True)
-class Judgement:
+class RegressionCheck:
     status: str  # passed | warned | failed
     message: str
 
 
-def judge_dice(dice: dict[str, Any], threshold: Threshold) -> Judgement:
+def check_dice(dice: dict[str, Any], threshold: Threshold) -> RegressionCheck:
     if dice["diff"] is None or dice["baseline"] is None:
-        return Judgement("warned", "formal Dice is missing in one of the runs; not compared")
+        return RegressionCheck("warned", "formal Dice is missing in one of the runs; not compared")
     drop, limit = -dice["diff"], threshold.limit(dice["baseline"])
     if drop <= limit:
-        return Judgement("passed", f"formal Dice {dice['diff']:+.4f} is within {threshold} of the baseline")
+        return RegressionCheck("passed", f"formal Dice {dice['diff']:+.4f} is within {threshold} of the baseline")
     past = f"formal Dice dropped {drop:.4f}, more than {threshold} ({limit:.4f})"
     if not dice["paired"]:
-        return Judgement("warned", f"{past}, but the runs are unpaired ({dice['note']}): an unpaired drop cannot "
+        return RegressionCheck("warned", f"{past}, but the runs are unpaired ({dice['note']}): an unpaired drop cannot "
                                    "fail; validate both on the same cases")
     if dice["ci"] is None:
-        return Judgement("warned", f"{past}, but there is no interval ({dice['note']}): it cannot fail")
+        return RegressionCheck("warned", f"{past}, but there is no interval ({dice['note']}): it cannot fail")
     if dice["ci"][1] < 0:
-        return Judgement("failed", f"{past}, and the paired 95% CI {dice['ci'][0]:+.4f}..{dice['ci'][1]:+.4f} "
+        return RegressionCheck("failed", f"{past}, and the paired 95% CI {dice['ci'][0]:+.4f}..{dice['ci'][1]:+.4f} "
                                    "lies below 0: a real regression")
-    return Judgement("warned", f"{past}, but the paired 95% CI {dice['ci'][0]:+.4f}..{dice['ci'][1]:+.4f} spans 0: "
+    return RegressionCheck("warned", f"{past}, but the paired 95% CI {dice['ci'][0]:+.4f}..{dice['ci'][1]:+.4f} spans 0: "
                                "within the noise")
 
 
-def judge_wall(wall: dict[str, Any], threshold: Threshold) -> Judgement:
+def check_wall(wall: dict[str, Any], threshold: Threshold) -> RegressionCheck:
     if wall["baseline"] is None or wall["current"] is None:
-        return Judgement("warned", "wall time is missing in one of the runs; not compared")
+        return RegressionCheck("warned", "wall time is missing in one of the runs; not compared")
     slower, limit = wall["current"] - wall["baseline"], threshold.limit(wall["baseline"])
     if slower > limit:
-        return Judgement("failed", f"wall time {wall['baseline']:.0f} s -> {wall['current']:.0f} s, slower by more "
+        return RegressionCheck("failed", f"wall time {wall['baseline']:.0f} s -> {wall['current']:.0f} s, slower by more "
                                    f"than {threshold} ({limit:.0f} s)")
-    return Judgement("passed", f"wall time within {threshold}")
+    return RegressionCheck("passed", f"wall time within {threshold}")
 
 
-def judge(comparison: dict[str, Any], thresholds: list[Threshold]) -> list[Judgement]:
-    """One judgement per threshold, in the order given."""
-    return [judge_dice(comparison["formal_dice"], t) if t.metric == "formal_dice" else judge_wall(comparison["wall"], t)
+def check_regression(comparison: dict[str, Any], thresholds: list[Threshold]) -> list[RegressionCheck]:
+    """One check per threshold, in the order given."""
+    return [check_dice(comparison["formal_dice"], t) if t.metric == "formal_dice" else check_wall(comparison["wall"], t)
             for t in thresholds]

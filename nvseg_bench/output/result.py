@@ -1,5 +1,5 @@
 """The output.json document, assembled from the frozen values of the steps before it: the prepared run,
-what the phases did, the evidence with its decision, and the judgement (status, exit code, sanity
+what the phases did, the evidence with its decision, and the run status (status, exit code, sanity
 checks). It decides nothing itself. Every field docs/design.md lists under output.json, headline first. Fields the peer skill shares keep the peer's shape (peer.py); where ours differs it
 is kept under another key: `input.n_train_fold_cases`, `input.label_mapping_resolution_text`,
 `invocation.command_prefix_argv`, `invocation.config_stack_paths` / `eval_config_stack_paths`,
@@ -19,7 +19,7 @@ from nvseg_bench.evidence import forgetting, gain_stats, per_class
 from nvseg_bench.output import peer
 from nvseg_bench.stage import preprocess_cache, resume
 from nvseg_bench.evidence.collect import Evidence
-from nvseg_bench.evidence.decision import Judgement
+from nvseg_bench.evidence.decision import RunStatus
 from nvseg_bench.phases.loop import PhaseRun
 from nvseg_bench.output.write import skeleton
 from nvseg_bench.phases.runner import PhaseResult
@@ -176,18 +176,18 @@ def headline(out: dict[str, Any], status: str) -> str:
     return keep
 
 
-def build(p: Prepared, run: PhaseRun, out: dict[str, Any], judged: Judgement, *, bundle: dict[str, Any] | None,
+def build(p: Prepared, run: PhaseRun, out: dict[str, Any], status: RunStatus, *, bundle: dict[str, Any] | None,
           wall: float, started: float) -> dict[str, Any]:
     """The output.json document, headline first: every field docs/design.md lists; `bundle` is bundle_block(p)."""
     results = run.results
-    result = skeleton(judged.status, p.weights.model_name) | {
-        "headline": headline(out, judged.status),
+    result = skeleton(status.status, p.weights.model_name) | {
+        "headline": headline(out, status.status),
         "input": _input_block(p, bundle),
         "environment": _environment_block(p),
         "plan": p.plan.to_json(),
         "invocation": _invocation_block(p, results),
-        "output": out | judged.output_fields(),
-        "runtime": _runtime_block(results, wall, judged.code, run.warm_note, p.planned_log())
+        "output": out | status.output_fields(),
+        "runtime": _runtime_block(results, wall, status.code, run.warm_note, p.planned_log())
         | {"preprocess_cache": cache_block(p, run), "resumed": resume.runtime_block(p.out_dir, p.resume_point),
            "started_at": round(started, 3)},
         "cost": {"steps": [{"step": n, "seconds": r.seconds, "peak_gpu_mb": peer.whole_mib(r.peak_gpu_mb)}

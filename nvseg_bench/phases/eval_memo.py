@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.phase_names import EVAL_PRETRAINED
 from nvseg_bench.store import limits as cache_store
 from nvseg_bench.phases.logparse import parse_lines
 from nvseg_bench.paths import phase_log
@@ -25,7 +26,7 @@ from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepared import Prepared
 from nvseg_bench.stage import overrides
 
-PHASE = "eval_pretrained"
+PHASE = EVAL_PRETRAINED  # the one phase whose result is memoised
 KEPT = cache_store.EVALUATIONS  # ROOT/evaluations/KEY/
 RESULT = "result.json"
 # the phase's figures kept beside its files, as PhaseResult names them

@@ -1,5 +1,5 @@
 """The phases of a run, in order: each one run (warm-started when it can be), kept from an earlier identical
-run (eval_memo.py), or kept from the stopped run a --resume continues (stage/resume.py).
+run (eval_memo.py), or kept from the stopped run a --resume continues (phases/resumed.py, stage/resume.py).
 
 Stops at the first failure and at Ctrl-C/SIGTERM. Holds the preprocessing cache's key while the phases
 read it (no other run evicts it) and trims the cache to its cap afterwards. Returns a frozen `PhaseRun`;
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from nvseg_bench.phase_names import FINETUNE
 from nvseg_bench.phases import eval_memo, warm
 from nvseg_bench.paths import phase_log
 from nvseg_bench.phases import resumed
@@ -67,13 +68,10 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
                 _say(index, len(names), name, f"reused: the run in {kept[1]} scored the same checkpoint on the same "
                      "cases with the same configs and versions; its predictions, metrics and log are copied")
                 continue
-            if p.resume_point is not None and (earlier := resumed.earlier_phase(p.resume_point, p.out_dir, name,
-                                                                                spec.command)):
+            if (earlier := resumed.before_phase(p, name, spec.command)) is not None:
                 results[name] = earlier
                 _say(index, len(names), name, "kept: it finished before the run stopped")
                 continue
-            if p.resume_point is not None and name == "finetune":
-                resume.set_aside_log(spec.log_path)
             try:
                 results[name] = run_phase(spec, cwd=p.out_dir, env=env, timeout=p.request.phase_timeout, warm=starter)
             except KeyboardInterrupt:
@@ -85,7 +83,7 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
                 eval_memo.keep(p.cache.root, memo_key, results[name], p)
             if results[name].return_code != 0:
                 break
-            if name == "finetune":
+            if name == FINETUNE:
                 resume.discard(p.out_dir)  # a finished finetune needs no epoch checkpoint
     finally:
         if starter is not None:
@@ -95,6 +93,4 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
             hold.close()
             if p.cache.cap is not None:  # what the phases wrote may have passed the cap: trim the others
                 limits.make_room(p.cache.root, p.cache.cap, 0, keep=frozenset({p.cache.key_dir}))
-    if p.resume_point is not None and "finetune" in results:  # the trace of every epoch, each once
-        results["finetune"] = replace(results["finetune"], facts=resumed.merged_facts(p.out_dir, results["finetune"].facts))
-    return PhaseRun(results, interrupted, warm_note, cache_start)
+    return PhaseRun(resumed.with_trace(p, results), interrupted, warm_note, cache_start)

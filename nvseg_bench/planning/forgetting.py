@@ -22,7 +22,6 @@ OFF = "off"
 # NVIDIA's inference.json segments "everything" as ids 1..132 but these: super-classes and lesions whose
 # voxels other classes already cover (its `everything_labels`; docs/design.md, Forgetting check).
 NOT_EVERYTHING = frozenset({2, 16, 18, 20, 21, 23, 24, 25, 26, 27, 128, 129, 130, 131, 132})
-PHASES = ("forget_pretrained", "forget_finetuned")
 
 
 @dataclass(frozen=True)

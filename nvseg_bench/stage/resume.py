@@ -1,4 +1,8 @@
 """Resume: every single-process finetune keeps its last completed epoch, and `--resume OUT` continues there.
+The one home of resuming: the stopped run read back into a request (`stopped_request`; the CLI lends its
+parser), the checks and the choice of checkpoint and phases (`choose_point`), the staged saver and loader
+with the RNG module (rng_states.py, copied into OUT/configs), and what output.json records. The phase loop
+calls phases/resumed.py for the phases a stopped run finished and for the trace over every log.
 
 Saving, by config override only (so NVIDIA's bundle runs unchanged): MONAI's CheckpointSaver is attached
 to the trainer after the bundle's own handlers, so at the end of each epoch it runs after that epoch's
@@ -15,81 +19,31 @@ No torch, no monai.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import itertools
 import json
 import re
+import shlex
+import shutil
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
+from nvseg_bench import PROG
+from nvseg_bench.errors import ArgumentError, NvsegError
+from nvseg_bench.inputs.request import Request
+from nvseg_bench.phase_names import EVAL_PRETRAINED, FINETUNE
+from nvseg_bench.planning.plan import Plan
 from nvseg_bench.stage.configs import Staged
 
 FOLDER = Path("checkpoints") / "resume"
 PREFIX = "resume"
 STAGED = "resume.json"
 RNG_MODULE = "nvseg_rng"  # staged beside the configs; the finetune phase has OUT/configs on its PYTHONPATH
-# Every source of randomness an epoch draws from, as a state dict a checkpoint can hold: torch (CPU and
-# CUDA), numpy and Python's global generators, and the generator of each random transform of the training
-# chain (MONAI seeds each one from set_determinism; in the training process they advance with every case).
-# Plain lists and tensors only: MONAI's CheckpointLoader reads the file with torch.load's weights-only default.
-RNG_SOURCE = '''"""Random number states of a finetune, for nvseg-bench's --resume (written by nvseg_bench/stage/resume.py)."""
-import random
-
-import numpy as np
-import torch
-
-
-def _generators(transform):
-    """Every numpy generator the transform chain holds, in a fixed order: those of the transforms and of
-    the transforms they wrap (a dictionary crop keeps its own array cropper, with its own generator)."""
-    found, seen, stack = [], set(), [transform]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, np.random.RandomState):
-            found.append(node)
-        elif isinstance(node, (list, tuple)):
-            stack.extend(reversed(node))
-        elif type(node).__module__.startswith("monai.") and hasattr(node, "__dict__"):
-            stack.extend(reversed(list(vars(node).values())))
-    return found
-
-
-def _numpy_state(generator):
-    name, keys, pos, has_gauss, gauss = generator.get_state()
-    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
-
-
-def _set_numpy_state(generator, state):
-    name, keys, pos, has_gauss, gauss = state
-    generator.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-
-
-class RandomStates:
-    def __init__(self, transform):
-        self.transforms = _generators(transform)
-
-    def state_dict(self):
-        return {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": _numpy_state(np.random.mtrand._rand), "python": random.getstate(),
-                "transforms": [_numpy_state(g) for g in self.transforms]}
-
-    def load_state_dict(self, state):
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        _set_numpy_state(np.random.mtrand._rand, state["numpy"])
-        random.setstate(state["python"])
-        if len(state["transforms"]) != len(self.transforms):
-            raise ValueError(f"the checkpoint holds {len(state['transforms'])} random transform states, "
-                             f"the training chain has {len(self.transforms)}")
-        for generator, saved in zip(self.transforms, state["transforms"]):
-            _set_numpy_state(generator, saved)
-'''
+RNG_FILE = Path(__file__).with_name("rng_states.py")  # its source, copied into the stage as RNG_MODULE
 _EPOCH = re.compile(r"epoch=(\d+)\.pt$")
 
 
@@ -167,7 +121,7 @@ def override(stack: list[str], out_dir: Path, point: ResumePoint | None, amp: bo
 def attach(staged: Staged, out_dir: Path, point: ResumePoint | None, amp: bool) -> Staged:
     """Write OUT/configs/resume.json (and the RNG module beside it) and put it into the train stack, before the
     logging switch."""
-    (staged.config_dir / f"{RNG_MODULE}.py").write_text(RNG_SOURCE)
+    shutil.copyfile(RNG_FILE, staged.config_dir / f"{RNG_MODULE}.py")
     path = staged.config_dir / STAGED
     path.write_text(json.dumps(override(staged.train_stack, out_dir, point, amp), indent=2) + "\n")
     return replace(staged, train_stack=[*staged.train_stack[:-1], str(path), staged.train_stack[-1]])
@@ -234,7 +188,7 @@ def changes(doc: dict[str, Any], manifest: dict[str, Any], *, bundle: dict[str, 
     return found
 
 
-STOPPED_LOG = "finetune.stopped-{n}.log"
+STOPPED_LOG = FINETUNE + ".stopped-{n}.log"  # finetune.stopped-1.log, ...
 
 
 def set_aside_log(log: Path) -> Path | None:
@@ -249,13 +203,13 @@ def set_aside_log(log: Path) -> Path | None:
 
 def earlier_logs(logs_dir: Path) -> list[Path]:
     """The logs of the finetunes stopped before this one, oldest first."""
-    found = [(int(p.stem.rsplit("-", 1)[1]), p) for p in logs_dir.glob("finetune.stopped-*.log")
+    found = [(int(p.stem.rsplit("-", 1)[1]), p) for p in logs_dir.glob(STOPPED_LOG.format(n="*"))
              if p.stem.rsplit("-", 1)[1].isdigit()]
     return [p for _, p in sorted(found)]
 
 
-DONE_MARKS = {"eval_pretrained": Path("eval_pretrained") / "metrics.csv",
-              "finetune": Path("checkpoints") / "model_finetune.pt"}  # what a finished phase leaves in OUT
+DONE_MARKS = {EVAL_PRETRAINED: Path(EVAL_PRETRAINED) / "metrics.csv",
+              FINETUNE: Path("checkpoints") / "model_finetune.pt"}  # what a finished phase leaves in OUT
 
 
 def finished(doc: dict[str, Any], out_dir: Path, name: str) -> bool:
@@ -274,3 +228,86 @@ def runtime_block(out_dir: Path, point: ResumePoint | None) -> dict[str, Any] | 
     times = int(before.get("times", 0)) + 1 if isinstance(before, dict) else 1
     return {"from_epoch": point.epoch, "times": times,
             "earlier_logs": [str(p) for p in earlier_logs(out_dir / "logs")]}
+
+
+RESUME_ALONE = {"--resume", "--debug", "--phase-timeout", "--save-to"}  # what may come with --resume OUT
+
+
+def stopped_request(out: Path, argv: Sequence[str], *, dataset_given: Path | None, phase_timeout: float | None,
+                    parse: Callable[[list[str]], argparse.Namespace],
+                    build: Callable[[argparse.Namespace, Sequence[str]], Request]) -> Request:
+    """The request of the stopped run in OUT (--resume OUT), read from its output.json, to be continued there.
+    `parse` and `build` are the CLI's own parser and request builder, applied to the recorded command."""
+    extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in RESUME_ALONE]
+    extra += [str(dataset_given)] if dataset_given else []
+    if extra:
+        raise NvsegError(f"--resume reads the recipe from {out}/output.json; {' '.join(extra)} cannot change it.",
+                         fix=[f"Run `{PROG} --resume {out}` alone (with --debug or --phase-timeout if you like)."])
+    doc = _stopped_run(out)
+    invocation = doc.get("invocation") or {}
+    argv_then = shlex.split(invocation.get("command") or "")[1:]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = parse(argv_then)
+    except SystemExit:
+        raise NvsegError(f"the command recorded in {out}/output.json does not parse any more: "
+                         f"{invocation.get('command')!r}.", fix=["Start a new run with that command instead."]) from None
+    if args.folds:
+        raise NvsegError(f"{out} is part of a cross-validation ({invocation.get('command')}); it is not resumed.",
+                         fix=["Rerun the cross-validation in a new --output-dir."])
+    if args.seeds:
+        raise NvsegError(f"{out} is part of a seed sweep ({invocation.get('command')}); a sweep is not resumed.",
+                         fix=["Rerun the sweep, or run the missing seed on its own with --seed."])
+    req = build(args, argv_then)
+    launch = Path(invocation.get("launch_dir") or Path.cwd())
+    anchored = {key: launch / value for key in ("dataset_dir", "datalist", "network_config", "bundle_dir",
+                                                "preprocess_cache")
+                if isinstance(value := getattr(req, key), Path) and not value.is_absolute()}
+    if req.pretrained_ckpt and not Path(req.pretrained_ckpt).is_absolute():
+        anchored["pretrained_ckpt"] = str(launch / req.pretrained_ckpt)
+    plan = doc.get("plan") or {}  # the plan's choices stand: a GPU with less free memory must not change them
+    pinned = {"patch_size": req.patch_size or plan.get("patch_size"),
+              "cache_rate": req.cache_rate if req.cache_rate is not None else plan.get("train_dataset_cache_rate")}
+    return replace(req, **anchored, **pinned, output_dir=out.resolve(), resuming=True,
+                   phase_timeout=phase_timeout or req.phase_timeout)
+
+
+def _stopped_run(out: Path) -> dict:
+    path = out / "output.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NvsegError(f"--resume {out}: {path} is not the output.json of an {PROG} run ({exc}).",
+                         fix=["Pass the --output-dir of the stopped run."]) from None
+    if doc.get("status") == "passed":
+        raise NvsegError(f"--resume {out}: that run finished ({doc.get('headline')}); there is nothing to resume.",
+                         fix=["Start a new run in a new --output-dir to train more."])
+    return doc
+
+
+def choose_point(req: Request, out_dir: Path, plan: Plan, *, bundle_sha256: dict[str, str],
+                 dataset: Callable[[], dict[str, Any]], weights_sha256: str) -> tuple[ResumePoint | None, str | None]:
+    """For --resume: where the stopped run continues (its checkpoint, or the phases after a finished finetune)
+    and the plan's line, after checking that nothing it used has changed (`dataset`: this run's dataset inputs,
+    computed only when resuming)."""
+    if not req.resuming:
+        return None, None
+    if plan.multi_gpu:
+        raise ArgumentError(f"--resume {out_dir}: that run used several processes; resuming is for one-process runs.",
+                            fix=["Start it again in a new --output-dir."])
+    doc, manifest = read_stopped(out_dir)
+    differs = changes(doc, manifest, bundle=bundle_sha256, weights_sha256=weights_sha256, dataset=dataset())
+    if differs:
+        raise ArgumentError(f"--resume {out_dir}: the inputs changed since that run stopped, so the resumed run would "
+                            "mix two recipes; nothing was run.", evidence=differs,
+                            fix=["Restore those files, or start a new run in a new --output-dir."])
+    point = replace(last_point(out_dir), since=float((doc.get("runtime") or {}).get("started_at") or 0.0), stopped=doc)
+    if finished(doc, out_dir, FINETUNE):
+        where = "the finetune had finished: only the phases after it run"
+    else:
+        kept = point.checkpoint or "no epoch had completed: the finetune starts again"
+        where = f"after epoch {point.epoch} of {plan.epochs} ({kept})"
+        if point.incomplete:
+            where += (f"; {', '.join(p.name for p in point.incomplete)} is incomplete (the stop came while it was "
+                      "written) and is passed over")
+    return point, f"resume: {where}; the inputs are those of the stopped run"

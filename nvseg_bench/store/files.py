@@ -1,12 +1,14 @@
 """Files the store writes and reads: atomic writes (a reader sees the whole file or the old one, never
 part of it) with the mode an ordinary file gets, a full disk as the user's error, and sha256 digests
 read in blocks. Every file people share (output.json, manifest.json, cv.json, sweep.json, history
-records, predictions.json) is written here, so the rule lives in one place."""
+records, predictions.json) is written here, so the rule lives in one place. A campaign's member runs share
+files through `link_file` (a hard link, else a copy), so no member's folder points into another's."""
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -55,3 +57,15 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def link_file(src: str | Path, dst: str | Path) -> None:
+    """A hard link where the file system allows (no extra disk), a copy elsewhere."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, copy_function=link_file, dirs_exist_ok=True)

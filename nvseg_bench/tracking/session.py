@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.phase_names import FINETUNE
 from nvseg_bench.prepared import Prepared
 from nvseg_bench.tracking import bundle
 from nvseg_bench.tracking.choice import Tracking, checked, experiment_name, from_items, store_uri
@@ -70,7 +71,7 @@ def start(p: Prepared, parent: Tracker | None = None) -> tuple[Prepared, Tracker
         tracker.error = str(exc)
         tracker.warnings.append(f"{exc}; the finetune ran without MLflow tracking, its evidence is in {p.out_dir}")
         commands = dict(p.commands)
-        commands["finetune"] = bundle.without_bundle_tracking(commands["finetune"])
+        commands[FINETUNE] = bundle.without_bundle_tracking(commands[FINETUNE])
         p = replace(p, commands=commands)
     return p, tracker
 

@@ -7,7 +7,7 @@ import ast
 from ..helpers import REPO
 
 FLOW = ("paths", "phase_names", "errors", "store", "inputs", "planning", "model", "stage", "prepared", "phases", "evidence",
-        "output", "tracking", "run_folder", "predict", "prepare", "run", "sweep", "cv", "history", "references",
+        "output", "tracking", "run_folder", "predict", "prepare", "run", "campaign", "history", "references",
         "commands", "cli", "__main__",
         "harness")
 

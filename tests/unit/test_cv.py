@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nvseg_bench.cv import assemble, merge_eval, refuse_combinations, top_document, with_values
+from nvseg_bench.campaign.folds import assemble, refuse_combinations, with_values
+from nvseg_bench.evidence.pool import merge_eval
+from nvseg_bench.output.pooled import cv_document
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.inputs.request import Request
 
@@ -65,13 +67,25 @@ def test_a_failed_fold_gives_no_verdict_and_keeps_the_pretrained_checkpoint():
 
 def test_the_top_document_carries_the_pooled_figures_and_roots_on_out():
     cv = _assemble()
-    doc = top_document(cv, _doc(2), Request(output_dir=Path("/out"), command_line="nvseg-finetune --folds all"),
-                       Path("/out"), 9.0, {"formal_classes": [{"name": "spleen", "local": 1, "global": 3}]})
+    doc = cv_document(cv, _doc(2), command_line="nvseg-finetune --folds all", out_dir=Path("/out"), wall=9.0,
+                      pooled_fields={"formal_classes": [{"name": "spleen", "local": 1, "global": 3}]})
     out = doc["output"]
     assert len(out["formal_pretrained_per_case"]) == 6 and out["formal_gain_stats"] is cv["pooled"]
     assert out["cv"]["case_folds"]["e.nii.gz"] == 2 and out["recommended_ckpt"] == cv["recommended_ckpt"]
     assert out["formal_classes"] == [{"name": "spleen", "local": 1, "global": 3}]  # the pooled per-class fields
     assert doc["invocation"]["cwd"] == "/out" and doc["input"]["n_val_cases"] == 6 and doc["headline"] == cv["headline"]
+
+
+def test_the_top_document_is_built_beside_the_fold_s_document_and_leaves_it_unchanged():
+    import copy
+
+    fold = _doc(2, status="failed")
+    kept = copy.deepcopy(fold)
+    doc = cv_document(_assemble({2: "failed"}), fold, command_line="nvseg-finetune --folds all", out_dir=Path("/out"),
+                      wall=9.0, pooled_fields={}, tracking={"mlflow": {"run_id": "parent"}})
+    assert fold == kept  # the representative fold's own output.json stays that fold's
+    assert doc["status"] == "failed" and doc["error"]["phase"] == "finetune" and doc["tracking"]["mlflow"]["run_id"] == "parent"
+    assert doc["invocation"] == {"command": "nvseg-finetune --folds all", "cwd": "/out"}
 
 
 def _write_eval(folder: Path, scores: dict[str, float]) -> None:
@@ -114,8 +128,9 @@ def test_the_forgetting_check_is_pooled_over_every_fold_s_own_cases(tmp_path):
     import nibabel
     import numpy as np
 
-    from nvseg_bench.cv import pooled_forgetting
-    from nvseg_bench.planning.forgetting import PHASES, ForgettingPlan
+    from nvseg_bench.evidence.pool import pooled_forgetting
+    from nvseg_bench.phase_names import FORGETTING as PHASES
+    from nvseg_bench.planning.forgetting import ForgettingPlan
 
     for fold, case, changed in ((0, "a", 0), (1, "b", 3)):
         for phase in PHASES:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nvseg_bench.inputs.request import parse_seeds
-from nvseg_bench.sweep import assemble, evidence_dir
+from nvseg_bench.campaign.seeds import assemble, evidence_dir
 
 from ..helpers import REPO
 

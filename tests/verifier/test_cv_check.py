@@ -8,7 +8,7 @@ import pytest
 
 from eval_engine.cv_check import check_cv
 from eval_engine.pack import Pack
-from nvseg_bench.cv import assemble
+from nvseg_bench.campaign.folds import assemble
 
 PRE = {0: {"a.nii.gz": 0.21, "b.nii.gz": 0.33}, 1: {"c.nii.gz": 0.25, "d.nii.gz": 0.38},
        2: {"e.nii.gz": 0.42, "f.nii.gz": 0.12}}

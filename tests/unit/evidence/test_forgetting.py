@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from nvseg_bench.evidence.forgetting import forgetting_block, headline_tail
-from nvseg_bench.planning.forgetting import PHASES, ForgettingPlan
+from nvseg_bench.phase_names import FORGETTING as PHASES
+from nvseg_bench.planning.forgetting import ForgettingPlan
 
 NAMES = {1: "liver", 6: "aorta", 10: "gallbladder"}
 

@@ -11,7 +11,7 @@ import pytest
 
 from nvseg_bench.history.compare import compare, describe_differences
 from nvseg_bench.history.record import build_record, git_commit, record_from_run_dir
-from nvseg_bench.history.regression import Threshold, judge, parse_threshold
+from nvseg_bench.history.regression import Threshold, check_regression, parse_threshold
 from nvseg_bench.history.storage import FileStorage, HistoryWarning, UnknownRun, store_dir
 
 from ...helpers import REPO, materialize_pack
@@ -142,14 +142,14 @@ def test_a_real_drop_fails_a_noisy_one_warns_an_unpaired_one_cannot_fail(record)
     noisy = compare(record, _with_cases(record, {"spleen_03.nii.gz": 0.30, "spleen_06.nii.gz": 0.42}))
     unpaired = compare(record, _with_cases(record, {"spleen_01.nii.gz": 0.30, "spleen_06.nii.gz": 0.30}))
     small = compare(record, _with_cases(record, {"spleen_03.nii.gz": 0.399, "spleen_06.nii.gz": 0.384}))
-    assert [judge(c, limit)[0].status for c in (clear, noisy, unpaired, small)] == ["failed", "warned", "warned", "passed"]
-    assert "cannot fail" in judge(unpaired, limit)[0].message
+    assert [check_regression(c, limit)[0].status for c in (clear, noisy, unpaired, small)] == ["failed", "warned", "warned", "passed"]
+    assert "cannot fail" in check_regression(unpaired, limit)[0].message
 
 
 def test_wall_time_fails_when_slower_by_more_than_its_share(record):
     slow = json.loads(json.dumps(record))
     slow["figures"]["wall_seconds"] = record["figures"]["wall_seconds"] * 1.3
-    assert [j.status for j in judge(compare(record, slow), [parse_threshold("wall:20%"), parse_threshold("wall:40%")])] \
+    assert [j.status for j in check_regression(compare(record, slow), [parse_threshold("wall:20%"), parse_threshold("wall:40%")])] \
         == ["failed", "passed"]
 
 

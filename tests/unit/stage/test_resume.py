@@ -165,3 +165,17 @@ def test_resume_reads_the_recorded_commands_relative_paths_from_where_it_was_typ
     monkeypatch.chdir("/")  # resumed from elsewhere
     req = resume_request(build_parser().parse_args(["--resume", str(out)]), ["--resume", str(out)])
     assert req.dataset_dir == data and req.output_dir == out.resolve() and req.resuming
+
+
+def test_the_rng_module_staged_for_the_finetune_is_the_package_s_own_source_file(tmp_path):
+    from nvseg_bench.stage.configs import Staged
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    stack = [*stack_of(REPO / "bundle"), str(configs / "dfw_no_logging.json")]
+    staged = Staged(configs, configs / "auto_override.json", configs / "dfw_no_logging.json", None, stack, [],
+                    tmp_path / "checkpoints")
+    after = resume.attach(staged, tmp_path, None, amp=False)
+    assert (configs / "nvseg_rng.py").read_bytes() == resume.RNG_FILE.read_bytes()
+    assert "class RandomStates" in resume.RNG_FILE.read_text()
+    assert after.train_stack == [*stack[:-1], str(configs / "resume.json"), stack[-1]]

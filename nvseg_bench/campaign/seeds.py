@@ -1,4 +1,4 @@
-"""Seed sweeps: one finetune under several seeds, and the spread of its formal gain.
+"""Seed sweeps (`--seeds`): one finetune under several seeds, and the spread of its formal gain.
 
 `nvseg-finetune ... --seeds 0,1,2 --output-dir OUT` evaluates the pretrained checkpoint once (in
 OUT/seed-<first seed>/eval_pretrained; its scores do not depend on the seed), then runs finetune and
@@ -16,35 +16,26 @@ median for an even count), else the pretrained checkpoint.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import statistics
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.errors import ArgumentError
+from nvseg_bench.campaign.members import SHARED_PHASE, run_member, share, with_parent
+from nvseg_bench.errors import EXIT_INTERRUPTED, ArgumentError
+from nvseg_bench.evidence.pool import distribution
 from nvseg_bench.inputs.request import Request
-from nvseg_bench.phases.loop import run_phases
-from nvseg_bench.paths import phase_log
+from nvseg_bench.paths import SWEEP_FILE, seed_dir
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import prepare
-from nvseg_bench.prepared import Prepared
-from nvseg_bench.run import Outcome, conclude
+from nvseg_bench.run import Outcome
 from nvseg_bench.store.files import write_atomic
 from nvseg_bench.tracking import session
 
-SWEEP_FILE = "sweep.json"
-SHARED_PHASE = "eval_pretrained"
 RULE = ("finetuned only when every seed's own run kept its finetuned checkpoint; then the median-gain seed "
         "(lower median for an even count), never the best: the seeds are ranked on the validation cases that "
         "score them, so the maximum overstates the next run")
-
-
-def seed_dir(out_dir: Path, seed: int) -> Path:
-    return out_dir / f"seed-{seed}"
 
 
 def _gain(doc: dict[str, Any]) -> float | None:
@@ -59,14 +50,6 @@ def _run_row(seed: int, doc: dict[str, Any], path: Path) -> dict[str, Any]:
             "gain_confidence")
     return {"seed": seed, "output_json": str(path), "status": doc.get("status"), "formal_gain": _gain(doc),
             "ci_low": stats.get("ci_low"), "ci_high": stats.get("ci_high")} | {k: out.get(k) for k in keys}
-
-
-def distribution(values: list[float]) -> dict[str, Any]:
-    """mean, min, max and sample standard deviation (null below 2 values)."""
-    if not values:
-        return {"n": 0, "mean": None, "min": None, "max": None, "std": None}
-    return {"n": len(values), "mean": statistics.fmean(values), "min": min(values), "max": max(values),
-            "std": statistics.stdev(values) if len(values) >= 2 else None}
 
 
 def recommend(rows: list[dict[str, Any]]) -> tuple[int | None, str | None, str]:
@@ -129,31 +112,6 @@ def evidence_dir(out_dir: Path) -> Path:
     return seed_dir(out_dir, seed) if seed is not None else out_dir
 
 
-def link_file(src: str | Path, dst: str | Path) -> None:
-    """A hard link where the file system allows (no extra disk), a copy elsewhere."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def link_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, copy_function=link_file, dirs_exist_ok=True)
-
-
-def share(first: Path, target: Path) -> None:
-    link_tree(first / SHARED_PHASE, target / SHARED_PHASE)
-    share_log(first, target)
-
-
-def share_log(first: Path, target: Path) -> None:
-    """The shared evaluation's log, copied into a member run's logs/ (a copy: the member's manifest hashes it)."""
-    (target / "logs").mkdir(parents=True, exist_ok=True)
-    log = first / "logs" / f"{SHARED_PHASE}.log"
-    if log.is_file():
-        shutil.copy2(log, target / "logs" / log.name)
-
-
 def refuse_combinations(seed: int | None, dry_run: bool, skip_formal_eval: bool) -> None:
     if seed is not None or dry_run or skip_formal_eval:
         raise ArgumentError("--seeds runs one formal finetune per seed; it cannot be combined with --seed, "
@@ -193,35 +151,17 @@ def run_seed(req: Request, seed: int, shared: PhaseResult | None, first_dir: Pat
              parent: session.Tracker | None = None) -> tuple[Outcome, PhaseResult | None]:
     """One seed's run into OUT/seed-S; `shared` is the first seed's eval_pretrained result (then its folder
     is linked in and the phase is not run again)."""
-    started, started_epoch = time.monotonic(), time.time()
+    started = (time.monotonic(), time.time())
     prepared = prepare(replace(req, output_dir=seed_dir(req.output_dir, seed), seed=seed, seeds=None))
     if shared is not None and first_dir is not None:
         share(first_dir, prepared.out_dir)
-    return run_sharing(prepared, shared, started, started_epoch, parent)
-
-
-def run_sharing(prepared: Prepared, shared: PhaseResult | None, started: float, started_epoch: float,
-                parent: session.Tracker | None = None) -> tuple[Outcome, PhaseResult | None]:
-    """The phases and output.json of one member run (a sweep's seed, a CV fold); with `shared`, the
-    pretrained evaluation already in its folder stands for the phase, which is not run again. With
-    `parent`, the member is tracked as its child run; its warnings join the parent's."""
-    prepared, tracker = session.start(prepared, parent)
-    phases = run_phases(prepared, started_epoch, skip=frozenset({SHARED_PHASE}) if shared else frozenset())
-    if shared is not None:  # evaluated once for all members; its figures are that evaluation's
-        log = str(phase_log(prepared.out_dir, SHARED_PHASE))
-        phases = replace(phases, results={SHARED_PHASE: replace(shared, log_path=log)} | phases.results)
-    outcome = conclude(prepared, phases, started=started, started_epoch=started_epoch, tracking=tracker.block())
-    warnings = session.finish(tracker, outcome.doc, session.evidence_files(prepared.out_dir))
-    if parent is not None:
-        parent.warnings.extend(w for w in warnings if w not in parent.warnings)
-    return outcome, phases.results.get(SHARED_PHASE)
+    return run_member(prepared, shared, parent, started)
 
 
 def run_sweep(req: Request, show: SweepShow) -> int:
     """`--seeds`: run every seed, write OUT/sweep.json; the exit code of the first seed that failed, else 0."""
     refuse_combinations(req.seed, req.dry_run, req.skip_formal_eval)
-    parent = session.parent(req.tracking, req.output_dir)  # each seed is a child run of the sweep's
-    req = replace(req, tracking=session.member_items(req.tracking, parent))
+    req, parent = with_parent(req)  # each seed is a child run of the sweep's
     docs: dict[int, tuple[dict[str, Any], Path]] = {}
     shared, first_dir, code = None, None, 0
     seeds = req.seeds or []
@@ -233,7 +173,7 @@ def run_sweep(req: Request, show: SweepShow) -> int:
         code = code or outcome.code
         if shared is None:
             shared, first_dir = pre, outcome.path.parent
-        if outcome.code == 130 or pre is None or pre.return_code != 0:
+        if outcome.code == EXIT_INTERRUPTED or pre is None or pre.return_code != 0:
             break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
     target, doc = write(docs, req.output_dir)
     show.sweep_done(doc, target.resolve())

@@ -10,44 +10,37 @@ as it is by any runs.
 
 OUT/cv.json pools the per-case Dice of every case, each from the fold that held it out: the paired
 statistics of evidence/gain_stats.py over all cases, the spread of the per-fold gains, and the checkpoint
-by decision.CV_RULE. OUT/output.json is the median-gain fold's document with those pooled figures in
-`output` and OUT/eval_finetuned holding every fold's predictions, so OUT itself is a pack the verifier
-re-derives. Refused with --seeds (a fold x seed grid), --dry-run, --skip-formal-eval and --resume.
+by decision.CV_RULE. Pooling is evidence/pool.py's; OUT/output.json (output/pooled.py) carries those
+pooled figures over the median-gain fold's document, and OUT/eval_finetuned holds every fold's
+predictions, so OUT itself is a pack the verifier re-derives. Refused with --seeds (a fold x seed grid), --dry-run, --skip-formal-eval and --resume.
 """
 from __future__ import annotations
 
-import copy
-import csv
 import json
-import math
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.errors import EXIT_PHASE_FAILED, ArgumentError
-from nvseg_bench.evidence import collect, decision, forgetting, gain_stats, per_class
+from nvseg_bench.campaign.members import SHARED_PHASE, run_member, share_log, with_parent
+from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_PHASE_FAILED, EXIT_SCHEMA_BUG, ArgumentError
+from nvseg_bench.evidence import collect, decision, gain_stats, pool
 from nvseg_bench.inputs import folds as cv_folds
-from nvseg_bench.inputs.dataset import case_name
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.output import write
+from nvseg_bench.output.pooled import cv_document
+from nvseg_bench.paths import CV_FILE, fold_dir
+from nvseg_bench.phase_names import EVAL_FINETUNED
 from nvseg_bench.phases.loop import run_phases
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import make_output_dir, prepare, resolve_dirs
-from nvseg_bench.prepared import FINETUNED_NAME, Prepared
-from nvseg_bench.run import SCHEMA_BUG, Outcome
+from nvseg_bench.prepared import Prepared
+from nvseg_bench.run import Outcome
 from nvseg_bench.store.files import write_atomic
 from nvseg_bench.tracking import session
-from nvseg_bench.sweep import SHARED_PHASE, distribution, link_file, run_sharing, share_log
 
-CV_FILE = "cv.json"
 ALL_CASES = "datalist-cv.json"
-RAW_CSV, METRICS_CSV = "val_mean_dice_raw.csv", "metrics.csv"
-
-
-def fold_dir(out_dir: Path, fold: int) -> Path:
-    return out_dir / f"fold-{fold}"
 
 
 def refuse_combinations(req: Request) -> None:
@@ -81,38 +74,6 @@ def pretrained_pass(first: Prepared, every: Path, out_dir: Path) -> tuple[PhaseR
     return run.results.get(SHARED_PHASE), run.interrupted
 
 
-def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        return list(reader.fieldnames or []), list(reader)
-
-
-def merge_eval(parts: list[tuple[Path, set[str]]], target: Path) -> None:
-    """An eval folder holding the named cases of each part (image file names, e.g. spleen_03.nii.gz): their
-    predictions linked, their per-case CSV rows, and metrics.csv's val_mean_dice as the mean of those rows,
-    which is what the verifier recomputes from the predictions."""
-    target.mkdir(parents=True, exist_ok=True)
-    header: list[str] = []
-    kept: list[dict[str, str]] = []
-    for src, names in parts:
-        for name in sorted(names):
-            prediction = collect.prediction_file(src, name)  # either bundle's layout, kept as it is
-            if prediction is not None and not (target / prediction.relative_to(src)).exists():
-                (target / prediction.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-                link_file(prediction, target / prediction.relative_to(src))
-        if (src / RAW_CSV).is_file():
-            fields, rows = _rows(src / RAW_CSV)
-            header = header or fields
-            kept += [row for row in rows if Path(row["filename"]).name in names]
-    with (target / RAW_CSV).open("w", newline="") as handle:
-        out = csv.DictWriter(handle, fieldnames=header)
-        out.writeheader()
-        out.writerows(kept)
-    means = [float(r["mean"]) for r in kept if r.get("mean") not in (None, "") and not math.isnan(float(r["mean"]))]
-    if means:
-        (target / METRICS_CSV).write_text(f"val_mean_dice,{sum(means) / len(means)!r}\n")
-
-
 def fold_cases(entries: list[dict], fold: int) -> set[str]:
     return {Path(e["image"]).name for e in entries if e["fold"] == fold}
 
@@ -120,10 +81,10 @@ def fold_cases(entries: list[dict], fold: int) -> set[str]:
 def run_fold(p: Prepared, shared: PhaseResult, out_dir: Path, cases: set[str],
              parent: session.Tracker | None = None) -> Outcome:
     """One fold: its cases' part of the shared evaluation, then finetune and eval_finetuned, then output.json."""
-    started, started_epoch = time.monotonic(), time.time()
-    merge_eval([(out_dir / SHARED_PHASE, cases)], p.out_dir / SHARED_PHASE)
+    started = (time.monotonic(), time.time())
+    pool.merge_eval([(out_dir / SHARED_PHASE, cases)], p.out_dir / SHARED_PHASE)
     share_log(out_dir, p.out_dir)
-    outcome, _ = run_sharing(p, shared, started, started_epoch, parent)
+    outcome, _ = run_member(p, shared, parent, started)
     return outcome
 
 
@@ -134,17 +95,6 @@ def _fold_row(fold: int, doc: dict[str, Any], path: Path, cases: set[str]) -> di
     return {"fold": fold, "output_json": str(path), "status": doc.get("status"), "cases": sorted(cases),
             "formal_gain": out.get("formal_improvement_over_pretrained"),
             "tensors_changed": out.get("finetuned_ckpt_matches_pretrained_weights") is False} | {k: out.get(k) for k in keys}
-
-
-def pooled_cases(docs: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """case -> its fold and formal Dice before and after, from the fold that held it out."""
-    cases: dict[str, dict[str, Any]] = {}
-    for fold, doc in docs.items():
-        out = doc.get("output", {})
-        before, after = out.get("formal_pretrained_per_case") or {}, out.get("formal_finetuned_per_case") or {}
-        for name in sorted(before.keys() | after.keys()):
-            cases[name] = {"fold": fold, "pretrained": before.get(name), "finetuned": after.get(name)}
-    return cases
 
 
 def headline(cv: dict[str, Any]) -> str:
@@ -165,7 +115,7 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
              source: str, pretrained: str = "") -> dict[str, Any]:
     """cv.json from each fold's output.json document (and its path)."""
     rows = [_fold_row(k, doc, path, fold_cases(entries, k)) for k, (doc, path) in docs.items()]
-    cases = pooled_cases({k: doc for k, (doc, _) in docs.items()})
+    cases = pool.pooled_cases({k: doc for k, (doc, _) in docs.items()})
     before = {n: c["pretrained"] for n, c in cases.items() if c["pretrained"] is not None}
     after = {n: c["finetuned"] for n, c in cases.items() if c["finetuned"] is not None}
     pooled = gain_stats.gain_stats(before, after)
@@ -187,11 +137,11 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
         "shared_phase": SHARED_PHASE,
         "runs": rows,
         "cases": cases,
-        "formal_pretrained_val_dice": _mean(before.values()),
-        "formal_finetuned_val_dice": _mean(after.values()),
+        "formal_pretrained_val_dice": pool.mean(before.values()),
+        "formal_finetuned_val_dice": pool.mean(after.values()),
         "pooled": pooled,
         "gain_confidence": pooled["confidence"] if every_fold else None,
-        "fold_gain": distribution(list(gains.values())),
+        "fold_gain": pool.distribution(list(gains.values())),
         "representative_fold": median,
         "recommendation_rule": decision.CV_RULE,
         **verdict,
@@ -200,89 +150,18 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
     return cv | {"headline": headline(cv)}
 
 
-def pooled_classes(p: Prepared, out_dir: Path) -> dict[str, Any]:
-    """The per-class fields over every case, from OUT's two eval folders (each case from the fold that held
-    it out), as a single run reports them over its own validation cases."""
-    classes = per_class.mapped_classes(p.mapping.pairs, p.mapping.names)
-    before = per_class.read_case_class_dice(out_dir / SHARED_PHASE, classes)
-    after = per_class.read_case_class_dice(out_dir / "eval_finetuned", classes)
-    return per_class.output_fields(before, after, classes)
-
-
-def pooled_forgetting(p: Prepared, cv: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:
-    """The forgetting check over every case: each fold's two label maps of its own cases linked into
-    OUT/forget_*, then scored as one run's; None when the check did not run in every fold."""
-    plan = p.forgetting
-    if plan is None or not plan.enabled or any(r["status"] != "passed" for r in cv["runs"]):
-        return None
-    images = []
-    for row in cv["runs"]:
-        for name in row["cases"]:
-            for phase in forgetting.PHASES:
-                found = fold_dir(out_dir, row["fold"]) / phase / f"{case_name(name)}_seg.nii.gz"
-                if not found.is_file():
-                    return None
-                (out_dir / phase).mkdir(exist_ok=True)
-                link_file(found, out_dir / phase / found.name)
-            images.append(Path(name))
-    each = str(out_dir / "fold-K" / "checkpoints" / FINETUNED_NAME)
-    return forgetting.forgetting_block(plan, out_dir, tuple(images), {"pretrained": p.weights.path,
-                                                                    "finetuned": f"{each} (each case's own fold K)"})
-
-
-def _mean(values: Any) -> float | None:
-    values = list(values)
-    return sum(values) / len(values) if values else None
-
-
-def top_document(cv: dict[str, Any], rep: dict[str, Any], req: Request, out_dir: Path, wall: float,
-                 pooled_fields: dict[str, Any], tracking: dict[str, Any] | None = None) -> dict[str, Any]:
-    """OUT/output.json: the representative fold's document with the pooled figures in `output`, the all-case
-    datalist as its input, and OUT as its root (invocation.cwd: the verifier re-roots recorded paths on it)."""
-    doc = copy.deepcopy(rep)
-    out, pooled = doc["output"], cv["pooled"]
-    cases = cv["cases"]
-    out |= {
-        "formal_pretrained_val_dice": cv["formal_pretrained_val_dice"],
-        "formal_finetuned_val_dice": cv["formal_finetuned_val_dice"],
-        "formal_pretrained_per_case": {n: c["pretrained"] for n, c in cases.items() if c["pretrained"] is not None},
-        "formal_finetuned_per_case": {n: c["finetuned"] for n, c in cases.items() if c["finetuned"] is not None},
-        "formal_gain_stats": pooled,
-        "gain_confidence": cv["gain_confidence"],
-        "gain_warning": gain_stats.noise_warning(pooled, cv["recommended_is_finetuned"]),
-        **{k: cv[k] for k in ("recommended_ckpt", "recommended_is_finetuned", "decision_reason", "decision_basis",
-                              "improved", "regressed", "formal_improvement_over_pretrained", "formal_improved",
-                              "formal_regressed")},
-        "cv": {"folds": cv["folds"], "n_cases": cv["n_cases"], "cv_json": str(out_dir / CV_FILE),
-               "representative_fold": cv["representative_fold"], "recommended_fold": cv["recommended_fold"],
-               "case_folds": {n: c["fold"] for n, c in cases.items()},
-               "fold_gains": {str(r["fold"]): r["formal_gain"] for r in cv["runs"]}},
-    } | pooled_fields
-    doc["input"] |= {"datalist": cv["all_cases_datalist"], "n_val_cases": cv["n_cases"]}
-    doc["invocation"] |= {"command": req.command_line, "cwd": str(out_dir)}
-    doc["runtime"] |= {"wall_seconds": round(wall, 2)}
-    doc["headline"] = cv["headline"] + forgetting.headline_tail(out.get("forgetting"))
-    doc.pop("tracking", None)  # the fold's own run; the top document is the CV's parent run
-    if tracking:
-        doc["tracking"] = tracking
-    if any(r["status"] != "passed" for r in cv["runs"]) or len(cv["runs"]) < len(cv["folds"]):
-        doc["status"] = "failed" if doc["status"] == "passed" else doc["status"]
-        doc.setdefault("error", {"kind": "crash", "phase": "finetune",
-                                 "message": f"not every fold finished; see {out_dir / CV_FILE}"})
-    return doc
-
-
 def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]], req: Request, out_dir: Path,
                wall: float, p: Prepared, tracking: dict[str, Any] | None = None) -> tuple[Path, list[str]]:
     """OUT/cv.json, OUT/eval_finetuned (every fold's predictions), OUT/forget_* (the forgetting check's maps),
     OUT/output.json and OUT/manifest.json; `p` is any fold's Prepared (their mapping and plan are the same)."""
     write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
-    parts = [(fold_dir(out_dir, r["fold"]) / "eval_finetuned", set(r["cases"])) for r in cv["runs"]
-             if (fold_dir(out_dir, r["fold"]) / "eval_finetuned").is_dir()]
-    merge_eval(parts, out_dir / "eval_finetuned")
+    parts = [(fold_dir(out_dir, r["fold"]) / EVAL_FINETUNED, set(r["cases"])) for r in cv["runs"]
+             if (fold_dir(out_dir, r["fold"]) / EVAL_FINETUNED).is_dir()]
+    pool.merge_eval(parts, out_dir / EVAL_FINETUNED)
     rep = cv["representative_fold"] if cv["representative_fold"] is not None else next(iter(docs))
-    fields = pooled_classes(p, out_dir) | {"forgetting": pooled_forgetting(p, cv, out_dir)}
-    doc = top_document(cv, docs[rep][0], req, out_dir, wall, fields, tracking)
+    fields = pool.pooled_classes(p, out_dir) | {"forgetting": pool.pooled_forgetting(p, cv, out_dir)}
+    doc = cv_document(cv, docs[rep][0], command_line=req.command_line, out_dir=out_dir, wall=wall,
+                      pooled_fields=fields, tracking=tracking)
     path, errors = write.write(doc, out_dir)
     inputs = json.loads((fold_dir(out_dir, rep) / collect.MANIFEST).read_text()).get("inputs", {})
     collect.write_manifest(out_dir, inputs)
@@ -320,15 +199,14 @@ def run_cv(req: Request, show: CvShow) -> int:
     first fold that failed (130 when interrupted), else 0. Bad input raises NvsegError before any phase."""
     refuse_combinations(req)
     started = time.monotonic()
-    parent = session.parent(req.tracking, req.output_dir)  # each fold is a child run of the CV's
-    req = replace(req, tracking=session.member_items(req.tracking, parent))
+    req, parent = with_parent(req)  # each fold is a child run of the CV's
     prepared, entries, every, source = prepare_folds(req)
     chosen = list(prepared)
     out_dir = prepared[chosen[0]].out_dir.parent
     show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
     shared, interrupted = pretrained_pass(prepared[chosen[0]], every, out_dir)
     docs: dict[int, tuple[dict[str, Any], Path]] = {}
-    code = 130 if interrupted else 0
+    code = EXIT_INTERRUPTED if interrupted else 0
     ok = shared is not None and shared.return_code == 0 and shared.failure is None
     if not ok and not interrupted:
         code = EXIT_PHASE_FAILED  # the shared evaluation failed: no fold can be compared
@@ -338,7 +216,7 @@ def run_cv(req: Request, show: CvShow) -> int:
         show.fold_done(fold, outcome)
         docs[fold] = (outcome.doc, outcome.path)
         code = code or outcome.code
-        if outcome.code == 130:
+        if outcome.code == EXIT_INTERRUPTED:
             break
     cv = assemble(docs, entries, chosen, out_dir, source, prepared[chosen[0]].weights.path)
     if not ok and shared is not None:
@@ -347,7 +225,7 @@ def run_cv(req: Request, show: CvShow) -> int:
     if docs:
         path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started, prepared[chosen[0]],
                                   parent.block())
-        code = code or (SCHEMA_BUG if errors else 0)
+        code = code or (EXIT_SCHEMA_BUG if errors else 0)
     else:
         write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
         path = out_dir / CV_FILE
