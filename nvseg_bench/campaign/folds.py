@@ -196,7 +196,7 @@ def prepare_folds(req: Request) -> tuple[dict[int, Prepared], list[dict], Path, 
 
 def run_cv(req: Request, show: CvShow) -> int:
     """`--folds`: the shared evaluation, every fold, OUT/cv.json and OUT/output.json; the exit code of the
-    first fold that failed (130 when interrupted), else 0. Bad input raises NvsegError before any phase."""
+    first fold that failed (EXIT_INTERRUPTED when interrupted), else 0. Bad input raises NvsegError before any phase."""
     refuse_combinations(req)
     started = time.monotonic()
     req, parent = with_parent(req)  # each fold is a child run of the CV's

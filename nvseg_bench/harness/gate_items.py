@@ -1,5 +1,5 @@
 """The gate items: one test per (run, gate), parametrized by the plugin. Collect them by importing
-`test_gate` into a test file (this repo's tests/test_gates.py does) or with
+`test_gate` into a test file (this repo's tests/harness/test_gates.py does) or with
 `pytest --pyargs nvseg_bench.harness.gate_items`; the plugin alone never adds items to a session.
 
 Items are marked by run (smoke, sanity, user; sanity also gpu), so `pytest -m smoke` picks them.
