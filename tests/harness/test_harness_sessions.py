@@ -261,8 +261,13 @@ def test_the_report_embeds_both_plots_and_names_the_verdict(pytester, cached_smo
     assert (pytester.path / "report" / "smoke_overlay.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
-def test_the_real_smoke_pack_passes_trusted_mode(pytester, cached_smoke):
+def test_the_real_smoke_pack_passes_trusted_mode(pytester, smoke_run, nvseg_runs):
+    make_project(pytester)
+    # without the outer session's kept verdict (CI runs it with --nvseg-trusted), so the verifier really runs here
+    entry = {key: value for key, value in nvseg_runs.store.load("smoke").items() if key != "trust"}
+    cached_smoke = copy_entry(pytester.path, entry, smoke_run.out)
     result = pytester.runpytest("-m", "smoke", "--nvseg-trusted")
+    result.stdout.fnmatch_lines(["nvseg: the verifier judged smoke: passed*"])
     result.assert_outcomes(passed=len(TRUSTED_GATES) - OFF, skipped=OFF)
     summary = pytester.path / ".pytest_cache" / "d" / "nvseg" / "trust" / "smoke" / "trust_summary.json"
     assert json.loads(summary.read_text())["verdict"] in ("passed", "warn")  # the harness's folder, never the pack
