@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from nvseg_bench.evidence.collect import write_manifest
@@ -56,3 +57,13 @@ def asked(label_mapping: str | None = None, anatomy: str | None = None, local: i
     """The mapping as the resolver decides it from these flags (the precedence lives there)."""
     req = Request(output_dir=Path("out"), label_mapping=label_mapping, target_anatomy=anatomy, user_label_idx=local)
     return resolve(req, {}, "finetune").mapping
+
+
+@dataclass(frozen=True)
+class PreparedStandIn:
+    """The fields of prepared.Prepared that tracking's session.start reads, for tests that need no real run."""
+
+    request: object
+    staged: object
+    commands: dict
+    out_dir: Path

@@ -14,7 +14,7 @@ import pytest
 
 from nvseg_bench.tracking import session
 
-from ..helpers import FIXTURE, REPO
+from ..helpers import FIXTURE, REPO, PreparedStandIn
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -102,7 +102,7 @@ def test_an_unreachable_store_warns_and_the_finetune_runs_untracked(tmp_path, mo
     staged = tmp_path / "dfw_tracking.json"
     staged.write_text(json.dumps({"tracking_uri": uri, "experiment_name": "x", "run_name": "r"}))
     command = ["python", "-m", "monai.bundle", "run", "--config_file", "[]", "--tracking", "mlflow"]
-    p = _Prepared(SimpleNamespace(tracking=[["mlflow=" + uri]], dry_run=False), SimpleNamespace(tracking=staged),
+    p = PreparedStandIn(SimpleNamespace(tracking=[["mlflow=" + uri]], dry_run=False), SimpleNamespace(tracking=staged),
                   {"finetune": command}, tmp_path)
     started, tracker = session.start(p)
     assert "--tracking" not in started.commands["finetune"] and started.commands["finetune"][:4] == command[:4]
@@ -111,10 +111,3 @@ def test_an_unreachable_store_warns_and_the_finetune_runs_untracked(tmp_path, mo
     warnings = session.finish(tracker, {"status": "passed"}, {})
     assert len(warnings) == 1 and "without MLflow tracking" in warnings[0]
 
-
-@dataclass(frozen=True)
-class _Prepared:  # the fields of prepared.Prepared that session.start reads
-    request: object
-    staged: object
-    commands: dict
-    out_dir: Path

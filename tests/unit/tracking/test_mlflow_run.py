@@ -11,7 +11,7 @@ from nvseg_bench.harness.ledger import RunRecord
 from nvseg_bench.harness.report import RunPage, track_pages
 from nvseg_bench.tracking import mlflow_run, session
 
-from ...helpers import materialize_pack
+from ...helpers import PreparedStandIn, materialize_pack
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -73,15 +73,7 @@ def test_the_harness_report_adds_its_figures_to_the_tracked_run(logged):
 
 
 def test_a_member_run_opens_its_parent_first_and_logs_as_its_child(tmp_path):
-    from dataclasses import dataclass
     from types import SimpleNamespace
-
-    @dataclass(frozen=True)
-    class Member:  # the fields of prepared.Prepared that session.start reads
-        request: object
-        staged: object
-        commands: dict
-        out_dir: Path
 
     out = tmp_path / "sweep"
     parent = session.parent([["mlflow"]], out)
@@ -89,7 +81,7 @@ def test_a_member_run_opens_its_parent_first_and_logs_as_its_child(tmp_path):
     assert items == [[f"mlflow={parent.uri}"]] and parent.uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     staged = tmp_path / "dfw_tracking.json"
     staged.write_text(json.dumps({"tracking_uri": parent.uri, "experiment_name": "nvseg-bench", "run_name": "seed-0"}))
-    member = Member(SimpleNamespace(tracking=items, dry_run=False), SimpleNamespace(tracking=staged),
+    member = PreparedStandIn(SimpleNamespace(tracking=items, dry_run=False), SimpleNamespace(tracking=staged),
                     {"finetune": ["python", "--tracking", "mlflow"]}, out / "seed-0")
     started, tracker = session.start(member, parent)
     assert parent.run is not None and tracker.run.parent_run_id == parent.run.run_id
