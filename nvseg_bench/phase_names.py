@@ -8,9 +8,13 @@ from __future__ import annotations
 EVAL_PRETRAINED = "eval_pretrained"  # formal evaluation of the start checkpoint
 FINETUNE = "finetune"  # continual-learning training, validation after each epoch
 EVAL_FINETUNED = "eval_finetuned"  # the same formal evaluation of the kept finetuned checkpoint
+EVAL_TEST_PRETRAINED = "eval_test_pretrained"  # the start checkpoint on the datalist's labelled `testing` cases
+EVAL_TEST_FINETUNED = "eval_test_finetuned"  # ... and the kept finetuned checkpoint on them
 FORGET_PRETRAINED = "forget_pretrained"  # the forgetting check: other classes, pretrained checkpoint
 FORGET_FINETUNED = "forget_finetuned"  # ... and the finetuned checkpoint
 PREDICT = "predict"  # nvseg-finetune predict: new scans through the bundle's inference.json
 
 RUN_ORDER = (EVAL_PRETRAINED, FINETUNE, EVAL_FINETUNED)  # a run's core phases, in the order they run
 FORGETTING = (FORGET_PRETRAINED, FORGET_FINETUNED)
+# each split a formal evaluation scores: (the phase scoring the start checkpoint, the one scoring the kept one)
+EVAL_SPLITS = {"validation": (EVAL_PRETRAINED, EVAL_FINETUNED), "test": (EVAL_TEST_PRETRAINED, EVAL_TEST_FINETUNED)}
