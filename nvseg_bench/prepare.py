@@ -157,11 +157,11 @@ def audit_data(entries: list[dict], dataset_dir: Path, root: Path | None, local:
 def plan_run(req: Request, resolved: Resolved, env: dict[str, Any], findings: dict[str, Any], factor: int,
              notes: list[str | None], first: str = "", bundle: Path | None = None) -> Plan:
     """The plan with the lines of the checks before it (`notes`), and several nodes making it a multi-GPU run;
-    `first`: the model and its licence, the plan's first line."""
+    `first`: the model and its licence, the line after the preset's."""
     plan = make_plan(resolved, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
     network.check_patch(plan.patch_size, factor, resolved.source("patch_size"))  # the plan's own choice too
     default = axis.default_patch_line(bundle, factor, plan.patch_size) if bundle is not None else None
-    plan = replace(plan, rationale=(first, *plan.rationale) if first else plan.rationale)
+    plan = replace(plan, rationale=(plan.rationale[0], first, *plan.rationale[1:]) if first else plan.rationale)
     plan = plan.noting(network.patch_note(factor), default, *notes)
     if (req.nnodes or 1) > 1:
         plan = replace(plan, multi_gpu=True).noting(

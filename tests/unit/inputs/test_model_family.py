@@ -138,7 +138,7 @@ def test_mapping_preset_task06_on_the_task06_layout_resolves_to_lung_tumour(task
     assert doc["input"]["label_mappings"] == {"default": [[1, 23]]}
     assert doc["input"]["label_mapping_resolution_text"].startswith(f"--mapping-preset Task06 ({ctmr}")
     assert doc["input"]["bundle"]["model"] == "ctmr" and doc["input"]["bundle"]["non_commercial"] is True
-    assert doc["plan"]["rationale"][0].startswith("model: NV-Segment-CTMR") and "NON-COMMERCIAL" in doc["plan"]["rationale"][0]
+    assert doc["plan"]["rationale"][1].startswith("model: NV-Segment-CTMR") and "NON-COMMERCIAL" in doc["plan"]["rationale"][1]
     assert doc["input"]["modality"] == {"modality": "CT_BODY", "source": "default: every image looks like CT",
                                         "images": {"CT": 8, "MR": 0}}
 
@@ -224,3 +224,19 @@ def test_a_mapping_onto_kidney_on_ct_takes_the_train_route_not_new_class():
 def test_a_new_class_never_takes_a_super_class_id():
     with pytest.raises(MappingError, match="super-class"):
         resolve_mapping(ask("[[1, 20]]", new=[(1, "lung")]), load_label_dict(CT_LIST), "ct")
+
+
+# --- --model ctmr without --bundle-dir: NVIDIA's CTMR bundle from the hub cache (tests/conftest.py lays it out) ---
+
+def test_model_ctmr_takes_the_ctmr_hub_bundle_and_records_it_unpinned(tmp_path):
+    out = tmp_path / "out"
+    code = main([str(REPO / "fixtures" / "mr_micro"), "--dry-run", "--model", "ctmr", "--modality", "MRI_BODY",
+                 "--output-dir", str(out)])
+    assert code == 0
+    doc = json.loads((out / "output.json").read_text())
+    bundle = doc["input"]["bundle"]
+    assert bundle["source"] == "hub" and bundle["repo"] == "nvidia/NV-Segment-CTMR" and bundle["model"] == "ctmr"
+    assert bundle["revision"] == make_ctmr_bundle.TEST_REVISION and bundle["matches_pinned_upstream"] is False
+    assert bundle["upstream_check"]["state"] == "verified"
+    assert any("unpinned" in line for line in doc["plan"]["rationale"])
+    assert doc["input"]["label_dict_path"].endswith("configs/label_dict.json")
