@@ -297,9 +297,8 @@ def prepare(req: Request) -> Prepared:
                                         everything=axis.everything_pool(chosen_modality.modality, bundle.path,
                                                                         set(label_dict.values())))
     plan = plan_run(req, resolved, env, findings, factor,
-                    [bundle_source.plan_line(bundle, dict_path), f"model: {spec.name} ({model_why})",
-                     chosen_modality.plan_line(), superclass.route_line(trained_super), versions,
-                     allocator_line(os.environ), slurm_line], first=spec.licence_line(), bundle=bundle.path)
+                    [bundle_source.plan_line(bundle, dict_path), chosen_modality.plan_line(), superclass.route_line(trained_super), versions,
+                     allocator_line(os.environ), slurm_line], first=spec.licence_line(model_why), bundle=bundle.path)
     missing = missing_bundle_configs(bundle.path, plan.multi_gpu)
     if missing:
         raise ArgumentError(f"the bundle {bundle.path} lacks {', '.join(missing)}.",

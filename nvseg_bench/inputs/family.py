@@ -40,10 +40,10 @@ class Model:
     modalities: tuple[str, ...]
     new_ids: range  # ids a --new-class may take: above the model's classes, below 'no class' or the embeddings
 
-    def licence_line(self) -> str:
-        """The plan's first line: the model and, for a non-commercial one, that it is."""
+    def licence_line(self, why: str = "") -> str:
+        """The plan's line after the preset's: the model, why it is this one, and its licence (non-commercial first)."""
         use = "NON-COMMERCIAL USE ONLY: " if self.non_commercial else ""
-        return f"model: {self.title} (--model {self.name}); {use}licence {self.licence}"
+        return f"model: {self.title} (--model {self.name}{'; ' + why if why else ''}); {use}licence {self.licence}"
 
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "title": self.title, "hub_repo": self.hub_repo, "revision": self.revision,
@@ -95,7 +95,7 @@ def choose_model(asked: str | None, bundle_dir: Path | None) -> tuple[Model, str
     """The run's model and why: a --bundle-dir's files decide (a --model that contradicts them is refused),
     else --model, else ct."""
     if bundle_dir is None:
-        return model(asked or CT), ("--model" if asked else "default")
+        return model(asked or CT), ("given" if asked else "the default")
     found = model_of_bundle(bundle_dir)
     if asked is not None and asked != found:
         raise ArgumentError(f"--model {asked} was given, and --bundle-dir {bundle_dir} holds the {found} bundle.",

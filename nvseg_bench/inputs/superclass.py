@@ -45,8 +45,8 @@ def route_line(ids: tuple[int, ...]) -> str | None:
     said = "; ".join(f"id {i} '{SUPER_CLASSES[i].name}' is a super-class (VISTA3D turns a prompt for it into "
                      f"{SUPER_CLASSES[i].parts}); if your label separates them, map onto the parts instead, e.g. "
                      f"--label-mapping '{SUPER_CLASSES[i].split_example}'" for i in ids)
-    return (f"super_classes: this run trains {', '.join(map(str, ids))} as such, and drops them from the inference "
-            f"config's `subclass` entry for predict and both forgetting phases; {said}")
+    return (f"super_classes: this run trains id {', '.join(map(str, ids))} as such and drops its entry from the inference "
+            f"config's `subclass` for predict and both forgetting phases; {said}")
 
 
 def without(subclass: object, ids: tuple[int, ...]) -> object:

@@ -228,15 +228,37 @@ def test_a_new_class_never_takes_a_super_class_id():
 
 # --- --model ctmr without --bundle-dir: NVIDIA's CTMR bundle from the hub cache (tests/conftest.py lays it out) ---
 
-def test_model_ctmr_takes_the_ctmr_hub_bundle_and_records_it_unpinned(tmp_path):
-    out = tmp_path / "out"
+def plan_ctmr_from_the_hub(out: Path) -> dict:
     code = main([str(REPO / "fixtures" / "mr_micro"), "--dry-run", "--model", "ctmr", "--modality", "MRI_BODY",
                  "--output-dir", str(out)])
     assert code == 0
-    doc = json.loads((out / "output.json").read_text())
+    return json.loads((out / "output.json").read_text())
+
+
+def verifier_bundle_finding(out: Path):
+    from eval_engine.pack import load_pack
+    from eval_engine.provenance import check_bundle
+
+    return check_bundle(load_pack(out))
+
+
+def test_model_ctmr_takes_the_ctmr_hub_bundle_and_records_it_unpinned(tmp_path):
+    out = tmp_path / "out"
+    doc = plan_ctmr_from_the_hub(out)
     bundle = doc["input"]["bundle"]
     assert bundle["source"] == "hub" and bundle["repo"] == "nvidia/NV-Segment-CTMR" and bundle["model"] == "ctmr"
     assert bundle["revision"] == make_ctmr_bundle.TEST_REVISION and bundle["matches_pinned_upstream"] is False
     assert bundle["upstream_check"]["state"] == "verified"
     assert any("unpinned" in line for line in doc["plan"]["rationale"])
     assert doc["input"]["label_dict_path"].endswith("configs/label_dict.json")
+
+
+def test_the_verifier_checks_a_ctmr_hub_bundle_against_its_own_list_and_never_as_pinned(tmp_path):
+    out = tmp_path / "out"
+    doc = plan_ctmr_from_the_hub(out)
+    found = verifier_bundle_finding(out)
+    assert found.status == "pass" and found.numbers["state_derived"] == "verified"
+    assert found.numbers["pinned_derived"] is False
+    doc["input"]["bundle"]["matches_pinned_upstream"] = True  # a claim the unpinned model cannot make
+    (out / "output.json").write_text(json.dumps(doc))
+    assert verifier_bundle_finding(out).status == "fail"
