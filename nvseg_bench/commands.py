@@ -20,15 +20,17 @@ from nvseg_bench.inputs.request import positive_float
 
 
 def fetch_weights(argv: Sequence[str]) -> int:
-    """`nvseg-finetune fetch-weights`: put the pinned NV-Segment-CT checkpoint into the local hub cache."""
+    """`nvseg-finetune fetch-weights [--model ct|ctmr]`: put the model's checkpoint into the local hub cache."""
+    from nvseg_bench.inputs.family import CT, MODELS
     from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, from_hub
     from nvseg_bench.store.files import sha256_file
 
     parser = argparse.ArgumentParser(prog=f"{PROG} fetch-weights",
-                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} into the "
-                                                 "Hugging Face cache (HF_HOME), so later runs need no network.")
-    parser.parse_args(argv)
-    path = from_hub()
+                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} (or with --model "
+                                                 "ctmr nvidia/NV-Segment-CTMR's, unpinned) into the Hugging Face cache "
+                                                 "(HF_HOME), so later runs need no network.")
+    parser.add_argument("--model", choices=sorted(MODELS), default=CT, help="which model's weights (default ct)")
+    path = from_hub(MODELS[parser.parse_args(argv).model])
     print(f"{PROG}: {path} ({path.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(path)})")
     return 0
 

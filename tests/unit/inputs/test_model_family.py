@@ -262,3 +262,11 @@ def test_the_verifier_checks_a_ctmr_hub_bundle_against_its_own_list_and_never_as
     doc["input"]["bundle"]["matches_pinned_upstream"] = True  # a claim the unpinned model cannot make
     (out / "output.json").write_text(json.dumps(doc))
     assert verifier_bundle_finding(out).status == "fail"
+
+
+def test_the_presets_command_lists_a_bundles_presets_and_refuses_the_ct_model(ctmr, capsys):
+    assert main(["presets", "--bundle-dir", str(ctmr)]) == 0
+    printed = capsys.readouterr().out
+    assert "40 presets in" in printed and "Task06                             1 pair(s)  [[1, 23]]" in printed
+    assert main(["presets"]) == 2 and "--model ctmr" in capsys.readouterr().err
+    assert main(["presets", "--model", "ctmr"]) == 0  # the CTMR bundle in the test hub cache
