@@ -7,7 +7,10 @@ own file list, `self_consistent` when no list was kept, `differs`, or `not_hub`;
 `models--nvidia--NV-Segment-CT/snapshots/REVISION/`; `nvseg-finetune fetch-bundle` keeps the hub's
 list of the revision's files (path, size, git blob id, LFS sha256) in that repo folder as
 `nvseg-file-list.REVISION.json`. This verifier re-derives the state with its own code and its own
-pinned repo and revision, and fails a pack that claims a stronger state than it finds.
+pinned repo and revision, and fails a pack that claims a stronger state than it finds. A run of
+NV-Segment-CTMR (`input.bundle.model` "ctmr") has no pinned revision: its snapshot is checked against
+the list kept for the commit it names (the snapshot folder's name) in `models--nvidia--NV-Segment-CTMR`,
+and is never pinned.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from .pack import Pack, sha256_file
 
 PINNED_REPO = "nvidia/NV-Segment-CT"
 PINNED_REVISION = "afb51518689f71e6abb367ee6301b2cd0225c66a"  # the revision the NV-Segment-CT weights come from
+UNPINNED_REPOS = {"ctmr": "nvidia/NV-Segment-CTMR"}  # model -> hub repo of a model no revision is pinned for
 WEIGHT_SUFFIXES = (".pt", ".safetensors")
 RECIPE = ("configs/*", "scripts/*", "*.json", "LICENSE*", "README*", "docs/*")  # what a run needs from the hub
 VERIFIED, SELF_CONSISTENT, DIFFERS, NOT_HUB = "verified", "self_consistent", "differs", "not_hub"
@@ -38,12 +42,12 @@ def _content_id(data: bytes, blob: str) -> str:
     return hashlib.sha256(data).hexdigest() if len(blob) == 64 else _blob_id(data)
 
 
-def _listed_files(repo_folder: Path) -> dict[str, Any] | None:
+def _listed_files(repo_folder: Path, repo: str, revision: str) -> dict[str, Any] | None:
     try:
-        doc = json.loads((repo_folder / f"nvseg-file-list.{PINNED_REVISION}.json").read_text(encoding="utf-8"))
+        doc = json.loads((repo_folder / f"nvseg-file-list.{revision}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    ok = isinstance(doc, dict) and doc.get("repo") == PINNED_REPO and doc.get("revision") == PINNED_REVISION
+    ok = isinstance(doc, dict) and doc.get("repo") == repo and doc.get("revision") == revision
     files = doc.get("files") if ok else None
     return files if isinstance(files, dict) and all(isinstance(v, dict) for v in files.values()) else None
 
@@ -56,13 +60,13 @@ def _same_bytes(path: Path, entry: dict[str, Any]) -> bool:
     return _blob_id(path.read_bytes()) == entry.get("blob_id")
 
 
-def snapshot_state(path: Path) -> tuple[str, list[str]]:
-    """The pinned snapshot's state as this verifier finds it, and the reasons when it is not `verified`."""
-    expected = f"models--{PINNED_REPO.replace('/', '--')}"
-    if path.parent.name != "snapshots" or path.parents[1].name != expected or path.name != PINNED_REVISION:
-        return DIFFERS, [f"{path} is not {expected}/snapshots/{PINNED_REVISION} in a Hugging Face cache"]
+def snapshot_state(path: Path, repo: str = PINNED_REPO, revision: str = PINNED_REVISION) -> tuple[str, list[str]]:
+    """The snapshot's state as this verifier finds it, and the reasons when it is not `verified`."""
+    expected = f"models--{repo.replace('/', '--')}"
+    if path.parent.name != "snapshots" or path.parents[1].name != expected or path.name != revision:
+        return DIFFERS, [f"{path} is not {expected}/snapshots/{revision} in a Hugging Face cache"]
     present = {p.relative_to(path).as_posix(): p for p in sorted(path.rglob("*")) if p.is_file()}
-    listed = _listed_files(path.parents[1])
+    listed = _listed_files(path.parents[1], repo, revision)
     if listed is None:
         altered = [f"{rel} differs from its blob {Path(os.path.realpath(p)).name[:12]}" for rel, p in present.items()
                    if not rel.endswith(WEIGHT_SUFFIXES)
@@ -82,6 +86,8 @@ def derived_state(bundle: dict[str, Any]) -> tuple[str, list[str]] | None:
         return None
     if bundle.get("source") != "hub":
         return NOT_HUB, []
+    if bundle.get("model") in UNPINNED_REPOS:  # checked against the list of the commit it names; never pinned
+        return snapshot_state(path, UNPINNED_REPOS[bundle["model"]], str(bundle.get("revision")))
     if bundle.get("revision") != PINNED_REVISION:
         return DIFFERS, [f"revision {bundle.get('revision')} is not the pinned {PINNED_REVISION}"]
     return snapshot_state(path)
@@ -91,7 +97,9 @@ def derived_pinned(bundle: dict[str, Any]) -> bool | None:
     """Whether a reference measured on the pinned recipe may judge the run: the pinned upstream bundle verified or
     (no file list) self-consistent, as this verifier finds it (None: not reachable)."""
     found = derived_state(bundle)
-    return None if found is None else found[0] in (VERIFIED, SELF_CONSISTENT)
+    if found is None:
+        return None
+    return found[0] in (VERIFIED, SELF_CONSISTENT) and bundle.get("model") not in UNPINNED_REPOS
 
 
 def claimed_state(bundle: dict[str, Any]) -> str:
@@ -114,12 +122,13 @@ def check_bundle(pack: Pack) -> Finding:
                      if not (path / rel).is_file() or sha256_file(path / rel) != digest)
     state, why = derived_state(bundle) or (NOT_HUB, [])
     says, pinned = claimed_state(bundle), bundle.get("matches_pinned_upstream")
+    pinned_found = state == VERIFIED and bundle.get("model") not in UNPINNED_REPOS
     numbers = {"files": len(claimed), "changed": changed, "state_derived": state, "state_claimed": says,
-               "pinned_derived": state == VERIFIED, "pinned_claimed": pinned}
+               "pinned_derived": pinned_found, "pinned_claimed": pinned}
     if changed:
         return failed(name, f"{len(changed)} recipe files differ from the digests output.json gives: "
                       f"{', '.join(changed[:5])}", **numbers)
-    if STRENGTH[says] > STRENGTH[state] or (pinned is True and state != VERIFIED):
+    if STRENGTH[says] > STRENGTH[state] or (pinned is True and not pinned_found):
         return failed(name, f"output.json claims upstream state {says} (matches_pinned_upstream={pinned}), the "
                       f"verifier finds {state} ({'; '.join(why[:3]) or 'it is'})", **numbers)
     return passed(name, f"{len(claimed)} recipe files match; {bundle.get('source')} bundle, upstream state {state}"

@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
                         help="training and evaluation arithmetic (default: fp16 autocast on a CUDA GPU, fp32 on the CPU)")
     model = parser.add_argument_group("model and bundle")
+    model.add_argument("--model", choices=["ct", "ctmr"],
+                       help="NV-Segment-CT (ct, default: CT only) or NV-Segment-CTMR (ctmr: CT, body and brain MRI; "
+                            "non-commercial licence); a --bundle-dir's own files decide")
+    model.add_argument("--modality", choices=["CT_BODY", "MRI_BODY", "MRI_BRAIN"],
+                       help="the images' modality (default CT_BODY for CT images; MR images on --model ctmr need it)")
+    data.add_argument("--mapping-preset", metavar="NAME",
+                      help="a dataset's mapping from the bundle's configs/label_mappings.json, e.g. Task06 "
+                           "(`nvseg-finetune presets` lists them)")
     model.add_argument("--pretrained-ckpt", metavar="PATH", help="start from this checkpoint")
     model.add_argument("--network-config", type=Path, metavar="JSON", help="config file that sets network_def")
     model.add_argument("--bundle-dir", type=Path, metavar="DIR",

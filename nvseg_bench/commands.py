@@ -20,36 +20,41 @@ from nvseg_bench.inputs.request import positive_float
 
 
 def fetch_weights(argv: Sequence[str]) -> int:
-    """`nvseg-finetune fetch-weights`: put the pinned NV-Segment-CT checkpoint into the local hub cache."""
+    """`nvseg-finetune fetch-weights [--model ct|ctmr]`: put the model's checkpoint into the local hub cache."""
+    from nvseg_bench.inputs.family import CT, MODELS
     from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, from_hub
     from nvseg_bench.store.files import sha256_file
 
     parser = argparse.ArgumentParser(prog=f"{PROG} fetch-weights",
-                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} into the "
-                                                 "Hugging Face cache (HF_HOME), so later runs need no network.")
-    parser.parse_args(argv)
-    path = from_hub()
+                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} {HUB_FILE} (or with --model "
+                                                 "ctmr nvidia/NV-Segment-CTMR's, unpinned) into the Hugging Face cache "
+                                                 "(HF_HOME), so later runs need no network.")
+    parser.add_argument("--model", choices=sorted(MODELS), default=CT, help="which model's weights (default ct)")
+    path = from_hub(MODELS[parser.parse_args(argv).model])
     print(f"{PROG}: {path} ({path.stat().st_size / 2**20:.1f} MiB, sha256 {sha256_file(path)})")
     return 0
 
 
 def fetch_bundle(argv: Sequence[str]) -> int:
-    """`nvseg-finetune fetch-bundle`: NVIDIA's bundle (configs, scripts, weights) into the local hub cache."""
+    """`nvseg-finetune fetch-bundle [--model ct|ctmr]`: NVIDIA's bundle (configs, scripts, weights) into the hub cache."""
+    from nvseg_bench.inputs.family import CT, MODELS
     from nvseg_bench.model import bundle_source, hub_files
     from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION
 
     parser = argparse.ArgumentParser(prog=f"{PROG} fetch-bundle",
-                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} (configs, scripts and "
+                                     description=f"Download {HUB_REPO}@{HUB_REVISION[:12]} (or with --model ctmr "
+                                                 "nvidia/NV-Segment-CTMR, unpinned) (configs, scripts and "
                                                  f"{HUB_FILE}) into the Hugging Face cache (HF_HOME), so runs without "
                                                  "--bundle-dir need no network. With HF_HUB_OFFLINE=1 it only "
                                                  "checks the cache. It also keeps the hub's list of the revision's files (path, blob id, size, LFS sha256) "
                                                  "beside the cache, which every run checks the snapshot against.")
-    parser.parse_args(argv)
-    snapshot = bundle_source.hub_snapshot(download=True, patterns=bundle_source.fetch_patterns())
-    listed = _keep_file_list(snapshot)
-    used = bundle_source.from_hub(download=False)
+    parser.add_argument("--model", choices=sorted(MODELS), default=CT, help="which bundle of the family (default ct)")
+    spec = MODELS[parser.parse_args(argv).model]
+    snapshot = bundle_source.hub_snapshot(download=True, patterns=bundle_source.fetch_patterns(), spec=spec)
+    listed = _keep_file_list(snapshot, spec.hub_repo)
+    used = bundle_source.from_hub(download=False, spec=spec)
     check, weights = used.check, snapshot / HUB_FILE
-    print(f"{PROG}: {HUB_REPO}@{HUB_REVISION[:12]} in {snapshot}\n"
+    print(f"{PROG}: {spec.hub_repo}@{snapshot.name[:12]} in {snapshot}\n"
           f"  recipe: {len(used.configs_sha256)} config and script files; upstream check: {check.state}"
           + (f" against {check.file_list}" if check.file_list else ""))
     if listed:
@@ -63,14 +68,14 @@ def fetch_bundle(argv: Sequence[str]) -> int:
     return 2 if check.state == hub_files.DIFFERS else 0
 
 
-def _keep_file_list(snapshot: Path) -> str | None:
+def _keep_file_list(snapshot: Path, repo: str) -> str | None:
     """Ask the hub for the revision's file list and keep it beside the cache; a line saying why not, when not."""
     from nvseg_bench.model import bundle_source, hub_files
 
     if bundle_source.offline():
         return "file list: not asked for (HF_HUB_OFFLINE is set); the cache is checked against its own blob names"
     try:
-        hub_files.fetch_list(snapshot.parents[1])
+        hub_files.fetch_list(snapshot.parents[1], repo=repo, revision=snapshot.name)
     except Exception as exc:  # the hub raises many types; all mean "no list now"
         return f"file list: the hub did not give it ({type(exc).__name__}); the cache is checked against its own " \
                "blob names"
@@ -128,6 +133,30 @@ def cache_command(argv: Sequence[str]) -> int:
     for info in found:
         print(f"  {info.name:<40} {info.kind:<10} {info.files:>6} files {info.bytes / 2**20:>10.1f} MiB  "
               f"used {(now - info.last_used) / 86400:.1f} days ago")
+    return 0
+
+
+def presets_command(argv: Sequence[str]) -> int:
+    """`nvseg-finetune presets [--model ct|ctmr] [--bundle-dir DIR]`: the dataset mappings --mapping-preset takes."""
+    from nvseg_bench.inputs import family, mapping_presets
+    from nvseg_bench.model import bundle_source
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} presets",
+                                     description="List the dataset presets of a bundle's configs/label_mappings.json "
+                                                 "(NV-Segment-CTMR ships them; NV-Segment-CT ships none).")
+    parser.add_argument("--model", choices=sorted(family.MODELS), default=None, help="which bundle (default ct)")
+    parser.add_argument("--bundle-dir", type=Path, default=None, help="a bundle folder (wins over --model)")
+    args = parser.parse_args(argv)
+    if args.bundle_dir is not None:
+        bundle = bundle_source.bundle_dir(args.bundle_dir)
+    elif (args.model or family.CT) == family.CT:
+        bundle = bundle_source.BUILTIN  # NV-Segment-CT's recipe: no presets, as the message then says
+    else:
+        bundle = bundle_source.hub_snapshot(download=False, spec=family.MODELS[args.model])
+    lines = mapping_presets.listing(bundle)
+    print(f"{PROG}: {len(lines)} presets in {mapping_presets.presets_file(bundle)} (pass one as --mapping-preset NAME)")
+    for line in lines:
+        print(f"  {line}")
     return 0
 
 
@@ -225,4 +254,4 @@ def save_to(location: str, out_dir: Path) -> list[Path]:
 
 
 SUBCOMMANDS = {"fetch-weights": fetch_weights, "fetch-bundle": fetch_bundle, "cache": cache_command, "predict": predict,
-               "history": history_command, "compare": compare_command}
+               "history": history_command, "compare": compare_command, "presets": presets_command}

@@ -24,7 +24,8 @@ import numpy as np
 from nvseg_bench.phase_names import PREDICT
 from nvseg_bench import PROG, paths
 from nvseg_bench.errors import EXIT_OK, EXIT_PHASE_FAILED, ArgumentError, DataContractError
-from nvseg_bench.inputs import anatomy
+from nvseg_bench.inputs import anatomy, superclass
+from nvseg_bench.inputs.family import MODALITIES
 from nvseg_bench.inputs.audit import components, load_hashed, nonfinite_count
 from nvseg_bench.inputs.dataset import UNUSABLE, case_name, spacing_problem, voxel_spacing, voxels
 from nvseg_bench import run_folder
@@ -47,6 +48,7 @@ class Model:
     bundle_dir: Path
     network: dict[str, Any] | None  # the run's network definition, checked as plain data (run_folder.network)
     values: RunValues
+    modality: str | None = None  # the run's input.modality (inputs/modality.py); None for a run before the axis
 
     @property
     def pairs(self) -> list[list[int]]:
@@ -66,7 +68,10 @@ def read_run(run_dir: Path, checkpoint: str, bundle_dir: Path | None = None) -> 
     if not (bundle / "configs" / "inference.json").is_file():
         raise ArgumentError(f"the bundle {bundle} has no configs/inference.json.",
                             fix=["Fetch NVIDIA's bundle (`nvseg-finetune fetch-bundle`), or pass --bundle-dir DIR."])
-    return Model(run_dir, run_folder.checkpoint(doc, run_dir, checkpoint), checkpoint, bundle, network, values)
+    block = doc.get("input")
+    recorded = block.get("modality") if isinstance(block, dict) else None  # untrusted: read as data
+    chosen = recorded.get("modality") if isinstance(recorded, dict) and recorded.get("modality") in MODALITIES else None
+    return Model(run_dir, run_folder.checkpoint(doc, run_dir, checkpoint), checkpoint, bundle, network, values, chosen)
 
 
 def find_images(given: Sequence[Path]) -> list[Path]:
@@ -127,8 +132,9 @@ def refuse_output_inside(out_dir: Path, inputs: Sequence[Path]) -> None:
 
 def inference(model: Model, images: list[Path], out_dir: Path) -> Inference:
     v = model.values
-    return Inference(model.bundle_dir, model.checkpoint, tuple(images), tuple(glob for _, glob in v.pairs),
-                     out_dir / RAW, v.patch_size, v.sw_overlap, v.amp)
+    prompts = tuple(glob for _, glob in v.pairs)  # a trained super-class id keeps its class: out of `subclass`
+    return Inference(model.bundle_dir, model.checkpoint, tuple(images), prompts, out_dir / RAW, v.patch_size,
+                     v.sw_overlap, v.amp, model.modality, superclass.trained(prompts))
 
 
 def to_local(global_map: np.ndarray, pairs: list[list[int]]) -> np.ndarray:

@@ -17,11 +17,11 @@ from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_PRETRAINED, FINETUNE, F
 from nvseg_bench import paths
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.evidence.collect import dataset_inputs
-from nvseg_bench.inputs import audit, dataset, labels
+from nvseg_bench.inputs import audit, dataset, family, labels, modality, superclass
 from nvseg_bench.inputs.preset import default_dataset, preset_name
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.inputs.resolve import Resolved, resolve_for
-from nvseg_bench.model import bundle_source, checkpoints
+from nvseg_bench.model import axis, bundle_source, checkpoints
 from nvseg_bench.model.weights import Weights, hub_cache_dir, resolve_weights
 from nvseg_bench.phases.runner import allocator_line, bundle_command, command_prefix
 from nvseg_bench.planning import environment, forgetting, network, pins, slurm
@@ -64,14 +64,6 @@ def refuse_output_inside(given: Path, out_dir: Path, name: str, protected: Path)
                             fix=["Choose an output dir elsewhere, e.g. runs/NAME; this tool never writes into its inputs."])
 
 
-def local_bundle(req: Request, preset: str) -> Path | None:
-    """The bundle's folder where it is known without fetching anything: --bundle-dir, or the builtin stand-in of
-    the smoke preset; None for NVIDIA's hub bundle, which is looked up (or downloaded) after the user's own inputs."""
-    if req.bundle_dir is not None:
-        return bundle_source.bundle_dir(req.bundle_dir)
-    return bundle_source.BUILTIN if preset in bundle_source.BUILTIN_PRESETS else None
-
-
 def class_list(known: Path | None) -> Path:
     """The class list the mapping is checked against. NVIDIA's hub snapshot ships none (nor does a folder
     downloaded from it), so the builtin bundle's, the same 124 classes as upstream's (docs/design.md), stands
@@ -80,10 +72,11 @@ def class_list(known: Path | None) -> Path:
     return labels.find_label_dict(known, fallback) if known is not None else fallback
 
 
-def choose_bundle(req: Request, preset: str, out_dir: Path, dict_path: Path) -> bundle_source.BundleSource:
+def choose_bundle(req: Request, preset: str, out_dir: Path, dict_path: Path,
+                  spec: family.Model = family.MODELS[family.CT]) -> bundle_source.BundleSource:
     """The bundle (bundle_source.py), chosen after the user's data and mapping were checked; its class list
     must be the one the mapping was checked against."""
-    chosen = bundle_source.choose(req.bundle_dir, preset)
+    chosen = bundle_source.choose(req.bundle_dir, preset, spec=spec)
     refuse_output_inside(req.output_dir, out_dir, "bundle dir", chosen.path)
     found = labels.find_label_dict(chosen.path, dict_path)
     if found != dict_path:  # only a hub snapshot can differ: the pinned revision ships no class list
@@ -162,11 +155,14 @@ def audit_data(entries: list[dict], dataset_dir: Path, root: Path | None, local:
 
 
 def plan_run(req: Request, resolved: Resolved, env: dict[str, Any], findings: dict[str, Any], factor: int,
-             notes: list[str | None]) -> Plan:
-    """The plan with the lines of the checks before it (`notes`), and several nodes making it a multi-GPU run."""
+             notes: list[str | None], first: str = "", bundle: Path | None = None) -> Plan:
+    """The plan with the lines of the checks before it (`notes`), and several nodes making it a multi-GPU run;
+    `first`: the model and its licence, the line after the preset's."""
     plan = make_plan(resolved, env, resampled_mb(findings), os.environ.get("NPROC_PER_NODE"))
     network.check_patch(plan.patch_size, factor, resolved.source("patch_size"))  # the plan's own choice too
-    plan = plan.noting(network.patch_note(factor), *notes)
+    default = axis.default_patch_line(bundle, factor, plan.patch_size) if bundle is not None else None
+    plan = replace(plan, rationale=(plan.rationale[0], first, *plan.rationale[1:]) if first else plan.rationale)
+    plan = plan.noting(network.patch_note(factor), default, *notes)
     if (req.nnodes or 1) > 1:
         plan = replace(plan, multi_gpu=True).noting(
             f"multi_gpu: {req.nnodes} nodes x {plan.nproc_per_node} processes, DDP through torchrun")
@@ -180,10 +176,11 @@ def check_network_config(net_config: Path | None, source: str) -> None:
                             fix=["Point it at a JSON file that sets network_def, or leave it out for the bundle's network."])
 
 
-def checked_weights(resolved: Resolved, bundle_dir: Path, net_config: Path | None) -> Weights:
+def checked_weights(resolved: Resolved, bundle_dir: Path, net_config: Path | None,
+                    spec: family.Model = family.MODELS[family.CT]) -> Weights:
     """The pretrained weights (last: the hub may be reached), with their layout held against the network."""
     weights = resolve_weights(resolved["pretrained_ckpt"], resolved.source("pretrained_ckpt"), resolved["model_name"],
-                              bundle_dir)
+                              bundle_dir, spec)
     if net_config is not None:
         return replace(weights, layout_check=f"skipped: the network comes from {net_config.name}")
     # the bundle's own network_def: vista3d132 in this bundle and upstream's
@@ -245,7 +242,8 @@ def phase_commands(req: Request, plan: Plan, staged: Staged, bundle_dir: Path, o
 
 
 def forgetting_commands(forget: forgetting.ForgettingPlan, plan: Plan, staged: Staged, bundle_dir: Path, out_dir: Path,
-                        images: tuple[Path, ...], pretrained: Path) -> dict[str, list[str]]:
+                        images: tuple[Path, ...], pretrained: Path, modality_name: str | None = None,
+                        trained_super: tuple[int, ...] = ()) -> dict[str, list[str]]:
     """The forgetting check's two inference phases (one process each: the inference config is not distributed),
     run after the formal evaluation; their overrides are staged under OUT/configs/."""
     if not forget.enabled:
@@ -253,7 +251,7 @@ def forgetting_commands(forget: forgetting.ForgettingPlan, plan: Plan, staged: S
     commands = {}
     for name, ckpt in zip(FORGETTING, (pretrained, staged.ckpt_dir / FINETUNED_NAME)):
         run = Inference(bundle_dir, ckpt, images, forget.prompts, out_dir / name, plan.patch_size, plan.sw_overlap,
-                        plan.amp)
+                        plan.amp, modality_name, trained_super)
         stack = stage_inference(run, staged.config_dir / f"{name}.json", staged.network)
         commands[name] = bundle_command(command_prefix(1), stack, bundle_dir)
     return commands
@@ -268,7 +266,9 @@ def prepare(req: Request) -> Prepared:
     dataset_dir, out_dir = resolve_dirs(req)
     resolved = resolve_for(req, dataset_dir)
     refuse_multi_gpu_sanity(req, resolved.preset)
-    known = local_bundle(req, resolved.preset)
+    spec, model_why = family.choose_model(req.model, bundle_source.bundle_dir(req.bundle_dir) if req.bundle_dir else None)
+    known = axis.early_bundle(req, resolved.preset, spec)
+    resolved = axis.with_preset(resolved, req, known)
     # the user's own inputs first (mapping, data contract, audit), NVIDIA's hub bundle after them: a broken dataset
     # is reported before a bundle that is not cached, whose download would be wasted on it
     guarded = {"bundle dir": known} if known is not None else {"Hugging Face cache": hub_cache_dir()}
@@ -276,9 +276,9 @@ def prepare(req: Request) -> Prepared:
         refuse_output_inside(req.output_dir, out_dir, name, folder)
     factor = check_patch(resolved, known) if known is not None else None  # before the audit reads every file
     versions = pins.check_phase_versions()
-    dict_path = class_list(known)
+    dict_path = class_list(known) if spec.name == family.CT else labels.find_label_dict(known)
     label_dict = labels.load_label_dict(dict_path)
-    mapping = labels.resolve_mapping(resolved.mapping, label_dict, str(dict_path))
+    mapping = labels.resolve_mapping(resolved.mapping, label_dict, str(dict_path), spec.new_ids)
     local = labels.local_values(mapping)
     make_output_dir(req.output_dir, out_dir)
     entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
@@ -286,21 +286,26 @@ def prepare(req: Request) -> Prepared:
     root, cache_why = store_root.choose_root(req.preprocess_cache, req.no_preprocess_cache,
                                              {"dataset dir": dataset_dir, **guarded})
     findings, digests = audit_data(entries, dataset_dir, root, local, source, mapping, resolved.mapping.local_value)
-    bundle = choose_bundle(req, resolved.preset, out_dir, dict_path)
+    chosen_modality = modality.choose(spec, req.modality, findings["samples"])  # a CT-only recipe on MR: refused
+    bundle = choose_bundle(req, resolved.preset, out_dir, dict_path, spec)
+    trained_super = superclass.trained([g for _, g in mapping.pairs])
     factor = factor if factor is not None else check_patch(resolved, bundle.path)
     env = environment.collect()
     refuse_sanity_without_gpu(req, resolved.preset, env)
     forget = forgetting.plan_forgetting(req.forgetting_check, preset=resolved.preset, cuda=bool(env["cuda_available"]),
-                                        label_dict=label_dict, mapped={g for _, g in mapping.pairs}, source=str(dict_path))
+                                        label_dict=label_dict, mapped={g for _, g in mapping.pairs}, source=str(dict_path),
+                                        everything=axis.everything_pool(chosen_modality.modality, bundle.path,
+                                                                        set(label_dict.values())))
     plan = plan_run(req, resolved, env, findings, factor,
-                    [bundle_source.plan_line(bundle, dict_path), versions, allocator_line(os.environ), slurm_line])
+                    [bundle_source.plan_line(bundle, dict_path), chosen_modality.plan_line(), superclass.route_line(trained_super), versions,
+                     allocator_line(os.environ), slurm_line], first=spec.licence_line(model_why), bundle=bundle.path)
     missing = missing_bundle_configs(bundle.path, plan.multi_gpu)
     if missing:
         raise ArgumentError(f"the bundle {bundle.path} lacks {', '.join(missing)}.",
                             fix=["Use a complete VISTA3D bundle (configs/train.json, train_continual.json, evaluate.json)."])
     net_config = resolved["network_config"]
     check_network_config(net_config, resolved.source("network_config"))
-    weights = checked_weights(resolved, bundle.path, net_config)
+    weights = checked_weights(resolved, bundle.path, net_config, spec)
     point, resume_line = resume.choose_point(req, out_dir, plan, bundle_sha256=bundle.configs_sha256,
                                              dataset=lambda: dataset_inputs(entries, dataset_dir, digests),
                                              weights_sha256=weights.sha256)
@@ -322,6 +327,7 @@ def prepare(req: Request) -> Prepared:
                     plan=plan.noting(forget.reason, resume_line, cache_line), weights=weights, staged=staged,
                     commands=phase_commands(req, plan, staged, bundle.path, out_dir, Path(weights.path))
                     | forgetting_commands(forget, plan, staged, bundle.path, out_dir, dataset.validation_images(entries, dataset_dir),
-                                          Path(weights.path)), forgetting=forget,
+                                          Path(weights.path), chosen_modality.modality, trained_super), forgetting=forget,
+                    modality=chosen_modality,
                     cache=cache, digests=digests, cache_note=cache_why, label_dict_path=dict_path, bundle=bundle,
                     resume_point=point)

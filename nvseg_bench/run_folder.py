@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from nvseg_bench.inputs.family import CT, MODELS
 from nvseg_bench import PROG
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.model import bundle_source
@@ -236,8 +237,8 @@ def bundle(doc: dict[str, Any], given: Path | None) -> Path:
     source = recorded.get("source")
     if source == "builtin":
         return bundle_source.BUILTIN
-    if source == "hub":
-        return bundle_source.hub_snapshot(download=False)
+    if source == "hub":  # the model's own hub bundle (inputs/family.py); runs before the model axis were NV-Segment-CT's
+        return bundle_source.hub_snapshot(download=False, spec=MODELS.get(str(recorded.get("model") or CT), MODELS[CT]))
     raise ArgumentError(f"the run used its own bundle ({str(recorded.get('path'))[:200]}), which predict does not "
                         "take from the run's record.",
                         fix=["Pass the bundle you trust: --bundle-dir DIR (the same recipe the run used)."])

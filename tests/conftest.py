@@ -26,6 +26,10 @@ os.environ.pop("HF_HUB_CACHE", None)
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="nvseg-test-hf-")
 os.environ["HF_HUB_OFFLINE"] = "1"
 make_hub_cache.build(Path(os.environ["HF_HOME"]) / "hub")
+# and nvidia/NV-Segment-CTMR (unpinned: refs/main names a test commit) for --model ctmr without --bundle-dir
+import make_ctmr_bundle  # noqa: E402
+
+make_ctmr_bundle.build_hub_cache(Path(os.environ["HF_HOME"]) / "hub")
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,9 @@ import pytest
 
 from nvseg_bench import paths
 from nvseg_bench.history.regression import Threshold
+from nvseg_bench.inputs.family import MODALITIES, MODELS
+
+MODEL_NAMES = tuple(MODELS)
 
 GROUP = "nvseg-bench (finetune runs as fixtures)"
 MIN_AGREEMENT = 0.8  # the forgetting gate's default bound (docs/harness.md); HarnessOptions' default
@@ -42,6 +45,8 @@ TEXT_OPTIONS = [
     ("folds", "cross-validation for every run, 'all' or e.g. 0,1,2,3,4 (nvseg-finetune --folds); gates judge the "
               "pooled figures over every case"),
     ("args", "other nvseg-finetune flags for every run, e.g. \"--seed 1 --phase-timeout 3600\""),
+    ("model", "the model of every run, ct or ctmr (nvseg-finetune --model; a --nvseg-bundle-dir's own files decide)"),
+    ("modality", "the images' modality for every run, CT_BODY, MRI_BODY or MRI_BRAIN (nvseg-finetune --modality)"),
     ("tracking", "log every run this session starts to mlflow[=URI] and/or tensorboard (nvseg-finetune --tracking); "
                  "not part of the cache key: a run served from the cache is not logged again (--nvseg-rerun logs it)"),
 ]
@@ -190,6 +195,8 @@ class HarnessOptions:
         args = check_passthrough(texts.pop("args") or "")
         gpu = bool(config.getoption("gpu") or config.getini("nvseg_gpu"))
         args += _seed_args(texts["seeds"]) + _fold_args(texts["folds"])
+        args += _choice_args(texts.pop("model"), "model", MODEL_NAMES) + _choice_args(texts.pop("modality"), "modality",
+                                                                                      MODALITIES)
         tracking = _tracking_args(texts.pop("tracking"))
         read = {k: v for f in features if f.read_options for k, v in f.read_options(config).items()}
         return cls(gpu=gpu, rerun=bool(config.getoption("nvseg_rerun")), args=args, tracking=tracking,
@@ -221,6 +228,17 @@ def _tracking_args(value: str | None) -> list[str]:
     except NvsegError as exc:
         raise pytest.UsageError(f"--nvseg-tracking: {exc.render('')}") from None
     return args
+
+
+def _choice_args(value: str | None, name: str, choices: Sequence[str]) -> list[str]:
+    """--nvseg-model=ctmr -> the CLI's --model ctmr (part of each run's cache key, as every passed flag is)."""
+
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} must be one of {', '.join(choices)}")
+        return text
+
+    return _checked_args(value, name, parse)
 
 
 def _checked_args(value: str | None, name: str, parse: Callable[[str], str]) -> list[str]:

@@ -27,6 +27,9 @@ def differences(baseline: dict[str, Any], current: dict[str, Any]) -> dict[str, 
         for key in sorted(before.keys() | after.keys()):
             if before.get(key) != after.get(key):
                 found[key] = [before.get(key), after.get(key)]
+    models = [model_of(baseline), model_of(current)]
+    if models[0] != models[1]:  # first: a run of one model is no baseline for the other's, and the line says so
+        found = {"model": models, **found}
     bundles = [_bundle_id(baseline.get("bundle")), _bundle_id(current.get("bundle"))]
     if bundles[0] != bundles[1]:
         found["bundle"] = bundles
@@ -34,6 +37,11 @@ def differences(baseline: dict[str, Any], current: dict[str, Any]) -> dict[str, 
     if digests[0] != digests[1]:
         found["dataset.digest"] = [d[:12] if d else d for d in digests]
     return found
+
+
+def model_of(record: dict[str, Any]) -> str:
+    """The record's model (input.bundle.model); a record saved before the model axis ran NV-Segment-CT."""
+    return str((record.get("bundle") or {}).get("model") or "ct")
 
 
 def _bundle_id(bundle: dict[str, Any] | None) -> str | None:
@@ -75,6 +83,7 @@ def compare(baseline: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]
     return {"baseline": baseline.get("run_id"), "baseline_saved_at": baseline.get("saved_at"),
             "baseline_name": baseline.get("name"), "baseline_commit": baseline.get("git_commit"),
             "current": current.get("run_id"), "formal_dice": dice_comparison(baseline, current),
+            "models": [model_of(baseline), model_of(current)],
             "wall": {"baseline": walls[0], "current": walls[1],
                      "ratio": walls[1] / walls[0] if walls[0] and walls[1] is not None else None},
             "differs": differences(baseline, current)}
@@ -87,7 +96,9 @@ def _signed(value: float | None, spec: str = "+.4f") -> str:
 def describe(comparison: dict[str, Any]) -> str:
     """One line: `formal Dice 0.3946 -> 0.3800 (-0.0146, 95% CI -0.02..-0.01, paired over 2 cases: 0 better, 2 worse)`."""
     dice = comparison["formal_dice"]
-    said = f"formal Dice {_signed(dice['baseline'], '.4f')} -> {_signed(dice['current'], '.4f')} ({_signed(dice['diff'])}"
+    models = comparison.get("models") or ["ct", "ct"]
+    warn = f"NOT LIKE FOR LIKE: a {models[0]} baseline for a {models[1]} run; " if models[0] != models[1] else ""
+    said = f"{warn}formal Dice {_signed(dice['baseline'], '.4f')} -> {_signed(dice['current'], '.4f')} ({_signed(dice['diff'])}"
     if dice["paired"]:
         ci = f", 95% CI {dice['ci'][0]:+.4f}..{dice['ci'][1]:+.4f}" if dice["ci"] else f", {dice['note']}"
         said += f"{ci}, paired over {dice['n_cases']} cases: {dice['n_better']} better, {dice['n_worse']} worse)"

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench.errors import MappingError
+from nvseg_bench.inputs import superclass
+from nvseg_bench.inputs.family import CT, MODELS, is_annotated_class_list
 from nvseg_bench.inputs.resolve import MappingAsk
 
-NEW_IDS = range(133, 255)  # ids a --new-class may take: above VISTA3D's 132, below the 255 of 'no class'
+NEW_IDS = MODELS[CT].new_ids  # NV-Segment-CT's --new-class ids, the default; each model's range is in family.py
 
 LABEL_DICT_NAME = "label_dict.json"
 # where bundles keep the class list, first match wins: upstream NV-Segment-CT (and this project's
@@ -62,7 +64,8 @@ def find_label_dict(bundle_dir: Path, fallback: Path | None = None) -> Path:
 
 
 def load_label_dict(path: Path) -> dict[str, int]:
-    """Read label_dict.json (class name -> global id) and check that it is one."""
+    """Read label_dict.json (class name -> global id) and check that it is one. Both of NVIDIA's formats:
+    NV-Segment-CT's name -> id, NV-Segment-CTMR's name -> {index, datasets, CT, MRI} (family.py)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -77,6 +80,8 @@ def load_label_dict(path: Path) -> dict[str, int]:
             [f"line {exc.lineno}, column {exc.colno}: {exc.msg}"],
             [f"Restore {path} from the bundle's release (a JSON object of name -> id)."],
         ) from exc
+    if is_annotated_class_list(data):
+        data = {name: entry["index"] for name, entry in data.items()}
     bad = _non_int_values(data)
     if not isinstance(data, dict) or not data or bad:
         raise MappingError(
@@ -85,6 +90,15 @@ def load_label_dict(path: Path) -> dict[str, int]:
             [f"Restore {path} from the bundle's release (e.g. {{\"spleen\": 3, ...}})."],
         )
     return {str(name): int(value) for name, value in data.items()}
+
+
+def class_modalities(path: Path) -> dict[int, tuple[str, ...]]:
+    """Per class id, the modalities its training data came from ("CT", "MRI"), as NV-Segment-CTMR's class list
+    records them; {} for a class list that does not (NV-Segment-CT's: all CT). Read after load_label_dict."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not is_annotated_class_list(data):
+        return {}
+    return {int(entry["index"]): tuple(str(m) for m in entry.get("datasets") or ()) for entry in data.values()}
 
 
 def _non_int_values(data: object) -> list[str]:
@@ -178,7 +192,8 @@ def _closest(key: str, names: list[str], shown: int = 5) -> list[str]:
     return (close + containing)[:shown]
 
 
-def resolve_mapping(ask: MappingAsk, label_dict: dict[str, int], source: str = LABEL_DICT_SOURCE) -> ResolvedMapping:
+def resolve_mapping(ask: MappingAsk, label_dict: dict[str, int], source: str = LABEL_DICT_SOURCE,
+                    new_ids: range = NEW_IDS) -> ResolvedMapping:
     """The mapping the resolver chose (resolve.py applies the precedence), checked against the class list
     `source`: literal pairs parsed and their ids checked, or the anatomy name looked up."""
     if ask.literal is not None:
@@ -190,7 +205,7 @@ def resolve_mapping(ask: MappingAsk, label_dict: dict[str, int], source: str = L
         if ask.source != "--label-mapping":
             resolution = f"{ask.source}: {resolution}"
         _refuse_unknown_ids(literal if isinstance(literal, str) else json.dumps(literal), pairs, label_dict, source,
-                            allowed={local for local, _ in ask.new_classes})
+                            allowed={local for local, _ in ask.new_classes}, new_ids=new_ids)
     elif ask.anatomy is not None:
         global_id = resolve_target_anatomy(ask.anatomy, label_dict, source)
         pairs = [(ask.local_value, global_id)]
@@ -207,10 +222,14 @@ def resolve_mapping(ask: MappingAsk, label_dict: dict[str, int], source: str = L
                 "maps to it).",
             ],
         )
-    pairs, new = add_new_classes([tuple(p) for p in pairs], ask.new_classes, label_dict)
+    pairs, new = add_new_classes([tuple(p) for p in pairs], ask.new_classes, label_dict, new_ids)
     if new:
         resolution += "; new classes " + ", ".join(f"{c['local']}={c['name']!r} -> id {c['global']}" for c in new)
-    names_by_id = {v: k for k, v in label_dict.items()} | {c["global"]: c["name"] for c in new}
+    supers = superclass.trained([glob for _, glob in pairs])
+    if supers:
+        resolution += f"; super-class {', '.join(map(str, supers))} trained as such (its subclass entry is dropped)"
+    names_by_id = (superclass.names(supers) | {v: k for k, v in label_dict.items()}
+                   | {c["global"]: c["name"] for c in new})
     return ResolvedMapping(
         pairs=[[local, glob] for local, glob in pairs],
         resolution=resolution,
@@ -220,23 +239,26 @@ def resolve_mapping(ask: MappingAsk, label_dict: dict[str, int], source: str = L
 
 
 def add_new_classes(pairs: list[tuple[int, int]], new_classes: tuple[tuple[int, str], ...],
-                    label_dict: dict[str, int]) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
-    """Each --new-class on the id --label-mapping gives its value (which must be free and in NEW_IDS), else on
-    the lowest free id in NEW_IDS (NVIDIA's finetune notes use unused ids below 255 this way)."""
-    known, taken, found = set(label_dict.values()), {g for _, g in pairs}, []
+                    label_dict: dict[str, int], new_ids: range = NEW_IDS
+                    ) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
+    """Each --new-class on the id --label-mapping gives its value (which must be free and in the model's
+    `new_ids`), else on the lowest free id there (NVIDIA's finetune notes use unused ids this way; the
+    model's range comes from family.py: 133..254 on NV-Segment-CT, above CTMR's 345 on NV-Segment-CTMR)."""
+    known, taken, found = set(label_dict.values()) | set(superclass.SUPER_CLASSES), {g for _, g in pairs}, []
+    span = f"{new_ids.start}..{new_ids.stop - 1}"
     names = {v: k for k, v in label_dict.items()}
     for local, name in new_classes:
         given = next((g for value, g in pairs if value == local), None)
-        if given is not None and (given in known or given not in NEW_IDS):
-            what = f"VISTA3D's {names[given]!r}" if given in known else f"outside {NEW_IDS.start}..{NEW_IDS.stop - 1}"
+        if given is not None and (given in known or given not in new_ids):
+            what = f"VISTA3D's {names.get(given, 'super-class')!r}" if given in known else f"outside {span}"
             raise MappingError(f"--new-class {local}={name}: --label-mapping puts value {local} on id {given}, {what}",
                                ["A new class needs an id no VISTA3D class uses."],
                                [f"Leave value {local} out of --label-mapping (the lowest free id is taken), or give "
-                                f"it a free id in {NEW_IDS.start}..{NEW_IDS.stop - 1}."])
+                                f"it a free id in {span}."])
         if given is None:
-            free = [i for i in NEW_IDS if i not in known and i not in taken]
+            free = [i for i in new_ids if i not in known and i not in taken]
             if not free:
-                raise MappingError(f"--new-class {local}={name}: no free id is left in {NEW_IDS.start}..{NEW_IDS.stop - 1}",
+                raise MappingError(f"--new-class {local}={name}: no free id is left in {span}",
                                    ["Every id there is a VISTA3D class or another new class."], ["Map fewer new classes."])
             given = free[0]
             pairs.append((local, given))
@@ -246,10 +268,12 @@ def add_new_classes(pairs: list[tuple[int, int]], new_classes: tuple[tuple[int, 
 
 
 def _refuse_unknown_ids(
-    text: str, pairs: list[tuple[int, int]], label_dict: dict[str, int], source: str, allowed: set[int] = frozenset()
+    text: str, pairs: list[tuple[int, int]], label_dict: dict[str, int], source: str, allowed: set[int] = frozenset(),
+    new_ids: range = NEW_IDS,
 ) -> None:
-    """Ids that are no VISTA3D class, unless their local value is a --new-class (`allowed`)."""
-    known = set(label_dict.values())
+    """Ids that are no VISTA3D class, unless their local value is a --new-class (`allowed`); a super-class id
+    (superclass.py) is one even where the class list leaves it out, as NV-Segment-CT's does."""
+    known = set(label_dict.values()) | set(superclass.SUPER_CLASSES)
     unknown = [glob for local, glob in pairs if glob not in known and local not in allowed]
     if unknown:
         raise MappingError(
@@ -258,7 +282,7 @@ def _refuse_unknown_ids(
             [
                 "--label-mapping alone cannot add a new class: map each local value onto an existing id,",
                 f"e.g. {MAPPING_EXAMPLE}, or name a class VISTA3D lacks with --new-class VALUE=NAME",
-                f"(it takes an unused id in {NEW_IDS.start}..{NEW_IDS.stop - 1}).",
+                f"(it takes an unused id in {new_ids.start}..{new_ids.stop - 1}).",
             ],
         )
 

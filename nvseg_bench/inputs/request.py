@@ -46,6 +46,9 @@ class Request:
     pretrained_ckpt: str | None = None
     network_config: Path | None = None
     bundle_dir: Path | None = None
+    model: str | None = None  # --model ct|ctmr; None: ct, or what --bundle-dir holds (inputs/family.py)
+    modality: str | None = None  # --modality CT_BODY|MRI_BODY|MRI_BRAIN; None: the audit decides (inputs/modality.py)
+    mapping_preset: str | None = None  # --mapping-preset NAME from the bundle's label_mappings.json
     nnodes: int | None = None
     node_rank: int | None = None
     rdzv_endpoint: str | None = None

@@ -19,9 +19,10 @@ from typing import Any
 
 from nvseg_bench import paths
 from nvseg_bench.errors import ArgumentError
+from nvseg_bench.inputs.family import CT, MODELS, Model
 from nvseg_bench.model import hub_files
 from nvseg_bench.model.hub_files import UpstreamCheck, git_blob_id  # noqa: F401 (git_blob_id: the fixtures use it)
-from nvseg_bench.model.weights import HUB_FILE, HUB_REPO, HUB_REVISION, hub_cache_dir, hub_unreachable
+from nvseg_bench.model.weights import HUB_FILE, hub_cache_dir, hub_unreachable
 
 BUILTIN = paths.BUILTIN_BUNDLE
 BUILTIN_PRESETS = ("smoke",)  # presets whose default is the builtin stand-in: the micro model needs it
@@ -43,6 +44,7 @@ class BundleSource:
     revision: str | None = None
     configs_sha256: dict[str, str] = field(default_factory=dict)
     upstream: UpstreamCheck | None = None  # hub only: the snapshot against the hub's file list (hub_files.py)
+    model: str = CT  # the family member (inputs/family.py): ct | ctmr
 
     @property
     def check(self) -> UpstreamCheck:
@@ -50,15 +52,23 @@ class BundleSource:
 
     @property
     def matches_pinned_upstream(self) -> bool:
-        return self.source == "hub" and self.revision == HUB_REVISION and self.check.state == hub_files.VERIFIED
+        return self.pinned and self.check.state == hub_files.VERIFIED
+
+    @property
+    def pinned(self) -> bool:
+        """A hub bundle at its model's pinned revision (an unpinned model, CTMR, never is)."""
+        spec = MODELS[self.model]
+        return self.source == "hub" and spec.pinned and self.revision == spec.revision
 
     @property
     def comparable(self) -> bool:
         """Whether a reference measured on the pinned recipe may judge this run (verified or self-consistent)."""
-        return self.source == "hub" and self.revision == HUB_REVISION and self.check.state in COMPARABLE
+        return self.pinned and self.check.state in COMPARABLE
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "repo": self.repo, "revision": self.revision, "path": str(self.path),
+        spec = MODELS[self.model]
+        return {"source": self.source, "model": self.model, "licence": spec.licence,
+                "non_commercial": spec.non_commercial, "repo": self.repo, "revision": self.revision, "path": str(self.path),
                 "configs_sha256": dict(self.configs_sha256),
                 "matches_pinned_upstream": self.matches_pinned_upstream,
                 "upstream_check": self.check.to_json(), "weights_sha256": self.check.weights_sha256,
@@ -76,16 +86,18 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _missing_hub(detail: str) -> ArgumentError:
+def _missing_hub(detail: str, spec: Model = MODELS[CT]) -> ArgumentError:
+    folder = spec.hub_repo.split("/")[1]
     return ArgumentError(
-        f"NVIDIA's NV-Segment-CT bundle is not available here ({detail}); nothing was run.",
-        evidence=[f"A run without --bundle-dir uses {HUB_REPO} at revision {HUB_REVISION[:12]} from the "
+        f"NVIDIA's {folder} bundle is not available here ({detail}); nothing was run.",
+        evidence=[f"A run without --bundle-dir uses {spec.hub_repo} at revision {spec.revision[:12]} from the "
                   f"Hugging Face cache ({hub_cache_dir()})."],
-        fix=["Run `nvseg-finetune fetch-bundle` once on a machine with network access (it fills that cache), "
-             "or pass --bundle-dir DIR with the NV-Segment-CT/ folder of NVIDIA-Medtech/NV-Segment-CTMR."])
+        fix=[f"Run `nvseg-finetune fetch-bundle{'' if spec.name == CT else ' --model ' + spec.name}` once on a machine "
+             f"with network access (it fills that cache), or pass --bundle-dir DIR with the {folder}/ folder of "
+             "NVIDIA-Medtech/NV-Segment-CTMR."])
 
 
-def hub_snapshot(download: bool, patterns: list[str] | None = None) -> Path:
+def hub_snapshot(download: bool, patterns: list[str] | None = None, spec: Model = MODELS[CT]) -> Path:
     """The pinned snapshot folder in the HF cache; downloads `patterns` first when allowed and not cached."""
     try:
         from huggingface_hub import snapshot_download
@@ -93,28 +105,30 @@ def hub_snapshot(download: bool, patterns: list[str] | None = None) -> Path:
         raise _missing_hub("huggingface_hub is not installed: pip install huggingface_hub") from None
     wanted = RECIPE_PATTERNS if patterns is None else patterns
     try:  # the cache first: a cached snapshot never costs a network round trip
-        return Path(snapshot_download(HUB_REPO, revision=HUB_REVISION, cache_dir=hub_cache_dir(),
+        return Path(snapshot_download(spec.hub_repo, revision=spec.revision, cache_dir=hub_cache_dir(),
                                       allow_patterns=wanted, local_files_only=True))
     except Exception as exc:  # not cached, or cached in part (the hub raises several types)
         if not download or offline():
             raise _missing_hub("HF_HUB_OFFLINE is set and it is not cached" if offline() else
-                               f"not cached: {type(exc).__name__}") from None
+                               f"not cached: {type(exc).__name__}", spec) from None
     if unreachable := hub_unreachable():  # one quick try: no retries against a hub that is not there
-        raise _missing_hub(f"not cached, and {unreachable}")
-    print(f"nvseg-finetune: downloading the bundle files of {HUB_REPO}@{HUB_REVISION[:12]}", flush=True)
+        raise _missing_hub(f"not cached, and {unreachable}", spec)
+    print(f"nvseg-finetune: downloading the bundle files of {spec.hub_repo}@{spec.revision[:12]}", flush=True)
     try:
-        return Path(snapshot_download(HUB_REPO, revision=HUB_REVISION, cache_dir=hub_cache_dir(),
+        return Path(snapshot_download(spec.hub_repo, revision=spec.revision, cache_dir=hub_cache_dir(),
                                       allow_patterns=wanted))
     except Exception as exc:  # the hub raises many types; all mean "not available here"
-        raise _missing_hub(f"not cached and not downloadable: {type(exc).__name__}") from None
+        raise _missing_hub(f"not cached and not downloadable: {type(exc).__name__}", spec) from None
 
 
-def from_hub(download: bool = True) -> BundleSource:
-    snapshot = hub_snapshot(download)
+def from_hub(download: bool = True, spec: Model = MODELS[CT]) -> BundleSource:
+    snapshot = hub_snapshot(download, spec=spec)
     if not (snapshot / "configs").is_dir():
-        raise _missing_hub(f"the cached snapshot {snapshot} has no configs/ folder")
-    return BundleSource("hub", snapshot, HUB_REPO, HUB_REVISION, recipe_digests(snapshot),
-                        upstream=hub_files.check_snapshot(snapshot, RECIPE_PATTERNS))
+        raise _missing_hub(f"the cached snapshot {snapshot} has no configs/ folder", spec)
+    # an unpinned repo (CTMR) records the commit its cached main resolved to: the snapshot folder's name
+    revision = spec.revision if spec.pinned else snapshot.name
+    return BundleSource("hub", snapshot, spec.hub_repo, revision, recipe_digests(snapshot),
+                        upstream=hub_files.check_snapshot(snapshot, RECIPE_PATTERNS, spec.hub_repo), model=spec.name)
 
 
 def bundle_dir(given: Path) -> Path:
@@ -127,18 +141,19 @@ def bundle_dir(given: Path) -> Path:
     return path
 
 
-def from_dir(given: Path) -> BundleSource:
+def from_dir(given: Path, model: str = CT) -> BundleSource:
     path = bundle_dir(given)
-    return BundleSource("builtin" if path == BUILTIN else "dir", path, configs_sha256=recipe_digests(path))
+    return BundleSource("builtin" if path == BUILTIN else "dir", path, configs_sha256=recipe_digests(path), model=model)
 
 
-def choose(given: Path | None, preset: str, download: bool = True) -> BundleSource:
-    """--bundle-dir wins; the smoke preset keeps the builtin stand-in; every other run uses NVIDIA's."""
+def choose(given: Path | None, preset: str, download: bool = True, spec: Model = MODELS[CT]) -> BundleSource:
+    """--bundle-dir wins; the smoke preset keeps the builtin stand-in (an NV-Segment-CT bundle: only for --model ct);
+    every other run uses NVIDIA's bundle of the chosen model from the hub."""
     if given is not None:
-        return from_dir(given)
-    if preset in BUILTIN_PRESETS:
+        return from_dir(given, spec.name)
+    if preset in BUILTIN_PRESETS and spec.name == CT:
         return from_dir(BUILTIN)
-    return from_hub(download)
+    return from_hub(download, spec)
 
 
 def differing_files(used: BundleSource) -> list[str]:
@@ -147,7 +162,7 @@ def differing_files(used: BundleSource) -> list[str]:
     if used.matches_pinned_upstream:
         return []
     try:
-        pinned = recipe_digests(hub_snapshot(download=False))
+        pinned = recipe_digests(hub_snapshot(download=False, spec=MODELS[used.model]))
     except ArgumentError:
         return list(used.check.different)
     mine = used.configs_sha256
@@ -167,7 +182,8 @@ def plan_line(used: BundleSource, class_list: Path) -> str:
         against = "against the hub's file list" if used.check.file_list else "no hub file list"
         warning = used.check.warning()
         state = f"{used.check.state}, {against}" + (f"; warning: {warning}" if warning else "")
-        what = f"NVIDIA's recipe, {used.repo}@{(used.revision or '')[:12]} from the Hugging Face cache ({state})"
+        unpinned = "" if used.pinned else ", unpinned: the commit the cached main named; no revision is pinned"
+        what = f"NVIDIA's recipe, {used.repo}@{(used.revision or '')[:12]} from the Hugging Face cache ({state}{unpinned})"
     elif used.source == "builtin":
         what = "this project's offline stand-in bundle/ (the smoke preset's micro model needs it)"
     else:

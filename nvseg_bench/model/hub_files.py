@@ -83,33 +83,34 @@ def entries_from_tree(tree: Iterable[Any]) -> dict[str, dict[str, Any]]:
     return files
 
 
-def write_list(repo_folder: Path, files: dict[str, dict[str, Any]], revision: str = HUB_REVISION) -> Path:
+def write_list(repo_folder: Path, files: dict[str, dict[str, Any]], revision: str = HUB_REVISION,
+               repo: str = HUB_REPO) -> Path:
     """Keep the hub's list of the revision's files beside the cache; returns where."""
     repo_folder.mkdir(parents=True, exist_ok=True)
     path = list_path(repo_folder, revision)
-    doc = {"repo": HUB_REPO, "revision": revision, "listed_by": LISTED_BY,
+    doc = {"repo": repo, "revision": revision, "listed_by": LISTED_BY,
            "listed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "files": files}
     write_atomic(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return path
 
 
-def fetch_list(repo_folder: Path, api: Any = None) -> Path:
-    """Ask the hub for the pinned revision's tree and keep it (fetch-bundle; needs the network)."""
+def fetch_list(repo_folder: Path, api: Any = None, repo: str = HUB_REPO, revision: str = HUB_REVISION) -> Path:
+    """Ask the hub for the revision's tree and keep it (fetch-bundle; needs the network)."""
     if api is None:
         from huggingface_hub import HfApi
 
         api = HfApi()
-    tree = api.list_repo_tree(HUB_REPO, revision=HUB_REVISION, recursive=True)
-    return write_list(repo_folder, entries_from_tree(tree))
+    tree = api.list_repo_tree(repo, revision=revision, recursive=True)
+    return write_list(repo_folder, entries_from_tree(tree), revision, repo)
 
 
-def read_list(path: Path) -> dict[str, dict[str, Any]] | None:
+def read_list(path: Path, repo: str = HUB_REPO, revision: str = HUB_REVISION) -> dict[str, dict[str, Any]] | None:
     """The list's files, or None when it is absent, unreadable, or of another repo or revision."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(doc, dict) or doc.get("repo") != HUB_REPO or doc.get("revision") != HUB_REVISION:
+    if not isinstance(doc, dict) or doc.get("repo") != repo or doc.get("revision") != revision:
         return None
     files = doc.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
@@ -136,11 +137,12 @@ def _blob_self_consistent(path: Path) -> bool:
     return (hashlib.sha256(data).hexdigest() if len(blob) == 64 else git_blob_id(data)) == blob
 
 
-def check_snapshot(snapshot: Path, recipe_patterns: list[str]) -> UpstreamCheck:
-    """The snapshot against the hub's list when fetch-bundle kept one, else against its own blob names."""
+def check_snapshot(snapshot: Path, recipe_patterns: list[str], repo: str = HUB_REPO) -> UpstreamCheck:
+    """The snapshot against the hub's list when fetch-bundle kept one, else against its own blob names. The
+    revision is the snapshot folder's name (the commit refs/main named, for an unpinned repo)."""
     present = {p.relative_to(snapshot).as_posix(): p for p in sorted(snapshot.rglob("*")) if p.is_file()}
-    path = list_path(snapshot.parents[1])
-    listed = read_list(path)
+    path = list_path(snapshot.parents[1], snapshot.name)
+    listed = read_list(path, repo, snapshot.name)
     weights = present.get(HUB_FILE)
     if listed is None:
         altered = tuple(rel for rel, p in present.items() if not _blob_self_consistent(p))

@@ -13,11 +13,12 @@ from typing import Any
 
 from nvseg_bench.store.files import sha256_file
 from nvseg_bench.errors import ArgumentError
+from nvseg_bench.inputs.family import CT, MODELS, Model
 
-HUB_REPO = "nvidia/NV-Segment-CT"
-HUB_REVISION = "afb51518689f71e6abb367ee6301b2cd0225c66a"
-HUB_FILE = "vista3d_pretrained_model/model.pt"
-FULL_MODEL_NAME = "NV-Segment-CT (VISTA3D, vista3d132)"
+HUB_REPO = MODELS[CT].hub_repo  # NV-Segment-CT's, the default model's (inputs/family.py holds each model's)
+HUB_REVISION = MODELS[CT].revision
+HUB_FILE = MODELS[CT].hub_file
+FULL_MODEL_NAME = MODELS[CT].title
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ def hub_unreachable() -> str | None:
         return f"the hub at {hub_endpoint()} cannot be reached ({type(exc).__name__}: {exc})"
 
 
-def from_hub() -> Path:
-    """The pinned hub checkpoint, from the local cache when offline."""
+def from_hub(spec: Model = MODELS[CT]) -> Path:
+    """The model's hub checkpoint (pinned for NV-Segment-CT), from the local cache when offline."""
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
@@ -80,30 +81,33 @@ def from_hub() -> Path:
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
     try:
         # the local cache first, so a cached file never costs a network round trip
-        return Path(hf_hub_download(HUB_REPO, HUB_FILE, revision=HUB_REVISION, cache_dir=hub_cache_dir(),
+        return Path(hf_hub_download(spec.hub_repo, spec.hub_file, revision=spec.revision, cache_dir=hub_cache_dir(),
                                     local_files_only=True))
     except Exception:  # not cached (the hub raises several types for that)
         if offline:
-            return _unavailable("offline (HF_HUB_OFFLINE is set) and not in the local cache", "LocalEntryNotFound")
+            return _unavailable("offline (HF_HUB_OFFLINE is set) and not in the local cache", "LocalEntryNotFound", spec)
         if unreachable := hub_unreachable():
-            return _unavailable("not in the local cache, and the hub cannot be reached", unreachable)
-    print(f"nvseg-finetune: downloading {HUB_FILE} (about 832 MiB) from {HUB_REPO}@{HUB_REVISION[:12]}", flush=True)
+            return _unavailable("not in the local cache, and the hub cannot be reached", unreachable, spec)
+    print(f"nvseg-finetune: downloading {spec.hub_file} (about 832 MiB) from {spec.hub_repo}@{spec.revision[:12]}",
+          flush=True)
     try:
-        return Path(hf_hub_download(HUB_REPO, HUB_FILE, revision=HUB_REVISION, cache_dir=hub_cache_dir()))
+        return Path(hf_hub_download(spec.hub_repo, spec.hub_file, revision=spec.revision, cache_dir=hub_cache_dir()))
     except Exception as exc:  # the hub raises many types; all mean "not available here"
-        return _unavailable("not in the local cache and not downloadable", type(exc).__name__)
+        return _unavailable("not in the local cache and not downloadable", type(exc).__name__, spec)
 
 
-def _unavailable(mode: str, reason: str) -> Path:
+def _unavailable(mode: str, reason: str, spec: Model = MODELS[CT]) -> Path:
     raise ArgumentError(
-        f"the pretrained NV-Segment-CT checkpoint is {mode} ({reason}).",
-        evidence=[f"Looked for {HUB_REPO}@{HUB_REVISION[:12]} file {HUB_FILE} (cache: HF_HOME / ~/.cache/huggingface)."],
+        f"the pretrained {spec.hub_repo.split('/')[1]} checkpoint is {mode} ({reason}).",
+        evidence=[f"Looked for {spec.hub_repo}@{spec.revision[:12]} file {spec.hub_file} (cache: HF_HOME / "
+                  "~/.cache/huggingface)."],
         fix=["Pass --pretrained-ckpt PATH, put the file at BUNDLE/models/model.pt, or download it once on a "
              "machine with network access into the Hugging Face cache."],
     )
 
 
-def resolve_weights(chosen: str | None, source: str, model_name: str | None, bundle_dir: Path) -> Weights:
+def resolve_weights(chosen: str | None, source: str, model_name: str | None, bundle_dir: Path,
+                    spec: Model = MODELS[CT]) -> Weights:
     """The resolver's checkpoint (from --pretrained-ckpt or the fixture card), else the bundle's, else the hub's."""
     if chosen:
         path = Path(chosen).expanduser()
@@ -118,5 +122,5 @@ def resolve_weights(chosen: str | None, source: str, model_name: str | None, bun
         return _describe(path, source, model_name or ("user checkpoint" if by_caller else "fixture model"))
     bundled = bundle_dir / "models" / "model.pt"
     if bundled.is_file():
-        return _describe(bundled, "bundle models/model.pt", FULL_MODEL_NAME)
-    return _describe(from_hub(), f"hub {HUB_REPO}@{HUB_REVISION}", FULL_MODEL_NAME)
+        return _describe(bundled, "bundle models/model.pt", spec.title)
+    return _describe(from_hub(spec), f"hub {spec.hub_repo}@{spec.revision}", spec.title)

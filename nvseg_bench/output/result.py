@@ -14,6 +14,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.inputs.family import CT, MODELS
 from nvseg_bench.model import bundle_source
 from nvseg_bench.evidence import forgetting, gain_stats, per_class
 from nvseg_bench.output import peer
@@ -50,6 +51,7 @@ def _input_block(p: Prepared, bundle: dict[str, Any] | None) -> dict[str, Any]:
         "auto_seg": bool(p.resolved["auto_seg"]),
         "formal_eval": not p.request.skip_formal_eval,
         "forgetting_check": p.forgetting.to_json() if p.forgetting else None,
+        "modality": p.modality.to_json() if p.modality else None,  # inputs/modality.py; the model: bundle.model
         "pretrained_weights": p.weights.to_json(),
         "seed": p.request.seed,
     }
@@ -181,6 +183,7 @@ def build(p: Prepared, run: PhaseRun, out: dict[str, Any], status: RunStatus, *,
     """The output.json document, headline first: every field docs/design.md lists; `bundle` is bundle_block(p)."""
     results = run.results
     result = skeleton(status.status, p.weights.model_name) | {
+        "model_repo": MODELS[p.bundle.model].hub_repo if p.bundle else MODELS[CT].hub_repo,  # the family's (#37)
         "headline": headline(out, status.status),
         "input": _input_block(p, bundle),
         "environment": _environment_block(p),

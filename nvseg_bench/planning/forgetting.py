@@ -37,9 +37,11 @@ class ForgettingPlan:
         return {"enabled": self.enabled, "count": self.count, "named": list(self.named), "prompts": list(self.prompts)}
 
 
-def candidates(label_dict: dict[str, int], mapped: set[int]) -> tuple[int, ...]:
-    """The automatic-segmentation classes of the class list, without the classes the run finetunes."""
-    return tuple(sorted({i for i in label_dict.values() if 0 < i <= 132} - NOT_EVERYTHING - mapped))
+def candidates(label_dict: dict[str, int], mapped: set[int], everything: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The automatic-segmentation classes of the class list, without the classes the run finetunes. `everything`:
+    the modality's own set (NV-Segment-CTMR's MRI_BODY, MRI_BRAIN: model/axis.py); None: the CT set below."""
+    pool = set(everything) if everything is not None else {i for i in label_dict.values() if 0 < i <= 132} - NOT_EVERYTHING
+    return tuple(sorted(pool - mapped))
 
 
 def _named(text: str, label_dict: dict[str, int], mapped: set[int], source: str) -> tuple[int, ...]:
@@ -59,7 +61,7 @@ def _named(text: str, label_dict: dict[str, int], mapped: set[int], source: str)
 
 
 def plan_forgetting(ask: str | None, *, preset: str, cuda: bool, label_dict: dict[str, int], mapped: set[int],
-                    source: str = LABEL_DICT_SOURCE) -> ForgettingPlan:
+                    source: str = LABEL_DICT_SOURCE, everything: tuple[int, ...] | None = None) -> ForgettingPlan:
     """The check for --forgetting-check's value (None: not given, OFF: --no-forgetting-check)."""
     if ask == OFF:
         return ForgettingPlan(False, "forgetting_check: off (--no-forgetting-check)")
@@ -68,7 +70,7 @@ def plan_forgetting(ask: str | None, *, preset: str, cuda: bool, label_dict: dic
         return ForgettingPlan(False, f"forgetting_check: off by default for {where} (two more inference passes "
                                      "with ~100 classes prompted); --forgetting-check turns it on")
     given = ask or str(DEFAULT_COUNT)
-    pool = candidates(label_dict, mapped)
+    pool = candidates(label_dict, mapped, everything)
     names = {v: k for k, v in label_dict.items()}
     if given.strip().isdigit():
         count = int(given)

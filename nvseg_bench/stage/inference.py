@@ -5,7 +5,10 @@ classes). The inference config segments the images listed in `dataset#data`, pro
 `label_prompt` (VISTA3D ids), and saves one `NAME_seg.nii.gz` label map of those ids per image in
 `output_dir`. The checkpoint goes where the config reads it: NVIDIA's inference.json loads it through
 a top-level `checkpointloader` (`load_path`), this project's bundle/ through `ckpt_path`. The window
-overlap and autocast are the run's evaluation values, so the same windows score both.
+overlap and autocast are the run's evaluation values, so the same windows score both. A config that picks its
+"everything" classes by a `modality` key (NV-Segment-CTMR's) gets the run's modality; a config with a
+`subclass` entry loses the entries of the super-class ids the run trained (inputs/superclass.py), so a
+prompt for such an id segments the finetuned class instead of its parts.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nvseg_bench.inputs import superclass
 from nvseg_bench.inputs.dataset import case_name
 
 POSTFIX = "seg"
@@ -37,15 +41,27 @@ class Inference:
     patch_size: list[int]
     overlap: float
     amp: bool
+    modality: str | None = None  # the run's (inputs/modality.py); set where the config keys by it
+    trained_super: tuple[int, ...] = ()  # super-class ids the run trained as such: out of `subclass`
 
     def override(self) -> dict[str, Any]:
         prompts = list(self.prompts)
+        config = json.loads((self.bundle_dir / CONFIG).read_text())
         key = checkpoint_key(self.bundle_dir / CONFIG)
         return {"bundle_root": str(self.bundle_dir), key: str(self.checkpoint), "evaluator#amp": self.amp,
                 "output_dir": str(self.output_dir),
                 "dataset#data": [{"image": str(p), "label_prompt": prompts} for p in self.images],
                 "label_prompt": prompts, "patch_size": self.patch_size, "inferer#overlap": self.overlap,
-                "output_postfix": POSTFIX, "separate_folder": False}
+                "output_postfix": POSTFIX, "separate_folder": False} | self.model_keys(config)
+
+    def model_keys(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The modality, where the config picks classes by it; `subclass` without the trained super-classes."""
+        keys: dict[str, Any] = {}
+        if self.modality is not None and "modality" in config:
+            keys["modality"] = self.modality
+        if self.trained_super and isinstance(config.get("subclass"), dict):
+            keys["subclass"] = superclass.without(config["subclass"], self.trained_super)
+        return keys
 
     def label_map(self, image: Path) -> Path:
         """Where the bundle writes the label map of `image`."""

@@ -159,3 +159,13 @@ def test_the_bundle_dir_help_names_the_hub_bundle_as_the_default_of_sanity_and_u
 
     said = dict(PATH_OPTIONS)["bundle-dir"]
     assert "sanity and user runs NVIDIA's nvidia/NV-Segment-CT" in said and "default: this project's bundle/" not in said
+
+
+def test_nvseg_model_and_modality_become_each_runs_flags_and_a_typo_is_a_usage_error():
+    from nvseg_bench.harness.options import MODALITIES, MODEL_NAMES, _choice_args
+
+    assert _choice_args("ctmr", "model", MODEL_NAMES) == ["--model", "ctmr"]
+    assert _choice_args("MRI_BODY", "modality", MODALITIES) == ["--modality", "MRI_BODY"]
+    assert _choice_args(None, "model", MODEL_NAMES) == []
+    with pytest.raises(pytest.UsageError, match="--nvseg-model: 'mr' must be one of ct, ctmr"):
+        _choice_args("mr", "model", MODEL_NAMES)

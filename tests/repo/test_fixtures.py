@@ -136,3 +136,19 @@ def test_phantoms_have_vista_classes_and_are_deterministic(tmp_path: Path) -> No
 def test_phantoms_need_a_training_case(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="n_cases"):
         make_phantoms.make_phantoms(tmp_path, n_cases=2)
+
+
+@pytest.mark.slow  # renders five volumes: several seconds
+def test_the_mr_fixture_regenerates_identically_and_holds_mr_like_intensities(tmp_path: Path) -> None:
+    import make_mr_micro
+
+    assert make_mr_micro.main(["--out", str(tmp_path)]) == 0
+    committed, fresh = _files(FIXTURES / "mr_micro"), _files(tmp_path)
+    assert sorted(fresh) == sorted(committed)
+    for name, path in committed.items():
+        read = gzip.decompress if name.endswith(".gz") else (lambda data: data)
+        assert read(fresh[name].read_bytes()) == read(path.read_bytes()), f"{name}: rerun make_mr_micro.py and commit"
+    for image, label in _pairs(FIXTURES / "mr_micro"):
+        data = np.asarray(image.dataobj)
+        assert data.min() >= 0 and 1000 < data.max() < 4096  # no Hounsfield scale, no air at -1000
+        assert set(np.unique(np.asarray(label.dataobj))) == {0, 1}

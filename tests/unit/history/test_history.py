@@ -157,3 +157,16 @@ def test_a_document_without_manifest_or_formal_eval_still_makes_a_record():
     record = build_record({"input": {"sanity": True}, "status": "failed"}, None)
     assert record["name"] == "sanity" and record["dataset"]["digest"] is None and record["verdict"] == "failed"
     assert record["figures"]["formal_finetuned_ci"] is None
+
+
+def test_a_ct_record_as_the_baseline_of_a_ctmr_run_is_said_not_to_be_like_for_like():
+    from nvseg_bench.history.compare import describe
+
+    ct = {"run_id": "a", "bundle": {"source": "hub", "revision": "afb5"}, "figures": {"formal_finetuned_val_dice": 0.4}}
+    ctmr = {"run_id": "b", "bundle": {"source": "hub", "revision": "c7a5", "model": "ctmr"},
+            "figures": {"formal_finetuned_val_dice": 0.5}}
+    found = compare(ct, ctmr)
+    assert found["models"] == ["ct", "ctmr"] and list(found["differs"])[0] == "model"
+    assert describe(found).startswith("NOT LIKE FOR LIKE: a ct baseline for a ctmr run")
+    assert describe_differences(found).startswith("differs: model ct -> ctmr")
+    assert "NOT LIKE" not in describe(compare(ct, ct))  # a record saved before the model axis is a ct one
