@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "validating on its fold, one shared pretrained evaluation, the pooled verdict over every "
                              "case in OUT/cv.json and OUT/output.json")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
+    recipe.add_argument("--nsd-tolerance-mm", type=positive_float, default=2.0, metavar="MM",
+                        help="tolerance of the normalised surface Dice every formal evaluation reports beside Dice, "
+                             "with HD95 (default 2 mm)")
     forgetting = recipe.add_mutually_exclusive_group()
     forgetting.add_argument("--forgetting-check", nargs="?", const="5", metavar="N|NAMES",
                             help="score how far the finetune changed N other VISTA3D classes (default 5, those the "

@@ -41,6 +41,7 @@ class Request:
     seeds: list[int] | None = None
     folds: str | None = None  # --folds: "all" or "0,1,2" (parse_folds); None: no cross-validation
     skip_formal_eval: bool = False
+    nsd_tolerance_mm: float = 2.0  # the boundary metrics' surface Dice tolerance (evidence/boundary.py)
     forgetting_check: str | None = None  # N, class names, "off" (--no-forgetting-check); None: the preset decides
     precision: str | None = None  # fp32 | fp16 | bf16; None: the plan's choice
     pretrained_ckpt: str | None = None
