@@ -156,8 +156,8 @@ def side_block(eval_dir: Path, labels: dict[str, Path], classes: tuple[MappedCla
             unread.append(name)
             continue
         label_img = nibabel.load(label_path)
-        pred = np.asanyarray(nibabel.load(pred_path).dataobj).astype(np.int64)
-        local = np.asanyarray(label_img.dataobj).astype(np.int64)
+        pred = np.asanyarray(nibabel.load(pred_path).dataobj)  # kept in their stored dtypes: a Task06 case
+        local = np.asanyarray(label_img.dataobj)  # as int64 would be 630 MB each
         if pred.shape != local.shape:
             unread.append(name)
             continue
