@@ -3,7 +3,6 @@ values, and on a copy of the stored smoke pack given the producer's output.bound
 every edit): the untouched claim passes, a tampered NSD or HD95 fails naming the value."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,10 +10,7 @@ import numpy as np
 import pytest
 
 from eval_engine.boundary_check import nsd_hd95
-from nvseg_bench.evidence import boundary
-from nvseg_bench.evidence.per_class import MappedClass
-
-from ..helpers import FIXTURE, materialize_pack
+from ..helpers import FIXTURE, materialize_pack, smoke_boundary
 from .test_trust_attacks import PRETRAINED, edit_output, statuses, verify, detail
 
 TRUSTED = ("--dataset-dir", str(FIXTURE), "--pretrained-ckpt", str(PRETRAINED))
@@ -36,10 +32,7 @@ def test_the_verifiers_own_code_gives_the_hand_worked_values():
 def pack(tmp_path) -> Path:
     """The smoke pack with the boundary block its producer computes from the pack's own predictions."""
     pack_dir = materialize_pack("smoke", tmp_path / "pack")
-    doc = json.loads((pack_dir / "output.json").read_text())
-    entries = json.loads((FIXTURE / "datalist.json").read_text())["training"]
-    block = boundary.boundary_block(pack_dir, boundary.label_index(FIXTURE, entries, None),
-                                    (MappedClass("spleen", 1, 3),), 2.0)
+    block = smoke_boundary(pack_dir)
     edit_output(pack_dir, lambda d: d["output"].__setitem__("boundary", block))
     return pack_dir
 
