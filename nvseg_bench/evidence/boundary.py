@@ -33,9 +33,9 @@ import numpy as np
 from nvseg_bench.evidence import gain_stats
 from nvseg_bench.evidence.per_class import RAW_CSV, MappedClass
 from nvseg_bench.inputs.dataset import case_name
+from nvseg_bench.inputs.request import NSD_TOLERANCE_MM as DEFAULT_TOLERANCE_MM
 from nvseg_bench.phase_names import EVAL_SPLITS
 
-DEFAULT_TOLERANCE_MM = 2.0
 PERCENTILE = 95.0
 NAN_LABEL = 255  # evaluate.json writes a prediction's NaN voxels as 255: no class
 CONVENTIONS = ("docs/results.md#boundary-metrics: label lacks the class -> null, not counted (as Dice); "

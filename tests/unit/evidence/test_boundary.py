@@ -139,3 +139,14 @@ def test_a_label_index_finds_the_testing_cases_of_the_datalist(tmp_path):
     index = boundary.label_index(tmp_path, [{"image": "imagesTr/a.nii.gz", "label": "labelsTr/a.nii.gz", "fold": 0}],
                                  datalist)
     assert index == {"a.nii.gz": tmp_path / "labelsTr/a.nii.gz", "t.nii.gz": tmp_path / "labelsTs/t.nii.gz"}
+
+
+def test_the_tolerance_travels_from_the_flag_to_the_request_with_2_mm_by_default():
+    from nvseg_bench.cli import build_parser
+    from nvseg_bench.inputs.request import from_namespace
+
+    def request(*extra: str):
+        return from_namespace(build_parser().parse_args(["data", "--output-dir", "o", *extra]))
+
+    assert request().nsd_tolerance_mm == boundary.DEFAULT_TOLERANCE_MM == 2.0
+    assert request("--nsd-tolerance-mm", "1.5").nsd_tolerance_mm == 1.5
