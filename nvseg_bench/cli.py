@@ -204,6 +204,10 @@ class Console:
                 self.say(f"{PROG}: warning: {warning}")
         self.say(f"  output.json: {outcome.path}")
         self.say(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
+        if out.get("boundary"):
+            from nvseg_bench.evidence.boundary import summary_line  # numpy: kept off the --help path
+
+            self.say(f"  boundary: {summary_line(out['boundary'])}")
         if out.get("forgetting"):
             self.say(f"  forgetting check: {forgetting_line(out['forgetting'])}")
         self.say(f"  preprocess cache: {cache_line(doc['runtime']['preprocess_cache'])}")

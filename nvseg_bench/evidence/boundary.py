@@ -211,3 +211,20 @@ def boundary_block(out_dir: Path, labels: dict[str, Path], classes: tuple[Mapped
     if not blocks:
         return None
     return {"tolerance_mm": float(tolerance_mm), "percentile": PERCENTILE, "conventions": CONVENTIONS} | blocks
+
+
+def _shown(side: dict[str, Any], key: str, spec: str) -> str:
+    return "-" if side.get(key) is None else format(side[key], spec)
+
+
+def summary_line(block: dict[str, Any]) -> str:
+    """The console's line, e.g. `validation NSD at 2 mm 0.812 -> 0.845, HD95 6.10 -> 4.95 mm (2 cases)`."""
+    parts = []
+    for split in EVAL_SPLITS:
+        pre, post = (((block.get(split) or {}).get(side) or {}) for side in ("pretrained", "finetuned"))
+        if pre or post:
+            n_cases = max(pre.get("n_cases", 0), post.get("n_cases", 0))
+            parts.append(f"{split} NSD at {block['tolerance_mm']:g} mm {_shown(pre, 'mean_nsd', '.3f')} -> "
+                         f"{_shown(post, 'mean_nsd', '.3f')}, HD95 {_shown(pre, 'mean_hd95_mm', '.2f')} -> "
+                         f"{_shown(post, 'mean_hd95_mm', '.2f')} mm ({n_cases} cases)")
+    return "; ".join(parts)

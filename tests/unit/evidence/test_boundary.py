@@ -150,3 +150,9 @@ def test_the_tolerance_travels_from_the_flag_to_the_request_with_2_mm_by_default
 
     assert request().nsd_tolerance_mm == boundary.DEFAULT_TOLERANCE_MM == 2.0
     assert request("--nsd-tolerance-mm", "1.5").nsd_tolerance_mm == 1.5
+
+
+def test_the_console_line_gives_each_split_before_and_after():
+    side = {"mean_nsd": 0.8123, "mean_hd95_mm": 6.1, "n_cases": 2}
+    block = {"tolerance_mm": 2.0, "validation": {"pretrained": side, "finetuned": side | {"mean_nsd": 0.85}}}
+    assert boundary.summary_line(block) == "validation NSD at 2 mm 0.812 -> 0.850, HD95 6.10 -> 6.10 mm (2 cases)"
