@@ -37,7 +37,6 @@ from nvseg_bench.inputs.request import NSD_TOLERANCE_MM as DEFAULT_TOLERANCE_MM
 from nvseg_bench.phase_names import EVAL_SPLITS
 
 PERCENTILE = 95.0
-NAN_LABEL = 255  # evaluate.json writes a prediction's NaN voxels as 255: no class
 CONVENTIONS = ("docs/results.md#boundary-metrics: label lacks the class -> null, not counted (as Dice); "
                "prediction empty where the label holds the class -> NSD 0, HD95 = the grid's diagonal in mm; "
                "per-case value = mean over the classes the label holds; hd95 gains are reductions in mm "
