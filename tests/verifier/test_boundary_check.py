@@ -57,8 +57,14 @@ def _claim_an_nsd_gain(doc):
     doc["output"]["boundary"]["validation"]["nsd_gain_stats"]["mean_gain"] += 0.1
 
 
+def _hide_a_side_behind_a_gain(doc):
+    doc["output"]["boundary"]["validation"]["pretrained"] = None
+    doc["output"]["boundary"]["validation"]["nsd_gain_stats"]["mean_gain"] = 0.5
+
+
 @pytest.mark.parametrize("forge, said", [(_raise_first_nsd, "nsd is"), (_shrink_hd95_mean, "mean_hd95_mm is"),
-                                         (_claim_an_nsd_gain, "nsd_gain_stats: mean gain")])
+                                         (_claim_an_nsd_gain, "nsd_gain_stats: mean gain"),
+                                         (_hide_a_side_behind_a_gain, "claims no boundary figures")])
 def test_a_tampered_boundary_claim_fails_naming_it(pack, tmp_path, forge, said):
     edit_output(pack, forge)
     code, summary = verify(pack, tmp_path / "out", *TRUSTED)
