@@ -227,3 +227,12 @@ def summary_line(block: dict[str, Any]) -> str:
                          f"{_shown(post, 'mean_nsd', '.3f')}, HD95 {_shown(pre, 'mean_hd95_mm', '.2f')} -> "
                          f"{_shown(post, 'mean_hd95_mm', '.2f')} mm ({n_cases} cases)")
     return "; ".join(parts)
+
+
+def plan_note(tolerance_mm: float, formal_eval: bool) -> str | None:
+    """The plan's line on the boundary metrics; None when no formal evaluation runs."""
+    if not formal_eval:
+        return None
+    said = "the default" if tolerance_mm == DEFAULT_TOLERANCE_MM else "your --nsd-tolerance-mm"
+    return (f"boundary metrics: NSD at {tolerance_mm:g} mm ({said}) and HD95 per case and class, from each formal "
+            "evaluation's saved predictions at the original spacing")

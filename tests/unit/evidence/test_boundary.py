@@ -156,3 +156,9 @@ def test_the_console_line_gives_each_split_before_and_after():
     side = {"mean_nsd": 0.8123, "mean_hd95_mm": 6.1, "n_cases": 2}
     block = {"tolerance_mm": 2.0, "validation": {"pretrained": side, "finetuned": side | {"mean_nsd": 0.85}}}
     assert boundary.summary_line(block) == "validation NSD at 2 mm 0.812 -> 0.850, HD95 6.10 -> 6.10 mm (2 cases)"
+
+
+def test_the_plan_says_the_tolerance_and_its_source_and_nothing_without_formal_evaluation():
+    assert "NSD at 2 mm (the default)" in boundary.plan_note(2.0, True)
+    assert "NSD at 1.5 mm (your --nsd-tolerance-mm)" in boundary.plan_note(1.5, True)
+    assert boundary.plan_note(2.0, False) is None
