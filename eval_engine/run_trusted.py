@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import (VERSION, claims, cv_check, forgetting_check, gain_check, inputs, integrity, per_class, plausibility,
-               provenance, recompute, summary)
+from . import (VERSION, boundary_check, claims, cv_check, forgetting_check, gain_check, inputs, integrity, per_class,
+               plausibility, provenance, recompute, summary)
 from .findings import STATUSES, Finding, failed, passed, verdict
 from .pack import Pack, PackError, load_pack
 
 # the findings that read the labels or the validation cases: each says so when the pack named them
-LABEL_FINDINGS = ("integrity.dataset", "formal_dice.", "per_class.", "forgetting")
+LABEL_FINDINGS = ("integrity.dataset", "formal_dice.", "per_class.", "forgetting", "boundary")
 
 PROG = "eval_engine.run_trusted"
 ENTRYPOINT = Path("scripts") / "run_finetune.py"  # when the skill dir has no manifest
@@ -60,7 +60,8 @@ def audit(pack_dir: Path, schema: Path = claims.SCHEMA, dataset_dir: Path | None
                 *recompute.check_checkpoints(pack, given), *formal, trajectory,
                 claims.check_decision(pack, _decision_basis_checked(pack, formal, trajectory)),
                 claims.check_dataset_audit(pack), plausibility.check_anatomy(pack), gain_check.check_gain_stats(pack),
-                cv_check.check_cv(pack), per_class.check_class_gains(pack), forgetting_check.check_forgetting(pack, given),
+                cv_check.check_cv(pack), per_class.check_class_gains(pack), *boundary_check.check_boundary(pack, given),
+                forgetting_check.check_forgetting(pack, given),
                 claims.check_references(pack), claims.check_environment(pack), provenance.check_bundle(pack)]
     for f in findings:
         if f.name.startswith(LABEL_FINDINGS) and f.status != "skipped":

@@ -20,8 +20,8 @@ from nvseg_bench.tracking.choice import parse_tracking
 from nvseg_bench.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, DiskFullError, NvsegError
 from nvseg_bench.stage import resume
 from nvseg_bench.store.files import is_disk_full
-from nvseg_bench.inputs.request import (Request, checked_type, from_namespace, parse_folds, parse_new_class, parse_seeds,
-                                        positive_float)
+from nvseg_bench.inputs.request import (NSD_TOLERANCE_MM, Request, checked_type, from_namespace, parse_folds,
+                                        parse_new_class, parse_seeds, positive_float)
 
 EXIT_CODES = """`nvseg-finetune fetch-bundle` downloads NVIDIA's pinned NV-Segment-CT bundle (configs, scripts,
 weights) ahead of time; `nvseg-finetune fetch-weights` the checkpoint alone; `nvseg-finetune cache`
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "validating on its fold, one shared pretrained evaluation, the pooled verdict over every "
                              "case in OUT/cv.json and OUT/output.json")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
+    recipe.add_argument("--nsd-tolerance-mm", type=positive_float, default=NSD_TOLERANCE_MM, metavar="MM",
+                        help="tolerance of the normalised surface Dice every formal evaluation reports beside Dice, "
+                             f"with HD95 (default {NSD_TOLERANCE_MM:g} mm)")
     forgetting = recipe.add_mutually_exclusive_group()
     forgetting.add_argument("--forgetting-check", nargs="?", const="5", metavar="N|NAMES",
                             help="score how far the finetune changed N other VISTA3D classes (default 5, those the "
@@ -209,6 +212,10 @@ class Console:
                 self.say(f"{PROG}: warning: {warning}")
         self.say(f"  output.json: {outcome.path}")
         self.say(f"  recommended checkpoint: {doc['output']['recommended_ckpt']}")
+        if out.get("boundary"):
+            from nvseg_bench.evidence.boundary import summary_line  # numpy: kept off the --help path
+
+            self.say(f"  boundary: {summary_line(out['boundary'])}")
         if out.get("forgetting"):
             self.say(f"  forgetting check: {forgetting_line(out['forgetting'])}")
         self.say(f"  preprocess cache: {cache_line(doc['runtime']['preprocess_cache'])}")

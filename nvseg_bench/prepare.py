@@ -16,6 +16,7 @@ from typing import Any
 from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_PRETRAINED, FINETUNE, FORGETTING, RUN_ORDER
 from nvseg_bench import paths
 from nvseg_bench.errors import ArgumentError
+from nvseg_bench.evidence import boundary
 from nvseg_bench.evidence.collect import dataset_inputs
 from nvseg_bench.inputs import audit, dataset, family, labels, modality, superclass
 from nvseg_bench.inputs.preset import default_dataset, preset_name
@@ -324,7 +325,9 @@ def prepare(req: Request) -> Prepared:
         staged = resume.attach(staged, out_dir, point, plan.amp)
     return Prepared(request=req, resolved=resolved, bundle_dir=bundle.path, dataset_dir=dataset_dir, out_dir=out_dir,
                     mapping=mapping, entries=entries, datalist_path=datalist_path, audit=findings, env=env,
-                    plan=plan.noting(forget.reason, resume_line, cache_line), weights=weights, staged=staged,
+                    plan=plan.noting(forget.reason, resume_line, cache_line,
+                                     boundary.plan_note(req.nsd_tolerance_mm, not req.skip_formal_eval)),
+                    weights=weights, staged=staged,
                     commands=phase_commands(req, plan, staged, bundle.path, out_dir, Path(weights.path))
                     | forgetting_commands(forget, plan, staged, bundle.path, out_dir, dataset.validation_images(entries, dataset_dir),
                                           Path(weights.path), chosen_modality.modality, trained_super), forgetting=forget,

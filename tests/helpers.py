@@ -43,6 +43,17 @@ def materialize_pack(name: str, dest: Path) -> Path:
     return dest
 
 
+def smoke_boundary(pack_dir: Path) -> dict:
+    """output.boundary for a materialized smoke pack (stored before boundary metrics), as its run would write
+    it: evidence/boundary.py over the pack's own predictions and the fixture's labels, tolerance 2 mm."""
+    from nvseg_bench.evidence import boundary
+    from nvseg_bench.evidence.per_class import MappedClass
+
+    entries = json.loads((FIXTURE / "datalist.json").read_text())["training"]
+    return boundary.boundary_block(pack_dir, boundary.label_index(FIXTURE, entries, None),
+                                   (MappedClass("spleen", 1, 3),), 2.0)
+
+
 def fake_nvidia_smi(tmp_path: Path, monkeypatch, lines: list[str]) -> Path:
     """Put an `nvidia-smi` on PATH that prints `lines` (CSV rows, as the real one with --format=csv)."""
     fake = tmp_path / "bin" / "nvidia-smi"

@@ -160,6 +160,7 @@ def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]],
     pool.merge_eval(parts, out_dir / EVAL_FINETUNED)
     rep = cv["representative_fold"] if cv["representative_fold"] is not None else next(iter(docs))
     fields = pool.pooled_classes(p, out_dir) | {"forgetting": pool.pooled_forgetting(p, cv, out_dir)}
+    fields |= {"boundary": pool.pooled_boundary(p, out_dir)}
     doc = cv_document(cv, docs[rep][0], command_line=req.command_line, out_dir=out_dir, wall=wall,
                       pooled_fields=fields, tracking=tracking)
     path, errors = write.write(doc, out_dir)

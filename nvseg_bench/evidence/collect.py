@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_PRETRAINED, FINETUNE, FORGETTING
-from nvseg_bench.evidence import forgetting, per_class
-from nvseg_bench.inputs.dataset import case_name, validation_images
+from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_PRETRAINED, EVAL_SPLITS, FINETUNE, FORGETTING
+from nvseg_bench.evidence import boundary, forgetting, per_class
+from nvseg_bench.evidence.boundary import prediction_file  # noqa: F401 (pool.py and callers read it here)
+from nvseg_bench.inputs.dataset import validation_images
 from nvseg_bench.model.checkpoints import compare_checkpoints
 from nvseg_bench.phases.logparse import LogFacts
 from nvseg_bench.phases.runner import PhaseResult
@@ -46,16 +47,6 @@ def per_case_dice(eval_dir: Path) -> dict[str, float]:
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     return {Path(r["filename"]).name: float(r["mean"]) for r in rows if r.get("mean") not in (None, "", "nan")}
-
-
-def prediction_file(eval_dir: Path, image_name: str) -> Path | None:
-    """Where an eval phase saved a case's prediction: this project's bundle writes `NAME_seg.nii.gz`,
-    NVIDIA's evaluate.json SaveImaged's default `NAME/NAME_trans.nii.gz`."""
-    stem = case_name(image_name)
-    for path in (eval_dir / f"{stem}_seg.nii.gz", eval_dir / stem / f"{stem}_trans.nii.gz"):
-        if path.is_file():
-            return path
-    return None
 
 
 def training_trace(facts: LogFacts) -> dict[str, Any]:
@@ -121,6 +112,7 @@ class Evidence:
     forgetting: dict[str, Any] | None  # evidence/forgetting.py, when both of its phases ran and succeeded
     oom: bool
     started: float  # when this run (or the stopped run it resumes) started, epoch seconds
+    boundary: dict[str, Any] | None = None  # evidence/boundary.py: NSD and HD95 of each split both phases scored
 
     @property
     def tensors_changed(self) -> bool:
@@ -144,6 +136,15 @@ def forgetting_evidence(p: Prepared, results: dict[str, PhaseResult], finetuned:
                                        {"pretrained": p.weights.path, "finetuned": str(finetuned)})
 
 
+def boundary_evidence(p: Prepared, results: dict[str, PhaseResult],
+                      classes: tuple[per_class.MappedClass, ...]) -> dict[str, Any] | None:
+    splits = [s for s, phases in EVAL_SPLITS.items() if all(_succeeded(results, name) for name in phases)]
+    if not splits:
+        return None
+    labels = boundary.label_index(p.dataset_dir, p.entries, p.datalist_path)
+    return boundary.boundary_block(p.out_dir, labels, classes, p.request.nsd_tolerance_mm, splits)
+
+
 def gather(p: Prepared, results: dict[str, PhaseResult], started_epoch: float) -> Evidence:
     since = started_at(p, started_epoch)
     finetuned = p.staged.ckpt_dir / FINETUNED_NAME
@@ -162,4 +163,5 @@ def gather(p: Prepared, results: dict[str, PhaseResult], started_epoch: float) -
         case_class_post=per_class.read_case_class_dice(p.out_dir / EVAL_FINETUNED, classes) if post is not None else {},
         trace=training_trace(results[FINETUNE].facts if FINETUNE in results else LogFacts()),
         forgetting=forgetting_evidence(p, results, finetuned),
-        oom=any(r.facts.oom or r.failure == "oom" for r in results.values()), started=since)
+        oom=any(r.facts.oom or r.failure == "oom" for r in results.values()), started=since,
+        boundary=boundary_evidence(p, results, classes))

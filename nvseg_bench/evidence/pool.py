@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from nvseg_bench.evidence import collect, forgetting, per_class
+from nvseg_bench.evidence import boundary, collect, forgetting, per_class
 from nvseg_bench.inputs.dataset import case_name
 from nvseg_bench.paths import fold_dir
 from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_PRETRAINED, FORGETTING
@@ -84,6 +84,13 @@ def pooled_classes(p: Prepared, out_dir: Path) -> dict[str, Any]:
     before = per_class.read_case_class_dice(out_dir / EVAL_PRETRAINED, classes)
     after = per_class.read_case_class_dice(out_dir / EVAL_FINETUNED, classes)
     return per_class.output_fields(before, after, classes)
+
+
+def pooled_boundary(p: Prepared, out_dir: Path) -> dict[str, Any] | None:
+    """NSD and HD95 over every case, from OUT's merged eval folders, as a single run reports them."""
+    labels = boundary.label_index(p.dataset_dir, p.entries, p.datalist_path)
+    classes = per_class.mapped_classes(p.mapping.pairs, p.mapping.names)
+    return boundary.boundary_block(out_dir, labels, classes, p.request.nsd_tolerance_mm)
 
 
 def pooled_forgetting(p: Prepared, cv: dict[str, Any], out_dir: Path) -> dict[str, Any] | None:

@@ -8,15 +8,15 @@ docs/harness.md's gate table is held to this table (tests/repo/test_docs.py). Th
 """
 from __future__ import annotations
 
-from nvseg_bench.harness import baseline, forgetting, significance, trusted_gate
+from nvseg_bench.harness import baseline, boundary, forgetting, significance, trusted_gate
 from nvseg_bench.harness.core_gates import OUTCOME, RUNTIME
 from nvseg_bench.harness.core_gates import reference_bounds, reference_ranges  # noqa: F401  (kept importable here)
 from nvseg_bench.harness.feature import Feature, Gate, Verdict, bad
 from nvseg_bench.harness.options import HarnessOptions
 from nvseg_bench.harness.runs import RunEvidence
 
-FEATURES: tuple[Feature, ...] = (OUTCOME, significance.FEATURE, forgetting.FEATURE, RUNTIME, trusted_gate.FEATURE,
-                                 baseline.FEATURE)
+FEATURES: tuple[Feature, ...] = (OUTCOME, significance.FEATURE, boundary.FEATURE, forgetting.FEATURE, RUNTIME,
+                                 trusted_gate.FEATURE, baseline.FEATURE)
 GATES: dict[str, Gate] = {name: gate for feature in FEATURES for name, gate in feature.gates.items()}
 
 

@@ -179,6 +179,7 @@ class HarnessOptions:
     folds: str | None = None
     require_significant: bool = False
     min_agreement: float = MIN_AGREEMENT
+    min_nsd_gain: float | None = None  # the opt-in nsd_gain gate's bound (harness/boundary.py); None: off
     args: list[str] = field(default_factory=list)
     tracking: list[str] = field(default_factory=list)  # the CLI's --tracking VALUE, kept out of the cache key
     autosave: bool = False

@@ -250,3 +250,28 @@ def trend_plot(records: list[dict[str, Any]]) -> bytes | None:
     ax.legend(fontsize=8, loc="best")
     ax.set_title(f"formal Dice over {len(points)} saved {points[0][0].get('name')} runs, oldest first", fontsize=9)
     return _png(figure)
+
+
+def boundary_plot(doc: dict[str, Any], split: str = "validation") -> bytes | None:
+    """Two paired slope charts of the split's boundary metrics, one line per case: NSD (up is better) and HD95
+    in mm (down is better, so a line is green when it falls), each titled with its paired gain."""
+    from matplotlib.figure import Figure
+
+    block = ((doc.get("output") or {}).get("boundary") or {}).get(split) or {}
+    pre, post = block.get("pretrained") or {}, block.get("finetuned") or {}
+    if not pre.get("per_case") or not post.get("per_case"):
+        return None
+    tolerance = doc["output"]["boundary"].get("tolerance_mm")
+    figure = Figure(figsize=(8.0, 3.6))
+    for index, (key, label, stats) in enumerate((("nsd", f"NSD at {tolerance} mm", "nsd_gain_stats"),
+                                                 ("hd95_mm", "HD95 (mm)", "hd95_gain_stats")), start=1):
+        ax = figure.add_subplot(1, 2, index)
+        before, after = _column(pre["per_case"], key), _column(post["per_case"], key)
+        color_of = None if key == "nsd" else (lambda case, b=before, a=after: FINETUNED_COLOR if a[case] < b[case]
+                                              else PRETRAINED_COLOR if a[case] > b[case] else "#888888")
+        cases = _slopes(ax, before, after, color_of)
+        ax.set_ylabel(label)
+        title = _interval_title(block.get(stats), len(cases))
+        ax.set_title(title + ("\n(gain = reduction in mm)" if key != "nsd" else ""), fontsize=8)
+    figure.tight_layout()
+    return _png(figure)

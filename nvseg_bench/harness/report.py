@@ -38,7 +38,8 @@ code{font-size:13px}"""
 FIGURES = (("dice", "Validation Dice per epoch"), ("slope", "Formal Dice per case, pretrained -> finetuned"),
            ("classes", "Formal Dice per class and case, pretrained -> finetuned"),
            ("forgetting", "Agreement with the pretrained model on other classes"), ("overlay", "Mid-slice overlay"))
-CLASS_HEADER = ["class", "label -> VISTA3D id", "pretrained", "finetuned", "gain", "95% CI", "confidence"]
+CLASS_HEADER = ["class", "label -> VISTA3D id", "pretrained", "finetuned", "gain", "95% CI", "confidence",
+                "NSD pretrained -> finetuned", "HD95 mm pretrained -> finetuned"]
 FORGETTING_HEADER = ["class", "VISTA3D id", "agreement", "pretrained mL", "finetuned mL"]
 
 
@@ -76,7 +77,7 @@ class RunPage:
             interval = "-" if s.get("ci_low") is None else f"{s['ci_low']:+.4f}..{s['ci_high']:+.4f}"
             rows.append((c["name"], f"{c['local']} -> {c['global']}", number(before.get(c["name"])),
                          number(after.get(c["name"])), number(s.get("mean_gain"), "+.4f"), interval,
-                         str(s.get("confidence") or "-")))
+                         str(s.get("confidence") or "-"), *_boundary_cells(out, c["name"])))
         return rows if before or after else []
 
     def forgetting(self) -> list[tuple[str, ...]]:
@@ -105,6 +106,14 @@ class RunPage:
             rows.append((name, f"{seconds:.1f}", "-" if memory is None else f"{memory:.0f} ({kind})", str(codes.get(name, "-"))))
         rows.append(("all", f"{runtime.get('wall_seconds', 0):.1f}", "", str(runtime.get("return_code", "-"))))
         return rows
+
+
+def _boundary_cells(out: dict[str, Any], name: str) -> tuple[str, str]:
+    """A class's validation NSD and HD95 before -> after (output.boundary), or dashes without them."""
+    split = (out.get("boundary") or {}).get("validation") or {}
+    pre, post = ((split.get(side) or {}).get("per_class", {}).get(name) or {} for side in ("pretrained", "finetuned"))
+    return (f"{number(pre.get('nsd'))} -> {number(post.get('nsd'))}",
+            f"{number(pre.get('hd95_mm'), '.2f')} -> {number(post.get('hd95_mm'), '.2f')}")
 
 
 def _lowest(block: dict[str, Any] | None) -> str:

@@ -14,6 +14,7 @@ from typing import Callable
 from nvseg_bench.errors import ArgumentError
 
 ALL_FOLDS = "all"  # --folds all: every fold value the datalist holds
+NSD_TOLERANCE_MM = 2.0  # --nsd-tolerance-mm by default: the surface Dice tolerance (evidence/boundary.py)
 # parser destinations the request does not carry: argparse's own, and the positional merged into dataset_dir
 CLI_ONLY = frozenset({"help", "version", "debug", "fixture_or_dataset", "resume",  # --resume: cli.resume_request
                       "save_to"})  # --save-to: cli.execute saves the finished run's record
@@ -41,6 +42,7 @@ class Request:
     seeds: list[int] | None = None
     folds: str | None = None  # --folds: "all" or "0,1,2" (parse_folds); None: no cross-validation
     skip_formal_eval: bool = False
+    nsd_tolerance_mm: float = NSD_TOLERANCE_MM  # the boundary metrics' surface Dice tolerance
     forgetting_check: str | None = None  # N, class names, "off" (--no-forgetting-check); None: the preset decides
     precision: str | None = None  # fp32 | fp16 | bf16; None: the plan's choice
     pretrained_ckpt: str | None = None

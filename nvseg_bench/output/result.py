@@ -123,6 +123,7 @@ def output_block(p: Prepared, ev: Evidence, verdict: dict[str, Any]) -> dict[str
     out |= gain_stats.output_fields(ev.per_case_pre, ev.per_case_post, verdict["recommended_is_finetuned"])
     out |= per_class.output_fields(ev.case_class_pre, ev.case_class_post, ev.classes)
     out["forgetting"] = ev.forgetting
+    out["boundary"] = ev.boundary  # NSD and HD95 of every formal evaluation (evidence/boundary.py)
     # the peer skill's names for the training-trace fields
     out |= {"baseline_val_dice": out["training_start_val_dice"], "best_val_dice": out["training_best_val_dice"],
             "best_epoch_index": out["training_best_epoch_index"]}

@@ -34,6 +34,7 @@ def test_the_seed_argument_surface_parses():
     (["--epochs", "0"], "at least 1"),
     (["--learning-rate", "-1"], "above 0"),
     (["--cache-rate", "2"], "between 0 and 1"),
+    (["--nsd-tolerance-mm", "0"], "above 0"),
 ])
 def test_bad_recipe_values_exit_2_naming_the_value(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
