@@ -54,10 +54,11 @@ class Model:
 MODELS: dict[str, Model] = {
     CT: Model(CT, "NV-Segment-CT (VISTA3D, vista3d132)", "nvidia/NV-Segment-CT",
               "afb51518689f71e6abb367ee6301b2cd0225c66a", True, "vista3d_pretrained_model/model.pt",
-              "code Apache-2.0, weights NVIDIA NCLS v1 (see the bundle's LICENSE)", False, (CT_BODY,),
+              # the CT bundle's LICENSE, "Model Weights License" section 3.3: research or evaluation use only
+              "code Apache-2.0, weights NVIDIA NCLS v1, non-commercial (see the bundle's LICENSE)", True, (CT_BODY,),
               range(133, 255)),
-    # upstream's README: weights under the same name on the hub; the licence of the CT+MR model is
-    # non-commercial. No revision of nvidia/NV-Segment-CTMR could be found to pin: the hub's main is used.
+    # upstream's README: weights under the same name on the hub, under the same NCLS v1 licence, which
+    # its docs call non-commercial. No revision of nvidia/NV-Segment-CTMR could be found to pin: the hub's main is used.
     CTMR: Model(CTMR, "NV-Segment-CTMR (VISTA3D, vista3d132, CT and MRI)", "nvidia/NV-Segment-CTMR", "main", False,
                 "vista3d_pretrained_model/model.pt",
                 "code Apache-2.0, weights NVIDIA NCLS v1, non-commercial (see the bundle's LICENSE)", True, MODALITIES,

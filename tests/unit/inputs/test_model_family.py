@@ -66,10 +66,11 @@ def test_a_bundle_dir_tells_its_model_and_a_contradicting_model_flag_is_refused(
         family.choose_model("ct", ctmr)
 
 
-def test_the_ctmr_model_is_non_commercial_and_says_so_first():
-    line = family.MODELS[family.CTMR].licence_line()
-    assert line.startswith("model: NV-Segment-CTMR") and "NON-COMMERCIAL USE ONLY" in line
-    assert "NON-COMMERCIAL" not in family.MODELS[family.CT].licence_line()
+def test_both_models_weights_are_non_commercial_and_the_plan_line_says_so_first():
+    # NCLS v1 section 3.3 (both bundles' LICENSE): research or evaluation use only
+    for name, title in ((family.CTMR, "NV-Segment-CTMR"), (family.CT, "NV-Segment-CT ")):
+        line = family.MODELS[name].licence_line()
+        assert line.startswith(f"model: {title}") and "NON-COMMERCIAL USE ONLY" in line
 
 
 # --- --new-class ids come from the chosen model ---
