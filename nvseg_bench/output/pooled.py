@@ -17,7 +17,7 @@ from nvseg_bench.paths import CV_FILE
 from nvseg_bench.phase_names import FINETUNE
 
 DECISION_KEYS = ("recommended_ckpt", "recommended_is_finetuned", "decision_reason", "decision_basis", "improved",
-                 "regressed", "formal_improvement_over_pretrained", "formal_improved", "formal_regressed")
+                 "regressed", "formal_improvement_over_pretrained", "formal_improved", "formal_regressed", "verdict_split")
 
 
 def pooled_output(cv: dict[str, Any], out_dir: Path, pooled_fields: dict[str, Any]) -> dict[str, Any]:
