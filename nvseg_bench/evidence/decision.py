@@ -129,8 +129,9 @@ def median_fold(gains: dict[int, float]) -> int | None:
 
 
 def decide_cv(*, confidence: str | None, pooled_gain: float | None, fold: int | None, fold_ckpt: str | None,
-              fold_changed: bool, pretrained_ckpt: str) -> dict[str, Any]:
-    """CV_RULE for a cross-validation's pooled figures; `fold` is median_fold of the fold gains."""
+              fold_changed: bool, pretrained_ckpt: str, epoch: str = "best") -> dict[str, Any]:
+    """CV_RULE for a cross-validation's pooled figures; `fold` is median_fold of the fold gains; `epoch`: each
+    fold's checkpoint the pooled figures score (--cv-checkpoint: its last or its best epoch)."""
     improved = pooled_gain is not None and pooled_gain > MIN_GAIN
     keep = confidence == "clear" and improved and fold is not None and bool(fold_ckpt) and fold_changed
     if keep:
@@ -149,7 +150,8 @@ def decide_cv(*, confidence: str | None, pooled_gain: float | None, fold: int | 
         "recommended_fold": fold if keep else None,
         "verdict_split": "cv",
         "decision_reason": reason,
-        "decision_basis": "pooled formal original-spacing Dice over every case, each scored by the fold that held it out",
+        "decision_basis": ("pooled formal original-spacing Dice over every case, each scored by the fold that held it "
+                           f"out (each fold's {epoch} epoch)"),
         "improved": improved,
         "regressed": pooled_gain is not None and pooled_gain < -MIN_GAIN,
         "formal_improvement_over_pretrained": pooled_gain,

@@ -31,7 +31,8 @@ class TestSplit:
     datalist: Path
 
     def to_json(self) -> dict[str, Any]:
-        return {"datalist": str(self.datalist), "n_cases": len(self.entries),
+        # the datalist is input.datalist already; output.* paths stay inside the run folder (the verifier checks)
+        return {"n_cases": len(self.entries),
                 "cases": [Path(e["image"]).name for e in self.entries], "unlabelled_not_scored": list(self.unlabelled)}
 
 

@@ -35,12 +35,13 @@ def _doc(fold: int, status: str = "passed") -> dict:
 
 def _assemble(statuses: dict[int, str] | None = None) -> dict:
     docs = {k: (_doc(k, (statuses or {}).get(k, "passed")), Path(f"/out/fold-{k}/output.json")) for k in PRE}
-    return assemble(docs, ENTRIES, list(PRE), Path("/out"), "given: d.json")
+    return assemble(docs, ENTRIES, list(PRE), Path("/out"), "given: d.json", scored="best")
 
 
 def test_every_case_is_pooled_once_from_the_fold_that_held_it_out():
     cv = _assemble()
-    assert cv["n_cases"] == 6 and cv["cases"]["c.nii.gz"] == {"fold": 1, "pretrained": 0.25, "finetuned": 0.27}
+    assert cv["n_cases"] == 6 and cv["cases"]["c.nii.gz"] == {"fold": 1, "pretrained": 0.25, "finetuned": 0.27, "best": 0.27,
+                                                       "last": None}
     assert cv["pooled"]["n_cases"] == 6 and cv["pooled"]["mean_gain"] == pytest.approx(sum(GAIN.values()) / 3)
 
 
@@ -56,7 +57,8 @@ def test_a_clear_pooled_gain_recommends_the_median_folds_checkpoint_not_the_best
 
 
 def test_the_headline_names_the_folds_and_cases():
-    assert _assemble()["headline"].startswith("3-fold CV over 6 cases: formal Dice ")
+    assert _assemble()["headline"].startswith(
+        "3-fold CV over 6 cases (each fold's best epoch, selected on the scored cases): formal Dice ")
 
 
 def test_a_failed_fold_gives_no_verdict_and_keeps_the_pretrained_checkpoint():
