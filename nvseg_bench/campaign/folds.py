@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.campaign import last_epoch
+from nvseg_bench.campaign import cv_test, last_epoch
 from nvseg_bench.campaign.members import SHARED_PHASE, run_member, share_log, with_parent, with_values
 from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_PHASE_FAILED, EXIT_SCHEMA_BUG, ArgumentError
 from nvseg_bench.evidence import collect, decision, gain_stats, pool, selection
@@ -186,16 +186,18 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
 
 
 def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]], req: Request, out_dir: Path,
-               wall: float, p: Prepared, tracking: dict[str, Any] | None = None) -> tuple[Path, list[str]]:
+               wall: float, p: Prepared, tracking: dict[str, Any] | None = None,
+               test: dict[str, Any] | None = None) -> tuple[Path, list[str]]:
     """OUT/cv.json, OUT/eval_finetuned (every fold's predictions), OUT/forget_* (the forgetting check's maps),
-    OUT/output.json and OUT/manifest.json; `p` is any fold's Prepared (their mapping and plan are the same)."""
+    OUT/output.json (with `test`, the testing cases' scores, cv_test.py) and OUT/manifest.json; `p` is any
+    fold's Prepared (their mapping and plan are the same)."""
     write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
     scored = scored_folder(cv["cv_checkpoint"])  # the scored checkpoint's predictions stand for the finetuned ones
     parts = [(fold_dir(out_dir, r["fold"]) / scored, set(r["cases"])) for r in cv["runs"]
              if (fold_dir(out_dir, r["fold"]) / scored).is_dir()]
     pool.merge_eval(parts, out_dir / EVAL_FINETUNED)
     rep = cv["representative_fold"] if cv["representative_fold"] is not None else next(iter(docs))
-    fields = pool.pooled_classes(p, out_dir) | {"forgetting": pool.pooled_forgetting(p, cv, out_dir)}
+    fields = pool.pooled_classes(p, out_dir) | {"forgetting": pool.pooled_forgetting(p, cv, out_dir), "test": test}
     doc = cv_document(cv, docs[rep][0], command_line=req.command_line, out_dir=out_dir, wall=wall,
                       pooled_fields=fields, tracking=tracking)
     path, errors = write.write(doc, out_dir)
@@ -216,20 +218,25 @@ class CvShow(Protocol):
     def tracked(self, tracker: session.Tracker, warnings: list[str]) -> None: ...
 
 
-def prepare_folds(req: Request) -> tuple[dict[int, Prepared], list[dict], Path, str]:
-    """Every fold prepared (all input checks) before any phase; the entries, the all-case datalist, the source."""
+def prepare_folds(req: Request) -> tuple[dict[int, Prepared], list[dict], Path, str, testing.TestSplit | None]:
+    """Every fold prepared (all input checks) before any phase; the entries, the all-case datalist, the source
+    and the labelled testing cases (never folded in; scored once after the folds, cv_test.py)."""
     dataset_dir, out_dir = resolve_dirs(req)
     make_output_dir(req.output_dir, out_dir)
     entries, path, source = cv_folds.source_entries(dataset_dir, req.datalist, out_dir)
     chosen = cv_folds.chosen_folds(entries, path, dataset_dir, req.folds or cv_folds.ALL)
-    testing.refuse_leaks(testing.read_testing(path, source, dataset_dir), entries, dataset_dir)  # never folded in
-    every = cv_folds.write_json(out_dir / ALL_CASES, cv_folds.validation_datalist(entries, chosen))
+    split = testing.read_testing(path, source, dataset_dir)
+    testing.refuse_leaks(split, entries, dataset_dir)
+    # the testing list rides along in the all-case datalist (the bundle reads only its training entries), so the
+    # verifier finds the testing cases in the CV pack's own datalist
+    listed = {"testing": list(split.entries)} if split is not None and split.entries else {}
+    every = cv_folds.write_json(out_dir / ALL_CASES, cv_folds.validation_datalist(entries, chosen) | listed)
     prepared = {}
     for fold in chosen:
         datalist = cv_folds.write_json(fold_dir(out_dir, fold) / "datalist.json", cv_folds.fold_datalist(entries, fold))
         prepared[fold] = last_epoch.with_last_epoch(
             prepare(replace(req, output_dir=fold_dir(out_dir, fold), datalist=datalist, folds=None)), req.cv_checkpoint)
-    return prepared, entries, every, source
+    return prepared, entries, every, source, split
 
 
 def run_cv(req: Request, show: CvShow) -> int:
@@ -238,7 +245,7 @@ def run_cv(req: Request, show: CvShow) -> int:
     refuse_combinations(req)
     started = time.monotonic()
     req, parent = with_parent(req)  # each fold is a child run of the CV's
-    prepared, entries, every, source = prepare_folds(req)
+    prepared, entries, every, source, split = prepare_folds(req)
     chosen = list(prepared)
     out_dir = prepared[chosen[0]].out_dir.parent
     show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
@@ -260,9 +267,12 @@ def run_cv(req: Request, show: CvShow) -> int:
     if not ok and shared is not None:
         cv["headline"] = (f"{len(chosen)}-fold CV: the shared evaluation of the pretrained checkpoint did not finish "
                           f"({shared.failure or f'exit {shared.return_code}'}; see {shared.log_path}); no fold ran")
+    test, tested = cv_test.score_testing(prepared[chosen[0]], split, cv, out_dir) if docs and not code else (None, {})
+    if any(r.return_code != 0 or r.failure for r in tested.values()):
+        code = EXIT_PHASE_FAILED
     if docs:
         path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started, prepared[chosen[0]],
-                                  parent.block())
+                                  parent.block(), test)
         code = code or (EXIT_SCHEMA_BUG if errors else 0)
     else:
         write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
