@@ -45,5 +45,8 @@ def test_a_labelled_testing_list_is_scored_after_the_finetune_and_reported_besid
     code = verify(["--pack", str(out), "--out", str(tmp_path / "trust"), "--dataset-dir", str(DATA),
                    "--datalist", str(datalist)])
     findings = {f["name"]: f for f in json.loads((tmp_path / "trust" / "trust_summary.json").read_text())["findings"]}
-    assert code == 0 and not [f for f in findings.values() if f["status"] == "fail"]
+    failed = {name for name, f in findings.items() if f["status"] == "fail"}
+    # the spleen_micro reference ranges hold the shipped recipe (4 epochs on 5 training cases); this run trains
+    # 1 epoch on 3, so they may miss it and nothing else may fail
+    assert failed <= {"reference_ranges"} and code == (1 if failed else 0)
     assert findings["test_split"]["status"] == "pass" and findings["formal_dice.eval_test_finetuned"]["status"] == "pass"
