@@ -54,7 +54,9 @@ def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: fl
     test = test_split.gather(p, phases.results)  # the held-out testing cases, when the datalist lists any
     verdict = decision.decide_on(ev, p.weights.path, test)
     out = result.output_block(p, ev, verdict)
-    out["test"] = test_split.output_fields(test, verdict["recommended_is_finetuned"], p)
+    # its gain warning speaks of the verdict, so only when the verdict rests on these cases
+    on_test = verdict["recommended_is_finetuned"] and verdict["verdict_split"] == "test"
+    out["test"] = test_split.output_fields(test, on_test, p)
     bundle = result.bundle_block(p)  # a sanity run's differing files are digested here, once
     status = decision.run_status(phases.results, interrupted=phases.interrupted, planned=p.request.dry_run,
                                  preset=p.resolved.preset, bundle=bundle, out=out)

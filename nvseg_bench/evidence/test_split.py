@@ -59,7 +59,8 @@ def gather(p: Prepared, results: dict[str, PhaseResult]) -> TestScores | None:
 
 
 def output_fields(scores: TestScores | None, kept_finetuned: bool, p: Prepared) -> dict[str, Any] | None:
-    """output.test: the validation evaluation's fields for the testing cases, and where they were scored."""
+    """output.test: the validation evaluation's fields for the testing cases, and where they were scored;
+    `kept_finetuned`: a finetuned checkpoint was kept on these cases' verdict (gain_warning speaks of it)."""
     if scores is None:
         return None
     classes = per_class.mapped_classes(p.mapping.pairs, p.mapping.names)
