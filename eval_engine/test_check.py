@@ -5,7 +5,8 @@ when the caller gives none, then said on the finding), never from the datalist t
 phases. Dice is recomputed from eval_test_pretrained's and eval_test_finetuned's saved predictions with
 recompute.py's code, the paired statistics from their per-case CSVs with gain_check.py's, and which split
 the verdict rests on by this verifier's own copy of the rule: the test split when it pairs at least
-MIN_VERDICT_CASES of the same cases, else the validation cases. Own code; nothing of the producer's.
+MIN_VERDICT_CASES of the same cases, else the validation cases; a cross-validation's (output.cv) is always
+its pooled verdict, `cv`. Own code; nothing of the producer's.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def check_test_split(pack: Pack) -> Finding:
     problems = [f"test: {p}" for p in disagreements(numbers, test.get("formal_gain_stats") or {})]
     if "confidence" in numbers and test.get("gain_confidence") != numbers["confidence"]:
         problems.append(f"test gain_confidence is {test.get('gain_confidence')}, the interval gives {numbers['confidence']}")
-    want = expected_split(numbers)
+    want = "cv" if out.get("cv") else expected_split(numbers)  # a CV's verdict is its pooled one, whatever the tests
     if claimed_split != want:
         problems.append(f"verdict_split is {claimed_split!r}; {numbers['n_cases']} paired testing cases give {want!r}")
     numbers["verdict_split"] = want

@@ -61,3 +61,11 @@ def test_a_run_without_testing_cases_is_skipped_unless_it_claims_a_test_verdict(
     assert check_test_split(plain).status == "skipped"
     plain.output["output"]["verdict_split"] = "test"
     assert check_test_split(plain).status == "fail"
+
+
+def test_a_cross_validations_verdict_is_its_pooled_one_whatever_its_testing_cases(tmp_path):
+    pack = _pack(tmp_path, split="cv")
+    pack.output["output"]["cv"] = {"folds": [0, 1], "n_cases": 4, "cv_json": "cv.json"}
+    assert check_test_split(pack).status == "pass"
+    pack.output["output"]["verdict_split"] = "test"
+    assert check_test_split(pack).status == "fail"
