@@ -89,7 +89,8 @@ def expected_decision(out: dict[str, Any]) -> dict[str, Any]:
     fault in nvseg_bench/evidence/decision.py cannot also pass this check. In a cross-validation's top-level
     pack (output.cv) the pooled figures decide and the kept checkpoint must also be clear of noise; gain_stats
     re-derives that confidence."""
-    pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
+    split = (out.get("test") or {}) if out.get("verdict_split") == "test" else out  # test_check.py checks the split
+    pre, post = split.get("formal_pretrained_val_dice"), split.get("formal_finetuned_val_dice")
     start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
     changed = out.get("finetuned_ckpt_matches_pretrained_weights") is False
     if out.get("formal_eval_enabled"):

@@ -5,7 +5,10 @@ Reads fold-K/eval_pretrained and fold-K/eval_finetuned val_mean_dice_raw.csv for
 cases and derives the paired figures with gain_check's code: the mean gain, the bootstrap interval with
 the verifier's own rules, the counts, the exact Wilcoxon p, the confidence (too_few_cases below 6 cases); then
 each fold's gain and their spread. cv.json must agree with all of it, and output.json's pooled
-formal_gain_stats with cv.json. Own code; nothing of the producer's.
+formal_gain_stats with cv.json. Each fold's scored folder follows cv.json's `cv_checkpoint`: eval_last (the final
+epoch, which the scored cases did not choose) or eval_finetuned (the best epoch, chosen on them; packs written
+before the choice existed). The optimism (pooled best minus last, paired per case) is re-derived from both
+folders when every fold has them. Own code; nothing of the producer's.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from .pack import Pack
 
 CV_FILE = "cv.json"
 MAX_FOLDS = 20  # a pack cannot size the work: more folds are refused
+SCORED = {"last": "eval_last", "best": "eval_finetuned", None: "eval_finetuned"}  # cv_checkpoint -> each fold's folder
 
 
 def _read(pack: Pack) -> dict[str, Any] | str:
@@ -32,8 +36,9 @@ def _read(pack: Pack) -> dict[str, Any] | str:
     return doc
 
 
-def _fold_tables(pack: Pack, cv: dict[str, Any]) -> tuple[dict[int, tuple[dict, dict]], list[str]]:
-    """fold -> (before, after) per case, and what is missing or scored twice."""
+def _fold_tables(pack: Pack, cv: dict[str, Any], scored: str = "eval_finetuned"
+                 ) -> tuple[dict[int, tuple[dict, dict]], list[str]]:
+    """fold -> (before, after) per case (after: the `scored` folder), and what is missing or scored twice."""
     tables, problems, seen = {}, [], {}
     for row in cv.get("runs") or []:
         fold = row.get("fold")
@@ -42,9 +47,9 @@ def _fold_tables(pack: Pack, cv: dict[str, Any]) -> tuple[dict[int, tuple[dict, 
             continue
         root = pack.root / f"fold-{fold}"
         before = read_csv(pack, root / "eval_pretrained" / CSV_NAME)
-        after = read_csv(pack, root / "eval_finetuned" / CSV_NAME)
+        after = read_csv(pack, root / scored / CSV_NAME)
         if before is None or after is None:
-            problems.append(f"fold-{fold} lacks eval_pretrained/{CSV_NAME} or eval_finetuned/{CSV_NAME}")
+            problems.append(f"fold-{fold} lacks eval_pretrained/{CSV_NAME} or {scored}/{CSV_NAME}")
             continue
         for name in before.keys() | after.keys():
             if name in seen:
@@ -92,6 +97,23 @@ def _tied_to_output(pack: Pack, pooled: dict[str, Any]) -> list[str]:
     return []
 
 
+def _optimism_problems(pack: Pack, cv: dict[str, Any]) -> list[str]:
+    """cv.json's optimism (best minus last per case) against both folders' CSVs, when it claims one."""
+    claimed = (cv.get("selection") or {}).get("optimism")
+    if not claimed:
+        return []
+    best, _ = _fold_tables(pack, cv, "eval_finetuned")
+    last, missing = _fold_tables(pack, cv, "eval_last")
+    if missing:
+        return [f"optimism: {m}" for m in missing]
+    try:
+        numbers = derive({k: v for _, a in last.values() for k, v in a.items()},
+                         {k: v for _, a in best.values() for k, v in a.items()})
+    except TooMany as exc:
+        return [str(exc)]
+    return [f"optimism: {p}" for p in disagreements(numbers, claimed)]
+
+
 def check_cv(pack: Pack) -> Finding:
     name = "cv_pooled"
     claimed_cv = (pack.output.get("output") or {}).get("cv")
@@ -104,7 +126,9 @@ def check_cv(pack: Pack) -> Finding:
         return failed(name, cv)
     if not isinstance(cv, dict) or len(cv.get("runs") or []) > MAX_FOLDS:
         return failed(name, f"{CV_FILE} is not an object with at most {MAX_FOLDS} runs")
-    tables, problems = _fold_tables(pack, cv)
+    if cv.get("cv_checkpoint") not in SCORED:
+        return failed(name, f"cv.json's cv_checkpoint is {cv.get('cv_checkpoint')!r}, not last or best")
+    tables, problems = _fold_tables(pack, cv, SCORED[cv.get("cv_checkpoint")])
     before = {k: v for b, _ in tables.values() for k, v in b.items()}
     after = {k: v for _, a in tables.values() for k, v in a.items()}
     pooled = cv.get("pooled") or {}
@@ -118,6 +142,7 @@ def check_cv(pack: Pack) -> Finding:
                         f"{numbers['n_cases']} cases gives {numbers['confidence']}")
     problems += _fold_problems(cv, tables)
     problems += _tied_to_output(pack, pooled)
+    problems += _optimism_problems(pack, cv)
     numbers["folds"] = sorted(tables)
     if problems:
         return failed(name, "; ".join(problems), **numbers)

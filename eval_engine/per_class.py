@@ -21,7 +21,8 @@ from .gain_check import CSV_NAME, MAX_CASES, MIN_VERDICT_CASES, bootstrap, rule_
 from .pack import Pack
 
 TOLERANCE = 1e-3  # as recompute.DICE_TOLERANCE: predictions are re-scored on the original grid
-SIDES = {"eval_pretrained": "pretrained", "eval_finetuned": "finetuned"}
+SIDES = {"eval_pretrained": "pretrained", "eval_finetuned": "finetuned",
+         "eval_test_pretrained": "pretrained", "eval_test_finetuned": "finetuned"}  # the test split's, in output.test
 MAX_CLASSES = 256
 
 
@@ -57,13 +58,15 @@ def _class_mean(by_case: dict[str, dict[int, float]], glob: int) -> float | None
     return float(np.mean(held)) if held else None
 
 
-def check_per_class(pack: Pack, phase: str, recomputed: dict[str, dict[int, float]]) -> Finding:
-    """The pack's per-class Dice of one phase against the Dice recomputed from its predictions."""
+def check_per_class(pack: Pack, phase: str, recomputed: dict[str, dict[int, float]],
+                    block: dict[str, Any] | None = None) -> Finding:
+    """The pack's per-class Dice of one phase against the Dice recomputed from its predictions; `block` holds the
+    claims (output.json's `output`, or its `test` block for a test phase)."""
     name = f"per_class.{phase}"
     ids = class_ids(pack)
     if ids is None:
         return skipped(name, "output.json carries no formal_classes (written before per-class Dice)")
-    out, side = pack.output.get("output") or {}, SIDES[phase]
+    out, side = block if block is not None else pack.output.get("output") or {}, SIDES[phase]
     pairs = (pack.output.get("input") or {}).get("label_mappings", {}).get("default", [])
     off = []
     if sorted(ids.values()) != sorted(int(g) for _, g in pairs):

@@ -122,26 +122,29 @@ def _close(a: float | None, b: float | None) -> bool:
     return abs(a - b) <= DICE_TOLERANCE
 
 
-def recompute_formal(pack: Pack, phase: str, field: str, inputs: Inputs) -> list[Finding]:
+def recompute_formal(pack: Pack, phase: str, field: str, inputs: Inputs,
+                     entries: list[dict] | str | None = None, block: dict[str, Any] | None = None) -> list[Finding]:
     """Dice from the saved predictions and the dataset's labels, against every claim the pack makes of it:
     output.json's mean and per-case values, and the bundle's own metrics.csv and per-case CSV; then the
-    same per class (per_class.py)."""
+    same per class (per_class.py). `entries` and `block`: another split's cases and claims (output.test)."""
     name = f"formal_dice.{phase}"
     out = pack.output.get("output") or {}
     if not out.get("formal_eval_enabled"):
         return [skipped(name, "formal evaluation was not part of this run")]
-    entries = validation_entries(inputs)
+    entries = validation_entries(inputs) if entries is None else entries
     if isinstance(entries, str):
         return [unverified(name, f"{field} cannot be re-derived: {entries}, so the labels cannot be read")]
     by_class = _recomputed_by_class(pack, phase, entries, inputs.dataset_dir)
     if isinstance(by_class, str):
         return [failed(name, by_class)]
-    return [_formal_claims(pack, phase, field, case_means(by_class)), per_class.check_per_class(pack, phase, by_class)]
+    return [_formal_claims(pack, phase, field, case_means(by_class), block),
+            per_class.check_per_class(pack, phase, by_class, block)]
 
 
-def _formal_claims(pack: Pack, phase: str, field: str, per_case: dict[str, float]) -> Finding:
+def _formal_claims(pack: Pack, phase: str, field: str, per_case: dict[str, float],
+                   block: dict[str, Any] | None = None) -> Finding:
     name = f"formal_dice.{phase}"
-    out = pack.output.get("output") or {}
+    out = block if block is not None else pack.output.get("output") or {}
     valid = [v for v in per_case.values() if not math.isnan(v)]
     mean = float(np.mean(valid)) if valid else None
     side = field.replace("_val_dice", "_per_case")  # formal_pretrained_val_dice -> formal_pretrained_per_case

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import (VERSION, boundary_check, claims, cv_check, forgetting_check, gain_check, inputs, integrity, per_class,
-               plausibility, provenance, recompute, summary)
+from . import (VERSION, boundary_check, claims, cv_check, forgetting_check, gain_check, inputs, integrity,
+               per_class, plausibility, provenance, recompute, summary, test_check)
 from .findings import STATUSES, Finding, failed, passed, verdict
 from .pack import Pack, PackError, load_pack
 
@@ -53,15 +53,16 @@ def audit(pack_dir: Path, schema: Path = claims.SCHEMA, dataset_dir: Path | None
     pack = load_pack(pack_dir)
     given = inputs.choose(pack, dataset_dir, datalist, pretrained)
     formal = [*recompute.recompute_formal(pack, "eval_pretrained", "formal_pretrained_val_dice", given),
-              *recompute.recompute_formal(pack, "eval_finetuned", "formal_finetuned_val_dice", given)]
+              *recompute.recompute_formal(pack, "eval_finetuned", "formal_finetuned_val_dice", given),
+              *test_check.check_formal(pack, given)]  # the test split's two phases, when the run has them
     trajectory = claims.check_trajectory(pack)
     findings = [integrity.check_manifest(pack), integrity.check_links(pack), inputs.check_pretrained(pack, given),
                 inputs.check_dataset(pack, given), integrity.check_escaping_paths(pack), claims.check_schema(pack, schema),
                 *recompute.check_checkpoints(pack, given), *formal, trajectory,
                 claims.check_decision(pack, _decision_basis_checked(pack, formal, trajectory)),
                 claims.check_dataset_audit(pack), plausibility.check_anatomy(pack), gain_check.check_gain_stats(pack),
-                cv_check.check_cv(pack), per_class.check_class_gains(pack), *boundary_check.check_boundary(pack, given),
-                forgetting_check.check_forgetting(pack, given),
+                test_check.check_test_split(pack), cv_check.check_cv(pack), per_class.check_class_gains(pack),
+                *boundary_check.check_boundary(pack, given), forgetting_check.check_forgetting(pack, given),
                 claims.check_references(pack), claims.check_environment(pack), provenance.check_bundle(pack)]
     for f in findings:
         if f.name.startswith(LABEL_FINDINGS) and f.status != "skipped":

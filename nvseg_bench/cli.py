@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cross-validation, 'all' or e.g. 0,1,2,3,4: one finetune per fold into OUT/fold-K, each "
                              "validating on its fold, one shared pretrained evaluation, the pooled verdict over every "
                              "case in OUT/cv.json and OUT/output.json")
+    recipe.add_argument("--cv-checkpoint", choices=("last", "best"), default="last",
+                        help="with --folds: which of each fold's checkpoints the pooled score and the recommendation "
+                             "use: 'last' (default) the final epoch's weights, which the held-out cases did not choose; "
+                             "'best' the best validation epoch, chosen on the very cases it is scored on (the best "
+                             "epoch's pooled score and its optimism over the last are reported either way)")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
     recipe.add_argument("--nsd-tolerance-mm", type=positive_float, default=NSD_TOLERANCE_MM, metavar="MM",
                         help="tolerance of the normalised surface Dice every formal evaluation reports beside Dice, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 EVAL_PRETRAINED = "eval_pretrained"  # formal evaluation of the start checkpoint
 FINETUNE = "finetune"  # continual-learning training, validation after each epoch
 EVAL_FINETUNED = "eval_finetuned"  # the same formal evaluation of the kept finetuned checkpoint
+EVAL_LAST = "eval_last"  # a CV fold's final-epoch weights on the fold's own cases (campaign/last_epoch.py)
 EVAL_TEST_PRETRAINED = "eval_test_pretrained"  # the start checkpoint on the datalist's labelled `testing` cases
 EVAL_TEST_FINETUNED = "eval_test_finetuned"  # ... and the kept finetuned checkpoint on them
 FORGET_PRETRAINED = "forget_pretrained"  # the forgetting check: other classes, pretrained checkpoint

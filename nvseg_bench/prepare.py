@@ -13,12 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_PRETRAINED, FINETUNE, FORGETTING, RUN_ORDER
+from nvseg_bench.phase_names import (EVAL_FINETUNED, EVAL_PRETRAINED, EVAL_TEST_FINETUNED, EVAL_TEST_PRETRAINED,
+                                     FINETUNE, FORGETTING, RUN_ORDER)
 from nvseg_bench import paths
 from nvseg_bench.errors import ArgumentError
 from nvseg_bench.evidence import boundary
 from nvseg_bench.evidence.collect import dataset_inputs
-from nvseg_bench.inputs import audit, dataset, family, labels, modality, superclass
+from nvseg_bench.inputs import audit, dataset, family, labels, modality, superclass, testing
 from nvseg_bench.inputs.preset import default_dataset, preset_name
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.inputs.resolve import Resolved, resolve_for
@@ -242,6 +243,20 @@ def phase_commands(req: Request, plan: Plan, staged: Staged, bundle_dir: Path, o
     return {name: commands[name] for name in RUN_ORDER if name in commands}
 
 
+def test_commands(req: Request, plan: Plan, staged: Staged, bundle_dir: Path, out_dir: Path, pretrained: Path,
+                  split: testing.TestSplit | None) -> dict[str, list[str]]:
+    """The test split's two formal evaluations (inputs/testing.py), after the finetune: the eval stack unchanged,
+    pointed at the staged datalist of the labelled testing cases (as fold 0)."""
+    if split is None or not split.entries or req.skip_formal_eval:
+        return {}
+    prefix = command_prefix(plan.nproc_per_node, torchrun_args(req))
+    datalist = testing.stage(split, staged.config_dir)
+    pairs = ((EVAL_TEST_PRETRAINED, pretrained), (EVAL_TEST_FINETUNED, staged.ckpt_dir / FINETUNED_NAME))
+    return {name: bundle_command(prefix, staged.eval_stack, bundle_dir,
+                                 {"ckpt_path": str(ckpt), "output_dir": str(out_dir / name),
+                                  "data_list_file_path": str(datalist), "fold": "0"}) for name, ckpt in pairs}
+
+
 def forgetting_commands(forget: forgetting.ForgettingPlan, plan: Plan, staged: Staged, bundle_dir: Path, out_dir: Path,
                         images: tuple[Path, ...], pretrained: Path, modality_name: str | None = None,
                         trained_super: tuple[int, ...] = ()) -> dict[str, list[str]]:
@@ -284,6 +299,9 @@ def prepare(req: Request) -> Prepared:
     make_output_dir(req.output_dir, out_dir)
     entries, datalist_path, source = dataset.prepare_datalist(dataset_dir, req.datalist, out_dir)
     dataset.check_pairs_geometry(entries, dataset_dir)
+    split = testing.read_testing(datalist_path, source, dataset_dir)  # held-out cases: refused when they leak
+    testing.refuse_leaks(split, entries, dataset_dir)
+    dataset.check_pairs_geometry(list(split.entries) if split else [], dataset_dir)
     root, cache_why = store_root.choose_root(req.preprocess_cache, req.no_preprocess_cache,
                                              {"dataset dir": dataset_dir, **guarded})
     findings, digests = audit_data(entries, dataset_dir, root, local, source, mapping, resolved.mapping.local_value)
@@ -329,8 +347,9 @@ def prepare(req: Request) -> Prepared:
                                      boundary.plan_note(req.nsd_tolerance_mm, not req.skip_formal_eval)),
                     weights=weights, staged=staged,
                     commands=phase_commands(req, plan, staged, bundle.path, out_dir, Path(weights.path))
+                    | test_commands(req, plan, staged, bundle.path, out_dir, Path(weights.path), split)
                     | forgetting_commands(forget, plan, staged, bundle.path, out_dir, dataset.validation_images(entries, dataset_dir),
                                           Path(weights.path), chosen_modality.modality, trained_super), forgetting=forget,
                     modality=chosen_modality,
                     cache=cache, digests=digests, cache_note=cache_why, label_dict_path=dict_path, bundle=bundle,
-                    resume_point=point)
+                    resume_point=point, test_split=split)

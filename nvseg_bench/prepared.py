@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench.inputs import labels
+from nvseg_bench.inputs.testing import TestSplit
 from nvseg_bench.paths import phase_log
 from nvseg_bench.inputs.modality import ModalityChoice
 from nvseg_bench.inputs.request import Request
@@ -48,6 +49,7 @@ class Prepared:
     resume_point: ResumePoint | None = None  # --resume: where the stopped run continues (stage/resume.py)
     forgetting: ForgettingPlan | None = None  # the forgetting check's classes, when it runs (planning/forgetting.py)
     modality: ModalityChoice | None = None  # the images' modality and where it came from (inputs/modality.py)
+    test_split: TestSplit | None = None  # the datalist's labelled `testing` cases (inputs/testing.py), when it has any
 
     def planned_log(self) -> Path | None:
         """The log the first phase writes: runtime.log_path of a run that started no phase."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_SCHEMA_BUG, DiskFullError
-from nvseg_bench.evidence import collect, decision
+from nvseg_bench.evidence import collect, decision, test_split
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.model import bundle_source
 from nvseg_bench.output import result, write
@@ -51,8 +51,12 @@ def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: fl
     """Evidence, decision, run status and output.json (with the evidence manifest) for a run that got this far;
     `tracking` is what was tracked (tracking/session.py), recorded as output.json's `tracking`."""
     ev = collect.gather(p, phases.results, started_epoch)
-    verdict = decision.decide_on(ev, p.weights.path)
+    test = test_split.gather(p, phases.results)  # the held-out testing cases, when the datalist lists any
+    verdict = decision.decide_on(ev, p.weights.path, test)
     out = result.output_block(p, ev, verdict)
+    # its gain warning speaks of the verdict, so only when the verdict rests on these cases
+    on_test = verdict["recommended_is_finetuned"] and verdict["verdict_split"] == "test"
+    out["test"] = test_split.output_fields(test, on_test, p)
     bundle = result.bundle_block(p)  # a sanity run's differing files are digested here, once
     status = decision.run_status(phases.results, interrupted=phases.interrupted, planned=p.request.dry_run,
                                  preset=p.resolved.preset, bundle=bundle, out=out)
@@ -60,8 +64,10 @@ def conclude(p: Prepared, phases: PhaseRun, *, started: float, started_epoch: fl
     if tracking:
         doc["tracking"] = tracking
     try:
+        tested = list(p.test_split.entries) if p.test_split else []  # their files are inputs too
         collect.write_manifest(p.out_dir, {"pretrained_ckpt": p.weights.to_json(),
-                                           "dataset": collect.dataset_inputs(p.entries, p.dataset_dir, p.digests)})
+                                           "dataset": collect.dataset_inputs([*p.entries, *tested], p.dataset_dir,
+                                                                             p.digests)})
     except DiskFullError as full:  # output.json says so where it still fits, then exit 3 naming the folder
         write.write(doc | {"status": "failed", "headline": f"failed: {full.headline}"}, p.out_dir)
         raise

@@ -23,15 +23,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.campaign.members import SHARED_PHASE, run_member, share_log, with_parent
+from nvseg_bench.campaign import cv_test, last_epoch
+from nvseg_bench.campaign.members import SHARED_PHASE, run_member, share_log, with_parent, with_values
 from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_PHASE_FAILED, EXIT_SCHEMA_BUG, ArgumentError
-from nvseg_bench.evidence import collect, decision, gain_stats, pool
+from nvseg_bench.evidence import collect, decision, gain_stats, pool, selection
 from nvseg_bench.inputs import folds as cv_folds
+from nvseg_bench.inputs import testing
+from nvseg_bench.model.checkpoints import compare_checkpoints
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.output import write
 from nvseg_bench.output.pooled import cv_document
 from nvseg_bench.paths import CV_FILE, fold_dir
-from nvseg_bench.phase_names import EVAL_FINETUNED
+from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_LAST
 from nvseg_bench.phases.loop import run_phases
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import make_output_dir, prepare, resolve_dirs
@@ -50,18 +53,6 @@ def refuse_combinations(req: Request) -> None:
         raise ArgumentError(f"--folds runs one formal finetune per fold; it cannot be combined with {', '.join(asked)}.",
                             fix=["Drop --folds for a single run or a seed sweep, or drop the other flag: a fold x seed "
                                  "grid is not supported (run --seed S --folds all once per seed instead)."])
-
-
-def with_values(command: list[str], values: dict[str, str]) -> list[str]:
-    """The bundle command with `--key value` set: replaced where it is given, appended where not."""
-    command = list(command)
-    for key, value in values.items():
-        flag = f"--{key}"
-        if flag in command:
-            command[len(command) - 1 - command[::-1].index(flag) + 1] = value
-        else:
-            command += [flag, value]
-    return command
 
 
 def pretrained_pass(first: Prepared, every: Path, out_dir: Path) -> tuple[PhaseResult | None, bool]:
@@ -97,6 +88,41 @@ def _fold_row(fold: int, doc: dict[str, Any], path: Path, cases: set[str]) -> di
             "tensors_changed": out.get("finetuned_ckpt_matches_pretrained_weights") is False} | {k: out.get(k) for k in keys}
 
 
+def scored_folder(scored: str) -> str:
+    """The eval folder of each fold whose per-case Dice the pooled verdict uses (--cv-checkpoint)."""
+    return EVAL_LAST if scored == "last" else EVAL_FINETUNED
+
+
+def with_last_epoch(rows: list[dict[str, Any]], cases: dict[str, dict[str, Any]], out_dir: Path, scored: str) -> None:
+    """Each case's last-epoch Dice beside its best-epoch one, each fold's last-epoch gain and checkpoint, and
+    `finetuned` / `formal_gain` set to the scored checkpoint's (filled in place, before anything reads them)."""
+    last = {r["fold"]: collect.per_case_dice(fold_dir(out_dir, r["fold"]) / EVAL_LAST) for r in rows}
+    for name, case in cases.items():
+        case["best"], case["last"] = case["finetuned"], last.get(case["fold"], {}).get(name)
+        case["finetuned"] = case[scored]
+    for row in rows:
+        before = [c["pretrained"] for c in cases.values() if c["fold"] == row["fold"] and c["pretrained"] is not None]
+        after = list(last[row["fold"]].values())
+        row["best_gain"] = row["formal_gain"]
+        row["last_gain"] = pool.mean(after) - pool.mean(before) if before and after else None
+        ckpt = Path(row["finetuned_ckpt"]).with_name(last_epoch.LAST_NAME) if row.get("finetuned_ckpt") else None
+        row["last_ckpt"] = str(ckpt) if ckpt is not None and ckpt.is_file() else None
+        row["formal_gain"] = row[f"{scored}_gain"]
+
+
+def scored_checkpoint(row: dict[str, Any], scored: str, pretrained: str) -> dict[str, Any]:
+    """The representative fold's scored checkpoint: its best epoch as the fold's own output.json states it, or
+    its last epoch with the tensor comparison against the pretrained checkpoint (made here, once)."""
+    if scored == "best":
+        return {"fold": row.get("fold"), "epoch": scored, "path": row.get("finetuned_ckpt"), "comparison": None,
+                "exists": bool(row.get("finetuned_ckpt_exists")), "changed": bool(row.get("tensors_changed"))}
+    path = row.get("last_ckpt")
+    exists = bool(path) and Path(path).is_file()
+    comparison = compare_checkpoints(Path(path), Path(pretrained)) if exists and pretrained else None
+    return {"fold": row.get("fold"), "epoch": scored, "path": path, "exists": exists, "comparison": comparison,
+            "changed": comparison is not None and comparison["identical"] is False}
+
+
 def headline(cv: dict[str, Any]) -> str:
     pooled, k, n = cv["pooled"], len(cv["folds"]), cv["n_cases"]
     finished = {r["fold"] for r in cv["runs"] if r["status"] == "passed"}
@@ -106,16 +132,18 @@ def headline(cv: dict[str, Any]) -> str:
     if unfinished or not pooled.get("n_cases"):
         return f"{k}-fold CV: fold(s) {unfinished} did not finish, so there is no pooled verdict; {keep}"
     spread = cv["fold_gain"]
-    return (f"{k}-fold CV over {n} cases: formal Dice {cv['formal_pretrained_val_dice']:.4f} -> "
+    epoch = "each fold's last epoch" if cv["cv_checkpoint"] == "last" else "each fold's best epoch, selected on the scored cases"
+    return (f"{k}-fold CV over {n} cases ({epoch}): formal Dice {cv['formal_pretrained_val_dice']:.4f} -> "
             f"{cv['formal_finetuned_val_dice']:.4f} ({pooled['mean_gain']:+.4f}{gain_stats.summary(pooled)}; "
-            f"fold gains {spread['min']:+.4f}..{spread['max']:+.4f}); {keep}")
+            f"fold gains {spread['min']:+.4f}..{spread['max']:+.4f}){selection.summary(cv['selection'])}; {keep}")
 
 
 def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], chosen: list[int], out_dir: Path,
-             source: str, pretrained: str = "") -> dict[str, Any]:
-    """cv.json from each fold's output.json document (and its path)."""
+             source: str, pretrained: str = "", scored: str = "last") -> dict[str, Any]:
+    """cv.json from each fold's output.json document (and its path); `scored`: --cv-checkpoint."""
     rows = [_fold_row(k, doc, path, fold_cases(entries, k)) for k, (doc, path) in docs.items()]
     cases = pool.pooled_cases({k: doc for k, (doc, _) in docs.items()})
+    with_last_epoch(rows, cases, out_dir, scored)
     before = {n: c["pretrained"] for n, c in cases.items() if c["pretrained"] is not None}
     after = {n: c["finetuned"] for n, c in cases.items() if c["finetuned"] is not None}
     pooled = gain_stats.gain_stats(before, after)
@@ -123,10 +151,12 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
     every_fold = len(rows) == len(chosen) and all(r["status"] == "passed" for r in rows)
     median = decision.median_fold(gains)
     row = next((r for r in rows if r["fold"] == median), {})
+    pretrained = next((r["pretrained_ckpt"] for r in rows if r["pretrained_ckpt"]), pretrained)
+    kept = scored_checkpoint(row, scored, pretrained)
     verdict = decision.decide_cv(confidence=pooled["confidence"] if every_fold else None,
-                                 pooled_gain=pooled["mean_gain"], fold=median, fold_ckpt=row.get("finetuned_ckpt"),
-                                 fold_changed=bool(row.get("tensors_changed") and row.get("finetuned_ckpt_exists")),
-                                 pretrained_ckpt=next((r["pretrained_ckpt"] for r in rows if r["pretrained_ckpt"]), pretrained))
+                                 pooled_gain=pooled["mean_gain"], fold=median, fold_ckpt=kept["path"],
+                                 fold_changed=kept["changed"] and kept["exists"], pretrained_ckpt=pretrained,
+                                 epoch=scored)
     cv = {
         "kind": "nvseg_cross_validation",
         "out_dir": str(out_dir),
@@ -135,6 +165,8 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
         "folds": chosen,
         "n_cases": len(cases),
         "shared_phase": SHARED_PHASE,
+        "cv_checkpoint": scored,
+        "scored_phase": scored_folder(scored),
         "runs": rows,
         "cases": cases,
         "formal_pretrained_val_dice": pool.mean(before.values()),
@@ -142,6 +174,9 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
         "pooled": pooled,
         "gain_confidence": pooled["confidence"] if every_fold else None,
         "fold_gain": pool.distribution(list(gains.values())),
+        "selection": selection.selection_block(before, *({n: c[e] for n, c in cases.items() if c[e] is not None}
+                                                          for e in ("best", "last")), scored),
+        "scored_checkpoint": kept,
         "representative_fold": median,
         "recommendation_rule": decision.CV_RULE,
         **verdict,
@@ -151,15 +186,18 @@ def assemble(docs: dict[int, tuple[dict[str, Any], Path]], entries: list[dict], 
 
 
 def write_pack(cv: dict[str, Any], docs: dict[int, tuple[dict[str, Any], Path]], req: Request, out_dir: Path,
-               wall: float, p: Prepared, tracking: dict[str, Any] | None = None) -> tuple[Path, list[str]]:
+               wall: float, p: Prepared, tracking: dict[str, Any] | None = None,
+               test: dict[str, Any] | None = None) -> tuple[Path, list[str]]:
     """OUT/cv.json, OUT/eval_finetuned (every fold's predictions), OUT/forget_* (the forgetting check's maps),
-    OUT/output.json and OUT/manifest.json; `p` is any fold's Prepared (their mapping and plan are the same)."""
+    OUT/output.json (with `test`, the testing cases' scores, cv_test.py) and OUT/manifest.json; `p` is any
+    fold's Prepared (their mapping and plan are the same)."""
     write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")
-    parts = [(fold_dir(out_dir, r["fold"]) / EVAL_FINETUNED, set(r["cases"])) for r in cv["runs"]
-             if (fold_dir(out_dir, r["fold"]) / EVAL_FINETUNED).is_dir()]
+    scored = scored_folder(cv["cv_checkpoint"])  # the scored checkpoint's predictions stand for the finetuned ones
+    parts = [(fold_dir(out_dir, r["fold"]) / scored, set(r["cases"])) for r in cv["runs"]
+             if (fold_dir(out_dir, r["fold"]) / scored).is_dir()]
     pool.merge_eval(parts, out_dir / EVAL_FINETUNED)
     rep = cv["representative_fold"] if cv["representative_fold"] is not None else next(iter(docs))
-    fields = pool.pooled_classes(p, out_dir) | {"forgetting": pool.pooled_forgetting(p, cv, out_dir)}
+    fields = pool.pooled_classes(p, out_dir) | {"forgetting": pool.pooled_forgetting(p, cv, out_dir), "test": test}
     fields |= {"boundary": pool.pooled_boundary(p, out_dir)}
     doc = cv_document(cv, docs[rep][0], command_line=req.command_line, out_dir=out_dir, wall=wall,
                       pooled_fields=fields, tracking=tracking)
@@ -181,18 +219,25 @@ class CvShow(Protocol):
     def tracked(self, tracker: session.Tracker, warnings: list[str]) -> None: ...
 
 
-def prepare_folds(req: Request) -> tuple[dict[int, Prepared], list[dict], Path, str]:
-    """Every fold prepared (all input checks) before any phase; the entries, the all-case datalist, the source."""
+def prepare_folds(req: Request) -> tuple[dict[int, Prepared], list[dict], Path, str, testing.TestSplit | None]:
+    """Every fold prepared (all input checks) before any phase; the entries, the all-case datalist, the source
+    and the labelled testing cases (never folded in; scored once after the folds, cv_test.py)."""
     dataset_dir, out_dir = resolve_dirs(req)
     make_output_dir(req.output_dir, out_dir)
     entries, path, source = cv_folds.source_entries(dataset_dir, req.datalist, out_dir)
     chosen = cv_folds.chosen_folds(entries, path, dataset_dir, req.folds or cv_folds.ALL)
-    every = cv_folds.write_json(out_dir / ALL_CASES, cv_folds.validation_datalist(entries, chosen))
+    split = testing.read_testing(path, source, dataset_dir)
+    testing.refuse_leaks(split, entries, dataset_dir)
+    # the testing list rides along in the all-case datalist (the bundle reads only its training entries), so the
+    # verifier finds the testing cases in the CV pack's own datalist
+    listed = {"testing": list(split.entries)} if split is not None and split.entries else {}
+    every = cv_folds.write_json(out_dir / ALL_CASES, cv_folds.validation_datalist(entries, chosen) | listed)
     prepared = {}
     for fold in chosen:
         datalist = cv_folds.write_json(fold_dir(out_dir, fold) / "datalist.json", cv_folds.fold_datalist(entries, fold))
-        prepared[fold] = prepare(replace(req, output_dir=fold_dir(out_dir, fold), datalist=datalist, folds=None))
-    return prepared, entries, every, source
+        prepared[fold] = last_epoch.with_last_epoch(
+            prepare(replace(req, output_dir=fold_dir(out_dir, fold), datalist=datalist, folds=None)), req.cv_checkpoint)
+    return prepared, entries, every, source, split
 
 
 def run_cv(req: Request, show: CvShow) -> int:
@@ -201,7 +246,7 @@ def run_cv(req: Request, show: CvShow) -> int:
     refuse_combinations(req)
     started = time.monotonic()
     req, parent = with_parent(req)  # each fold is a child run of the CV's
-    prepared, entries, every, source = prepare_folds(req)
+    prepared, entries, every, source, split = prepare_folds(req)
     chosen = list(prepared)
     out_dir = prepared[chosen[0]].out_dir.parent
     show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
@@ -219,13 +264,16 @@ def run_cv(req: Request, show: CvShow) -> int:
         code = code or outcome.code
         if outcome.code == EXIT_INTERRUPTED:
             break
-    cv = assemble(docs, entries, chosen, out_dir, source, prepared[chosen[0]].weights.path)
+    cv = assemble(docs, entries, chosen, out_dir, source, prepared[chosen[0]].weights.path, req.cv_checkpoint)
     if not ok and shared is not None:
         cv["headline"] = (f"{len(chosen)}-fold CV: the shared evaluation of the pretrained checkpoint did not finish "
                           f"({shared.failure or f'exit {shared.return_code}'}; see {shared.log_path}); no fold ran")
+    test, tested = cv_test.score_testing(prepared[chosen[0]], split, cv, out_dir) if docs and not code else (None, {})
+    if any(r.return_code != 0 or r.failure for r in tested.values()):
+        code = EXIT_PHASE_FAILED
     if docs:
         path, errors = write_pack(cv, docs, req, out_dir, time.monotonic() - started, prepared[chosen[0]],
-                                  parent.block())
+                                  parent.block(), test)
         code = code or (EXIT_SCHEMA_BUG if errors else 0)
     else:
         write_atomic(out_dir / CV_FILE, json.dumps(cv, indent=2) + "\n")

@@ -33,6 +33,18 @@ def with_parent(req: Request) -> tuple[Request, session.Tracker]:
     return replace(req, tracking=session.member_items(req.tracking, parent)), parent
 
 
+def with_values(command: list[str], values: dict[str, str]) -> list[str]:
+    """The bundle command with `--key value` set: replaced where it is given, appended where not."""
+    command = list(command)
+    for key, value in values.items():
+        flag = f"--{key}"
+        if flag in command:
+            command[len(command) - 1 - command[::-1].index(flag) + 1] = value
+        else:
+            command += [flag, value]
+    return command
+
+
 def share(first: Path, target: Path) -> None:
     """The whole shared evaluation of the member in `first` linked into the member in `target`."""
     link_tree(first / SHARED_PHASE, target / SHARED_PHASE)

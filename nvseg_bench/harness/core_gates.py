@@ -118,8 +118,9 @@ def decision_rule(run: RunEvidence) -> Verdict:
     out = _out(run)
     if out.get("cv"):
         return cv_decision(out)
-    applied = decide(formal_enabled=bool(out.get("formal_eval_enabled")), formal_pre=out.get("formal_pretrained_val_dice"),
-                     formal_post=out.get("formal_finetuned_val_dice"), start=out.get("training_start_val_dice"),
+    split = (out.get("test") or {}) if out.get("verdict_split") == "test" else out  # the cases the verdict rests on
+    applied = decide(formal_enabled=bool(out.get("formal_eval_enabled")), formal_pre=split.get("formal_pretrained_val_dice"),
+                     formal_post=split.get("formal_finetuned_val_dice"), start=out.get("training_start_val_dice"),
                      best=out.get("training_best_val_dice"), tensors_changed=comparison(out).identical is False,
                      finetuned_exists=bool(out.get("finetuned_ckpt_exists")),
                      finetuned_ckpt=out.get("finetuned_ckpt"), pretrained_ckpt=out.get("pretrained_ckpt"))

@@ -27,6 +27,7 @@ def read_options(config: pytest.Config) -> dict[str, Any]:
 def significance(run: RunEvidence, opts: HarnessOptions) -> Verdict:
     """Opt-in (--nvseg-require-significant): the formal gain's 95% interval must lie above 0."""
     out = (run.doc or {}).get("output") or {}
+    out = (out.get("test") or {}) if out.get("verdict_split") == "test" else out  # the split the verdict rests on
     stats, confidence = out.get("formal_gain_stats") or {}, out.get("gain_confidence")
     if stats.get("ci_low") is None:
         said = f"no interval ({stats.get('interval_note') or 'no paired formal evaluation'})"

@@ -36,7 +36,7 @@ DATASET_DATALIST = "datalist.json"  # a dataset's own split, used when --datalis
 NIFTI_ERRORS = (nibabel.filebasedimages.ImageFileError, nibabel.wrapstruct.WrapStructError, OSError, EOFError,
                 ValueError, zlib.error)
 UNUSABLE = "the dataset is not usable (nothing was run)"
-_BAD_DATALIST = "the datalist is not usable (nothing was run)"
+BAD_DATALIST = "the datalist is not usable (nothing was run)"
 _PAIR_RULE = "Each imagesTr/NAME.nii.gz needs labelsTr/NAME.nii.gz with the same shape and affine."
 _DATALIST_FORM = '{"training": [{"image": "imagesTr/x.nii.gz", "label": "labelsTr/x.nii.gz", ' \
     '"fold": 0}, ...]}'
@@ -129,7 +129,7 @@ def _nifti_files(folder: Path) -> dict[str, Path]:
 def _pairs_from_dataset_json(dataset_dir: Path) -> list[CasePair] | None:
     """Pairs from an MSD dataset.json "training" list; None when there is no such list."""
     path = dataset_dir / "dataset.json"
-    data = _read_json(path) if path.is_file() else None
+    data = read_json(path) if path.is_file() else None
     training = data.get("training") if isinstance(data, dict) else None
     if not isinstance(training, list) or not training:
         return None
@@ -139,29 +139,29 @@ def _pairs_from_dataset_json(dataset_dir: Path) -> list[CasePair] | None:
                      Path(os.path.normpath(e["label"]))) for e in entries]
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise DataContractError(_BAD_DATALIST, [f"cannot read {path}: {exc}"],
+        raise DataContractError(BAD_DATALIST, [f"cannot read {path}: {exc}"],
                                 ["Check the path and its permissions."]) from exc
     except json.JSONDecodeError as exc:
         raise DataContractError(
-            _BAD_DATALIST,
+            BAD_DATALIST,
             [f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"],
             [f"Fix the JSON; the expected form is {_DATALIST_FORM}."]) from exc
     except UnicodeDecodeError as exc:
-        raise DataContractError(_BAD_DATALIST, [f"{path} is not UTF-8 text: {exc}"],
+        raise DataContractError(BAD_DATALIST, [f"{path} is not UTF-8 text: {exc}"],
                                 [f"Pass a JSON datalist of the form {_DATALIST_FORM}."]) from exc
 
 
 def read_entries(path: Path, dataset_dir: Path) -> list[dict]:
     """A datalist's training entries, each well formed and naming files under the dataset dir; the folds
     are not judged here (a run needs fold 0, cross-validation any two values)."""
-    data = _read_json(path)
+    data = read_json(path)
     training = data.get("training") if isinstance(data, dict) else None
     if not isinstance(training, list) or not training:
-        raise DataContractError(_BAD_DATALIST, [f'{path} has no non-empty "training" list'],
+        raise DataContractError(BAD_DATALIST, [f'{path} has no non-empty "training" list'],
                                 [f"Write the datalist as {_DATALIST_FORM}."])
     _check_entries(training, path, dataset_dir)
     return [{"image": e["image"], "label": e["label"], "fold": e["fold"]} for e in training]
@@ -173,13 +173,13 @@ def load_datalist(path: Path, dataset_dir: Path) -> list[dict]:
     folds = sorted({e["fold"] for e in entries})
     if 0 not in folds:
         raise DataContractError(
-            _BAD_DATALIST,
+            BAD_DATALIST,
             [f"No validation cases: no entry in {path} has fold 0 (folds seen: {folds})."],
             ['Mark the validation cases with "fold": 0, or leave out --datalist to use a '
              "generated seed-0 five-fold split."])
     if folds == [0]:
         raise DataContractError(
-            _BAD_DATALIST, [f"No training cases: every entry in {path} has fold 0."],
+            BAD_DATALIST, [f"No training cases: every entry in {path} has fold 0."],
             ["Give the training cases a fold other than 0 (fold 0 is validation)."])
     _refuse_validation_leaks(entries, path, dataset_dir)
     _refuse_repeated_validation(entries, path, dataset_dir)
@@ -198,7 +198,7 @@ def _refuse_repeated_validation(entries: list[dict], path: Path, dataset_dir: Pa
                 for names in spellings.values() if len(names) > 1]
     if repeated:
         raise DataContractError(
-            _BAD_DATALIST,
+            BAD_DATALIST,
             [f"{len(repeated)} validation image(s) are listed more than once in fold 0 of {path}, so they "
              "would count more than once in every mean Dice:", *shown(repeated)],
             ["List each validation case once (two datalists joined together repeat every case)."])
@@ -222,7 +222,7 @@ def _refuse_validation_leaks(entries: list[dict], path: Path, dataset_dir: Path)
             leaks.append(f"{case_name(folds[0])}: fold 0 as {folds[0]!r} and {as_trained}")
     if leaks:
         raise DataContractError(
-            _BAD_DATALIST,
+            BAD_DATALIST,
             [f"{len(leaks)} validation image(s) in {path} are also training images, so validation Dice "
              "would be measured on training data:", *shown(leaks)],
             ["List each image in one fold only: fold 0 to validate, any other fold to train."])
@@ -234,13 +234,13 @@ def _check_entries(entries: list[Any], path: Path, dataset_dir: Path) -> None:
                  for i, e in enumerate(entries) if _entry_problem(e)]
     if malformed:
         raise DataContractError(
-            _BAD_DATALIST, [f"{path} has malformed entries:", *shown(malformed)],
+            BAD_DATALIST, [f"{path} has malformed entries:", *shown(malformed)],
             ['Each entry needs "image" and "label" (paths as strings) and an integer "fold".'])
     escaping = [f"training[{i}] {key}: {e[key]!r}" for i, e in enumerate(entries)
-                for key in ("image", "label") if _escapes(e[key])]
+                for key in ("image", "label") if escapes(e[key])]
     if escaping:
         raise DataContractError(
-            _BAD_DATALIST,
+            BAD_DATALIST,
             [f"{path} has paths that are absolute or leave the dataset dir {dataset_dir}:",
              *shown(escaping)],
             ['Write paths relative to the dataset dir (e.g. "imagesTr/case_001.nii.gz"); '
@@ -249,7 +249,7 @@ def _check_entries(entries: list[Any], path: Path, dataset_dir: Path) -> None:
                if not (dataset_dir / e[key]).is_file()]
     if missing:
         raise DataContractError(
-            _BAD_DATALIST,
+            BAD_DATALIST,
             [f"{len(missing)} files named in {path} do not exist under {dataset_dir}: "
              + _listing(missing)],
             ["Fix the paths (relative to the dataset dir), or remove those entries."])
@@ -268,7 +268,7 @@ def _entry_problem(entry: Any) -> str:
     return ""
 
 
-def _escapes(rel: str) -> bool:
+def escapes(rel: str) -> bool:
     """True for an absolute path or one whose '..' leads out of the dataset dir."""
     return os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == ".."
 

@@ -41,6 +41,7 @@ class Request:
     seed: int | None = None
     seeds: list[int] | None = None
     folds: str | None = None  # --folds: "all" or "0,1,2" (parse_folds); None: no cross-validation
+    cv_checkpoint: str = "last"  # --cv-checkpoint: each fold's scored checkpoint, "last" epoch or "best" epoch
     skip_formal_eval: bool = False
     nsd_tolerance_mm: float = NSD_TOLERANCE_MM  # the boundary metrics' surface Dice tolerance
     forgetting_check: str | None = None  # N, class names, "off" (--no-forgetting-check); None: the preset decides

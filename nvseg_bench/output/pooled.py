@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from nvseg_bench.evidence import forgetting, gain_stats
+from nvseg_bench.output import peer
 from nvseg_bench.paths import CV_FILE
 from nvseg_bench.phase_names import FINETUNE
 
 DECISION_KEYS = ("recommended_ckpt", "recommended_is_finetuned", "decision_reason", "decision_basis", "improved",
-                 "regressed", "formal_improvement_over_pretrained", "formal_improved", "formal_regressed")
+                 "regressed", "formal_improvement_over_pretrained", "formal_improved", "formal_regressed", "verdict_split")
 
 
 def pooled_output(cv: dict[str, Any], out_dir: Path, pooled_fields: dict[str, Any]) -> dict[str, Any]:
@@ -36,8 +37,22 @@ def pooled_output(cv: dict[str, Any], out_dir: Path, pooled_fields: dict[str, An
         "cv": {"folds": cv["folds"], "n_cases": cv["n_cases"], "cv_json": str(out_dir / CV_FILE),
                "representative_fold": cv["representative_fold"], "recommended_fold": cv["recommended_fold"],
                "case_folds": {n: c["fold"] for n, c in cases.items()},
-               "fold_gains": {str(r["fold"]): r["formal_gain"] for r in cv["runs"]}},
-    } | pooled_fields
+               "fold_gains": {str(r["fold"]): r["formal_gain"] for r in cv["runs"]},
+               "cv_checkpoint": cv.get("cv_checkpoint"), "optimism": (cv.get("selection") or {}).get("optimism"),
+               "best_epoch_val_dice": ((cv.get("selection") or {}).get("best_epoch") or {}).get("formal_finetuned_val_dice")},
+    } | scored_fields(cv) | pooled_fields
+
+
+def scored_fields(cv: dict[str, Any]) -> dict[str, Any]:
+    """The finetuned checkpoint a CV's verdict scored (the representative fold's last or best epoch) and its
+    tensor comparison, in the fields a single run gives its finetuned checkpoint; {} without one."""
+    kept = cv.get("scored_checkpoint") or {}
+    if not kept.get("path") or kept.get("epoch") != "last":  # the best epoch's fields are the member's own
+        return {}
+    comparison = kept.get("comparison")
+    return {"finetuned_ckpt": kept["path"], "finetuned_ckpt_exists": kept["exists"],
+            "finetuned_ckpt_matches_pretrained_weights": comparison["identical"] if comparison else None,
+            "checkpoint_comparisons_to_pretrained": peer.checkpoint_comparisons(comparison)}
 
 
 def _status(cv: dict[str, Any], member: dict[str, Any], out_dir: Path) -> dict[str, Any]:

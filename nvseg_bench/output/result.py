@@ -170,13 +170,26 @@ def headline(out: dict[str, Any], status: str) -> str:
         return f"run {status}"
     pre, post = out.get("formal_pretrained_val_dice"), out.get("formal_finetuned_val_dice")
     keep = "keep the finetuned checkpoint" if out["recommended_is_finetuned"] else "keep the pretrained checkpoint"
+    test = out.get("test") or {}
+    if out.get("verdict_split") == "test":
+        t_pre, t_post = test["formal_pretrained_val_dice"], test["formal_finetuned_val_dice"]
+        return (f"test Dice {t_pre:.4f} -> {t_post:.4f} ({t_post - t_pre:+.4f}{gain_stats.summary(test.get('formal_gain_stats'))}) "
+                f"on {test['n_cases']} held-out cases; {keep}"
+                + (f"; validation {pre:.4f} -> {post:.4f}" if pre is not None and post is not None else "")
+                + forgetting.headline_tail(out.get("forgetting")))
     if pre is not None and post is not None:
         return (f"formal Dice {pre:.4f} -> {post:.4f} ({post - pre:+.4f}{gain_stats.summary(out.get('formal_gain_stats'))}); "
-                f"{keep}{forgetting.headline_tail(out.get('forgetting'))}")
+                f"{keep}{validation_note(test)}{forgetting.headline_tail(out.get('forgetting'))}")
     start, best = out.get("training_start_val_dice"), out.get("training_best_val_dice")
     if start is not None and best is not None:
         return f"training-time Dice {start:.4f} -> best {best:.4f}; {keep}{forgetting.headline_tail(out.get('forgetting'))}"
     return keep
+
+
+def validation_note(test: dict[str, Any]) -> str:
+    """What a verdict on the validation cases must say: those cases also chose the finetune's kept epoch."""
+    why = f" (the {test['n_cases']} testing case(s) are too few for a verdict)" if test else ""
+    return f"; on the validation cases, which also chose the epoch{why}"
 
 
 def build(p: Prepared, run: PhaseRun, out: dict[str, Any], status: RunStatus, *, bundle: dict[str, Any] | None,

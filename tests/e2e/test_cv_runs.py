@@ -22,6 +22,19 @@ sys.path.insert(0, str(REPO / "fixtures"))
 import make_cv_copy  # noqa: E402
 
 
+TESTING = ("spleen_11.nii.gz", "spleen_12.nii.gz")  # held out of every fold, scored once after them
+
+
+def with_testing(data: Path, target: Path) -> Path:
+    """A datalist beside the 12-case copy: its first ten cases in five folds of two, the last two as upstream's
+    labelled `testing` list."""
+    names = sorted(p.name for p in (data / "imagesTr").glob("*.nii.gz"))
+    entry = lambda n: {"image": f"imagesTr/{n}", "label": f"labelsTr/{n}"}  # noqa: E731
+    training = [entry(n) | {"fold": i % 5} for i, n in enumerate(n for n in names if n not in TESTING)]
+    target.write_text(json.dumps({"training": training, "testing": [entry(n) for n in TESTING]}))
+    return target
+
+
 def mlflow_store(root: Path) -> str:
     """The CV run's MLflow store, beside its output dir."""
     return f"sqlite:///{root / 'cv-mlruns' / 'mlflow.db'}"
@@ -44,17 +57,20 @@ def ten_cases(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def cv_run(tmp_path_factory, worker_id) -> CvRun:
-    """`nvseg-finetune COPY --smoke --epochs 1 --folds all --tracking mlflow=STORE` once per session, whichever
-    worker asks first (tracking changes no result; the MLflow test reads its parent and child runs)."""
+    """`nvseg-finetune COPY --smoke --epochs 1 --folds all --datalist WITH_TESTING --tracking mlflow=STORE` once
+    per session, whichever worker asks first (tracking changes no result; the MLflow test reads its parent and
+    child runs). The copy has 12 cases: 10 in the folds, 2 in the datalist's testing list."""
     root = tmp_path_factory.getbasetemp()
     root = root.parent if worker_id != "master" else root
     out, record = root / "cv-run", root / "cv-run.json"
     with (root / "cv-run.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not record.is_file():
-            data = make_cv_copy.build(root / "cv-data")
+            data = make_cv_copy.build(root / "cv-data", cases=12)
+            datalist = with_testing(data, root / "cv-datalist.json")
             run = subprocess.run([sys.executable, "-m", "nvseg_bench", str(data), "--smoke", "--epochs", "1",
-                                  "--folds", "all", "--output-dir", str(out), "--tracking", f"mlflow={mlflow_store(root)}"],
+                                  "--folds", "all", "--datalist", str(datalist), "--output-dir", str(out),
+                                  "--tracking", f"mlflow={mlflow_store(root)}"],
                                  capture_output=True, text=True, cwd=REPO, timeout=1800)
             record.write_text(json.dumps({"returncode": run.returncode, "console": run.stdout[-3000:] + run.stderr[-3000:]}))
     saved = json.loads(record.read_text())
@@ -113,12 +129,48 @@ def test_the_pretrained_checkpoint_is_evaluated_once_and_shared(cv_run):
 def test_the_top_level_output_json_carries_the_pooled_verdict(cv_run):
     doc, cv = cv_run.doc("output.json"), cv_run.doc("cv.json")
     assert schema_errors(doc) == []
-    assert doc["headline"].startswith("5-fold CV over 10 cases: formal Dice ")
+    assert doc["headline"].startswith("5-fold CV over 10 cases (each fold's last epoch): formal Dice ")
     assert doc["output"]["formal_gain_stats"] == cv["pooled"] and doc["output"]["gain_confidence"] == cv["gain_confidence"]
     assert cv["gain_confidence"] in ("clear", "within_noise", "clear_loss")  # 10 cases are enough for a verdict
     assert doc["output"]["recommended_ckpt"] == cv["recommended_ckpt"]
     if cv["recommended_is_finetuned"]:
-        assert cv["recommended_ckpt"].endswith(f"fold-{cv['representative_fold']}/checkpoints/model_finetune.pt")
+        assert cv["recommended_ckpt"].endswith(f"fold-{cv['representative_fold']}/checkpoints/model_last.pt")
+
+
+@pytest.mark.slow
+def test_the_pooled_score_is_each_folds_last_epoch_and_the_best_epochs_optimism_is_reported(cv_run):
+    cv, doc = cv_run.doc("cv.json"), cv_run.doc("output.json")
+    assert cv["cv_checkpoint"] == "last" and doc["output"]["verdict_split"] == "cv"
+    for fold in range(5):
+        root = cv_run.out / f"fold-{fold}"
+        assert (root / "checkpoints" / "model_last.pt").is_file() and (root / "checkpoints" / "model_finetune.pt").is_file()
+        assert not list((root / "checkpoints" / "resume").glob("*.pt"))  # the optimizer-bearing epoch file is gone
+        last = cv_run.doc(f"fold-{fold}", "output.json")["invocation"]["phase_return_codes"]
+        assert last["eval_last"] == 0 and (root / "eval_last" / "val_mean_dice_raw.csv").is_file()
+    cases = cv["cases"]
+    assert all(c["finetuned"] == c["last"] and c["best"] is not None for c in cases.values())
+    selection = cv["selection"]
+    assert selection["best_epoch"]["selected_on_scored_cases"] is True and selection["last_epoch"]["pooled"] == cv["pooled"]
+    optimism = selection["optimism"]
+    assert optimism["n_cases"] == 10 and optimism["ci_low"] is not None
+    assert optimism["mean_gain"] == pytest.approx(sum(c["best"] - c["last"] for c in cases.values()) / 10)
+    assert doc["output"]["cv"]["optimism"] == optimism
+
+
+@pytest.mark.slow
+def test_the_testing_cases_are_never_folded_in_and_scored_once_with_the_scored_checkpoint(cv_run):
+    cv, doc = cv_run.doc("cv.json"), cv_run.doc("output.json")
+    assert not set(TESTING) & set(cv["cases"])
+    assert all(not set(TESTING) & {e["image"].split("/")[-1] for e in cv_run.doc(f"fold-{k}", "datalist.json")["training"]}
+               for k in range(5))
+    test = doc["output"]["test"]
+    assert test["cases"] == list(TESTING) and set(test["formal_finetuned_per_case"]) == set(TESTING)
+    assert test["formal_gain_stats"]["n_cases"] == 2 and doc["output"]["verdict_split"] == "cv"
+    log = (cv_run.out / "logs" / "eval_test_finetuned.log").read_text()
+    assert cv["scored_checkpoint"]["path"] in log.splitlines()[0]
+    for phase in ("eval_test_pretrained", "eval_test_finetuned"):
+        assert sorted(p.name for p in (cv_run.out / phase).glob("*_seg.nii.gz")) == \
+            sorted(n.replace(".nii.gz", "_seg.nii.gz") for n in TESTING)
 
 
 @pytest.mark.slow
@@ -130,6 +182,8 @@ def test_the_verifier_passes_the_cv_pack_and_a_fold_pack(cv_run, pack, tmp_path)
     assert code == 0 and failed == []
     cv_finding = next(f for f in summary["findings"] if f["name"] == "cv_pooled")
     assert cv_finding["status"] == ("pass" if pack == "." else "skipped")
+    test_finding = next(f for f in summary["findings"] if f["name"] == "test_split")
+    assert test_finding["status"] == ("pass" if pack == "." else "skipped")
 
 
 @pytest.mark.slow

@@ -179,3 +179,15 @@ def test_a_smoke_run_on_nvidias_bundle_is_not_held_to_ranges_measured_on_bundle(
     other = edited(run, lambda d: d["input"]["bundle"].update(source="hub", path="/hub/NV-Segment-CT"))
     verdict = check_gate("reference", other)
     assert verdict.status == "skipped" and "measured with this project's bundle/" in verdict.message
+
+
+def test_a_verdict_on_the_test_split_is_held_to_the_rule_on_the_test_figures(run):
+    """output.verdict_split test: the keep rule reads output.test's Dice, not the validation cases'."""
+    def on_test(doc, test_post):
+        out = doc["output"]
+        out.update(verdict_split="test", test={"formal_pretrained_val_dice": 0.30, "formal_finetuned_val_dice": test_post})
+    kept = check_gate("decision", run).message  # the stored pack keeps its finetuned checkpoint on validation
+    assert "keep the finetuned checkpoint" in kept
+    assert check_gate("decision", edited(run, lambda d: on_test(d, 0.40))).status == "passed"
+    worse = check_gate("decision", edited(run, lambda d: on_test(d, 0.20)))
+    assert worse.status == "failed" and "picks" in worse.message

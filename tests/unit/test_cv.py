@@ -35,12 +35,13 @@ def _doc(fold: int, status: str = "passed") -> dict:
 
 def _assemble(statuses: dict[int, str] | None = None) -> dict:
     docs = {k: (_doc(k, (statuses or {}).get(k, "passed")), Path(f"/out/fold-{k}/output.json")) for k in PRE}
-    return assemble(docs, ENTRIES, list(PRE), Path("/out"), "given: d.json")
+    return assemble(docs, ENTRIES, list(PRE), Path("/out"), "given: d.json", scored="best")
 
 
 def test_every_case_is_pooled_once_from_the_fold_that_held_it_out():
     cv = _assemble()
-    assert cv["n_cases"] == 6 and cv["cases"]["c.nii.gz"] == {"fold": 1, "pretrained": 0.25, "finetuned": 0.27}
+    assert cv["n_cases"] == 6 and cv["cases"]["c.nii.gz"] == {"fold": 1, "pretrained": 0.25, "finetuned": 0.27, "best": 0.27,
+                                                       "last": None}
     assert cv["pooled"]["n_cases"] == 6 and cv["pooled"]["mean_gain"] == pytest.approx(sum(GAIN.values()) / 3)
 
 
@@ -56,7 +57,8 @@ def test_a_clear_pooled_gain_recommends_the_median_folds_checkpoint_not_the_best
 
 
 def test_the_headline_names_the_folds_and_cases():
-    assert _assemble()["headline"].startswith("3-fold CV over 6 cases: formal Dice ")
+    assert _assemble()["headline"].startswith(
+        "3-fold CV over 6 cases (each fold's best epoch, selected on the scored cases): formal Dice ")
 
 
 def test_a_failed_fold_gives_no_verdict_and_keeps_the_pretrained_checkpoint():
@@ -147,3 +149,56 @@ def test_the_forgetting_check_is_pooled_over_every_fold_s_own_cases(tmp_path):
     block = pooled_forgetting(p, cv, tmp_path)
     assert block["per_case"] == {"a.nii.gz": {"liver": 1.0}, "b.nii.gz": {"liver": 0.0}}
     assert block["classes"] == {"liver": 0.5} and (tmp_path / PHASES[1] / "b_seg.nii.gz").is_file()
+
+
+LAST_GAIN = {0: 0.06, 1: 0.00, 2: 0.03}  # each fold's last epoch gains less than its best (GAIN): the best was chosen
+
+
+def _last_epoch_out(tmp_path: Path) -> tuple[Path, dict]:
+    """OUT with every fold's eval_last CSV and tiny checkpoints: the last epochs changed, the pretrained one not."""
+    import torch
+
+    out = tmp_path / "out"
+    torch.save({"w": torch.zeros(3)}, tmp_path / "pre.pt")
+    docs = {}
+    for fold, before in PRE.items():
+        root = out / f"fold-{fold}"
+        (root / "eval_last").mkdir(parents=True)
+        (root / "checkpoints").mkdir()
+        torch.save({"w": torch.ones(3)}, root / "checkpoints" / "model_last.pt")
+        with (root / "eval_last" / "val_mean_dice_raw.csv").open("w", newline="") as handle:
+            rows = csv.writer(handle)
+            rows.writerow(["filename", "mean"])
+            rows.writerows([f"/data/imagesTr/{name}", before[name] + LAST_GAIN[fold]] for name in before)
+        doc = _doc(fold)
+        doc["output"] |= {"finetuned_ckpt": str(root / "checkpoints" / "model_finetune.pt"),
+                          "pretrained_ckpt": str(tmp_path / "pre.pt")}
+        docs[fold] = (doc, root / "output.json")
+    return out, docs
+
+
+def test_the_pooled_score_comes_from_each_folds_last_epoch_with_the_best_epochs_optimism(tmp_path):
+    out, docs = _last_epoch_out(tmp_path)
+    cv = assemble(docs, ENTRIES, list(PRE), out, "given: d.json", scored="last")
+    assert cv["cv_checkpoint"] == "last" and cv["scored_phase"] == "eval_last"
+    assert cv["cases"]["c.nii.gz"] == {"fold": 1, "pretrained": 0.25, "finetuned": 0.25, "best": pytest.approx(0.27),
+                                       "last": 0.25}
+    assert cv["pooled"]["mean_gain"] == pytest.approx(sum(LAST_GAIN.values()) / 3)
+    best, optimism = cv["selection"]["best_epoch"], cv["selection"]["optimism"]
+    assert best["selected_on_scored_cases"] is True and cv["selection"]["last_epoch"]["selected_on_scored_cases"] is False
+    assert best["pooled"]["mean_gain"] == pytest.approx(sum(GAIN.values()) / 3)
+    want = (sum(GAIN.values()) - sum(LAST_GAIN.values())) / 3  # pooled best minus last, case by case
+    assert optimism["mean_gain"] == pytest.approx(want) and optimism["n_cases"] == 6 and optimism["ci_low"] is not None
+    assert {r["fold"]: r["formal_gain"] for r in cv["runs"]} == pytest.approx(LAST_GAIN)
+    assert "(each fold's last epoch)" in cv["headline"] and "selected on the scored cases (optimism +" in cv["headline"]
+
+
+def test_a_clear_last_epoch_gain_recommends_the_median_folds_last_checkpoint_and_reports_its_comparison(tmp_path):
+    out, docs = _last_epoch_out(tmp_path)
+    cv = assemble(docs, ENTRIES, list(PRE), out, "given: d.json", scored="last")
+    assert cv["representative_fold"] == 2 and cv["recommended_ckpt"].endswith("fold-2/checkpoints/model_last.pt")
+    assert cv["scored_checkpoint"]["changed"] is True and cv["verdict_split"] == "cv"
+    doc = cv_document(cv, docs[2][0], command_line="c", out_dir=out, wall=1.0, pooled_fields={})
+    assert doc["output"]["finetuned_ckpt"] == cv["recommended_ckpt"]
+    assert doc["output"]["finetuned_ckpt_matches_pretrained_weights"] is False
+    assert doc["output"]["cv"]["optimism"] == cv["selection"]["optimism"]

@@ -38,6 +38,7 @@ def pack(tmp_path) -> Pack:
         doc = _fold_doc(fold)
         _csv(tmp_path / f"fold-{fold}" / "eval_pretrained", doc["output"]["formal_pretrained_per_case"])
         _csv(tmp_path / f"fold-{fold}" / "eval_finetuned", doc["output"]["formal_finetuned_per_case"])
+        _csv(tmp_path / f"fold-{fold}" / "eval_last", {k: round(v + GAINS[k] / 2, 6) for k, v in PRE[fold].items()})
         docs[fold] = (doc, tmp_path / f"fold-{fold}" / "output.json")
     entries = [{"image": f"imagesTr/{n}", "label": "", "fold": f} for f, cases in PRE.items() for n in cases]
     cv = assemble(docs, entries, list(PRE), tmp_path, "given")
@@ -84,6 +85,7 @@ def test_a_claimed_verdict_the_pooled_cases_do_not_give_fails(pack):
 def test_a_case_scored_by_two_folds_fails(pack):
     _csv(pack.root / "fold-3" / "eval_pretrained", {"a.nii.gz": 0.2})
     _csv(pack.root / "fold-3" / "eval_finetuned", {"a.nii.gz": 0.3})
+    _csv(pack.root / "fold-3" / "eval_last", {"a.nii.gz": 0.25})
     _tamper(pack, lambda cv: cv["runs"].append(dict(cv["runs"][0], fold=3)))
     assert "a.nii.gz is scored by fold 0 and fold 3" in check_cv(pack).detail
 
@@ -116,3 +118,18 @@ def test_the_verifiers_keep_rule_wants_a_pooled_gain_clear_of_noise_in_a_cv_pack
     assert expected_decision(_decision_out("within_noise"))["recommended_ckpt"] == "pre.pt"
     single = {k: v for k, v in _decision_out("within_noise").items() if k != "cv"}
     assert expected_decision(single)["recommended_ckpt"] == "fold-2/ckpt.pt"  # a single run keeps on the gain
+
+
+def test_the_pooled_figures_are_each_folds_last_epoch_and_a_flattered_optimism_fails(pack):
+    cv = json.loads((pack.root / "cv.json").read_text())
+    assert cv["cv_checkpoint"] == "last" and cv["pooled"]["mean_gain"] == pytest.approx(sum(GAINS.values()) / 12, abs=1e-6)
+    assert cv["selection"]["optimism"]["mean_gain"] == pytest.approx(sum(GAINS.values()) / 12, abs=1e-6)
+    _tamper(pack, lambda cv: cv["selection"]["optimism"].update(mean_gain=0.0))
+    finding = check_cv(pack)
+    assert finding.status == "fail" and "optimism: mean gain" in finding.detail
+
+
+def test_a_cv_json_naming_no_known_checkpoint_fails(pack):
+    _tamper(pack, lambda cv: cv.update(cv_checkpoint="luckiest"))
+    finding = check_cv(pack)
+    assert finding.status == "fail" and "'luckiest'" in finding.detail

@@ -60,3 +60,28 @@ def test_cv_keeps_the_pretrained_checkpoint_otherwise(change):
     verdict = _cv(**change)
     assert verdict["recommended_ckpt"] == "pre.pt" and verdict["recommended_is_finetuned"] is False
     assert verdict["recommended_fold"] is None
+
+
+def _stats(n: int, same: bool = True) -> dict:
+    return {"n_cases": n, "same_cases": same}
+
+
+def test_the_verdict_rests_on_the_test_split_only_with_six_paired_cases():
+    from nvseg_bench.evidence.decision import verdict_split
+    assert verdict_split(_stats(6)) == "test" and verdict_split(_stats(12)) == "test"
+    assert verdict_split(_stats(5)) == "validation" and verdict_split(_stats(8, same=False)) == "validation"
+    assert verdict_split(None) == "validation"
+
+
+def test_a_decision_on_the_test_split_names_it_in_its_basis():
+    verdict = _decide(split="test")
+    assert verdict["decision_basis"] == "formal original-spacing Dice on the held-out test cases"
+    assert verdict["recommended_ckpt"] == "ft.pt" and "held-out test cases" in verdict["decision_reason"]
+    assert _decide()["decision_basis"] == "formal original-spacing Dice"
+
+
+def test_the_cv_rule_names_the_scored_epoch_and_its_split():
+    verdict = decide_cv(confidence="clear", pooled_gain=0.05, fold=2, fold_ckpt="f2/model_last.pt",
+                        fold_changed=True, pretrained_ckpt="pre.pt", epoch="last")
+    assert verdict["verdict_split"] == "cv" and verdict["decision_basis"].endswith("(each fold's last epoch)")
+    assert verdict["recommended_ckpt"] == "f2/model_last.pt"
