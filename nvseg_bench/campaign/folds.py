@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.campaign.members import SHARED_PHASE, run_member, share_log, with_parent
+from nvseg_bench.campaign.members import SHARED_PHASE, CampaignStarter, run_member, share_log, with_parent
 from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_PHASE_FAILED, EXIT_SCHEMA_BUG, ArgumentError
 from nvseg_bench.evidence import collect, decision, gain_stats, pool
 from nvseg_bench.inputs import folds as cv_folds
@@ -32,6 +32,7 @@ from nvseg_bench.output import write
 from nvseg_bench.output.pooled import cv_document
 from nvseg_bench.paths import CV_FILE, fold_dir
 from nvseg_bench.phase_names import EVAL_FINETUNED
+from nvseg_bench.phases import warm
 from nvseg_bench.phases.loop import run_phases
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import make_output_dir, prepare, resolve_dirs
@@ -64,13 +65,14 @@ def with_values(command: list[str], values: dict[str, str]) -> list[str]:
     return command
 
 
-def pretrained_pass(first: Prepared, every: Path, out_dir: Path) -> tuple[PhaseResult | None, bool]:
+def pretrained_pass(first: Prepared, every: Path, out_dir: Path,
+                    starter: warm.WarmStarter | None = None) -> tuple[PhaseResult | None, bool]:
     """eval_pretrained once over every chosen case, into OUT/eval_pretrained; (result, interrupted)."""
     cases = json.loads(every.read_text())["training"]
     command = with_values(first.commands[SHARED_PHASE], {"output_dir": str(out_dir / SHARED_PHASE),
                                                          "data_list_file_path": str(every)})
     whole = replace(first, out_dir=out_dir, entries=cases, datalist_path=every, commands={SHARED_PHASE: command})
-    run = run_phases(whole, time.time())
+    run = run_phases(whole, time.time(), starter, shared_starter=starter is not None)
     return run.results.get(SHARED_PHASE), run.interrupted
 
 
@@ -79,12 +81,12 @@ def fold_cases(entries: list[dict], fold: int) -> set[str]:
 
 
 def run_fold(p: Prepared, shared: PhaseResult, out_dir: Path, cases: set[str],
-             parent: session.Tracker | None = None) -> Outcome:
+             parent: session.Tracker | None = None, starter: warm.WarmStarter | None = None) -> Outcome:
     """One fold: its cases' part of the shared evaluation, then finetune and eval_finetuned, then output.json."""
     started = (time.monotonic(), time.time())
     pool.merge_eval([(out_dir / SHARED_PHASE, cases)], p.out_dir / SHARED_PHASE)
     share_log(out_dir, p.out_dir)
-    outcome, _ = run_member(p, shared, parent, started)
+    outcome, _ = run_member(p, shared, parent, started, starter)
     return outcome
 
 
@@ -200,24 +202,25 @@ def run_cv(req: Request, show: CvShow) -> int:
     refuse_combinations(req)
     started = time.monotonic()
     req, parent = with_parent(req)  # each fold is a child run of the CV's
-    prepared, entries, every, source = prepare_folds(req)
-    chosen = list(prepared)
-    out_dir = prepared[chosen[0]].out_dir.parent
-    show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
-    shared, interrupted = pretrained_pass(prepared[chosen[0]], every, out_dir)
-    docs: dict[int, tuple[dict[str, Any], Path]] = {}
-    code = EXIT_INTERRUPTED if interrupted else 0
-    ok = shared is not None and shared.return_code == 0 and shared.failure is None
-    if not ok and not interrupted:
-        code = EXIT_PHASE_FAILED  # the shared evaluation failed: no fold can be compared
-    for index, fold in enumerate(chosen if ok else [], start=1):
-        show.fold_started(fold, index, len(chosen))
-        outcome = run_fold(prepared[fold], shared, out_dir, fold_cases(entries, fold), parent)
-        show.fold_done(fold, outcome)
-        docs[fold] = (outcome.doc, outcome.path)
-        code = code or outcome.code
-        if outcome.code == EXIT_INTERRUPTED:
-            break
+    with CampaignStarter(req) as starter:  # one warm-start server for every fold, importing while they prepare
+        prepared, entries, every, source = prepare_folds(req)
+        chosen = list(prepared)
+        out_dir = prepared[chosen[0]].out_dir.parent
+        show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
+        shared, interrupted = pretrained_pass(prepared[chosen[0]], every, out_dir, starter)
+        docs: dict[int, tuple[dict[str, Any], Path]] = {}
+        code = EXIT_INTERRUPTED if interrupted else 0
+        ok = shared is not None and shared.return_code == 0 and shared.failure is None
+        if not ok and not interrupted:
+            code = EXIT_PHASE_FAILED  # the shared evaluation failed: no fold can be compared
+        for index, fold in enumerate(chosen if ok else [], start=1):
+            show.fold_started(fold, index, len(chosen))
+            outcome = run_fold(prepared[fold], shared, out_dir, fold_cases(entries, fold), parent, starter)
+            show.fold_done(fold, outcome)
+            docs[fold] = (outcome.doc, outcome.path)
+            code = code or outcome.code
+            if outcome.code == EXIT_INTERRUPTED:
+                break
     cv = assemble(docs, entries, chosen, out_dir, source, prepared[chosen[0]].weights.path)
     if not ok and shared is not None:
         cv["headline"] = (f"{len(chosen)}-fold CV: the shared evaluation of the pretrained checkpoint did not finish "

@@ -22,11 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.campaign.members import SHARED_PHASE, run_member, share, with_parent
+from nvseg_bench.campaign.members import SHARED_PHASE, CampaignStarter, run_member, share, with_parent
 from nvseg_bench.errors import EXIT_INTERRUPTED, ArgumentError
 from nvseg_bench.evidence.pool import distribution
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.paths import SWEEP_FILE, seed_dir
+from nvseg_bench.phases import warm
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import prepare
 from nvseg_bench.run import Outcome
@@ -148,14 +149,14 @@ class SweepShow(Protocol):
 
 
 def run_seed(req: Request, seed: int, shared: PhaseResult | None, first_dir: Path | None,
-             parent: session.Tracker | None = None) -> tuple[Outcome, PhaseResult | None]:
+             parent: session.Tracker | None = None, starter: warm.WarmStarter | None = None) -> tuple[Outcome, PhaseResult | None]:
     """One seed's run into OUT/seed-S; `shared` is the first seed's eval_pretrained result (then its folder
     is linked in and the phase is not run again)."""
     started = (time.monotonic(), time.time())
     prepared = prepare(replace(req, output_dir=seed_dir(req.output_dir, seed), seed=seed, seeds=None))
     if shared is not None and first_dir is not None:
         share(first_dir, prepared.out_dir)
-    return run_member(prepared, shared, parent, started)
+    return run_member(prepared, shared, parent, started, starter)
 
 
 def run_sweep(req: Request, show: SweepShow) -> int:
@@ -165,16 +166,17 @@ def run_sweep(req: Request, show: SweepShow) -> int:
     docs: dict[int, tuple[dict[str, Any], Path]] = {}
     shared, first_dir, code = None, None, 0
     seeds = req.seeds or []
-    for index, seed in enumerate(seeds, start=1):
-        show.seed_started(seed, index, len(seeds))
-        outcome, pre = run_seed(req, seed, shared, first_dir, parent)
-        show.seed_done(seed, outcome)
-        docs[seed] = (outcome.doc, outcome.path)
-        code = code or outcome.code
-        if shared is None:
-            shared, first_dir = pre, outcome.path.parent
-        if outcome.code == EXIT_INTERRUPTED or pre is None or pre.return_code != 0:
-            break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
+    with CampaignStarter(req) as starter:
+        for index, seed in enumerate(seeds, start=1):
+            show.seed_started(seed, index, len(seeds))
+            outcome, pre = run_seed(req, seed, shared, first_dir, parent, starter)
+            show.seed_done(seed, outcome)
+            docs[seed] = (outcome.doc, outcome.path)
+            code = code or outcome.code
+            if shared is None:
+                shared, first_dir = pre, outcome.path.parent
+            if outcome.code == EXIT_INTERRUPTED or pre is None or pre.return_code != 0:
+                break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
     target, doc = write(docs, req.output_dir)
     show.sweep_done(doc, target.resolve())
     summary = {f"sweep.formal_gain.{k}": v for k, v in doc["formal_gain"].items() if v is not None}

@@ -40,9 +40,10 @@ def _say(index: int, total: int, name: str, text: str) -> None:
 
 
 def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | None = None,
-               skip: frozenset[str] = frozenset()) -> PhaseRun:
+               skip: frozenset[str] = frozenset(), shared_starter: bool = False) -> PhaseRun:
     """Run p.commands in order but those in `skip` (a sweep's shared evaluation). `starter` is a warm-start
-    server started early; it is used when warm start applies, and closed."""
+    server started early; it is used when warm start applies, and closed unless `shared_starter` (a
+    campaign's one server, kept open for its next member: campaign/members.py)."""
     results: dict[str, PhaseResult] = {}
     env = bundle_env(p.bundle_dir, p.staged.config_dir)
     hold, cache_start = None, None
@@ -53,7 +54,8 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
     (p.out_dir / "logs").mkdir(exist_ok=True)
     warm_note = warm.choose(p.plan.device, p.plan.nproc_per_node, p.plan.multi_gpu, os.environ)
     if warm_note and starter is not None:
-        starter.close()
+        if not shared_starter:
+            starter.close()
         starter = None
     elif not warm_note and starter is None:
         starter = warm.WarmStarter(pins.phase_python(), p.out_dir, env)
@@ -89,7 +91,8 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
                 resume.discard(p.out_dir)  # a finished finetune needs no epoch checkpoint
     finally:
         if starter is not None:
-            starter.close(p.out_dir / "logs" / "warm_start.log")
+            if not shared_starter:
+                starter.close(p.out_dir / "logs" / "warm_start.log")
             warm_note = starter.note
         if hold is not None and p.cache is not None:
             hold.close()
