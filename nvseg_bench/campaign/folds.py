@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from nvseg_bench.campaign import parallel
 from nvseg_bench.campaign.members import SHARED_PHASE, CampaignStarter, run_member, share_log, with_parent
 from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_PHASE_FAILED, EXIT_SCHEMA_BUG, ArgumentError
 from nvseg_bench.evidence import collect, decision, gain_stats, pool
@@ -88,6 +89,23 @@ def run_fold(p: Prepared, shared: PhaseResult, out_dir: Path, cases: set[str],
     share_log(out_dir, p.out_dir)
     outcome, _ = run_member(p, shared, parent, started, starter)
     return outcome
+
+
+def fold_member(req: Request, fold: int, shared: PhaseResult, out_dir: Path, cases: set[str]) -> Outcome:
+    """One fold in a worker of --parallel: prepared again there, under the worker's share of the machine."""
+    p = prepare(replace(req, output_dir=fold_dir(out_dir, fold), datalist=fold_dir(out_dir, fold) / "datalist.json",
+                        folds=None, parallel=None))
+    return run_fold(p, shared, out_dir, cases)
+
+
+def side_by_side(req: Request, chosen: list[int], out_dir: Path, entries: list[dict], shared: PhaseResult,
+                 show: CvShow) -> dict[int, Outcome | str]:
+    """--parallel N: every fold, up to N at once; fold -> its Outcome, or why it failed."""
+    for index, fold in enumerate(chosen, start=1):
+        show.fold_started(fold, index, len(chosen))
+    jobs = {fold: (fold_member, (req, fold, shared, out_dir, fold_cases(entries, fold))) for fold in chosen}
+    return parallel.run_members(jobs, req.parallel or 1, lambda fold, done: (
+        show.member_failed(f"fold {fold}", done) if isinstance(done, str) else show.fold_done(fold, done)))
 
 
 def _fold_row(fold: int, doc: dict[str, Any], path: Path, cases: set[str]) -> dict[str, Any]:
@@ -177,6 +195,8 @@ class CvShow(Protocol):
 
     def fold_done(self, fold: int, outcome: Outcome) -> None: ...
 
+    def member_failed(self, name: str, why: str) -> None: ...
+
     def cv_done(self, cv: dict[str, Any], path: Path) -> None: ...
 
     def tracked(self, tracker: session.Tracker, warnings: list[str]) -> None: ...
@@ -213,7 +233,12 @@ def run_cv(req: Request, show: CvShow) -> int:
         ok = shared is not None and shared.return_code == 0 and shared.failure is None
         if not ok and not interrupted:
             code = EXIT_PHASE_FAILED  # the shared evaluation failed: no fold can be compared
-        for index, fold in enumerate(chosen if ok else [], start=1):
+        if ok and (req.parallel or 1) > 1:
+            found = side_by_side(req, chosen, out_dir, entries, shared, show)
+            docs = {k: (o.doc, o.path) for k, o in found.items() if not isinstance(o, str)}
+            code = code or next((o.code for o in found.values() if not isinstance(o, str) and o.code), 0) or (
+                EXIT_PHASE_FAILED if len(docs) < len(chosen) else 0)
+        for index, fold in enumerate(chosen if ok and (req.parallel or 1) == 1 else [], start=1):
             show.fold_started(fold, index, len(chosen))
             outcome = run_fold(prepared[fold], shared, out_dir, fold_cases(entries, fold), parent, starter)
             show.fold_done(fold, outcome)

@@ -40,6 +40,8 @@ class Request:
     seed: int | None = None
     seeds: list[int] | None = None
     folds: str | None = None  # --folds: "all" or "0,1,2" (parse_folds); None: no cross-validation
+    parallel: int | None = None  # --parallel N: up to N campaign members at once (campaign/parallel.py)
+    slurm_array: bool = False  # --slurm-array: submit the members as a SLURM job array (campaign/slurm_array.py)
     skip_formal_eval: bool = False
     forgetting_check: str | None = None  # N, class names, "off" (--no-forgetting-check); None: the preset decides
     precision: str | None = None  # fp32 | fp16 | bf16; None: the plan's choice
