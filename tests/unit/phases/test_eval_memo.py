@@ -208,3 +208,4 @@ def test_the_test_split_pass_is_keyed_by_its_testing_cases(tmp_path):
     assert test_key("c") == base
     _nudge(data / test_case["image"])
     assert test_key("d") != base
+
