@@ -57,6 +57,24 @@ def _boom(value: int) -> str:
     raise ValueError(f"member {value} broke")
 
 
+def _timed(value: int) -> tuple[str, float, float]:
+    """A member that reports its share and when it ran."""
+    import time
+
+    started = time.monotonic()
+    time.sleep(1.0)
+    return os.environ["OMP_NUM_THREADS"], started, time.monotonic()
+
+
+def test_two_members_run_at_once_each_with_its_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    found = parallel.run_members({"a": (_timed, (1,)), "b": (_timed, (2,))}, 2, lambda *_: None,
+                                 {"CUDA_VISIBLE_DEVICES": ""})
+    (share_a, start_a, end_a), (share_b, start_b, end_b) = found["a"], found["b"]
+    assert share_a == share_b == "1"  # two cores, two members: one thread each
+    assert start_a < end_b and start_b < end_a  # side by side, not one after the other
+
+
 def test_a_failed_member_names_itself_and_the_others_are_kept():
     done = []
     found = parallel.run_members({"a": (_ok, (1,)), "b": (_boom, (2,)), "c": (_ok, (3,))}, 2,
