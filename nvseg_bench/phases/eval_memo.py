@@ -74,15 +74,21 @@ def _masked(text: str, masks: list[tuple[str, str]]) -> str:
     return text
 
 
+def _staged(p: Prepared, path: Path) -> dict[str, Any] | None:
+    """An override this tool staged under OUT (a CV's shared pass reads its first fold's), as data."""
+    if path.suffix != ".json" or p.out_dir not in path.parents:
+        return None
+    values = json.loads(path.read_text())
+    return values if isinstance(values, dict) else None
+
+
 def _config_digest(path: Path, p: Prepared, masks: list[tuple[str, str]]) -> str:
     """A config's content, masked; the overrides this tool staged lose the training-only values, which an
     evaluation carries in its stack but never reads."""
-    text = path.read_text()
-    if path.parent == p.out_dir / "configs" and path.suffix == ".json":
-        values = json.loads(text)
-        if isinstance(values, dict):
-            ignored = overrides.training_only()
-            text = json.dumps({k: v for k, v in values.items() if k not in ignored}, sort_keys=True)
+    text, values = path.read_text(), _staged(p, path)
+    if values is not None:
+        ignored = overrides.training_only()
+        text = json.dumps({k: v for k, v in values.items() if k not in ignored}, sort_keys=True)
     return _sha(_masked(text, masks).encode())
 
 
@@ -94,9 +100,9 @@ def _stack(command: list[str]) -> list[Path]:
 def _datalist(p: Prepared, command: list[str], stack: list[Path]) -> Path | None:
     """The datalist the phase reads: its command's, else the last staged override's that names one."""
     given = _option(command, "--data_list_file_path")
-    for path in reversed(stack):
-        if given is None and path.parent == p.out_dir / "configs" and path.suffix == ".json":
-            given = json.loads(path.read_text()).get("data_list_file_path")
+    for path in reversed(stack):  # a later config file wins, as in monai.bundle
+        if given is None and (values := _staged(p, path)) is not None:
+            given = values.get("data_list_file_path")
     return Path(given) if given else None
 
 
@@ -123,10 +129,9 @@ def _cases(p: Prepared, phase: str, command: list[str], stack: list[Path]) -> li
         names |= {str(e[k]) for e in entries for k in ("image", "label") if k in e}
     data = str(p.dataset_dir)
     for path in stack:  # an inference config lists its images by absolute path (stage/inference.py)
-        if path.parent == p.out_dir / "configs" and path.suffix == ".json":
-            for entry in json.loads(path.read_text()).get("dataset#data", []):
-                if isinstance(entry, dict) and str(entry.get("image", "")).startswith(data):
-                    names.add(str(Path(entry["image"]).relative_to(data)))
+        for entry in (_staged(p, path) or {}).get("dataset#data", []):
+            if isinstance(entry, dict) and str(entry.get("image", "")).startswith(data + os.sep):
+                names.add(str(Path(entry["image"]).relative_to(data)))
     cases = []
     for name in sorted(names):
         digest = _digest(p, p.dataset_dir / name)
