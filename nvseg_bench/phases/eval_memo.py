@@ -74,18 +74,19 @@ def _masked(text: str, masks: list[tuple[str, str]]) -> str:
     return text
 
 
-def _staged(p: Prepared, path: Path) -> dict[str, Any] | None:
+def _staged(out_dir: Path, path: Path) -> dict[str, Any] | None:
     """An override this tool staged under OUT (a CV's shared pass reads its first fold's), as data."""
-    if path.suffix != ".json" or p.out_dir not in path.parents:
+    if path.suffix != ".json" or out_dir not in path.parents:
         return None
     values = json.loads(path.read_text())
     return values if isinstance(values, dict) else None
 
 
-def _config_digest(path: Path, p: Prepared, masks: list[tuple[str, str]]) -> str:
-    """A config's content, masked; the overrides this tool staged lose the training-only values, which an
-    evaluation carries in its stack but never reads."""
-    text, values = path.read_text(), _staged(p, path)
+def _config_digest(path: Path, out_dir: Path, masks: list[tuple[str, str]] | None = None) -> str:
+    """A config's content, masked (OUT alone by default); the overrides this tool staged lose the
+    training-only values, which an evaluation carries in its stack but never reads."""
+    text, values = path.read_text(), _staged(out_dir, path)
+    masks = masks if masks is not None else [(str(out_dir), "<OUT>")]
     if values is not None:
         ignored = overrides.training_only()
         text = json.dumps({k: v for k, v in values.items() if k not in ignored}, sort_keys=True)
@@ -101,7 +102,7 @@ def _datalist(p: Prepared, command: list[str], stack: list[Path]) -> Path | None
     """The datalist the phase reads: its command's, else the last staged override's that names one."""
     given = _option(command, "--data_list_file_path")
     for path in reversed(stack):  # a later config file wins, as in monai.bundle
-        if given is None and (values := _staged(p, path)) is not None:
+        if given is None and (values := _staged(p.out_dir, path)) is not None:
             given = values.get("data_list_file_path")
     return Path(given) if given else None
 
@@ -129,7 +130,7 @@ def _cases(p: Prepared, phase: str, command: list[str], stack: list[Path]) -> li
         names |= {str(e[k]) for e in entries for k in ("image", "label") if k in e}
     data = str(p.dataset_dir)
     for path in stack:  # an inference config lists its images by absolute path (stage/inference.py)
-        for entry in (_staged(p, path) or {}).get("dataset#data", []):
+        for entry in (_staged(p.out_dir, path) or {}).get("dataset#data", []):
             if isinstance(entry, dict) and str(entry.get("image", "")).startswith(data + os.sep):
                 names.add(str(Path(entry["image"]).relative_to(data)))
     cases = []
@@ -156,7 +157,7 @@ def key(p: Prepared, phase: str = PHASE) -> str | None:
     material = {
         "phase": phase,
         "command": [_masked(arg, masks) for i, arg in enumerate(command) if i == 0 or command[i - 1] not in given],
-        "configs": [_config_digest(path, p, masks) for path in stack],
+        "configs": [_config_digest(path, p.out_dir, masks) for path in stack],
         "bundle_code": _bundle_code(p.bundle_dir),
         "checkpoint": p.weights.sha256,
         "cases": cases,
