@@ -1,5 +1,6 @@
 """A seed sweep run for real: three smoke finetunes in one command, one shared pretrained evaluation, one
-pretrained forgetting pass (kept: phases/eval_memo.py), and a later identical run that runs no pretrained pass."""
+pretrained forgetting pass (kept: phases/eval_memo.py), a later identical run that runs no pretrained pass, and
+the same sweep with two seeds side by side (--parallel 2) reporting the same figures."""
 from __future__ import annotations
 
 import json
@@ -39,3 +40,10 @@ def test_a_three_seed_smoke_sweep_runs_in_one_command(tmp_path):
     assert set(doc["runtime"]["reused_phases"]) == {"eval_pretrained", "forget_pretrained"}
     assert "pretrained passes kept: eval_pretrained" in " ".join(doc["plan"]["rationale"])
     assert doc["output"]["formal_pretrained_per_case"] == docs[0]["output"]["formal_pretrained_per_case"]
+    # the same sweep with two seeds side by side (--parallel 2: one core each) reports the same figures
+    par = subprocess.run([*common, "--seeds", "0,1,2", "--parallel", "2", "--output-dir", str(tmp_path / "par")],
+                         capture_output=True, text=True, cwd=REPO, timeout=1800)
+    assert par.returncode == 0, par.stdout[-2000:] + par.stderr[-2000:]
+    side = [json.loads((tmp_path / "par" / f"seed-{s}" / "output.json").read_text()) for s in (0, 1, 2)]
+    assert [d["output"]["formal_finetuned_per_case"] for d in side] == [d["output"]["formal_finetuned_per_case"] for d in docs]
+    assert json.loads((tmp_path / "par" / "sweep.json").read_text())["formal_gain"] == sweep["formal_gain"]
