@@ -9,8 +9,15 @@ On a 10-case copy of the shipped fixture (fixtures/make_cv_copy.py: two cases pe
   separate  five single-fold runs one after another, fold K validating in the K-th (the datalists of
             `--folds all`'s fold-K/datalist.json), which is what a user would run without --folds;
   cv        `--folds all`: one pretrained evaluation over the 10 cases, five finetunes and evaluations.
-Prints the walls and the ratios cv/separate and cv/single with `uptime`'s load before and after, and writes
-them to benchmarks/results/cv_bench_<date>.json. Asserts nothing.
+Prints the walls and the ratios cv/separate and cv/single with `uptime`'s load before and after, each
+member's phase seconds and start-up (the profile of a fold against its separate run), and writes them to
+benchmarks/results/cv_bench_<date>.json. Asserts nothing.
+
+    python benchmarks/cv_bench.py --scale [--cases 20 --size 256 --slices 96]
+
+runs the same three on the scale set instead (benchmarks/scale_bench.py's realistic-size CT-like cases,
+micro VISTA3D, the recipe of that benchmark: --auto-seg, patch 64, one epoch), where the evaluations
+weigh more than on the fixture.
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "fixtures"), str(REPO)]
+sys.path[:0] = [str(REPO / "fixtures"), str(REPO), str(REPO / "benchmarks")]
 
 from make_cv_copy import build  # noqa: E402
 
@@ -55,14 +62,41 @@ def datalist_for(data: Path, fold: int, target: Path) -> Path:
     return write_json(target, fold_datalist(json.loads((data / "datalist.json").read_text())["training"], fold))
 
 
+def profile(out: Path) -> dict:
+    """A member's phases: seconds, start-up (process start to the engine built), reused or run."""
+    runtime = json.loads((out / "output.json").read_text())["runtime"]
+    timing = runtime.get("phase_timing") or {}
+    return {n: {"seconds": s, "startup_s": (timing.get(n) or {}).get("startup_s"),
+                "reused": n in (runtime.get("reused_phases") or {})} for n, s in runtime["phase_seconds"].items()}
+
+
+def scale_data(work: Path, args: argparse.Namespace) -> tuple[Path, list[str]]:
+    """The scale set (five even folds) and the recipe flags of benchmarks/scale_bench.py."""
+    from bench_common import MAPPING, MICRO
+    from scale_bench import make_dataset
+
+    data = work / f"scale_{args.cases}x{args.size}x{args.slices}"
+    make_dataset(data, args.cases, args.cases // FOLDS, args.size, args.slices)
+    return data, [str(data), "--label-mapping", json.dumps(MAPPING), "--auto-seg", "--epochs", str(args.epochs or 1),
+                  "--patch-size", "64", "--pretrained-ckpt", str(MICRO / "model.pt"),
+                  "--network-config", str(MICRO / "network.json")]
+
+
 def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="where the copy and the runs go (default: a temporary dir)")
     parser.add_argument("--epochs", type=int, help="--epochs for every run (default: the smoke preset's)")
+    parser.add_argument("--scale", action="store_true", help="the scale set instead of the fixture copy")
+    parser.add_argument("--cases", type=int, default=20, help="--scale: cases (a fifth in each fold)")
+    parser.add_argument("--size", type=int, default=256, help="--scale: in-plane voxels")
+    parser.add_argument("--slices", type=int, default=96, help="--scale: slices")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="nvseg-cv-bench-"))
-    data = build(work / "data")
-    common = [str(data), "--smoke"] + (["--epochs", str(args.epochs)] if args.epochs else [])
+    if args.scale:
+        data, common = scale_data(work, args)
+    else:
+        data = build(work / "data")
+        common = [str(data), "--smoke"] + (["--epochs", str(args.epochs)] if args.epochs else [])
     before = load()
     walls: dict[str, float] = {}
     single_list = datalist_for(data, 0, work / "fold0.json")
@@ -77,7 +111,10 @@ def run() -> int:
     walls["cv"] = cli(common + ["--folds", "all", "--output-dir", str(work / "cv")], work / "cache-cv", work / "cv.log")
     after = load()
     cv_doc = json.loads((work / "cv" / "cv.json").read_text())
-    result = {"date": dt.date.today().isoformat(), "cases": 10, "folds": FOLDS, "epochs": args.epochs,
+    profiles = {"separate": [profile(work / f"separate-{k}") for k in range(FOLDS)],
+                "cv_folds": [profile(work / "cv" / f"fold-{k}") for k in range(FOLDS)]}
+    result = {"date": dt.date.today().isoformat(), "set": "scale" if args.scale else "fixture copy",
+              "cases": args.cases if args.scale else 10, "folds": FOLDS, "epochs": args.epochs, "profiles": profiles,
               "walls_s": walls, "separate_runs_s": separate,
               "cv_over_separate": round(walls["cv"] / walls["separate"], 3),
               "cv_over_single": round(walls["cv"] / walls["single"], 2),

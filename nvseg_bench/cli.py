@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "use: 'last' (default) the final epoch's weights, which the held-out cases did not choose; "
                              "'best' the best validation epoch, chosen on the very cases it is scored on (the best "
                              "epoch's pooled score and its optimism over the last are reported either way)")
+    recipe.add_argument("--parallel", type=_positive_int, metavar="N",
+                        help="with --folds or --seeds: up to N members at once, each with its share of the visible "
+                             "GPUs (or of the CPU cores); the pooled figures are a sequential run's")
+    recipe.add_argument("--slurm-array", action="store_true",
+                        help="with --folds or --seeds: submit the members as one SLURM job array (sbatch) and the "
+                             "pooling as a job that waits for it; prints the job ids (nvseg-finetune pool OUT pools "
+                             "by hand)")
     recipe.add_argument("--skip-formal-eval", action="store_true", help="skip the two original-spacing eval phases")
     recipe.add_argument("--nsd-tolerance-mm", type=positive_float, default=NSD_TOLERANCE_MM, metavar="MM",
                         help="tolerance of the normalised surface Dice every formal evaluation reports beside Dice, "
@@ -163,7 +170,7 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     req = resume_request(args, argv) if args.resume else to_request(args, argv)
     if args.save_to:
         commands.history_store(args.save_to)  # a store that cannot be used is refused before the run, not after
-    if req.folds or req.seeds:
+    if req.folds or req.seeds or req.parallel or req.slurm_array:
         from nvseg_bench.campaign import run_campaign  # the run's modules load after parsing: --help stays fast
 
         code = run_campaign(req, Console())
@@ -252,6 +259,12 @@ class Console:
     def fold_done(self, fold: int, outcome) -> None:
         self._member_done(f"fold {fold}", outcome)
 
+    def submitted(self, lines: list[str]) -> None:
+        self.say("\n".join(f"{PROG}: {line}" for line in lines))
+
+    def member_failed(self, name: str, why: str) -> None:
+        self.say(f"{PROG}: {name} failed: {why} (the other members are kept)")
+
     def _member_done(self, name: str, outcome) -> None:
         self._schema(outcome.schema_errors)
         self.say(f"{PROG}: {name}: {outcome.doc['headline']}\n  output.json: {outcome.path}")
@@ -300,11 +313,24 @@ def disk_full(exc: BaseException, writing: Path | None) -> DiskFullError | None:
     return DiskFullError.writing(Path(exc.filename) if exc.filename else writing)
 
 
+def pool_command(argv: Sequence[str]) -> int:
+    """`nvseg-finetune pool OUT`: pool the members of a --slurm-array campaign (campaign/slurm_array.py)."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} pool", description="pool the finished members of a campaign "
+                                     "submitted with --slurm-array into OUT/cv.json (and OUT/output.json) or OUT/sweep.json")
+    parser.add_argument("out", type=Path, metavar="OUT", help="the campaign's --output-dir")
+    from nvseg_bench.campaign.slurm_array import pool
+
+    path, _ = pool(parser.parse_args(argv).out.resolve(), lambda args: to_request(build_parser().parse_args(args), args))
+    print(f"{PROG}: pooled into {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] and argv[0] in commands.SUBCOMMANDS:
+    handlers = commands.SUBCOMMANDS | {"pool": pool_command}
+    if argv[:1] and argv[0] in handlers:
         try:
-            return commands.SUBCOMMANDS[argv[0]](argv[1:])
+            return handlers[argv[0]](argv[1:])
         except NvsegError as exc:
             print(exc.render(PROG), file=sys.stderr)
             return exc.exit_code

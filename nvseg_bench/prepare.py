@@ -25,6 +25,7 @@ from nvseg_bench.inputs.request import Request
 from nvseg_bench.inputs.resolve import Resolved, resolve_for
 from nvseg_bench.model import axis, bundle_source, checkpoints
 from nvseg_bench.model.weights import Weights, hub_cache_dir, resolve_weights
+from nvseg_bench.phases import eval_memo
 from nvseg_bench.phases.runner import allocator_line, bundle_command, command_prefix
 from nvseg_bench.planning import environment, forgetting, network, pins, slurm
 from nvseg_bench.planning.plan import Plan, make_plan
@@ -341,7 +342,7 @@ def prepare(req: Request) -> Prepared:
                                                             rows=findings["samples"], digests=digests)
     if not plan.multi_gpu:  # each epoch kept for --resume; several processes would write it at once
         staged = resume.attach(staged, out_dir, point, plan.amp)
-    return Prepared(request=req, resolved=resolved, bundle_dir=bundle.path, dataset_dir=dataset_dir, out_dir=out_dir,
+    prepared = Prepared(request=req, resolved=resolved, bundle_dir=bundle.path, dataset_dir=dataset_dir, out_dir=out_dir,
                     mapping=mapping, entries=entries, datalist_path=datalist_path, audit=findings, env=env,
                     plan=plan.noting(forget.reason, resume_line, cache_line,
                                      boundary.plan_note(req.nsd_tolerance_mm, not req.skip_formal_eval)),
@@ -353,3 +354,4 @@ def prepare(req: Request) -> Prepared:
                     modality=chosen_modality,
                     cache=cache, digests=digests, cache_note=cache_why, label_dict_path=dict_path, bundle=bundle,
                     resume_point=point, test_split=split)
+    return replace(prepared, plan=prepared.plan.noting(eval_memo.plan_line(prepared)))  # kept passes, in the plan

@@ -13,8 +13,21 @@ if TYPE_CHECKING:
 
 
 def run_campaign(req: Request, show: CvShow | SweepShow) -> int:
-    """`--folds` or `--seeds`: the campaign the request asks for; its exit code. The members' modules load
-    here, after parsing, so --help stays fast."""
+    """`--folds` or `--seeds`: the campaign the request asks for (its members side by side with --parallel,
+    or submitted with --slurm-array); its exit code. The members' modules load here, after parsing, so
+    --help stays fast."""
+    from nvseg_bench.errors import ArgumentError
+
+    if not (req.folds or req.seeds):
+        raise ArgumentError("--parallel and --slurm-array run the members of a campaign side by side; there is none.",
+                            fix=["Add --folds all (cross-validation) or --seeds 0,1,2 (a seed sweep), or drop the flag."])
+    if req.parallel and req.slurm_array:
+        raise ArgumentError("--parallel and --slurm-array both say where the members run; give one.",
+                            fix=["--parallel N on this machine, or --slurm-array to let SLURM place them."])
+    if req.slurm_array:
+        from nvseg_bench.campaign.slurm_array import submit
+
+        return submit(req, show)
     if req.folds:
         from nvseg_bench.campaign.folds import run_cv
 

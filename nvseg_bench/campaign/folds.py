@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.campaign import cv_test, last_epoch
-from nvseg_bench.campaign.members import SHARED_PHASE, run_member, share_log, with_parent, with_values
+from nvseg_bench.campaign import cv_test, last_epoch, parallel
+from nvseg_bench.campaign.members import SHARED_PHASE, CampaignStarter, run_member, share_log, with_parent, with_values
 from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_PHASE_FAILED, EXIT_SCHEMA_BUG, ArgumentError
 from nvseg_bench.evidence import collect, decision, gain_stats, pool, selection
 from nvseg_bench.inputs import folds as cv_folds
@@ -35,6 +35,7 @@ from nvseg_bench.output import write
 from nvseg_bench.output.pooled import cv_document
 from nvseg_bench.paths import CV_FILE, fold_dir
 from nvseg_bench.phase_names import EVAL_FINETUNED, EVAL_LAST
+from nvseg_bench.phases import warm
 from nvseg_bench.phases.loop import run_phases
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import make_output_dir, prepare, resolve_dirs
@@ -55,13 +56,14 @@ def refuse_combinations(req: Request) -> None:
                                  "grid is not supported (run --seed S --folds all once per seed instead)."])
 
 
-def pretrained_pass(first: Prepared, every: Path, out_dir: Path) -> tuple[PhaseResult | None, bool]:
+def pretrained_pass(first: Prepared, every: Path, out_dir: Path,
+                    starter: warm.WarmStarter | None = None) -> tuple[PhaseResult | None, bool]:
     """eval_pretrained once over every chosen case, into OUT/eval_pretrained; (result, interrupted)."""
     cases = json.loads(every.read_text())["training"]
     command = with_values(first.commands[SHARED_PHASE], {"output_dir": str(out_dir / SHARED_PHASE),
                                                          "data_list_file_path": str(every)})
     whole = replace(first, out_dir=out_dir, entries=cases, datalist_path=every, commands={SHARED_PHASE: command})
-    run = run_phases(whole, time.time())
+    run = run_phases(whole, time.time(), starter, shared_starter=starter is not None)
     return run.results.get(SHARED_PHASE), run.interrupted
 
 
@@ -70,13 +72,30 @@ def fold_cases(entries: list[dict], fold: int) -> set[str]:
 
 
 def run_fold(p: Prepared, shared: PhaseResult, out_dir: Path, cases: set[str],
-             parent: session.Tracker | None = None) -> Outcome:
+             parent: session.Tracker | None = None, starter: warm.WarmStarter | None = None) -> Outcome:
     """One fold: its cases' part of the shared evaluation, then finetune and eval_finetuned, then output.json."""
     started = (time.monotonic(), time.time())
     pool.merge_eval([(out_dir / SHARED_PHASE, cases)], p.out_dir / SHARED_PHASE)
     share_log(out_dir, p.out_dir)
-    outcome, _ = run_member(p, shared, parent, started)
+    outcome, _ = run_member(p, shared, parent, started, starter)
     return outcome
+
+
+def fold_member(req: Request, fold: int, shared: PhaseResult, out_dir: Path, cases: set[str]) -> Outcome:
+    """One fold in a worker of --parallel: prepared again there, under the worker's share of the machine."""
+    p = prepare(replace(req, output_dir=fold_dir(out_dir, fold), datalist=fold_dir(out_dir, fold) / "datalist.json",
+                        folds=None, parallel=None))
+    return run_fold(last_epoch.with_last_epoch(p, req.cv_checkpoint), shared, out_dir, cases)
+
+
+def side_by_side(req: Request, chosen: list[int], out_dir: Path, entries: list[dict], shared: PhaseResult,
+                 show: CvShow) -> dict[int, Outcome | str]:
+    """--parallel N: every fold, up to N at once; fold -> its Outcome, or why it failed."""
+    for index, fold in enumerate(chosen, start=1):
+        show.fold_started(fold, index, len(chosen))
+    jobs = {fold: (fold_member, (req, fold, shared, out_dir, fold_cases(entries, fold))) for fold in chosen}
+    return parallel.run_members(jobs, req.parallel or 1, lambda fold, done: (
+        show.member_failed(f"fold {fold}", done) if isinstance(done, str) else show.fold_done(fold, done)))
 
 
 def _fold_row(fold: int, doc: dict[str, Any], path: Path, cases: set[str]) -> dict[str, Any]:
@@ -214,6 +233,8 @@ class CvShow(Protocol):
 
     def fold_done(self, fold: int, outcome: Outcome) -> None: ...
 
+    def member_failed(self, name: str, why: str) -> None: ...
+
     def cv_done(self, cv: dict[str, Any], path: Path) -> None: ...
 
     def tracked(self, tracker: session.Tracker, warnings: list[str]) -> None: ...
@@ -246,24 +267,30 @@ def run_cv(req: Request, show: CvShow) -> int:
     refuse_combinations(req)
     started = time.monotonic()
     req, parent = with_parent(req)  # each fold is a child run of the CV's
-    prepared, entries, every, source, split = prepare_folds(req)
-    chosen = list(prepared)
-    out_dir = prepared[chosen[0]].out_dir.parent
-    show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
-    shared, interrupted = pretrained_pass(prepared[chosen[0]], every, out_dir)
-    docs: dict[int, tuple[dict[str, Any], Path]] = {}
-    code = EXIT_INTERRUPTED if interrupted else 0
-    ok = shared is not None and shared.return_code == 0 and shared.failure is None
-    if not ok and not interrupted:
-        code = EXIT_PHASE_FAILED  # the shared evaluation failed: no fold can be compared
-    for index, fold in enumerate(chosen if ok else [], start=1):
-        show.fold_started(fold, index, len(chosen))
-        outcome = run_fold(prepared[fold], shared, out_dir, fold_cases(entries, fold), parent)
-        show.fold_done(fold, outcome)
-        docs[fold] = (outcome.doc, outcome.path)
-        code = code or outcome.code
-        if outcome.code == EXIT_INTERRUPTED:
-            break
+    with CampaignStarter(req) as starter:  # one warm-start server for every fold, importing while they prepare
+        prepared, entries, every, source, split = prepare_folds(req)
+        chosen = list(prepared)
+        out_dir = prepared[chosen[0]].out_dir.parent
+        show.plan(prepared[chosen[0]])  # every fold's plan is this one's but for its datalist
+        shared, interrupted = pretrained_pass(prepared[chosen[0]], every, out_dir, starter)
+        docs: dict[int, tuple[dict[str, Any], Path]] = {}
+        code = EXIT_INTERRUPTED if interrupted else 0
+        ok = shared is not None and shared.return_code == 0 and shared.failure is None
+        if not ok and not interrupted:
+            code = EXIT_PHASE_FAILED  # the shared evaluation failed: no fold can be compared
+        if ok and (req.parallel or 1) > 1:
+            found = side_by_side(req, chosen, out_dir, entries, shared, show)
+            docs = {k: (o.doc, o.path) for k, o in found.items() if not isinstance(o, str)}
+            code = code or next((o.code for o in found.values() if not isinstance(o, str) and o.code), 0) or (
+                EXIT_PHASE_FAILED if len(docs) < len(chosen) else 0)
+        for index, fold in enumerate(chosen if ok and (req.parallel or 1) == 1 else [], start=1):
+            show.fold_started(fold, index, len(chosen))
+            outcome = run_fold(prepared[fold], shared, out_dir, fold_cases(entries, fold), parent, starter)
+            show.fold_done(fold, outcome)
+            docs[fold] = (outcome.doc, outcome.path)
+            code = code or outcome.code
+            if outcome.code == EXIT_INTERRUPTED:
+                break
     cv = assemble(docs, entries, chosen, out_dir, source, prepared[chosen[0]].weights.path, req.cv_checkpoint)
     if not ok and shared is not None:
         cv["headline"] = (f"{len(chosen)}-fold CV: the shared evaluation of the pretrained checkpoint did not finish "

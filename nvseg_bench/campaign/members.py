@@ -17,10 +17,11 @@ from pathlib import Path
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.paths import phase_log
 from nvseg_bench.phase_names import EVAL_PRETRAINED
+from nvseg_bench.phases import warm
 from nvseg_bench.phases.loop import run_phases
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepared import Prepared
-from nvseg_bench.run import Outcome, conclude
+from nvseg_bench.run import Outcome, conclude, start_warm
 from nvseg_bench.store.files import link_tree
 from nvseg_bench.tracking import session
 
@@ -60,14 +61,18 @@ def share_log(first: Path, target: Path) -> None:
 
 
 def run_member(prepared: Prepared, shared: PhaseResult | None, parent: session.Tracker | None = None,
-               started: tuple[float, float] | None = None) -> tuple[Outcome, PhaseResult | None]:
+               started: tuple[float, float] | None = None,
+               starter: warm.WarmStarter | None = None) -> tuple[Outcome, PhaseResult | None]:
     """The phases and output.json of one member run (a sweep's seed, a CV fold); with `shared`, the
     pretrained evaluation already in its folder stands for the phase, which is not run again. With
     `parent`, the member is tracked as its child run; its warnings join the parent's. `started`:
-    (monotonic, epoch) when the member began, else now."""
+    (monotonic, epoch) when the member began, else now. `starter`: the campaign's warm-start server, which
+    stays open for the next member (a server per member made each member's first phase wait for its
+    imports: the per-fold finetune slowdown of issue 38)."""
     started_mono, started_epoch = started or (time.monotonic(), time.time())
     prepared, tracker = session.start(prepared, parent)
-    phases = run_phases(prepared, started_epoch, skip=frozenset({SHARED_PHASE}) if shared else frozenset())
+    phases = run_phases(prepared, started_epoch, starter, skip=frozenset({SHARED_PHASE}) if shared else frozenset(),
+                        shared_starter=starter is not None)
     if shared is not None:  # evaluated once for all members; its figures are that evaluation's
         log = str(phase_log(prepared.out_dir, SHARED_PHASE))
         phases = replace(phases, results={SHARED_PHASE: replace(shared, log_path=log)} | phases.results)
@@ -76,3 +81,18 @@ def run_member(prepared: Prepared, shared: PhaseResult | None, parent: session.T
     if parent is not None:
         parent.warnings.extend(w for w in warnings if w not in parent.warnings)
     return outcome, phases.results.get(SHARED_PHASE)
+
+
+class CampaignStarter:
+    """One warm-start server for a whole campaign, started before its members prepare (as a single run's
+    is: run.start_warm) and closed when the campaign ends: `with CampaignStarter(req) as starter`."""
+
+    def __init__(self, req: Request) -> None:
+        self.starter = start_warm(req)
+
+    def __enter__(self) -> warm.WarmStarter | None:
+        return self.starter
+
+    def __exit__(self, *exc: object) -> None:
+        if self.starter is not None:
+            self.starter.close()

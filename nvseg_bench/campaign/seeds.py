@@ -22,11 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from nvseg_bench.campaign.members import SHARED_PHASE, run_member, share, with_parent
-from nvseg_bench.errors import EXIT_INTERRUPTED, ArgumentError
+from nvseg_bench.campaign import parallel
+from nvseg_bench.campaign.members import SHARED_PHASE, CampaignStarter, run_member, share, with_parent
+from nvseg_bench.errors import EXIT_INTERRUPTED, EXIT_PHASE_FAILED, ArgumentError
 from nvseg_bench.evidence.pool import distribution
 from nvseg_bench.inputs.request import Request
 from nvseg_bench.paths import SWEEP_FILE, seed_dir
+from nvseg_bench.phases import warm
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepare import prepare
 from nvseg_bench.run import Outcome
@@ -142,20 +144,37 @@ class SweepShow(Protocol):
 
     def seed_done(self, seed: int, outcome: Outcome) -> None: ...
 
+    def member_failed(self, name: str, why: str) -> None: ...
+
     def sweep_done(self, sweep: dict[str, Any], path: Path) -> None: ...
 
     def tracked(self, tracker: session.Tracker, warnings: list[str]) -> None: ...
 
 
 def run_seed(req: Request, seed: int, shared: PhaseResult | None, first_dir: Path | None,
-             parent: session.Tracker | None = None) -> tuple[Outcome, PhaseResult | None]:
+             parent: session.Tracker | None = None, starter: warm.WarmStarter | None = None) -> tuple[Outcome, PhaseResult | None]:
     """One seed's run into OUT/seed-S; `shared` is the first seed's eval_pretrained result (then its folder
     is linked in and the phase is not run again)."""
     started = (time.monotonic(), time.time())
     prepared = prepare(replace(req, output_dir=seed_dir(req.output_dir, seed), seed=seed, seeds=None))
     if shared is not None and first_dir is not None:
         share(first_dir, prepared.out_dir)
-    return run_member(prepared, shared, parent, started)
+    return run_member(prepared, shared, parent, started, starter)
+
+
+def seed_member(req: Request, seed: int, shared: PhaseResult, first_dir: Path) -> Outcome:
+    """One seed in a worker of --parallel, prepared there under the worker's share of the machine."""
+    return run_seed(req, seed, shared, first_dir)[0]
+
+
+def side_by_side(req: Request, seeds: list[int], shared: PhaseResult, first_dir: Path | None,
+                 show: SweepShow) -> dict[int, Outcome | str]:
+    """--parallel N: the seeds after the first, up to N at once; seed -> its Outcome, or why it failed."""
+    for index, seed in enumerate(seeds, start=2):
+        show.seed_started(seed, index, len(seeds) + 1)
+    jobs = {seed: (seed_member, (replace(req, parallel=None), seed, shared, first_dir)) for seed in seeds}
+    return parallel.run_members(jobs, req.parallel or 1, lambda seed, done: (
+        show.member_failed(f"seed {seed}", done) if isinstance(done, str) else show.seed_done(seed, done)))
 
 
 def run_sweep(req: Request, show: SweepShow) -> int:
@@ -165,16 +184,24 @@ def run_sweep(req: Request, show: SweepShow) -> int:
     docs: dict[int, tuple[dict[str, Any], Path]] = {}
     shared, first_dir, code = None, None, 0
     seeds = req.seeds or []
-    for index, seed in enumerate(seeds, start=1):
-        show.seed_started(seed, index, len(seeds))
-        outcome, pre = run_seed(req, seed, shared, first_dir, parent)
-        show.seed_done(seed, outcome)
-        docs[seed] = (outcome.doc, outcome.path)
-        code = code or outcome.code
-        if shared is None:
-            shared, first_dir = pre, outcome.path.parent
-        if outcome.code == EXIT_INTERRUPTED or pre is None or pre.return_code != 0:
-            break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
+    side = (req.parallel or 1) > 1  # the first seed alone (it runs the shared evaluation), the others side by side
+    with CampaignStarter(req) as starter:
+        for index, seed in enumerate(seeds[:1] if side else seeds, start=1):
+            show.seed_started(seed, index, len(seeds))
+            outcome, pre = run_seed(req, seed, shared, first_dir, parent, starter)
+            show.seed_done(seed, outcome)
+            docs[seed] = (outcome.doc, outcome.path)
+            code = code or outcome.code
+            if shared is None:
+                shared, first_dir = pre, outcome.path.parent
+            if outcome.code == EXIT_INTERRUPTED or pre is None or pre.return_code != 0:
+                side = False
+                break  # interrupted, or the shared evaluation failed: later seeds cannot be compared
+    if side and shared is not None:
+        found = side_by_side(req, seeds[1:], shared, first_dir, show)
+        docs |= {s: (o.doc, o.path) for s, o in found.items() if not isinstance(o, str)}
+        code = code or next((o.code for o in found.values() if not isinstance(o, str) and o.code), 0) or (
+            EXIT_PHASE_FAILED if len(docs) < len(seeds) else 0)
     target, doc = write(docs, req.output_dir)
     show.sweep_done(doc, target.resolve())
     summary = {f"sweep.formal_gain.{k}": v for k, v in doc["formal_gain"].items() if v is not None}

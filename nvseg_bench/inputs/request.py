@@ -42,6 +42,8 @@ class Request:
     seeds: list[int] | None = None
     folds: str | None = None  # --folds: "all" or "0,1,2" (parse_folds); None: no cross-validation
     cv_checkpoint: str = "last"  # --cv-checkpoint: each fold's scored checkpoint, "last" epoch or "best" epoch
+    parallel: int | None = None  # --parallel N: up to N campaign members at once (campaign/parallel.py)
+    slurm_array: bool = False  # --slurm-array: submit the members as a SLURM job array (campaign/slurm_array.py)
     skip_formal_eval: bool = False
     nsd_tolerance_mm: float = NSD_TOLERANCE_MM  # the boundary metrics' surface Dice tolerance
     forgetting_check: str | None = None  # N, class names, "off" (--no-forgetting-check); None: the preset decides

@@ -1,5 +1,6 @@
 """The phases of a run, in order: each one run (warm-started when it can be), kept from an earlier identical
-run (eval_memo.py), or kept from the stopped run a --resume continues (phases/resumed.py, stage/resume.py).
+run (any pretrained pass: eval_memo.py), or kept from the stopped run a --resume continues (phases/resumed.py,
+stage/resume.py).
 
 Stops at the first failure and at Ctrl-C/SIGTERM. Holds the preprocessing cache's key while the phases
 read it (no other run evicts it) and trims the cache to its cap afterwards. Returns a frozen `PhaseRun`;
@@ -39,9 +40,10 @@ def _say(index: int, total: int, name: str, text: str) -> None:
 
 
 def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | None = None,
-               skip: frozenset[str] = frozenset()) -> PhaseRun:
+               skip: frozenset[str] = frozenset(), shared_starter: bool = False) -> PhaseRun:
     """Run p.commands in order but those in `skip` (a sweep's shared evaluation). `starter` is a warm-start
-    server started early; it is used when warm start applies, and closed."""
+    server started early; it is used when warm start applies, and closed unless `shared_starter` (a
+    campaign's one server, kept open for its next member: campaign/members.py)."""
     results: dict[str, PhaseResult] = {}
     env = bundle_env(p.bundle_dir, p.staged.config_dir)
     hold, cache_start = None, None
@@ -52,21 +54,23 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
     (p.out_dir / "logs").mkdir(exist_ok=True)
     warm_note = warm.choose(p.plan.device, p.plan.nproc_per_node, p.plan.multi_gpu, os.environ)
     if warm_note and starter is not None:
-        starter.close()
+        if not shared_starter:
+            starter.close()
         starter = None
     elif not warm_note and starter is None:
         starter = warm.WarmStarter(pins.phase_python(), p.out_dir, env)
     names = [name for name in p.commands if name not in skip]
-    memo_key = eval_memo.key(p) if p.cache is not None and eval_memo.PHASE in names else None
+    memo_keys = {name: eval_memo.key(p, name) for name in names if p.cache is not None}
     interrupted = False
     try:
         for index, name in enumerate(names, start=1):
             spec = PhaseSpec(name, index, len(names), p.commands[name], phase_log(p.out_dir, name))
-            kept = eval_memo.recall(p.cache.root, memo_key, p) if memo_key and name == eval_memo.PHASE else None
+            memo_key = memo_keys.get(name)
+            kept = eval_memo.recall(p.cache.root, memo_key, p, name) if memo_key and p.cache is not None else None
             if kept is not None:
                 results[name] = kept[0]
-                _say(index, len(names), name, f"reused: the run in {kept[1]} scored the same checkpoint on the same "
-                     "cases with the same configs and versions; its predictions, metrics and log are copied")
+                _say(index, len(names), name, f"reused: the run in {kept[1]} ran the same checkpoint on the same "
+                     "cases with the same prompts, configs and versions; its outputs and log are copied")
                 continue
             if (earlier := resumed.before_phase(p, name, spec.command)) is not None:
                 results[name] = earlier
@@ -79,7 +83,7 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
                                             failure="interrupted", seconds=round(time.time() - started_wall, 2))
                 interrupted = True
                 break
-            if memo_key and name == eval_memo.PHASE:
+            if memo_key and p.cache is not None:
                 eval_memo.keep(p.cache.root, memo_key, results[name], p)
             if results[name].return_code != 0:
                 break
@@ -87,7 +91,8 @@ def run_phases(p: Prepared, started_wall: float, starter: warm.WarmStarter | Non
                 resume.discard(p.out_dir)  # a finished finetune needs no epoch checkpoint
     finally:
         if starter is not None:
-            starter.close(p.out_dir / "logs" / "warm_start.log")
+            if not shared_starter:
+                starter.close(p.out_dir / "logs" / "warm_start.log")
             warm_note = starter.note
         if hold is not None and p.cache is not None:
             hold.close()

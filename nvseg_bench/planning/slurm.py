@@ -1,4 +1,5 @@
-"""SLURM: under `srun`, the multi-node values torchrun needs come from the job's own variables.
+"""SLURM: under `srun`, the multi-node values torchrun needs come from the job's own variables; and the sbatch
+arguments of --slurm-array (a campaign's members as a job array, the pooling as a job that waits for it).
 
 One `srun --ntasks-per-node=1 nvseg-finetune ...` starts the same command on every node; each then
 takes --nnodes from SLURM_NNODES, --node-rank from SLURM_NODEID and meets the others at the first
@@ -78,3 +79,28 @@ def apply(req: Request, env: Mapping[str, str]) -> tuple[Request, str | None]:
     named = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in taken.items())
     return replace(req, **taken), (f"slurm: {named} from SLURM_NNODES, SLURM_NODEID and the first host of "
                                    "SLURM_JOB_NODELIST (this is one srun step; flags you give win)")
+
+
+# --slurm-array (campaign/slurm_array.py): the members as one job array, the pooling as a job after it.
+# afterany, not afterok: a failed member still writes its output.json (status failed), so the pooling runs,
+# names it and keeps the others; with afterok one failed fold would leave the campaign with no pooled record.
+POOL_DEPENDENCY = "afterany"
+
+
+def array_args(count: int, script: str, log_dir: str, name: str) -> list[str]:
+    """sbatch's arguments for the members' job array: task i runs member i of the script."""
+    return ["sbatch", "--parsable", f"--array=0-{count - 1}", f"--job-name={name}-members",
+            f"--output={log_dir}/member-%a.log", script]
+
+
+def pool_args(array_id: str, command: str, log_dir: str, name: str) -> list[str]:
+    """sbatch's arguments for the pooling job, which starts once every task of the array has ended."""
+    return ["sbatch", "--parsable", f"--dependency={POOL_DEPENDENCY}:{array_id}", f"--job-name={name}-pool",
+            f"--output={log_dir}/pool.log", f"--wrap={command}"]
+
+
+def job_id(stdout: str) -> str | None:
+    """The job id `sbatch --parsable` prints ('123' or '123;cluster'), or None."""
+    first = stdout.strip().splitlines()[0] if stdout.strip() else ""
+    found = first.split(";")[0].strip()
+    return found if found.isdigit() else None
