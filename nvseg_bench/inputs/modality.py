@@ -1,9 +1,9 @@
 """The modality axis: what kind of images a run holds, and whether the chosen model's recipe may take them.
 
 Each image is classified from the audit's intensity figures (no file is read again): CT in Hounsfield
-units reaches dense tissue (200 or more) and holds air, its background near -1000 (the 1st percentile
-at or below -500), or at least fat (-50 or below, for a scan cropped to the body); anything else is
-taken for MR, whose magnitude images are non-negative (or, z-scored, span a few units). NV-Segment-CT's recipe scales a
+units holds air, its background near -1000 (the 1st percentile at or below -500), which no MR image
+reaches; a scan cropped to the body without air is CT when it holds fat (-50 or below) and reaches
+dense tissue (200 or more); anything else is taken for MR, whose magnitude images are non-negative (or, z-scored, span a few units). NV-Segment-CT's recipe scales a
 fixed HU window and is refused on MR images (exit 2, before any phase), naming the files and
 `--model ctmr`. On NV-Segment-CTMR, `--modality CT_BODY|MRI_BODY|MRI_BRAIN` chooses the "everything"
 classes (its inference.json keys them by modality); CT images default to CT_BODY, and MR images need
@@ -47,8 +47,9 @@ class ModalityChoice:
 
 def classify(row: dict[str, Any]) -> str:
     """CT or MR for one audited image row (its hu_min, hu_p01 and hu_max)."""
-    below = row["hu_p01"] <= AIR_MAX_HU or row["hu_min"] <= FAT_MAX_HU
-    return CT_IMAGE if below and row["hu_max"] >= DENSE_MIN_HU else MR_IMAGE
+    if row["hu_p01"] <= AIR_MAX_HU:  # air: a soft-tissue crop padded with air is CT too, bone or not
+        return CT_IMAGE
+    return CT_IMAGE if row["hu_min"] <= FAT_MAX_HU and row["hu_max"] >= DENSE_MIN_HU else MR_IMAGE
 
 
 def _named(rows: list[dict[str, Any]]) -> str:

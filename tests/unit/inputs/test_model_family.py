@@ -162,6 +162,8 @@ CT_ROW, MR_ROW = row("ct.nii.gz", -1024, -1000, 1500), row("mr.nii.gz", 0, 3, 14
 def test_ct_has_air_and_dense_tissue_and_mr_has_neither():
     assert modality.classify(CT_ROW) == "CT" and modality.classify(MR_ROW) == "MR"
     assert modality.classify(row("cropped.nii.gz", -180, -120, 900)) == "CT"  # cropped to the body: fat, no air
+    assert modality.classify(row("soft.nii.gz", -1090, -1000, 140)) == "CT"  # air around soft tissue, no bone
+    assert modality.classify(row("fat-only.nii.gz", -180, -120, 150)) == "MR"  # neither air nor dense tissue
     assert modality.classify(row("zscored.nii.gz", -2.1, -1.5, 7.9)) == "MR"  # a z-scored MR spans a few units
     assert modality.classify(row("rescaled.nii.gz", 0, 0, 4095)) == "MR"  # no HU offset: refused as not HU
 
