@@ -252,9 +252,10 @@ def test_the_report_embeds_both_plots_and_names_the_verdict(pytester, cached_smo
     pytester.runpytest("-m", "smoke", "--nvseg-report", "report")
     page = (pytester.path / "report" / "report.html").read_text()
     images = [chunk.split("'", 1)[0] for chunk in page.split("data:image/png;base64,")[1:]]
-    # one image per figure the report draws (Dice trace, per-case and per-class slope charts, overlay); a smoke
-    # run has no forgetting check, so no agreement chart
-    assert len(images) == len(FIGURES) - 1 and all(base64.b64decode(i).startswith(PNG_SIGNATURE) for i in images)
+    # one image per figure the report draws (Dice trace, per-case and per-class slope charts, overlay) and per
+    # feature figure (the boundary chart); a smoke run has no forgetting check, so no agreement chart
+    assert len(images) == len(FIGURES) - 1 + 1 and all(base64.b64decode(i).startswith(PNG_SIGNATURE) for i in images)
+    assert "Boundary metrics per case" in page
     assert "smoke: PASS" in page and "<td class='passed'>passed</td>" in page
     markdown = (pytester.path / "report" / "report.md").read_text()
     assert "![Validation Dice per epoch](smoke_dice.png)" in markdown
