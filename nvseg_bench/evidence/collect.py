@@ -119,7 +119,7 @@ class Evidence:
         return self.comparison is not None and self.comparison["identical"] is False
 
 
-def _succeeded(results: dict[str, PhaseResult], name: str) -> bool:
+def succeeded(results: dict[str, PhaseResult], name: str) -> bool:
     return name in results and results[name].return_code == 0 and results[name].failure is None
 
 
@@ -130,7 +130,7 @@ def started_at(p: Prepared, started_epoch: float) -> float:
 
 
 def forgetting_evidence(p: Prepared, results: dict[str, PhaseResult], finetuned: Path) -> dict[str, Any] | None:
-    if p.forgetting is None or not all(_succeeded(results, name) for name in FORGETTING):
+    if p.forgetting is None or not all(succeeded(results, name) for name in FORGETTING):
         return None
     return forgetting.forgetting_block(p.forgetting, p.out_dir, validation_images(p.entries, p.dataset_dir),
                                        {"pretrained": p.weights.path, "finetuned": str(finetuned)})
@@ -138,7 +138,7 @@ def forgetting_evidence(p: Prepared, results: dict[str, PhaseResult], finetuned:
 
 def boundary_evidence(p: Prepared, results: dict[str, PhaseResult],
                       classes: tuple[per_class.MappedClass, ...]) -> dict[str, Any] | None:
-    splits = [s for s, phases in EVAL_SPLITS.items() if all(_succeeded(results, name) for name in phases)]
+    splits = [s for s, phases in EVAL_SPLITS.items() if all(succeeded(results, name) for name in phases)]
     if not splits:
         return None
     labels = boundary.label_index(p.dataset_dir, p.entries, p.datalist_path)
@@ -149,8 +149,8 @@ def gather(p: Prepared, results: dict[str, PhaseResult], started_epoch: float) -
     since = started_at(p, started_epoch)
     finetuned = p.staged.ckpt_dir / FINETUNED_NAME
     exists = finetuned.is_file() and finetuned.stat().st_mtime >= since
-    pre = formal_dice(p.out_dir / EVAL_PRETRAINED) if _succeeded(results, EVAL_PRETRAINED) else None
-    post = formal_dice(p.out_dir / EVAL_FINETUNED) if _succeeded(results, EVAL_FINETUNED) else None
+    pre = formal_dice(p.out_dir / EVAL_PRETRAINED) if succeeded(results, EVAL_PRETRAINED) else None
+    post = formal_dice(p.out_dir / EVAL_FINETUNED) if succeeded(results, EVAL_FINETUNED) else None
     classes = per_class.mapped_classes(p.mapping.pairs, p.mapping.names)
     return Evidence(
         finetuned_ckpt=finetuned, finetuned_exists=exists,

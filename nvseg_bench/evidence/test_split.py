@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nvseg_bench.evidence import gain_stats, per_class
-from nvseg_bench.evidence.collect import formal_dice, per_case_dice
+from nvseg_bench.evidence.collect import formal_dice, per_case_dice, succeeded
 from nvseg_bench.phase_names import EVAL_SPLITS
 from nvseg_bench.phases.runner import PhaseResult
 from nvseg_bench.prepared import Prepared
@@ -38,10 +38,6 @@ class TestScores:
         return gain_stats.gain_stats(self.per_case_pre, self.per_case_post) if self.per_case_pre and self.per_case_post else None
 
 
-def _succeeded(results: dict[str, PhaseResult], name: str) -> bool:
-    return name in results and results[name].return_code == 0 and results[name].failure is None
-
-
 def gather(p: Prepared, results: dict[str, PhaseResult]) -> TestScores | None:
     """The test split's scores; None when the run has no labelled testing cases or did not evaluate them."""
     pre_phase, post_phase = EVAL_SPLITS[SPLIT]
@@ -51,9 +47,9 @@ def gather(p: Prepared, results: dict[str, PhaseResult]) -> TestScores | None:
     read = {}
     for phase in (pre_phase, post_phase):
         folder = p.out_dir / phase
-        ok = _succeeded(results, phase) and formal_dice(folder) is not None
-        read[phase] = (formal_dice(folder) if ok else None, per_case_dice(folder) if ok else {},
-                       per_class.read_case_class_dice(folder, classes) if ok else {})
+        mean = formal_dice(folder) if succeeded(results, phase) else None
+        read[phase] = (mean, per_case_dice(folder) if mean is not None else {},
+                       per_class.read_case_class_dice(folder, classes) if mean is not None else {})
     (pre, cases_pre, classes_pre), (post, cases_post, classes_post) = read[pre_phase], read[post_phase]
     return TestScores(pre, post, cases_pre, cases_post, classes_pre, classes_post, p.test_split.to_json())
 
