@@ -11,7 +11,6 @@ the grid's diagonal. Cases: the trusted datalist's fold 0 for `validation`, its 
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from .gain_check import MAX_CASES, bootstrap, percentile
 from .inputs import Inputs, validation_entries
 from .pack import Pack
 from .recompute import prediction_path
+from .test_check import testing_entries
 
 TOLERANCE = 1e-3  # NSD (a share) and HD95 (mm): a tie at exactly the tolerance may round either way
 PHASES = {"validation": ("eval_pretrained", "eval_finetuned"), "test": ("eval_test_pretrained", "eval_test_finetuned")}
@@ -56,17 +56,12 @@ def nsd_hd95(pred: np.ndarray, label: np.ndarray, spacing: np.ndarray, tol: floa
 
 
 def split_entries(inputs: Inputs, split: str) -> list[dict] | str:
+    """The split's labelled cases from the trusted datalist (the test split's as test_check.py reads them)."""
     if split == "validation":
         return validation_entries(inputs)
-    try:
-        rows = json.loads(inputs.datalist.read_text()).get("testing") if inputs.datalist else None
-    except (OSError, ValueError, AttributeError) as exc:
-        return f"the datalist {inputs.datalist} is not readable ({exc})"
-    labelled = [e for e in rows or [] if isinstance(e, dict) and "label" in e]
-    if not labelled:
+    labelled = testing_entries(inputs)
+    if isinstance(labelled, list) and not labelled:
         return f"the datalist {inputs.datalist} lists no labelled `testing` cases"
-    if any(".." in Path(str(e["label"])).parts or Path(str(e["label"])).is_absolute() for e in labelled):
-        return "the datalist sends label reads outside its dataset"
     return labelled
 
 
