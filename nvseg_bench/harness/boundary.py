@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nvseg_bench.harness.feature import Feature, Figure, Gate, Section, Verdict, bad, ok, skip
+from nvseg_bench.harness.feature import Feature, Figure, Gate, Section, Verdict, bad, number, ok, skip
 from nvseg_bench.harness.ledger import RunRecord
 from nvseg_bench.harness.options import HarnessOptions, add_value_option, option_value
 from nvseg_bench.harness.plots import boundary_plot
@@ -19,10 +19,6 @@ OPTION = "min-nsd-gain"
 SPLIT = "validation"  # the split the gate judges: the one every run with formal evaluation has
 CASE_HEADER = ("case", "Dice pretrained", "Dice finetuned", "NSD pretrained", "NSD finetuned", "HD95 mm pretrained",
                "HD95 mm finetuned")
-
-
-def number(value: Any, spec: str = ".4f") -> str:  # summary.number's format; summary imports the gate table
-    return "-" if value is None else format(value, spec)
 
 
 def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:

@@ -29,6 +29,11 @@ class Verdict:
     properties: tuple[tuple[str, str], ...] = ()  # the item's JUnit properties beyond the common ones
 
 
+def number(value: Any, spec: str = ".4f") -> str:
+    """A figure for a table or a message: '-' when the run did not record it."""
+    return "-" if value is None else format(value, spec)
+
+
 def ok(message: str, note: bool = False, properties: tuple[tuple[str, str], ...] = ()) -> Verdict:
     return Verdict("passed", message, note, properties)
 

@@ -20,13 +20,12 @@ from typing import Any
 import pytest
 
 from nvseg_bench.harness.core_gates import reference_bounds
-from nvseg_bench.harness.feature import Feature, Section
+from nvseg_bench.harness.feature import Feature, Section, number
 from nvseg_bench.harness.gates import FEATURES, gate_title
 from nvseg_bench.harness.ledger import Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions, add_value_option, option_path
 from nvseg_bench.harness.plots import class_plot, dice_plot, forgetting_plot, overlay_plot, slope_plot
 from nvseg_bench.harness.runs import REFERENCE
-from nvseg_bench.harness.summary import number
 
 NO_MATPLOTLIB = "plots need matplotlib: pip install 'nvseg-bench[report]'"
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}

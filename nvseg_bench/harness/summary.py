@@ -4,16 +4,11 @@ and where the evidence is. Also the one number formatter the report uses.
 """
 from __future__ import annotations
 
-from typing import Any
 
-from nvseg_bench.harness.feature import Feature
+from nvseg_bench.harness.feature import Feature, number
 from nvseg_bench.harness.gates import FEATURES
 from nvseg_bench.harness.ledger import Ledger, RunRecord
 from nvseg_bench.harness.options import HarnessOptions
-
-
-def number(value: Any, spec: str = ".4f") -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def summary_row(record: RunRecord, columns: tuple[Feature, ...] = ()) -> list[str]:
