@@ -1,9 +1,8 @@
 """The terminal table at the end of a session: one row per run, with each gate feature's column
 (`Feature.column`), then what failed, each feature's lines (`Feature.terminal_lines`, in table order)
-and where the evidence is. Also the one number formatter the report uses.
+and where the evidence is.
 """
 from __future__ import annotations
-
 
 from nvseg_bench.harness.feature import Feature, number
 from nvseg_bench.harness.gates import FEATURES
